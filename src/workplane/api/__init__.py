@@ -1,0 +1,1 @@
+"""HTTP only: one module per resource; errors and shared parameters in one place each."""

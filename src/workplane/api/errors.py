@@ -1,0 +1,108 @@
+"""Every failure becomes the Run:ai ``Error`` body: ``{"code", "message", "details"}``.
+
+Validation problems are 400 (never FastAPI's 422 shape), unknown paths 404, wrong methods 405, a
+locked or unreachable database 503 with Retry-After; anything unexpected is a 500 whose body says
+nothing about the internals (the traceback goes to the server log only).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+import sqlalchemy.exc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from workplane.query.filters import QueryError
+
+log = logging.getLogger("workplane.api")
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    415: "Unsupported media type",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str, details: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+def bad_request(message: str, details: str | None = None) -> ApiError:
+    return ApiError(400, message, details)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, message)
+
+
+def error_response(code: int, message: str, details: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    body["details"] = details if details is not None else _TITLES.get(code, "")
+    return Response(orjson.dumps(body), status_code=code, media_type="application/json", headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "path", "body"))
+        where = error.get("loc", ("request",))[0]
+        parts.append(f"{where} {location or 'value'}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> Response:
+        return error_response(exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(QueryError)
+    async def _query_error(_request: Request, exc: QueryError) -> Response:
+        return error_response(400, f"invalid {exc.param}: {exc.message}")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> Response:
+        return error_response(400, f"invalid request: {_describe_validation(exc)}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "error")
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such endpoint"
+        return error_response(exc.status_code, message, headers=dict(exc.headers or {}))
+
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    async def _database_unavailable(_request: Request, exc: sqlalchemy.exc.OperationalError) -> Response:
+        # Locked SQLite (busy_timeout passed) or PostgreSQL down / restarting: retryable.
+        log.warning("database unavailable: %s", exc.orig)
+        return error_response(
+            503, "the database is busy or unreachable; retry shortly", headers={"Retry-After": "1"}
+        )
+
+    @app.exception_handler(sqlalchemy.exc.DBAPIError)
+    async def _database_error(_request: Request, exc: sqlalchemy.exc.DBAPIError) -> Response:
+        if exc.connection_invalidated or isinstance(exc, sqlalchemy.exc.InterfaceError):
+            return error_response(503, "the database connection was lost; retry shortly", headers={"Retry-After": "1"})
+        log.exception("database error")
+        return error_response(500, "internal error")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, _exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal error")

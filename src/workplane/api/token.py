@@ -1,0 +1,82 @@
+"""POST /api/v1/token: access keys in, signed JWTs out (SEMANTICS.md section 9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from workplane.api.deps import ServicesDep
+from workplane.api.errors import ApiError, bad_request
+from workplane.api.openapi import error_responses, json_response
+from workplane.api.params import strip_enum_prefix
+from workplane.auth.credentials import Principal, authenticate
+
+router = APIRouter(prefix="/api/v1", tags=["Tokens"])
+
+SUPPORTED_GRANTS = ("client_credentials", "app_token")
+# Body keys are matched case-insensitively; appId/appSecret (the official client) are synonyms.
+_ID_KEYS = ("clientid", "appid")
+_SECRET_KEYS = ("clientsecret", "appsecret")
+
+
+def _field(body: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key, value in body.items():
+        if key.lower() in keys:
+            if not isinstance(value, str):
+                raise bad_request(f"invalid token request: {key} must be a string")
+            return value
+    return None
+
+
+@router.post(
+    "/token",
+    operation_id="get_token",
+    summary="Exchange an access key for an access token.",
+    responses={
+        **json_response("Token", "TokenResponse"),
+        **error_responses(400, 401, 503),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TokenRequest"}}},
+        }
+    },
+    response_class=Response,
+)
+async def issue_token(request: Request, svc: ServicesDep) -> Response:
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise bad_request("invalid token request: the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise bad_request("invalid token request: the body must be a JSON object")
+    lowered = {k.lower(): v for k, v in body.items() if isinstance(k, str)}
+    grant = lowered.get("granttype")
+    if not isinstance(grant, str):
+        raise bad_request("invalid token request: grantType is required")
+    grant = strip_enum_prefix(grant)
+    if grant not in SUPPORTED_GRANTS:
+        raise bad_request(f"invalid token request: grantType {grant!r} is not supported; use client_credentials")
+    client_id = _field(body, _ID_KEYS)
+    secret = _field(body, _SECRET_KEYS)
+    if not client_id or not secret:
+        raise bad_request("invalid token request: clientId and clientSecret are required")
+    # scrypt takes tens of milliseconds: keep it off the event loop.
+    principal = await run_in_threadpool(_check, svc, client_id, secret)
+    if principal is None:
+        raise ApiError(401, "invalid client credentials")
+    lifetime = svc.settings.token_lifetime_s
+    token = svc.signer.issue(principal.client_id, principal.role, lifetime)
+    return Response(orjson.dumps({"accessToken": token, "expiresIn": lifetime}), media_type="application/json")
+
+
+def _check(svc: ServicesDep, client_id: str, secret: str) -> Principal | None:
+    with svc.db.read() as conn:
+        return authenticate(conn, client_id, secret)
+

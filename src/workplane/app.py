@@ -1,0 +1,67 @@
+"""``create_app(settings)``: wires the store, the services and the routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from workplane import __version__
+from workplane.api import errors, health, properties, token, workloads
+from workplane.api.deps import Services
+from workplane.api.openapi import build_openapi
+from workplane.auth.tokens import TokenSigner, load_or_create_key
+from workplane.settings import Settings, load_settings
+from workplane.store.catalog import CatalogCache
+from workplane.store.database import Database, create_database
+from workplane.store.setup import prepare_store
+
+log = logging.getLogger("workplane")
+
+
+def build_services(settings: Settings, db: Database | None = None) -> Services:
+    db = db or create_database(settings)
+    key = load_or_create_key(settings.data_dir / "signing.key")
+    return Services(settings=settings, db=db, catalog=CatalogCache(), signer=TokenSigner(key))
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    settings = settings or (services.settings if services else load_settings())
+    svc = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if services is None:  # we created the engine, so we close it
+            svc.db.dispose()
+
+    app = FastAPI(
+        title="workplane",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.services = svc
+    errors.install(app)
+    for module in (health, token, workloads, properties):
+        app.include_router(module.router)
+
+    def openapi() -> dict[str, Any]:
+        return build_openapi(app)
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (multi-process serving): settings from the environment."""
+    settings = load_settings()
+    svc = build_services(settings)
+    if settings.migrate_on_start:
+        prepare_store(svc.db, settings, announce=False)
+    return create_app(settings, svc)

@@ -1,0 +1,1 @@
+"""Pure values and rules of the domain: no I/O."""

@@ -1,0 +1,67 @@
+"""Instants on the wire and in the store.
+
+The store keeps every instant as integer milliseconds since the Unix epoch (UTC): comparable, indexable
+and the same on SQLite and PostgreSQL. The wire form is RFC 3339 in UTC with milliseconds and ``Z``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+
+_BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class InvalidTime(ValueError):
+    pass
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def parse_time(text: str) -> datetime:
+    """Any RFC 3339 / ISO 8601 instant; a bare date means midnight UTC; no offset means UTC."""
+    value = text.strip()
+    if not value:
+        raise InvalidTime("empty time")
+    try:
+        if _BARE_DATE.match(value):
+            day = date.fromisoformat(value)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        if value[-1] in "zZ":
+            value = value[:-1] + "+00:00"
+        parsed = datetime.fromisoformat(value.replace(" ", "T", 1) if "T" not in value else value)
+    except ValueError as exc:
+        raise InvalidTime(f"not an RFC 3339 time: {text!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch, truncating sub-millisecond digits (the wire shows milliseconds)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def to_ms_exact(moment: datetime) -> float:
+    """Milliseconds since the epoch keeping microseconds, for comparisons against filter values."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds / 1000
+
+
+def format_ms(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    seconds, millis = divmod(ms, 1000)
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
+
+
+def parse_to_ms(text: str) -> int:
+    return to_ms(parse_time(text))

@@ -1,0 +1,263 @@
+"""Typed terms → SQL: the single place where filter, search and sort semantics meet the database.
+
+Semantics (SEMANTICS.md section 5 and docs/decisions/0001-filter-semantics.md):
+- text ``==``/``!=`` exact; ``=@ !@ =^ =$`` case-insensitive; ``<=``/``>=`` by code point;
+  ``%``, ``_`` and ``\\`` in values are literal (LIKE with an escape character);
+- a NULL never satisfies ``== <= >= =@ =^ =$`` and always satisfies ``!=`` and ``!@``;
+- ``category``, ``priority`` and ``priorityClassName`` are resolved through the catalog: the predicate
+  is evaluated on each of the few possible values in Python and becomes "own value in S, or no own value
+  and a type whose default is in S" — index-friendly, and right the moment a type's default changes;
+- ``totalPendingTimeSeconds``/``totalRunningTimeSeconds`` are computed at ``now_ms`` from the stored
+  closed time plus the open interval, exactly as they are served.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from workplane.domain.catalog import CATEGORIES, PRIORITIES, CatalogSnapshot
+from workplane.query.filters import (
+    FIELDS,
+    NEGATIVE_OPERATORS,
+    Kind,
+    QueryError,
+    Sort,
+    SortOrder,
+    Term,
+    WorkloadQuery,
+    number_matches,
+    text_matches,
+)
+from workplane.store.schema import workload_nodepools, workloads
+
+w = workloads.c
+
+# Filter/sort field → the stored column holding it (fields missing here are computed).
+COLUMNS: dict[str, sa.ColumnElement[Any]] = {
+    "type": w.type,
+    "name": w.name,
+    "clusterId": w.cluster_id,
+    "projectId": w.project_id,
+    "projectName": w.project_name,
+    "departmentId": w.department_id,
+    "departmentName": w.department_name,
+    "submittedBy": w.submitted_by,
+    "phase": w.phase,
+    "distributedFramework": w.distributed_framework,
+    "aiApplicationId": w.ai_application_id,
+    "aiApplicationName": w.ai_application_name,
+    "createdAt": w.created_at,
+    "deletedAt": w.deleted_at,
+    "completedAt": w.completed_at,
+    "phaseUpdatedAt": w.phase_updated_at,
+    "guaranteedRuntimeEndsAt": w.guaranteed_runtime_ends_at,
+    "allocatedGPU": w.allocated_gpu,
+    "idleGpus": w.idle_gpus,
+    "idleAllocatedGpus": w.idle_allocated_gpus,
+}
+
+# Sort keys whose column is never NULL need no NULLS LAST, which keeps their indexes usable both ways.
+_NOT_NULL_SORT = frozenset(
+    {"type", "name", "clusterId", "projectId", "projectName", "departmentId", "departmentName", "phase",
+     "createdAt", "phaseUpdatedAt", "totalPendingTimeSeconds", "totalRunningTimeSeconds"}
+)
+
+
+def escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _like(column: sa.ColumnElement[Any], op: str, value: str, folded: bool = False) -> sa.ColumnElement[bool]:
+    needle = escape_like(value.lower())
+    pattern = {"=@": f"%{needle}%", "!@": f"%{needle}%", "=^": f"{needle}%", "=$": f"%{needle}"}[op]
+    subject = column if folded else sa.func.lower(column)
+    return subject.like(pattern, escape="\\")
+
+
+def text_predicate(column: sa.ColumnElement[Any], op: str, value: str) -> sa.ColumnElement[bool]:
+    match op:
+        case "==":
+            return column == value
+        case "!=":
+            return sa.or_(column.is_(None), column != value)
+        case "<=":
+            return column <= value
+        case ">=":
+            return column >= value
+        case "!@":
+            return sa.or_(column.is_(None), sa.not_(_like(column, op, value)))
+        case _:
+            return _like(column, op, value)
+
+
+def number_predicate(column: sa.ColumnElement[Any], op: str, value: float) -> sa.ColumnElement[bool]:
+    match op:
+        case "==":
+            return column == value
+        case "!=":
+            return sa.or_(column.is_(None), column != value)
+        case "<=":
+            return column <= value
+        case _:
+            return column >= value
+
+
+class Compiler:
+    """Compiles a ``WorkloadQuery`` against one catalog snapshot and one instant."""
+
+    def __init__(self, catalog: CatalogSnapshot, now_ms: int) -> None:
+        self.catalog = catalog
+        self.now_ms = now_ms
+
+    # --- catalog-resolved fields -------------------------------------------------------------
+    def _resolved(
+        self,
+        own: sa.ColumnElement[Any],
+        default_of_type: Callable[[str], str],
+        candidates: list[str],
+        holds: Callable[[str | None], bool],
+    ) -> sa.ColumnElement[bool]:
+        accepted = [c for c in candidates if holds(c)]
+        types_accepted = [t for t, d in self.catalog.types.items() if default_of_type(t) in accepted]
+        clauses: list[sa.ColumnElement[bool]] = []
+        if accepted:
+            clauses.append(own.in_(accepted))
+        if types_accepted:
+            clauses.append(sa.and_(own.is_(None), w.type.in_(types_accepted)))
+        if holds(None):
+            # No own value and a type the catalog does not know: the field has no value.
+            clauses.append(sa.and_(own.is_(None), w.type.not_in(list(self.catalog.types))))
+        return sa.or_(*clauses) if clauses else sa.false()
+
+    def _category(self, holds: Callable[[str | None], bool]) -> sa.ColumnElement[bool]:
+        return self._resolved(
+            w.own_category,
+            lambda t: self.catalog.types[t].category,
+            [c.name for c in CATEGORIES],
+            holds,
+        )
+
+    def _priority(self, holds: Callable[[str | None], bool]) -> sa.ColumnElement[bool]:
+        return self._resolved(
+            w.own_priority,
+            lambda t: self.catalog.types[t].priority,
+            [p.name for p in PRIORITIES],
+            holds,
+        )
+
+    def category_expr(self) -> sa.ColumnElement[Any]:
+        mapping = {t: d.category for t, d in self.catalog.types.items()}
+        return sa.func.coalesce(w.own_category, sa.case(mapping, value=w.type, else_=None))
+
+    def priority_name_expr(self) -> sa.ColumnElement[Any]:
+        mapping = {t: d.priority for t, d in self.catalog.types.items()}
+        return sa.func.coalesce(w.own_priority, sa.case(mapping, value=w.type, else_=None))
+
+    def priority_value_expr(self) -> sa.ColumnElement[Any]:
+        return sa.case({p.name: p.value for p in PRIORITIES}, value=self.priority_name_expr(), else_=None)
+
+    # --- clock-dependent fields --------------------------------------------------------------
+    def elapsed_ms_expr(self, closed: sa.ColumnElement[Any], since: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        now = sa.literal(self.now_ms, sa.BigInteger)
+        return closed + sa.case((since.is_(None), 0), else_=now - since)
+
+    def _elapsed_predicate(self, field: str, op: str, seconds: float) -> sa.ColumnElement[bool]:
+        # Served value is floor(ms / 1000); compare in milliseconds so no rounding happens in SQL.
+        expr = (
+            self.elapsed_ms_expr(w.pending_closed_ms, w.pending_since_ms)
+            if field == "totalPendingTimeSeconds"
+            else self.elapsed_ms_expr(w.running_closed_ms, w.running_since_ms)
+        )
+        low = sa.literal(int(seconds) * 1000, sa.BigInteger)
+        high = sa.literal((int(seconds) + 1) * 1000, sa.BigInteger)
+        match op:
+            case ">=":
+                return expr >= sa.literal(math.ceil(seconds) * 1000, sa.BigInteger)
+            case "<=":
+                return expr < sa.literal((math.floor(seconds) + 1) * 1000, sa.BigInteger)
+            case "==":
+                return sa.and_(expr >= low, expr < high) if seconds.is_integer() else sa.false()
+            case _:
+                return sa.or_(expr < low, expr >= high) if seconds.is_integer() else sa.true()
+
+    # --- terms -------------------------------------------------------------------------------
+    def term(self, term: Term) -> sa.ColumnElement[bool]:
+        name, op = term.field.name, term.op
+        if name == "category":
+            return self._category(lambda v: text_matches(op, term.text, v))
+        if name == "priorityClassName":
+            return self._priority(lambda v: text_matches(op, term.text, v))
+        if name == "priority":
+            values = {p.name: float(p.value) for p in PRIORITIES}
+            return self._priority(
+                lambda v: number_matches(op, term.number, values[v] if v is not None else None)
+            )
+        if name in ("totalPendingTimeSeconds", "totalRunningTimeSeconds"):
+            return self._elapsed_predicate(name, op, term.number)
+        if name == "nodepool":
+            positive = {"!=": "==", "!@": "=@"}.get(op, op)
+            exists = (
+                sa.select(sa.literal(1))
+                .where(workload_nodepools.c.workload_id == w.id)
+                .where(text_predicate(workload_nodepools.c.name, positive, term.text))
+                .exists()
+            )
+            return sa.not_(exists) if op in NEGATIVE_OPERATORS else exists
+        column = COLUMNS[name]
+        if term.field.kind is Kind.TEXT:
+            return text_predicate(column, op, term.text)
+        return number_predicate(column, op, term.number)
+
+    def search_word(self, word: str) -> sa.ColumnElement[bool]:
+        # search_text is stored lower-cased; category is matched through the catalog.
+        return sa.or_(
+            _like(w.search_text, "=@", word, folded=True),
+            self._category(lambda v: text_matches("=@", word, v)),
+        )
+
+    def where(self, query: WorkloadQuery) -> list[sa.ColumnElement[bool]]:
+        clauses: list[sa.ColumnElement[bool]] = [
+            w.deleted_at.is_not(None) if query.deleted else w.deleted_at.is_(None)
+        ]
+        clauses.extend(self.term(t) for t in query.terms)
+        clauses.extend(self.search_word(word) for word in query.words)
+        return clauses
+
+    # --- sorting -----------------------------------------------------------------------------
+    def sort_key(self, field: str) -> sa.ColumnElement[Any]:
+        if field in COLUMNS:
+            return COLUMNS[field]
+        match field:
+            case "category":
+                return self.category_expr()
+            case "priorityClassName":
+                return self.priority_name_expr()
+            case "priority":
+                return self.priority_value_expr()
+            case "totalPendingTimeSeconds":
+                return self.elapsed_ms_expr(w.pending_closed_ms, w.pending_since_ms)
+            case "totalRunningTimeSeconds":
+                return self.elapsed_ms_expr(w.running_closed_ms, w.running_since_ms)
+            case "nodepool":
+                return w.first_nodepool
+        raise QueryError("sortBy", f"cannot sort by {field!r}")
+
+    def order_by(self, sort: Sort) -> list[sa.ColumnElement[Any]]:
+        key = self.sort_key(sort.field)
+        descending = sort.order is SortOrder.DESC
+        ordered = key.desc() if descending else key.asc()
+        tie = w.id.desc() if descending else w.id.asc()
+        if sort.field in _NOT_NULL_SORT:
+            return [ordered, tie]
+        # Rows without a value come last in both directions.
+        return [ordered.nulls_last(), tie]
+
+
+def sort_field(name: str) -> str:
+    if name not in FIELDS:
+        raise QueryError("sortBy", f"cannot sort by {name!r}; allowed: {', '.join(FIELDS)}")
+    return name

@@ -1,0 +1,208 @@
+"""Parsing of ``filterBy``, ``search`` and ``sortBy`` into typed terms (SEMANTICS.md section 5).
+
+Nothing here touches SQL; ``compile`` turns the terms into WHERE and ORDER BY clauses.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+from workplane.domain.timefmt import InvalidTime, parse_time, to_ms_exact
+
+
+class QueryError(ValueError):
+    """A malformed query parameter; ``param`` names it for the 400 answer."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.message = message
+
+
+class Kind(Enum):
+    TEXT = "text"
+    TIME = "time"
+    NUMBER = "number"
+    TEXT_LIST = "text list"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    name: str
+    kind: Kind
+
+
+_TEXT = (
+    "type",
+    "name",
+    "clusterId",
+    "projectId",
+    "projectName",
+    "departmentId",
+    "departmentName",
+    "submittedBy",
+    "phase",
+    "distributedFramework",
+    "category",
+    "priorityClassName",
+    "aiApplicationId",
+    "aiApplicationName",
+)
+_TIME = ("createdAt", "deletedAt", "completedAt", "phaseUpdatedAt", "guaranteedRuntimeEndsAt")
+_NUMBER = (
+    "allocatedGPU",
+    "idleGpus",
+    "idleAllocatedGpus",
+    "totalPendingTimeSeconds",
+    "totalRunningTimeSeconds",
+    "priority",
+)
+
+FIELDS: dict[str, FieldSpec] = {
+    **{n: FieldSpec(n, Kind.TEXT) for n in _TEXT},
+    **{n: FieldSpec(n, Kind.TIME) for n in _TIME},
+    **{n: FieldSpec(n, Kind.NUMBER) for n in _NUMBER},
+    "nodepool": FieldSpec("nodepool", Kind.TEXT_LIST),
+}
+
+OPERATORS = ("==", "!=", "<=", ">=", "=@", "!@", "=^", "=$")
+ORDERED_OPERATORS = frozenset({"==", "!=", "<=", ">="})
+NEGATIVE_OPERATORS = frozenset({"!=", "!@"})
+
+# A term is <field><operator><value>. A comma splits terms only where what follows it starts a new
+# term (an identifier directly followed by an operator); any other comma belongs to the value.
+_OPS_RE = "|".join(re.escape(op) for op in OPERATORS)
+_TERM_START = re.compile(rf"([A-Za-z][A-Za-z0-9]*)({_OPS_RE})")
+_SPLIT = re.compile(rf",(?=[A-Za-z][A-Za-z0-9]*(?:{_OPS_RE}))")
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    field: FieldSpec
+    op: str
+    text: str  # the value as written
+    number: float = math.nan  # the parsed value of a NUMBER field, or a TIME field in epoch ms
+
+    @property
+    def source(self) -> str:
+        return f"{self.field.name}{self.op}{self.text}"
+
+
+def split_terms(raw_values: list[str]) -> list[str]:
+    terms: list[str] = []
+    for raw in raw_values:
+        if raw == "":
+            continue
+        terms.extend(_SPLIT.split(raw))
+    return terms
+
+
+def parse_term(text: str, param: str = "filterBy", fields: dict[str, FieldSpec] | None = None) -> Term:
+    match = _TERM_START.match(text)
+    if match is None:
+        raise QueryError(param, f"filterBy term {text!r} is not <field><operator><value>")
+    name, op = match.group(1), match.group(2)
+    value = text[match.end() :]
+    spec = (fields if fields is not None else FIELDS).get(name)
+    if spec is None:
+        raise QueryError(param, f"filterBy term {text!r}: unknown field {name!r}")
+    if value == "":
+        raise QueryError(param, f"filterBy term {text!r}: the value is empty")
+    if spec.kind in (Kind.TIME, Kind.NUMBER) and op not in ORDERED_OPERATORS:
+        raise QueryError(
+            param, f"filterBy term {text!r}: operator {op} does not apply to the {spec.kind.value} field {name}"
+        )
+    if spec.kind is Kind.TIME:
+        try:
+            return Term(spec, op, value, to_ms_exact(parse_time(value)))
+        except InvalidTime as exc:
+            raise QueryError(param, f"filterBy term {text!r}: {value!r} is not an RFC 3339 time") from exc
+    if spec.kind is Kind.NUMBER:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise QueryError(param, f"filterBy term {text!r}: {value!r} is not a number")
+        return Term(spec, op, value, number)
+    return Term(spec, op, value)
+
+
+def parse_filter(
+    raw_values: list[str], param: str = "filterBy", fields: dict[str, FieldSpec] | None = None
+) -> list[Term]:
+    return [parse_term(t, param, fields) for t in split_terms(raw_values)]
+
+
+def parse_search(text: str | None) -> list[str]:
+    """Words of ``search``, lower-cased; each must occur in some searchable field."""
+    if not text:
+        return []
+    return [w.lower() for w in text.split()]
+
+
+def text_matches(op: str, value: str, subject: str | None) -> bool:
+    """The text-operator semantics, evaluated in Python (for values resolved through the catalog).
+    Must agree exactly with ``compile.text_predicate``."""
+    if subject is None:
+        return op in NEGATIVE_OPERATORS
+    folded, needle = subject.lower(), value.lower()
+    match op:
+        case "==":
+            return subject == value
+        case "!=":
+            return subject != value
+        case "<=":
+            return subject <= value
+        case ">=":
+            return subject >= value
+        case "=@":
+            return needle in folded
+        case "!@":
+            return needle not in folded
+        case "=^":
+            return folded.startswith(needle)
+        case "=$":
+            return folded.endswith(needle)
+    raise AssertionError(op)
+
+
+def number_matches(op: str, value: float, subject: float | None) -> bool:
+    if subject is None:
+        return op == "!="
+    match op:
+        case "==":
+            return subject == value
+        case "!=":
+            return subject != value
+        case "<=":
+            return subject <= value
+        case ">=":
+            return subject >= value
+    raise AssertionError(op)
+
+
+SORT_FIELDS = tuple(name for name in FIELDS)
+
+
+class SortOrder(Enum):
+    ASC = "asc"
+    DESC = "desc"
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    field: str = "createdAt"
+    order: SortOrder = SortOrder.ASC
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadQuery:
+    """Everything that selects workloads: shared by list, count and telemetry."""
+
+    deleted: bool = False
+    terms: list[Term] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)

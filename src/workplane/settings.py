@@ -1,0 +1,87 @@
+"""One typed settings tree for the whole server.
+
+Values come from, in rising precedence: defaults, a TOML config file (``WORKPLANE_CONFIG`` or
+``<data_dir>/workplane.toml``), and ``WORKPLANE_*`` environment variables. Nothing here is built at
+import time: ``load_settings()`` is called by the CLI and by ``create_app``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKPLANE_", extra="forbid")
+
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Directory for the embedded SQLite database, the token signing key and the "
+        "administrator credential file.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the store, e.g. postgresql+psycopg://user@host/db. "
+        "Default: SQLite file <data_dir>/workplane.db.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port the HTTP server listens on.")
+    workers: int = Field(default=1, ge=1, le=64, description="Number of server processes.")
+    tenant_id: int = Field(default=1, ge=0, description="Tenant id reported on every workload.")
+    token_lifetime_s: int = Field(
+        default=3600, ge=120, le=86400, description="Lifetime of issued access tokens, seconds."
+    )
+    deleted_retention_days: float = Field(
+        default=14.0, gt=0, description="How long deleted workloads stay listable before purge."
+    )
+    db_pool_size: int = Field(default=8, ge=1, le=256, description="Connections per process.")
+    db_busy_timeout_ms: int = Field(
+        default=5000, ge=0, description="How long a request waits for a locked SQLite before 503."
+    )
+    migrate_on_start: bool = Field(default=True, description="Upgrade the schema when serving.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'workplane.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+
+def _config_file_values(path: Path | None) -> dict[str, Any]:
+    if path is None or not path.is_file():
+        return {}
+    with path.open("rb") as handle:
+        values = tomllib.load(handle)
+    section = values.get("workplane", values)
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: expected a table of settings")
+    return dict(section)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the config file, then the environment, then explicit overrides (CLI flags)."""
+    explicit = os.environ.get("WORKPLANE_CONFIG")
+    data_dir = Path(overrides.get("data_dir") or os.environ.get("WORKPLANE_DATA_DIR") or "data")
+    config_path = Path(explicit) if explicit else data_dir / "workplane.toml"
+    file_values = _config_file_values(config_path)
+    env_settings = Settings()
+    merged: dict[str, Any] = dict(file_values)
+    # Environment variables win over the file: keep only fields the environment actually set.
+    for name in env_settings.model_fields_set:
+        merged[name] = getattr(env_settings, name)
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings.model_validate(merged) if merged else env_settings

@@ -1,0 +1,1 @@
+"""Persistence: tables, the per-dialect engine set-up, migrations and the row-level data functions."""

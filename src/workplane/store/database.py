@@ -1,0 +1,140 @@
+"""Engine set-up per dialect: the one place that knows SQLite from PostgreSQL.
+
+``Database.read()`` and ``Database.write()`` hand out a connection inside a transaction; data
+functions take that connection and never commit. Everything dialect-specific the rest of the code
+needs (upserts, case folding in LIKE) is a function of this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from workplane.settings import Settings
+
+_IMMEDIATE = "workplane_immediate"
+
+
+class Database:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """A read transaction: list and count in one request see the same snapshot."""
+        with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction, committed on success. On SQLite it takes the write lock up front
+        (BEGIN IMMEDIATE): a deferred transaction that upgrades to writing can fail with SQLITE_BUSY
+        without waiting for busy_timeout, which would turn contention into an error."""
+        with (
+            self.engine.connect().execution_options(**{_IMMEDIATE: True}) as connection,
+            connection.begin(),
+        ):
+            yield connection
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_on_connect(busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control away from the sqlite3 module, which would otherwise open
+        # transactions lazily on the first DML and leave reads outside any snapshot; the "begin"
+        # listener below emits BEGIN itself.
+        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+        cursor = dbapi_connection.cursor()
+        # WAL: readers never block the writer nor each other, which is what a read-mostly API needs.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across application crashes in WAL mode and saves an fsync per commit;
+        # only an OS crash or power loss can lose the last transactions.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        # Wait for a competing writer instead of failing at once; past this the API answers 503.
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # 64 MiB page cache and memory-mapped reads: the inventory's hot indexes stay in memory.
+        cursor.execute("PRAGMA cache_size=-65536")
+        cursor.execute("PRAGMA mmap_size=1073741824")
+        cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.close()
+
+    return on_connect
+
+
+def _sqlite_on_begin(connection: sa.Connection) -> None:
+    immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_database(settings: Settings, url: str | None = None) -> Database:
+    url = url or settings.sqlalchemy_url
+    if url.startswith("sqlite"):
+        db_path = sa.make_url(url).database
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_pool_size,
+            connect_args={"check_same_thread": False, "timeout": settings.db_busy_timeout_ms / 1000},
+        )
+        sa.event.listen(engine, "connect", _sqlite_on_connect(settings.db_busy_timeout_ms))
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+    else:
+        engine = sa.create_engine(
+            url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_pool_size,
+            pool_pre_ping=False,
+            # Fail fast when PostgreSQL is down: the API answers 503 instead of hanging.
+            connect_args={"connect_timeout": 5},
+        )
+    return Database(engine)
+
+
+def insert_ignore(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT rows, skipping any whose primary key already exists."""
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        connection.execute(postgresql.insert(table).on_conflict_do_nothing(), rows)
+    else:
+        connection.execute(sqlite.insert(table).on_conflict_do_nothing(), rows)
+
+
+def upsert(
+    connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], update_columns: list[str]
+) -> None:
+    """INSERT rows, or update ``update_columns`` of those whose primary key exists."""
+    if not rows:
+        return
+    keys = [c.name for c in table.primary_key.columns]
+    if connection.dialect.name == "postgresql":
+        pg = postgresql.insert(table)
+        connection.execute(
+            pg.on_conflict_do_update(index_elements=keys, set_={c: pg.excluded[c] for c in update_columns}),
+            rows,
+        )
+    else:
+        lite = sqlite.insert(table)
+        connection.execute(
+            lite.on_conflict_do_update(
+                index_elements=keys, set_={c: lite.excluded[c] for c in update_columns}
+            ),
+            rows,
+        )

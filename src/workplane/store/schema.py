@@ -1,0 +1,195 @@
+"""SQLAlchemy Core tables. The Alembic migrations create exactly these (a test checks it).
+
+Instants are integer milliseconds since the epoch (see ``domain.timefmt``). Text that can be filtered
+with ``<=``/``>=`` or sorted uses the "C" collation on PostgreSQL so that both databases compare code
+points (SQLite's default BINARY collation already does, UTF-8 byte order being code-point order).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+def text_c() -> sa.types.TypeEngine[str]:
+    return sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+
+
+LIVE = sa.text("deleted_at IS NULL")
+
+catalog_state = sa.Table(
+    "catalog_state",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    # Bumped on every change of the catalog, so caches of the type defaults know to reload.
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+categories = sa.Table(
+    "workload_categories",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", text_c(), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+priorities = sa.Table(
+    "workload_priorities",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", text_c(), nullable=False, unique=True),
+    sa.Column("value", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+workload_types = sa.Table(
+    "workload_types",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    # A workload names its type by name alone, so names are unique across groups.
+    sa.Column("name", text_c(), nullable=False, unique=True),
+    sa.Column("group", text_c(), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("category_name", text_c(), nullable=False),
+    sa.Column("priority_name", text_c(), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_by", sa.Text, nullable=False),
+)
+
+clusters = sa.Table(
+    "clusters",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", text_c(), nullable=False),
+)
+
+departments = sa.Table(
+    "departments",
+    metadata,
+    sa.Column("id", text_c(), primary_key=True),
+    sa.Column("name", text_c(), nullable=False),
+    sa.Column("cluster_id", sa.String(36), nullable=True),
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", text_c(), primary_key=True),
+    sa.Column("name", text_c(), nullable=False),
+    sa.Column("department_id", text_c(), nullable=False),
+    sa.Column("cluster_id", sa.String(36), nullable=True),
+)
+
+workloads = sa.Table(
+    "workloads",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("cluster_id", sa.String(36), nullable=False),
+    sa.Column("name", text_c(), nullable=False),
+    sa.Column("namespace", text_c(), nullable=False),
+    sa.Column("project_id", text_c(), nullable=False),
+    sa.Column("project_name", text_c(), nullable=False),
+    sa.Column("department_id", text_c(), nullable=False),
+    sa.Column("department_name", text_c(), nullable=False),
+    sa.Column("type", text_c(), nullable=False),
+    # Category / priority *given at submission*; NULL means "follow the type's current default".
+    sa.Column("own_category", text_c(), nullable=True),
+    sa.Column("own_priority", text_c(), nullable=True),
+    sa.Column("own_preemptible", sa.Boolean, nullable=True),
+    sa.Column("submitted_by", text_c(), nullable=True),
+    sa.Column("phase", text_c(), nullable=False),
+    sa.Column("distributed_framework", text_c(), nullable=True),
+    sa.Column("ai_application_id", text_c(), nullable=True),
+    sa.Column("ai_application_name", text_c(), nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    sa.Column("completed_at", sa.BigInteger, nullable=True),
+    sa.Column("phase_updated_at", sa.BigInteger, nullable=False),
+    sa.Column("guaranteed_runtime_ends_at", sa.BigInteger, nullable=True),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("allocated_gpu", sa.Float, nullable=True),
+    sa.Column("idle_gpus", sa.Integer, nullable=True),
+    sa.Column("idle_allocated_gpus", sa.Float, nullable=True),
+    sa.Column("pending_closed_ms", sa.BigInteger, nullable=False),
+    sa.Column("pending_since_ms", sa.BigInteger, nullable=True),
+    sa.Column("running_closed_ms", sa.BigInteger, nullable=False),
+    sa.Column("running_since_ms", sa.BigInteger, nullable=True),
+    sa.Column("first_nodepool", text_c(), nullable=True),
+    sa.Column("search_text", sa.Text, nullable=False),
+    sa.Column("doc", sa.Text, nullable=False),
+    sa.Column("pending_messages", sa.Text, nullable=True),
+)
+
+# Live rows are what almost every request reads: partial indexes on (field, createdAt, id) serve the
+# common "equality filter + default order" page straight from the index, and the count of it.
+LIVE_TEXT_INDEXED = (
+    "phase",
+    "project_id",
+    "project_name",
+    "department_id",
+    "department_name",
+    "cluster_id",
+    "type",
+    "name",
+    "submitted_by",
+)
+for _col in LIVE_TEXT_INDEXED:
+    sa.Index(
+        f"ix_workloads_live_{_col}",
+        workloads.c[_col],
+        workloads.c.created_at,
+        workloads.c.id,
+        sqlite_where=LIVE,
+        postgresql_where=LIVE,
+    )
+sa.Index(
+    "ix_workloads_live_created",
+    workloads.c.created_at,
+    workloads.c.id,
+    sqlite_where=LIVE,
+    postgresql_where=LIVE,
+)
+sa.Index("ix_workloads_deleted_at", workloads.c.deleted_at, workloads.c.id)
+for _col in (
+    "completed_at",
+    "phase_updated_at",
+    "guaranteed_runtime_ends_at",
+    "allocated_gpu",
+    "idle_gpus",
+    "idle_allocated_gpus",
+    "distributed_framework",
+    "ai_application_id",
+    "ai_application_name",
+    "first_nodepool",
+    "own_category",
+    "own_priority",
+):
+    sa.Index(f"ix_workloads_{_col}", workloads.c[_col], workloads.c.id)
+
+workload_nodepools = sa.Table(
+    "workload_nodepools",
+    metadata,
+    sa.Column(
+        "workload_id", sa.String(36), sa.ForeignKey("workloads.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("name", text_c(), nullable=False),
+    sa.Index("ix_workload_nodepools_name", "name", "workload_id"),
+)
+
+access_keys = sa.Table(
+    "access_keys",
+    metadata,
+    sa.Column("client_id", sa.String(128), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("secret_hash", sa.Text, nullable=False),
+    # Role names come with access rules (a later schema revision); "admin" is the bootstrap key's.
+    sa.Column("role", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger, nullable=True),
+)

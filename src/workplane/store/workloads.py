@@ -1,0 +1,256 @@
+"""Data functions for workloads: write (create / update / delete / purge) and read (list / count / get).
+
+Writers derive what Run:ai derives (phase clock, completedAt, deletedAt) in ``domain``; readers go
+through the query layer. None of these functions commits: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from workplane.domain.catalog import CATEGORY_BY_NAME, PRIORITY_BY_NAME, CatalogSnapshot
+from workplane.domain.phases import PhaseClock
+from workplane.domain.record import WorkloadIn, build_row, completed_at_for, set_doc_fields
+from workplane.domain.timefmt import to_ms
+from workplane.query.compile import Compiler
+from workplane.query.filters import Sort, WorkloadQuery
+from workplane.store.database import upsert
+from workplane.store.schema import clusters, departments, projects, workload_nodepools, workloads
+
+w = workloads.c
+
+# Columns a reader needs besides ``doc`` to render the clock- and catalog-dependent fields.
+RENDER_COLUMNS = (
+    w.id,
+    w.doc,
+    w.type,
+    w.own_category,
+    w.own_priority,
+    w.own_preemptible,
+    w.pending_closed_ms,
+    w.pending_since_ms,
+    w.running_closed_ms,
+    w.running_since_ms,
+)
+
+
+class InvalidWorkload(ValueError):
+    pass
+
+
+class WorkloadNotFound(LookupError):
+    pass
+
+
+def _check(record: WorkloadIn, catalog: CatalogSnapshot) -> None:
+    if record.type not in catalog.types:
+        raise InvalidWorkload(f"unknown workload type {record.type!r}")
+    if record.category is not None and record.category not in CATEGORY_BY_NAME:
+        raise InvalidWorkload(f"unknown category {record.category!r}")
+    if record.priority_class_name is not None and record.priority_class_name not in PRIORITY_BY_NAME:
+        raise InvalidWorkload(f"unknown priority {record.priority_class_name!r}")
+
+
+def _upsert_organisation(connection: sa.Connection, record: WorkloadIn) -> None:
+    cluster_id = str(record.cluster_id)
+    upsert(connection, clusters, [{"id": cluster_id, "name": cluster_id}], [])
+    upsert(
+        connection,
+        departments,
+        [{"id": record.department_id, "name": record.department_name, "cluster_id": cluster_id}],
+        ["name"],
+    )
+    upsert(
+        connection,
+        projects,
+        [
+            {
+                "id": record.project_id,
+                "name": record.project_name,
+                "department_id": record.department_id,
+                "cluster_id": cluster_id,
+            }
+        ],
+        ["name", "department_id"],
+    )
+
+
+def _write_nodepools(connection: sa.Connection, workload_id: str, pools: list[str], replace: bool) -> None:
+    if replace:
+        connection.execute(workload_nodepools.delete().where(workload_nodepools.c.workload_id == workload_id))
+    if pools:
+        connection.execute(
+            workload_nodepools.insert(),
+            [{"workload_id": workload_id, "position": i, "name": p} for i, p in enumerate(pools)],
+        )
+
+
+def create_workload(
+    connection: sa.Connection, record: WorkloadIn, *, catalog: CatalogSnapshot, tenant_id: int, now_ms: int
+) -> str:
+    """Insert a new workload; its phase clock starts at ``phaseUpdatedAt`` (or ``createdAt``)."""
+    _check(record, catalog)
+    workload_id = str(record.id or uuid.uuid4())
+    phase_at = to_ms(record.phase_updated_at or record.created_at)
+    clock = PhaseClock.start(
+        record.phase,
+        phase_at,
+        record.total_pending_time_seconds * 1000,
+        record.total_running_time_seconds * 1000,
+    )
+    row = build_row(
+        record,
+        workload_id=workload_id,
+        tenant_id=tenant_id,
+        clock=clock,
+        updated_at_ms=to_ms(record.updated_at) if record.updated_at else now_ms,
+        deleted_at_ms=None,
+        completed_at_ms=completed_at_for(record, None, phase_at),
+    )
+    _upsert_organisation(connection, record)
+    connection.execute(workloads.insert().values(**row))
+    _write_nodepools(connection, workload_id, record.current_node_pools, replace=False)
+    return workload_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Current:
+    phase: str
+    clock: PhaseClock
+    completed_at: int | None
+    deleted_at: int | None
+
+
+def _current(connection: sa.Connection, workload_id: str) -> _Current:
+    row = connection.execute(
+        sa.select(
+            w.phase,
+            w.pending_closed_ms,
+            w.pending_since_ms,
+            w.running_closed_ms,
+            w.running_since_ms,
+            w.completed_at,
+            w.deleted_at,
+        ).where(w.id == workload_id)
+    ).first()
+    if row is None:
+        raise WorkloadNotFound(workload_id)
+    clock = PhaseClock(row.pending_closed_ms, row.pending_since_ms, row.running_closed_ms, row.running_since_ms)
+    return _Current(row.phase, clock, row.completed_at, row.deleted_at)
+
+
+def update_workload(
+    connection: sa.Connection, record: WorkloadIn, *, catalog: CatalogSnapshot, tenant_id: int, now_ms: int
+) -> None:
+    """Replace a workload's observed state. A phase change at ``phaseUpdatedAt`` closes the open
+    Pending/Running interval and opens the next; the accumulated totals are kept."""
+    if record.id is None:
+        raise InvalidWorkload("an update needs the workload id")
+    _check(record, catalog)
+    workload_id = str(record.id)
+    current = _current(connection, workload_id)
+    phase_at = to_ms(record.phase_updated_at or record.created_at)
+    clock = current.clock
+    if current.phase != record.phase:
+        clock = clock.enter(record.phase, phase_at)
+    if current.deleted_at is not None:
+        clock = clock.stop(current.deleted_at)
+    row = build_row(
+        record,
+        workload_id=workload_id,
+        tenant_id=tenant_id,
+        clock=clock,
+        updated_at_ms=to_ms(record.updated_at) if record.updated_at else now_ms,
+        deleted_at_ms=current.deleted_at,
+        completed_at_ms=completed_at_for(
+            record, current.completed_at if current.phase == record.phase else None, phase_at
+        ),
+    )
+    _upsert_organisation(connection, record)
+    connection.execute(workloads.update().where(w.id == workload_id).values(**row))
+    _write_nodepools(connection, workload_id, record.current_node_pools, replace=True)
+
+
+def delete_workload(connection: sa.Connection, workload_id: str, *, deleted_at_ms: int) -> None:
+    """Mark a workload deleted: it keeps its last phase, its clock stops, ``deletedAt`` is set."""
+    current = _current(connection, workload_id)
+    if current.deleted_at is not None:
+        return
+    clock = current.clock.stop(deleted_at_ms)
+    doc = connection.execute(sa.select(w.doc).where(w.id == workload_id)).scalar_one()
+    connection.execute(
+        workloads.update()
+        .where(w.id == workload_id)
+        .values(
+            deleted_at=deleted_at_ms,
+            updated_at=deleted_at_ms,
+            pending_closed_ms=clock.pending_closed_ms,
+            pending_since_ms=clock.pending_since_ms,
+            running_closed_ms=clock.running_closed_ms,
+            running_since_ms=clock.running_since_ms,
+            doc=set_doc_fields(doc, deletedAt=deleted_at_ms, updatedAt=deleted_at_ms),
+        )
+    )
+
+
+def purge_deleted(connection: sa.Connection, *, older_than_ms: int) -> int:
+    """Remove workloads deleted before ``older_than_ms`` (the retention period has passed)."""
+    result = connection.execute(workloads.delete().where(w.deleted_at < older_than_ms))
+    return int(result.rowcount or 0)
+
+
+# --- reads ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[sa.Row[Any]]
+    has_more: bool
+
+
+def list_workloads(
+    connection: sa.Connection,
+    query: WorkloadQuery,
+    *,
+    sort: Sort,
+    offset: int,
+    limit: int,
+    catalog: CatalogSnapshot,
+    now_ms: int,
+) -> Page:
+    compiler = Compiler(catalog, now_ms)
+    # Page through ids first (an index-only walk where an index covers the order), then fetch the
+    # page's rows: deep offsets then skip index entries, not documents.
+    ids = list(
+        connection.execute(
+            sa.select(w.id)
+            .where(*compiler.where(query))
+            .order_by(*compiler.order_by(sort))
+            .offset(offset)
+            .limit(limit + 1)
+        ).scalars()
+    )
+    has_more = len(ids) > limit
+    ids = ids[:limit]
+    if not ids:
+        return Page([], has_more)
+    by_id = {r.id: r for r in connection.execute(sa.select(*RENDER_COLUMNS).where(w.id.in_(ids)))}
+    return Page([by_id[i] for i in ids if i in by_id], has_more)
+
+
+def count_workloads(
+    connection: sa.Connection, query: WorkloadQuery, *, catalog: CatalogSnapshot, now_ms: int
+) -> int:
+    compiler = Compiler(catalog, now_ms)
+    statement = sa.select(sa.func.count()).select_from(workloads).where(*compiler.where(query))
+    return int(connection.execute(statement).scalar_one())
+
+
+def get_workload(connection: sa.Connection, workload_id: str) -> sa.Row[Any] | None:
+    return connection.execute(
+        sa.select(*RENDER_COLUMNS, w.pending_messages).where(w.id == workload_id)
+    ).first()
