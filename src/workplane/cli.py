@@ -42,13 +42,12 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
     services = build_services(settings)
     prepare_store(services.db, settings)
-    print(
-        f"workplane {__version__}: serving on http://{settings.host}:{settings.port} "
-        f"(store: {'SQLite ' + str(settings.data_dir / 'workplane.db') if settings.is_sqlite else 'PostgreSQL'})",
-        flush=True,
-    )
+    store = f"SQLite {settings.data_dir / 'workplane.db'}" if settings.is_sqlite else "PostgreSQL"
+    print(f"workplane {__version__}: serving on http://{settings.host}:{settings.port} ({store})", flush=True)
     if settings.workers == 1:
-        uvicorn.run(create_app(settings, services), host=settings.host, port=settings.port, log_level=args.log_level)
+        uvicorn.run(
+            create_app(settings, services), host=settings.host, port=settings.port, log_level=args.log_level
+        )
         return 0
     services.db.dispose()
     # Worker processes rebuild the settings from the environment; the store is already prepared.

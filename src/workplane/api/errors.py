@@ -36,7 +36,9 @@ _TITLES = {
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, message: str, details: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self, code: int, message: str, details: str | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.code = code
         self.message = message
@@ -52,7 +54,9 @@ def not_found(message: str) -> ApiError:
     return ApiError(404, message)
 
 
-def error_response(code: int, message: str, details: str | None = None, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    code: int, message: str, details: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
     body: dict[str, Any] = {"code": code, "message": message}
     body["details"] = details if details is not None else _TITLES.get(code, "")
     return Response(orjson.dumps(body), status_code=code, media_type="application/json", headers=headers)
@@ -98,7 +102,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(sqlalchemy.exc.DBAPIError)
     async def _database_error(_request: Request, exc: sqlalchemy.exc.DBAPIError) -> Response:
         if exc.connection_invalidated or isinstance(exc, sqlalchemy.exc.InterfaceError):
-            return error_response(503, "the database connection was lost; retry shortly", headers={"Retry-After": "1"})
+            return error_response(
+                503, "the database connection was lost; retry shortly", headers={"Retry-After": "1"}
+            )
         log.exception("database error")
         return error_response(500, "internal error")
 

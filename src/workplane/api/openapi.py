@@ -106,7 +106,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             continue
         schemas[name] = upstream[name]
         pending |= _refs(upstream[name])
-    components["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+    components["securitySchemes"] = {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
     document["security"] = [{"bearerAuth": []}]
     app.openapi_schema = document
     return document

@@ -96,7 +96,7 @@ def list_categories(conn: ReadConn, _caller: Caller) -> Response:
     responses={**json_response("The category", "WorkloadCategory"), **error_responses(400, 401, 404, 503)},
     response_class=Response,
 )
-def get_category(conn: ReadConn, _caller: Caller, categoryId: str) -> Response:  # noqa: N803
+def get_category(conn: ReadConn, _caller: Caller, categoryId: str) -> Response:
     row = store.get_category(conn, _uuid("categoryId", categoryId))
     if row is None:
         raise not_found(f"workload category {categoryId} not found")
@@ -127,7 +127,10 @@ def list_types(
     _caller: Caller,
     external_types_only: Annotated[
         str | None,
-        Query(alias="externalTypesOnly", description="true: only third-party and administrator-registered types."),
+        Query(
+            alias="externalTypesOnly",
+            description="true: only third-party and administrator-registered types.",
+        ),
     ] = None,
     filter_by: Annotated[
         list[str] | None, Query(alias="filterBy", description="Terms on name or group, e.g. group==apps.")
@@ -148,7 +151,7 @@ def list_types(
     responses={**json_response("The type", "WorkloadTypeConfig"), **error_responses(400, 401, 404, 503)},
     response_class=Response,
 )
-def get_type(conn: ReadConn, _caller: Caller, workloadTypeId: str) -> Response:  # noqa: N803
+def get_type(conn: ReadConn, _caller: Caller, workloadTypeId: str) -> Response:
     row = store.get_type(conn, _uuid("workloadTypeId", workloadTypeId))
     if row is None:
         raise not_found(f"workload type {workloadTypeId} not found")
@@ -171,7 +174,9 @@ class TypeCreate(BaseModel):
     priority_id: uuid.UUID = Field(alias="priorityId")
 
 
-def _resolve(conn: sa.Connection, category_id: uuid.UUID | None, priority_id: uuid.UUID | None) -> store.TypeChange:
+def _resolve(
+    conn: sa.Connection, category_id: uuid.UUID | None, priority_id: uuid.UUID | None
+) -> store.TypeChange:
     category = priority = None
     if category_id is not None:
         category = store.category_name_by_id(conn, str(category_id))
@@ -194,7 +199,7 @@ def _resolve(conn: sa.Connection, category_id: uuid.UUID | None, priority_id: uu
 def update_type(
     conn: WriteConn,
     caller: Caller,
-    workloadTypeId: str,  # noqa: N803
+    workloadTypeId: str,
     update: Annotated[TypeUpdate, Body()],
 ) -> Response:
     type_id = _uuid("workloadTypeId", workloadTypeId)
@@ -217,7 +222,8 @@ def update_type(
 )
 def create_type(conn: WriteConn, caller: Caller, body: Annotated[TypeCreate, Body()]) -> Response:
     change = _resolve(conn, body.category_id, body.priority_id)
-    assert change.category_name is not None and change.priority_name is not None
+    if change.category_name is None or change.priority_name is None:  # both ids are required fields
+        raise bad_request("categoryId and priorityId are required")
     if store.type_name_exists(conn, body.name):
         raise ApiError(409, f"workload type {body.name!r} already exists")
     if not re.fullmatch(defaults.GROUP_PATTERN, body.group):
@@ -244,7 +250,7 @@ def create_type(conn: WriteConn, caller: Caller, body: Annotated[TypeCreate, Bod
     responses={204: {"description": "Deleted"}, **error_responses(400, 401, 404, 409, 503)},
     response_class=Response,
 )
-def delete_type(conn: WriteConn, _caller: Caller, workloadTypeId: str) -> Response:  # noqa: N803
+def delete_type(conn: WriteConn, _caller: Caller, workloadTypeId: str) -> Response:
     type_id = _uuid("workloadTypeId", workloadTypeId)
     row = store.get_type(conn, type_id)
     if row is None:

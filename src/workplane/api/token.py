@@ -62,7 +62,9 @@ async def issue_token(request: Request, svc: ServicesDep) -> Response:
         raise bad_request("invalid token request: grantType is required")
     grant = strip_enum_prefix(grant)
     if grant not in SUPPORTED_GRANTS:
-        raise bad_request(f"invalid token request: grantType {grant!r} is not supported; use client_credentials")
+        raise bad_request(
+            f"invalid token request: grantType {grant!r} is not supported; use client_credentials"
+        )
     client_id = _field(body, _ID_KEYS)
     secret = _field(body, _SECRET_KEYS)
     if not client_id or not secret:
@@ -73,10 +75,11 @@ async def issue_token(request: Request, svc: ServicesDep) -> Response:
         raise ApiError(401, "invalid client credentials")
     lifetime = svc.settings.token_lifetime_s
     token = svc.signer.issue(principal.client_id, principal.role, lifetime)
-    return Response(orjson.dumps({"accessToken": token, "expiresIn": lifetime}), media_type="application/json")
+    return Response(
+        orjson.dumps({"accessToken": token, "expiresIn": lifetime}), media_type="application/json"
+    )
 
 
 def _check(svc: ServicesDep, client_id: str, secret: str) -> Principal | None:
     with svc.db.read() as conn:
         return authenticate(conn, client_id, secret)
-

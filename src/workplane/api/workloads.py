@@ -29,8 +29,10 @@ DeletedQ = Annotated[str | None, Query(description="true: only deleted workloads
 FilterQ = Annotated[list[str] | None, Query(alias="filterBy", description=FILTER_HELP)]
 SearchQ = Annotated[
     str | None,
-    Query(description="Free text; every word must occur in name, project, department, submitter, type, "
-          "category, phase, namespace or images."),
+    Query(
+        description="Free text; every word must occur in name, project, department, submitter, type, "
+        "category, phase, namespace or images."
+    ),
 ]
 
 
@@ -65,7 +67,9 @@ def list_workloads(
     sort = parse_sort(sort_by, sort_order)
     now = now_ms()
     catalog = svc.catalog.get(conn)
-    page = store.list_workloads(conn, query, sort=sort, offset=offset, limit=limit, catalog=catalog, now_ms=now)
+    page = store.list_workloads(
+        conn, query, sort=sort, offset=offset, limit=limit, catalog=catalog, now_ms=now
+    )
     body = ",".join(render(row, catalog, now) for row in page.rows)
     tail = f',"next":{offset + limit}' if page.has_more else ""
     return Response(f'{{"workloads":[{body}]{tail}}}', media_type="application/json")
@@ -75,7 +79,10 @@ def list_workloads(
     "/workloads/count",
     operation_id="count_workloads",
     summary="Count workloads.",
-    responses={**json_response("Number of matching workloads", "WorkloadsCount"), **error_responses(400, 401, 503)},
+    responses={
+        **json_response("Number of matching workloads", "WorkloadsCount"),
+        **error_responses(400, 401, 503),
+    },
     response_class=Response,
 )
 def count_workloads(
@@ -98,7 +105,7 @@ def count_workloads(
     responses={**json_response("The workload", "WorkloadDetailed"), **error_responses(400, 401, 404, 503)},
     response_class=Response,
 )
-def get_workload(svc: ServicesDep, conn: ReadConn, _caller: Caller, workloadId: str) -> Response:  # noqa: N803
+def get_workload(svc: ServicesDep, conn: ReadConn, _caller: Caller, workloadId: str) -> Response:
     try:
         workload_id = str(uuid.UUID(workloadId))
     except ValueError:

@@ -88,7 +88,9 @@ class TokenSigner:
             raise InvalidToken("bad token signature")
         try:
             payload = json.loads(_unb64(payload_b64))
-            claims = Claims(str(payload["sub"]), str(payload["role"]), int(payload["iat"]), int(payload["exp"]))
+            claims = Claims(
+                str(payload["sub"]), str(payload["role"]), int(payload["iat"]), int(payload["exp"])
+            )
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise InvalidToken("malformed token payload") from exc
         if claims.expires_at <= (now if now is not None else time.time()):

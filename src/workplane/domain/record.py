@@ -278,14 +278,16 @@ def render(
     catalog: CatalogSnapshot,
     now_ms: int,
     *,
-    pending_messages: str | None | bool = False,
+    pending_messages: str | bool | None = False,
 ) -> str:
     """A stored row as the wire record: the stored document plus the fields that depend on the
     clock and the catalog. ``pending_messages`` (a JSON text, None, or False to omit) adds
     ``pendingSchedulingMessages`` for ``WorkloadDetailed``."""
     priority = catalog.priority_of(row.type, row.own_priority)
-    preemptible = row.own_preemptible if row.own_preemptible is not None else (
-        priority.preemptible if priority is not None else None
+    preemptible = (
+        row.own_preemptible
+        if row.own_preemptible is not None
+        else (priority.preemptible if priority is not None else None)
     )
     tail: JsonObject = {
         "category": catalog.category_of(row.type, row.own_category),

@@ -62,8 +62,20 @@ COLUMNS: dict[str, sa.ColumnElement[Any]] = {
 
 # Sort keys whose column is never NULL need no NULLS LAST, which keeps their indexes usable both ways.
 _NOT_NULL_SORT = frozenset(
-    {"type", "name", "clusterId", "projectId", "projectName", "departmentId", "departmentName", "phase",
-     "createdAt", "phaseUpdatedAt", "totalPendingTimeSeconds", "totalRunningTimeSeconds"}
+    {
+        "type",
+        "name",
+        "clusterId",
+        "projectId",
+        "projectName",
+        "departmentId",
+        "departmentName",
+        "phase",
+        "createdAt",
+        "phaseUpdatedAt",
+        "totalPendingTimeSeconds",
+        "totalRunningTimeSeconds",
+    }
 )
 
 
@@ -161,7 +173,9 @@ class Compiler:
         return sa.case({p.name: p.value for p in PRIORITIES}, value=self.priority_name_expr(), else_=None)
 
     # --- clock-dependent fields --------------------------------------------------------------
-    def elapsed_ms_expr(self, closed: sa.ColumnElement[Any], since: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    def elapsed_ms_expr(
+        self, closed: sa.ColumnElement[Any], since: sa.ColumnElement[Any]
+    ) -> sa.ColumnElement[Any]:
         now = sa.literal(self.now_ms, sa.BigInteger)
         return closed + sa.case((since.is_(None), 0), else_=now - since)
 

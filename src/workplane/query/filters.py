@@ -113,7 +113,8 @@ def parse_term(text: str, param: str = "filterBy", fields: dict[str, FieldSpec] 
         raise QueryError(param, f"filterBy term {text!r}: the value is empty")
     if spec.kind in (Kind.TIME, Kind.NUMBER) and op not in ORDERED_OPERATORS:
         raise QueryError(
-            param, f"filterBy term {text!r}: operator {op} does not apply to the {spec.kind.value} field {name}"
+            param,
+            f"filterBy term {text!r}: operator {op} does not apply to the {spec.kind.value} field {name}",
         )
     if spec.kind is Kind.TIME:
         try:

@@ -76,7 +76,9 @@ class CatalogCache:
         self._snapshot: CatalogSnapshot | None = None
 
     def get(self, connection: sa.Connection) -> CatalogSnapshot:
-        version = connection.execute(sa.select(catalog_state.c.version).where(catalog_state.c.id == 1)).scalar()
+        version = connection.execute(
+            sa.select(catalog_state.c.version).where(catalog_state.c.id == 1)
+        ).scalar()
         snapshot = self._snapshot
         if snapshot is not None and snapshot.version == version:
             return snapshot
@@ -143,15 +145,15 @@ class TypeChange:
     priority_name: str | None
 
 
-def update_type(
-    connection: sa.Connection, type_id: str, change: TypeChange, *, by: str, now_ms: int
-) -> bool:
+def update_type(connection: sa.Connection, type_id: str, change: TypeChange, *, by: str, now_ms: int) -> bool:
     values: dict[str, Any] = {"updated_at": now_ms, "updated_by": by}
     if change.category_name is not None:
         values["category_name"] = change.category_name
     if change.priority_name is not None:
         values["priority_name"] = change.priority_name
-    result = connection.execute(workload_types.update().where(workload_types.c.id == type_id).values(**values))
+    result = connection.execute(
+        workload_types.update().where(workload_types.c.id == type_id).values(**values)
+    )
     if result.rowcount:
         bump_version(connection)
     return bool(result.rowcount)

@@ -57,7 +57,7 @@ def _sqlite_on_connect(busy_timeout_ms: int) -> Any:
         # Take transaction control away from the sqlite3 module, which would otherwise open
         # transactions lazily on the first DML and leave reads outside any snapshot; the "begin"
         # listener below emits BEGIN itself.
-        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         # WAL: readers never block the writer nor each other, which is what a read-mostly API needs.
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -121,7 +121,8 @@ def upsert(
     connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], update_columns: list[str]
 ) -> None:
     """INSERT rows, or update ``update_columns`` of those whose primary key exists."""
-    if not rows:
+    if not update_columns:
+        insert_ignore(connection, table, rows)
         return
     keys = [c.name for c in table.primary_key.columns]
     if connection.dialect.name == "postgresql":

@@ -55,66 +55,78 @@ def _check(record: WorkloadIn, catalog: CatalogSnapshot) -> None:
         raise InvalidWorkload(f"unknown priority {record.priority_class_name!r}")
 
 
-def _upsert_organisation(connection: sa.Connection, record: WorkloadIn) -> None:
-    cluster_id = str(record.cluster_id)
-    upsert(connection, clusters, [{"id": cluster_id, "name": cluster_id}], [])
-    upsert(
-        connection,
-        departments,
-        [{"id": record.department_id, "name": record.department_name, "cluster_id": cluster_id}],
-        ["name"],
-    )
-    upsert(
-        connection,
-        projects,
-        [
-            {
-                "id": record.project_id,
-                "name": record.project_name,
-                "department_id": record.department_id,
-                "cluster_id": cluster_id,
-            }
-        ],
-        ["name", "department_id"],
-    )
+def _upsert_organisation(connection: sa.Connection, records: list[WorkloadIn]) -> None:
+    cluster_rows = {str(r.cluster_id): {"id": str(r.cluster_id), "name": str(r.cluster_id)} for r in records}
+    department_rows = {
+        r.department_id: {"id": r.department_id, "name": r.department_name, "cluster_id": str(r.cluster_id)}
+        for r in records
+    }
+    project_rows = {
+        r.project_id: {
+            "id": r.project_id,
+            "name": r.project_name,
+            "department_id": r.department_id,
+            "cluster_id": str(r.cluster_id),
+        }
+        for r in records
+    }
+    upsert(connection, clusters, list(cluster_rows.values()), [])
+    upsert(connection, departments, list(department_rows.values()), ["name"])
+    upsert(connection, projects, list(project_rows.values()), ["name", "department_id"])
 
 
-def _write_nodepools(connection: sa.Connection, workload_id: str, pools: list[str], replace: bool) -> None:
-    if replace:
-        connection.execute(workload_nodepools.delete().where(workload_nodepools.c.workload_id == workload_id))
-    if pools:
-        connection.execute(
-            workload_nodepools.insert(),
-            [{"workload_id": workload_id, "position": i, "name": p} for i, p in enumerate(pools)],
+def _nodepool_rows(workload_id: str, pools: list[str]) -> list[dict[str, Any]]:
+    return [{"workload_id": workload_id, "position": i, "name": p} for i, p in enumerate(pools)]
+
+
+def create_workloads(
+    connection: sa.Connection,
+    records: list[WorkloadIn],
+    *,
+    catalog: CatalogSnapshot,
+    tenant_id: int,
+    now_ms: int,
+) -> list[str]:
+    """Insert new workloads in one batch; each one's phase clock starts at ``phaseUpdatedAt``
+    (or ``createdAt``). Returns their ids, in order."""
+    rows: list[dict[str, Any]] = []
+    pools: list[dict[str, Any]] = []
+    for record in records:
+        _check(record, catalog)
+        workload_id = str(record.id or uuid.uuid4())
+        phase_at = to_ms(record.phase_updated_at or record.created_at)
+        clock = PhaseClock.start(
+            record.phase,
+            phase_at,
+            record.total_pending_time_seconds * 1000,
+            record.total_running_time_seconds * 1000,
         )
+        rows.append(
+            build_row(
+                record,
+                workload_id=workload_id,
+                tenant_id=tenant_id,
+                clock=clock,
+                updated_at_ms=to_ms(record.updated_at) if record.updated_at else now_ms,
+                deleted_at_ms=None,
+                completed_at_ms=completed_at_for(record, None, phase_at),
+            )
+        )
+        pools.extend(_nodepool_rows(workload_id, record.current_node_pools))
+    if not rows:
+        return []
+    _upsert_organisation(connection, records)
+    connection.execute(workloads.insert(), rows)
+    if pools:
+        connection.execute(workload_nodepools.insert(), pools)
+    return [r["id"] for r in rows]
 
 
 def create_workload(
     connection: sa.Connection, record: WorkloadIn, *, catalog: CatalogSnapshot, tenant_id: int, now_ms: int
 ) -> str:
-    """Insert a new workload; its phase clock starts at ``phaseUpdatedAt`` (or ``createdAt``)."""
-    _check(record, catalog)
-    workload_id = str(record.id or uuid.uuid4())
-    phase_at = to_ms(record.phase_updated_at or record.created_at)
-    clock = PhaseClock.start(
-        record.phase,
-        phase_at,
-        record.total_pending_time_seconds * 1000,
-        record.total_running_time_seconds * 1000,
-    )
-    row = build_row(
-        record,
-        workload_id=workload_id,
-        tenant_id=tenant_id,
-        clock=clock,
-        updated_at_ms=to_ms(record.updated_at) if record.updated_at else now_ms,
-        deleted_at_ms=None,
-        completed_at_ms=completed_at_for(record, None, phase_at),
-    )
-    _upsert_organisation(connection, record)
-    connection.execute(workloads.insert().values(**row))
-    _write_nodepools(connection, workload_id, record.current_node_pools, replace=False)
-    return workload_id
+    """Insert one new workload (see ``create_workloads``)."""
+    return create_workloads(connection, [record], catalog=catalog, tenant_id=tenant_id, now_ms=now_ms)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +151,9 @@ def _current(connection: sa.Connection, workload_id: str) -> _Current:
     ).first()
     if row is None:
         raise WorkloadNotFound(workload_id)
-    clock = PhaseClock(row.pending_closed_ms, row.pending_since_ms, row.running_closed_ms, row.running_since_ms)
+    clock = PhaseClock(
+        row.pending_closed_ms, row.pending_since_ms, row.running_closed_ms, row.running_since_ms
+    )
     return _Current(row.phase, clock, row.completed_at, row.deleted_at)
 
 
@@ -170,9 +184,13 @@ def update_workload(
             record, current.completed_at if current.phase == record.phase else None, phase_at
         ),
     )
-    _upsert_organisation(connection, record)
+    _upsert_organisation(connection, [record])
     connection.execute(workloads.update().where(w.id == workload_id).values(**row))
-    _write_nodepools(connection, workload_id, record.current_node_pools, replace=True)
+    connection.execute(workload_nodepools.delete().where(workload_nodepools.c.workload_id == workload_id))
+    if record.current_node_pools:
+        connection.execute(
+            workload_nodepools.insert(), _nodepool_rows(workload_id, record.current_node_pools)
+        )
 
 
 def delete_workload(connection: sa.Connection, workload_id: str, *, deleted_at_ms: int) -> None:
@@ -208,7 +226,7 @@ def purge_deleted(connection: sa.Connection, *, older_than_ms: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    rows: list[sa.Row[Any]]
+    rows: list[Any]  # rows of RENDER_COLUMNS, as ``domain.record.render`` reads them
     has_more: bool
 
 
@@ -250,7 +268,7 @@ def count_workloads(
     return int(connection.execute(statement).scalar_one())
 
 
-def get_workload(connection: sa.Connection, workload_id: str) -> sa.Row[Any] | None:
+def get_workload(connection: sa.Connection, workload_id: str) -> Any:
     return connection.execute(
         sa.select(*RENDER_COLUMNS, w.pending_messages).where(w.id == workload_id)
     ).first()

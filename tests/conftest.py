@@ -1,0 +1,134 @@
+"""Shared fixtures. Store-touching tests run once on SQLite and once on PostgreSQL.
+
+PostgreSQL comes from ``WORKPLANE_TEST_POSTGRES_URL`` (e.g. postgresql+psycopg://postgres@127.0.0.1/test);
+the suite creates its own throw-away database next to it. Without the variable the PostgreSQL half
+is skipped (``.ci/run`` always sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from workplane.api.deps import Services
+from workplane.app import build_services, create_app
+from workplane.auth.credentials import ADMIN_CLIENT_ID
+from workplane.domain.catalog import CatalogSnapshot
+from workplane.settings import Settings
+from workplane.store import migrate
+from workplane.store.catalog import CatalogCache
+from workplane.store.database import Database, create_database
+from workplane.store.schema import metadata
+from workplane.store.setup import ADMIN_FILE, prepare_store
+
+POSTGRES_URL = os.environ.get("WORKPLANE_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _fresh_postgres(base_url: str) -> tuple[str, str]:
+    name = f"workplane_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return str(sa.make_url(base_url).set(database=name).render_as_string(hide_password=False)), name
+
+
+def _drop_postgres(base_url: str, name: str) -> None:
+    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated, empty store per backend for the whole session."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "workplane.db"
+        url = f"sqlite:///{path}"
+        cleanup = None
+    else:
+        if not POSTGRES_URL:
+            pytest.skip("WORKPLANE_TEST_POSTGRES_URL is not set")
+        url, name = _fresh_postgres(POSTGRES_URL)
+        cleanup = name
+    engine = sa.create_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield url
+    if cleanup is not None and POSTGRES_URL:
+        _drop_postgres(POSTGRES_URL, cleanup)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, backend_url: str) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=backend_url, migrate_on_start=False)
+
+
+def _wipe(db: Database) -> None:
+    with db.write() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def database(settings: Settings) -> Iterator[Database]:
+    """The session's store, emptied and re-seeded for this test."""
+    db = create_database(settings)
+    _wipe(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def services(settings: Settings, database: Database) -> Services:
+    prepare_store(database, settings, announce=False)
+    return build_services(settings, database)
+
+
+@pytest.fixture
+def catalog(services: Services) -> CatalogSnapshot:
+    with services.db.read() as conn:
+        return services.catalog.get(conn)
+
+
+@pytest.fixture
+def admin_secret(settings: Settings, services: Services) -> str:
+    for line in (settings.data_dir / ADMIN_FILE).read_text().splitlines():
+        if line.startswith("WORKPLANE_CLIENT_SECRET="):
+            return line.split("=", 1)[1]
+    raise AssertionError("no admin secret written")
+
+
+@pytest.fixture
+def client(services: Services, admin_secret: str) -> Iterator[TestClient]:
+    """An in-process client already holding an administrator token."""
+    with TestClient(create_app(services.settings, services), raise_server_exceptions=False) as test_client:
+        answer = test_client.post(
+            "/api/v1/token",
+            json={
+                "grantType": "client_credentials",
+                "clientId": ADMIN_CLIENT_ID,
+                "clientSecret": admin_secret,
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        test_client.headers["Authorization"] = f"Bearer {answer.json()['accessToken']}"
+        yield test_client
+
+
+@pytest.fixture
+def anonymous(services: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(services.settings, services), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def fresh_cache() -> CatalogCache:
+    return CatalogCache()
