@@ -18,6 +18,7 @@ router = APIRouter(tags=["Health"])
     operation_id="health",
     summary="Liveness and database reachability.",
     responses={**json_response("Healthy", "Health")},
+    openapi_extra={"security": []},  # open: no token needed
     response_class=Response,
 )
 def health(svc: ServicesDep) -> Response:

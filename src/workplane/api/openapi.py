@@ -36,7 +36,38 @@ _LOCAL_SCHEMAS: dict[str, Any] = {
         "required": ["types"],
         "properties": {"types": {"$ref": "#/components/schemas/WorkloadTypeConfigs"}},
     },
+    "SyncResult": {
+        "type": "object",
+        "required": ["applied", "ignored", "deleted", "samples"],
+        "properties": {
+            "applied": {"type": "integer", "description": "observations applied"},
+            "ignored": {"type": "integer", "description": "observations not newer than the stored state"},
+            "deleted": {"type": "integer", "description": "workloads marked deleted by this batch"},
+            "samples": {"type": "integer", "description": "metric samples stored"},
+        },
+    },
     "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+    # What POST /token accepts: upstream's TokenRequest lists six grants and no required field, but only
+    # access keys are served, so a request the description calls valid is one the server answers.
+    # Keys are matched case-insensitively and appId/appSecret are synonyms (SEMANTICS.md section 9);
+    # the spellings below are the documented ones.
+    "AccessKeyTokenRequest": {
+        "type": "object",
+        "required": ["grantType"],
+        "properties": {
+            "grantType": {"type": "string", "enum": ["client_credentials", "app_token"]},
+            "clientId": {"type": "string", "minLength": 1},
+            "clientID": {"type": "string", "minLength": 1},
+            "clientSecret": {"type": "string", "minLength": 1},
+            "AppId": {"type": "string", "minLength": 1, "deprecated": True},
+            "AppSecret": {"type": "string", "minLength": 1, "deprecated": True},
+        },
+        "anyOf": [
+            {"required": ["clientId", "clientSecret"]},
+            {"required": ["clientID", "clientSecret"]},
+            {"required": ["AppId", "AppSecret"]},
+        ],
+    },
 }
 
 
@@ -60,10 +91,48 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 @functools.cache
-def upstream_schemas() -> dict[str, Any]:
+def _upstream() -> dict[str, Any]:
     text = resources.files("workplane.api").joinpath("spec/runai-openapi-workloads.json").read_text()
-    schemas: dict[str, Any] = json.loads(text)["components"]["schemas"]
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+def upstream_schemas() -> dict[str, Any]:
+    schemas: dict[str, Any] = _upstream()["components"]["schemas"]
     return schemas
+
+
+def _upstream_parameters(path: str, method: str) -> dict[str, dict[str, Any]]:
+    """Run:ai's definitions of one operation's parameters, by name ($refs resolved)."""
+    document = _upstream()
+    operation = document["paths"].get(path, {}).get(method, {})
+    found: dict[str, dict[str, Any]] = {}
+    for parameter in operation.get("parameters", []):
+        ref = parameter.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/parameters/"):
+            parameter = document["components"]["parameters"][ref.rsplit("/", 1)[1]]
+        found[parameter["name"]] = parameter
+    return found
+
+
+def _document_parameters_as_upstream(document: dict[str, Any]) -> None:
+    """The routes read most parameters as text (to accept the ``SomeEnum.`` prefix and answer 400 with
+    the offending value), so the generated schemas say little more than "string". Describe them as Run:ai
+    does (boolean ``deleted``, the ``sortBy``/``sortOrder`` enums, the ``filterBy`` pattern sent as one
+    comma-joined value, UUID path ids), keeping the bounds the routes enforce."""
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            upstream = _upstream_parameters(path, method)
+            for parameter in operation.get("parameters", []):
+                theirs = upstream.get(parameter["name"])
+                if theirs is None or theirs.get("in") != parameter.get("in"):
+                    continue
+                ours = parameter.get("schema", {})
+                schema = dict(theirs["schema"])
+                schema.update({k: ours[k] for k in ("minimum", "maximum") if k in ours})
+                parameter["schema"] = schema
+                if "explode" in theirs:
+                    parameter["explode"] = theirs["explode"]
 
 
 def _refs(node: Any) -> set[str]:
@@ -97,6 +166,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for path in document.get("paths", {}).values():
         for operation in path.values():
             operation.get("responses", {}).pop("422", None)
+    _document_parameters_as_upstream(document)
     schemas.update(_LOCAL_SCHEMAS)
     upstream = upstream_schemas()
     pending = _refs(document)

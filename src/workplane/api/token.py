@@ -41,10 +41,13 @@ def _field(body: dict[str, Any], keys: tuple[str, ...]) -> str | None:
         **error_responses(400, 401, 503),
     },
     openapi_extra={
+        "security": [],  # open: this is where tokens come from
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TokenRequest"}}},
-        }
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/AccessKeyTokenRequest"}}
+            },
+        },
     },
     response_class=Response,
 )

@@ -66,6 +66,7 @@ clusters = sa.Table(
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("name", text_c(), nullable=False),
+    sa.Column("last_sync_at", sa.BigInteger, nullable=True),
 )
 
 departments = sa.Table(
@@ -123,6 +124,11 @@ workloads = sa.Table(
     sa.Column("search_text", sa.Text, nullable=False),
     sa.Column("doc", sa.Text, nullable=False),
     sa.Column("pending_messages", sa.Text, nullable=True),
+    # Sync protocol: the agent's revision of the last applied observation (older ones change nothing),
+    # the full resync that last saw this workload, and the derived values of the last history entry.
+    sa.Column("revision", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("resync_id", sa.String(64), nullable=True),
+    sa.Column("history_key", sa.Text, nullable=True),
 )
 
 # Live rows are what almost every request reads: partial indexes on (field, createdAt, id) serve the
@@ -192,4 +198,34 @@ access_keys = sa.Table(
     sa.Column("role", sa.String(64), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
+)
+
+# What a workload looked like over time: one entry per applied observation that changed its phase or
+# any derived quantity (allocation, requests, limits, pods). Phase history and derived metric series
+# are read from here; it goes only when the workload itself is purged.
+workload_history = sa.Table(
+    "workload_history",
+    metadata,
+    sa.Column(
+        "workload_id", sa.String(36), sa.ForeignKey("workloads.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("revision", sa.BigInteger, primary_key=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("values", sa.Text, nullable=False),
+)
+
+# Measured samples reported by agents, many per row: one chunk per (workload, metric, batch).
+metric_chunks = sa.Table(
+    "metric_chunks",
+    metadata,
+    sa.Column(
+        "workload_id", sa.String(36), sa.ForeignKey("workloads.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("metric", sa.String(48), primary_key=True),
+    sa.Column("start_ms", sa.BigInteger, primary_key=True),
+    sa.Column("end_ms", sa.BigInteger, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Index("ix_metric_chunks_end", "end_ms"),
 )

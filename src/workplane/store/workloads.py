@@ -7,6 +7,7 @@ through the query layer. None of these functions commits: the caller owns the tr
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,7 @@ class WorkloadNotFound(LookupError):
     pass
 
 
-def _check(record: WorkloadIn, catalog: CatalogSnapshot) -> None:
+def check_record(record: WorkloadIn, catalog: CatalogSnapshot) -> None:
     if record.type not in catalog.types:
         raise InvalidWorkload(f"unknown workload type {record.type!r}")
     if record.category is not None and record.category not in CATEGORY_BY_NAME:
@@ -55,7 +56,7 @@ def _check(record: WorkloadIn, catalog: CatalogSnapshot) -> None:
         raise InvalidWorkload(f"unknown priority {record.priority_class_name!r}")
 
 
-def _upsert_organisation(connection: sa.Connection, records: list[WorkloadIn]) -> None:
+def upsert_organisation(connection: sa.Connection, records: Sequence[WorkloadIn]) -> None:
     cluster_rows = {str(r.cluster_id): {"id": str(r.cluster_id), "name": str(r.cluster_id)} for r in records}
     department_rows = {
         r.department_id: {"id": r.department_id, "name": r.department_name, "cluster_id": str(r.cluster_id)}
@@ -75,7 +76,7 @@ def _upsert_organisation(connection: sa.Connection, records: list[WorkloadIn]) -
     upsert(connection, projects, list(project_rows.values()), ["name", "department_id"])
 
 
-def _nodepool_rows(workload_id: str, pools: list[str]) -> list[dict[str, Any]]:
+def nodepool_rows(workload_id: str, pools: list[str]) -> list[dict[str, Any]]:
     return [{"workload_id": workload_id, "position": i, "name": p} for i, p in enumerate(pools)]
 
 
@@ -92,7 +93,7 @@ def create_workloads(
     rows: list[dict[str, Any]] = []
     pools: list[dict[str, Any]] = []
     for record in records:
-        _check(record, catalog)
+        check_record(record, catalog)
         workload_id = str(record.id or uuid.uuid4())
         phase_at = to_ms(record.phase_updated_at or record.created_at)
         clock = PhaseClock.start(
@@ -112,10 +113,10 @@ def create_workloads(
                 completed_at_ms=completed_at_for(record, None, phase_at),
             )
         )
-        pools.extend(_nodepool_rows(workload_id, record.current_node_pools))
+        pools.extend(nodepool_rows(workload_id, record.current_node_pools))
     if not rows:
         return []
-    _upsert_organisation(connection, records)
+    upsert_organisation(connection, records)
     connection.execute(workloads.insert(), rows)
     if pools:
         connection.execute(workload_nodepools.insert(), pools)
@@ -164,7 +165,7 @@ def update_workload(
     Pending/Running interval and opens the next; the accumulated totals are kept."""
     if record.id is None:
         raise InvalidWorkload("an update needs the workload id")
-    _check(record, catalog)
+    check_record(record, catalog)
     workload_id = str(record.id)
     current = _current(connection, workload_id)
     phase_at = to_ms(record.phase_updated_at or record.created_at)
@@ -184,13 +185,11 @@ def update_workload(
             record, current.completed_at if current.phase == record.phase else None, phase_at
         ),
     )
-    _upsert_organisation(connection, [record])
+    upsert_organisation(connection, [record])
     connection.execute(workloads.update().where(w.id == workload_id).values(**row))
     connection.execute(workload_nodepools.delete().where(workload_nodepools.c.workload_id == workload_id))
     if record.current_node_pools:
-        connection.execute(
-            workload_nodepools.insert(), _nodepool_rows(workload_id, record.current_node_pools)
-        )
+        connection.execute(workload_nodepools.insert(), nodepool_rows(workload_id, record.current_node_pools))
 
 
 def delete_workload(connection: sa.Connection, workload_id: str, *, deleted_at_ms: int) -> None:

@@ -1,0 +1,1 @@
+"""Metric samples: the series model, compact storage and (later) the sampling rule and back ends."""

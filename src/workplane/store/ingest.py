@@ -1,0 +1,290 @@
+"""Applying sync batches: what agents observed becomes the inventory and its history.
+
+One batch is applied in one transaction, all or nothing. Per workload, an observation applies only
+when its ``revision`` is newer than the stored one, so repeated, retried and out-of-order batches
+change nothing twice. Derived facts (phase clock, completedAt, deletedAt, category/priority defaults)
+come from ``domain``; rows are built by ``domain.record.build_row`` like every other write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from workplane.domain.catalog import CatalogSnapshot
+from workplane.domain.observation import FullResync, Observation, SampleSeries, derived_values, history_key
+from workplane.domain.phases import PhaseClock
+from workplane.domain.record import build_row, completed_at_for, set_doc_fields
+from workplane.domain.timefmt import to_ms
+from workplane.metrics import codec
+from workplane.store.database import insert_ignore, upsert
+from workplane.store.schema import clusters, metric_chunks, workload_history, workload_nodepools, workloads
+from workplane.store.workloads import InvalidWorkload, check_record, nodepool_rows, upsert_organisation
+
+w = workloads.c
+_CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
+
+
+class BatchError(ValueError):
+    """A batch item that cannot be applied; the whole batch is refused."""
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0
+    ignored: int = 0
+    deleted: int = 0
+    samples: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    cluster_id: str
+    revision: int
+    phase: str
+    clock: PhaseClock
+    completed_at: int | None
+    deleted_at: int | None
+    history_key: str | None
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _load(connection: sa.Connection, ids: list[str]) -> dict[str, _Stored]:
+    stored: dict[str, _Stored] = {}
+    for part in _chunks(ids):
+        for r in connection.execute(
+            sa.select(
+                w.id,
+                w.cluster_id,
+                w.revision,
+                w.phase,
+                w.pending_closed_ms,
+                w.pending_since_ms,
+                w.running_closed_ms,
+                w.running_since_ms,
+                w.completed_at,
+                w.deleted_at,
+                w.history_key,
+            ).where(w.id.in_(part))
+        ):
+            clock = PhaseClock(
+                r.pending_closed_ms, r.pending_since_ms, r.running_closed_ms, r.running_since_ms
+            )
+            stored[r.id] = _Stored(
+                r.cluster_id, r.revision, r.phase, clock, r.completed_at, r.deleted_at, r.history_key
+            )
+    return stored
+
+
+def _latest(observations: list[Observation]) -> dict[str, tuple[int, Observation]]:
+    """Per workload id, the observation with the highest revision (and its index in the batch)."""
+    latest: dict[str, tuple[int, Observation]] = {}
+    for index, obs in enumerate(observations):
+        key = str(obs.id)
+        if key not in latest or obs.revision >= latest[key][1].revision:
+            latest[key] = (index, obs)
+    return latest
+
+
+def apply_batch(
+    connection: sa.Connection,
+    *,
+    cluster_id: str,
+    cluster_name: str | None,
+    observations: list[Observation],
+    samples: list[SampleSeries],
+    resync: FullResync | None,
+    catalog: CatalogSnapshot,
+    tenant_id: int,
+    now_ms: int,
+) -> BatchResult:
+    for index, obs in enumerate(observations):
+        if obs.id is None:
+            raise BatchError(f"workloads[{index}]: id is required")
+        if str(obs.cluster_id) != cluster_id:
+            raise BatchError(f"workloads[{index}]: clusterId {obs.cluster_id} is not the batch's cluster")
+        try:
+            check_record(obs, catalog)
+        except InvalidWorkload as exc:
+            raise BatchError(f"workloads[{index}]: {exc}") from None
+
+    latest = _latest(observations)
+    stored = _load(connection, list(latest))
+    result = BatchResult()
+    rows: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    replaced_pools: list[str] = []
+    pools: list[dict[str, Any]] = []
+    applied_records: list[Observation] = []
+
+    for workload_id, (index, obs) in latest.items():
+        before = stored.get(workload_id)
+        if before is not None and before.cluster_id != cluster_id:
+            raise BatchError(f"workloads[{index}]: workload {workload_id} belongs to another cluster")
+        if before is not None and obs.revision <= before.revision:
+            result.ignored += 1
+            continue
+        phase_at = to_ms(obs.phase_updated_at or obs.created_at)
+        if before is None:
+            clock = PhaseClock.start(
+                obs.phase,
+                phase_at,
+                obs.total_pending_time_seconds * 1000,
+                obs.total_running_time_seconds * 1000,
+            )
+            previous_completed = None
+            deleted_at = None
+        else:
+            clock = before.clock if before.phase == obs.phase else before.clock.enter(obs.phase, phase_at)
+            previous_completed = before.completed_at if before.phase == obs.phase else None
+            deleted_at = before.deleted_at
+        if deleted_at is None and obs.deleted_at is not None:
+            deleted_at = to_ms(obs.deleted_at)
+            result.deleted += 1
+        if deleted_at is not None:
+            clock = clock.stop(deleted_at)
+        observed_ms = (
+            to_ms(obs.observed_at)
+            if obs.observed_at
+            else (to_ms(obs.updated_at) if obs.updated_at else now_ms)
+        )
+        row = build_row(
+            obs,
+            workload_id=workload_id,
+            tenant_id=tenant_id,
+            clock=clock,
+            updated_at_ms=observed_ms,
+            deleted_at_ms=deleted_at,
+            completed_at_ms=completed_at_for(obs, previous_completed, phase_at),
+        )
+        key = history_key(str(obs.phase), derived_values(obs))
+        row.update(revision=obs.revision, resync_id=resync.id if resync else None, history_key=key)
+        if before is None or before.history_key != key:
+            at = phase_at if before is None or before.phase != obs.phase else observed_ms
+            history.append(
+                {
+                    "workload_id": workload_id,
+                    "revision": obs.revision,
+                    "at_ms": at,
+                    "phase": str(obs.phase),
+                    "values": key,
+                }
+            )
+        rows.append(row)
+        applied_records.append(obs)
+        if before is not None:
+            replaced_pools.append(workload_id)
+        pools.extend(nodepool_rows(workload_id, obs.current_node_pools))
+        result.applied += 1
+
+    if rows:
+        upsert_organisation(connection, applied_records)
+        update_columns = [c.name for c in workloads.columns if c.name != "id"]
+        upsert(connection, workloads, rows, update_columns)
+        for part in _chunks(replaced_pools):
+            connection.execute(workload_nodepools.delete().where(workload_nodepools.c.workload_id.in_(part)))
+        if pools:
+            connection.execute(workload_nodepools.insert(), pools)
+        insert_ignore(connection, workload_history, history)
+
+    if resync is not None:
+        seen = [wid for wid in latest if wid in stored]  # applied rows already carry the resync id
+        for part in _chunks(seen):
+            connection.execute(workloads.update().where(w.id.in_(part)).values(resync_id=resync.id))
+        if resync.final:
+            result.deleted += _delete_unseen(connection, cluster_id, resync.id, now_ms)
+
+    result.samples = _store_samples(connection, cluster_id, samples)
+    _touch_cluster(connection, cluster_id, cluster_name, now_ms)
+    return result
+
+
+def _delete_unseen(connection: sa.Connection, cluster_id: str, resync_id: str, now_ms: int) -> int:
+    """End of a full resync: live workloads of the cluster that no batch of it reported are gone."""
+    missing = connection.execute(
+        sa.select(
+            w.id, w.doc, w.pending_closed_ms, w.pending_since_ms, w.running_closed_ms, w.running_since_ms
+        ).where(
+            w.cluster_id == cluster_id,
+            w.deleted_at.is_(None),
+            sa.or_(w.resync_id.is_(None), w.resync_id != resync_id),
+        )
+    ).all()
+    updates = []
+    for r in missing:
+        clock = PhaseClock(
+            r.pending_closed_ms, r.pending_since_ms, r.running_closed_ms, r.running_since_ms
+        ).stop(now_ms)
+        updates.append(
+            {
+                "b_id": r.id,
+                "deleted_at": now_ms,
+                "updated_at": now_ms,
+                "pending_closed_ms": clock.pending_closed_ms,
+                "pending_since_ms": clock.pending_since_ms,
+                "running_closed_ms": clock.running_closed_ms,
+                "running_since_ms": clock.running_since_ms,
+                "doc": set_doc_fields(r.doc, deletedAt=now_ms, updatedAt=now_ms),
+            }
+        )
+    if updates:
+        statement = (
+            workloads.update()
+            .where(w.id == sa.bindparam("b_id"))
+            .values({k: sa.bindparam(k) for k in updates[0] if k != "b_id"})
+        )
+        connection.execute(statement, updates)
+    return len(updates)
+
+
+def _store_samples(connection: sa.Connection, cluster_id: str, samples: list[SampleSeries]) -> int:
+    if not samples:
+        return 0
+    ids = sorted({s.workload_id.lower() for s in samples})
+    known: set[str] = set()
+    for part in _chunks(ids):
+        known.update(
+            connection.execute(sa.select(w.id).where(w.id.in_(part), w.cluster_id == cluster_id)).scalars()
+        )
+    chunks = []
+    for index, series in enumerate(samples):
+        workload_id = series.workload_id.lower()
+        if workload_id not in known:
+            raise BatchError(f"samples[{index}]: no workload {workload_id} in this cluster")
+        chunks.append(
+            {
+                "workload_id": workload_id,
+                "metric": str(series.metric),
+                "start_ms": series.timestamps[0],
+                "end_ms": series.timestamps[-1],
+                "count": len(series.values),
+                "data": codec.encode(series.timestamps, series.values),
+            }
+        )
+    # A retried batch carries the same chunks: the primary key (workload, metric, start) drops them.
+    insert_ignore(connection, metric_chunks, chunks)
+    return sum(len(s.values) for s in samples)
+
+
+def _touch_cluster(connection: sa.Connection, cluster_id: str, name: str | None, now_ms: int) -> None:
+    row = {"id": cluster_id, "name": name or cluster_id, "last_sync_at": now_ms}
+    upsert(connection, clusters, [row], ["last_sync_at", *(["name"] if name else [])])
+
+
+def history_of(connection: sa.Connection, workload_id: str) -> list[dict[str, Any]]:
+    """The workload's history entries, oldest first (phase and derived values at each change)."""
+    rows = connection.execute(
+        sa.select(workload_history.c.at_ms, workload_history.c.phase, workload_history.c["values"])
+        .where(workload_history.c.workload_id == workload_id)
+        .order_by(workload_history.c.at_ms, workload_history.c.revision)
+    ).all()
+    return [{"at_ms": r.at_ms, "phase": r.phase, "values": orjson.loads(r[2])} for r in rows]
