@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from workplane.api import errors, health, properties, sync, token, workloads
 from workplane.api.deps import Services
 from workplane.api.openapi import build_openapi
 from workplane.auth.tokens import TokenSigner, load_or_create_key
+from workplane.services.retention import run_retention
 from workplane.settings import Settings, load_settings
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, create_database
@@ -34,7 +36,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tasks = []
+        if settings.retention_interval_s > 0:
+            tasks.append(
+                asyncio.create_task(
+                    run_retention(svc.db, settings.deleted_retention_days, settings.retention_interval_s)
+                )
+            )
         yield
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if services is None:  # we created the engine, so we close it
             svc.db.dispose()
 

@@ -51,7 +51,9 @@ def sync(client: TestClient, body: dict[str, Any], cluster: str = CLUSTER_A) -> 
 
 def without_clock(record: dict[str, Any]) -> dict[str, Any]:
     """The record minus the fields that grow with the clock while a phase interval is open."""
-    return {k: v for k, v in record.items() if k not in ("totalPendingTimeSeconds", "totalRunningTimeSeconds")}
+    return {
+        k: v for k, v in record.items() if k not in ("totalPendingTimeSeconds", "totalRunningTimeSeconds")
+    }
 
 
 def get(client: TestClient, workload_id: str) -> dict[str, Any]:
@@ -197,3 +199,21 @@ def test_concurrent_agents_for_different_clusters(client: TestClient) -> None:
     for cluster in (CLUSTER_A, CLUSTER_B):
         count = client.get("/api/v1/workloads/count", params={"filterBy": f"clusterId=={cluster}"}).json()
         assert count == {"count": 100}
+
+
+def test_retention_purges_old_deletions_with_their_history(client: TestClient, database: Database) -> None:
+    from workplane.domain.timefmt import format_ms, now_ms
+    from workplane.services.retention import purge_once
+    from workplane.store.schema import workload_history, workload_nodepools
+
+    day = 86_400_000
+    old, recent = format_ms(now_ms() - 15 * day), format_ms(now_ms() - 13 * day)
+    sync(client, {"workloads": [obs(n, 1, currentNodePools=["pool-a"]) for n in range(3)]})
+    sync(client, {"workloads": [obs(0, 2, deletedAt=old), obs(1, 2, deletedAt=recent)]})
+    assert purge_once(database, retention_days=14) == 1
+    assert client.get(f"/api/v1/workloads/{wid(0)}").status_code == 404
+    assert get(client, wid(1))["deletedAt"] == recent
+    with database.read() as conn:
+        for table in (workload_history, workload_nodepools):
+            orphans = conn.execute(table.select().where(table.c.workload_id == wid(0))).all()
+            assert orphans == []

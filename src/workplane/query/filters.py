@@ -78,6 +78,20 @@ _OPS_RE = "|".join(re.escape(op) for op in OPERATORS)
 _TERM_START = re.compile(rf"([A-Za-z][A-Za-z0-9]*)({_OPS_RE})")
 _SPLIT = re.compile(rf",(?=[A-Za-z][A-Za-z0-9]*(?:{_OPS_RE}))")
 
+# A number is a plain decimal literal (JSON's syntax, plus a leading "+" or "." and a trailing "."):
+# no white space, no "_" digit separators, no hex, no nan/inf.
+_NUMBER_LITERAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+# Case-insensitive comparison folds ASCII letters only: that is what SQL lower() does on both
+# databases (SQLite's built-in lower(); PostgreSQL's lower() under the "C" collation of our text
+# columns), so Python and SQL agree exactly and both databases give the same answers.
+_ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(text: str) -> str:
+    """The case folding of ``=@ !@ =^ =$`` and ``search``: A-Z to a-z, nothing else."""
+    return text.translate(_ASCII_FOLD)
+
 
 @dataclass(frozen=True, slots=True)
 class Term:
@@ -111,6 +125,9 @@ def parse_term(text: str, param: str = "filterBy", fields: dict[str, FieldSpec] 
         raise QueryError(param, f"filterBy term {text!r}: unknown field {name!r}")
     if value == "":
         raise QueryError(param, f"filterBy term {text!r}: the value is empty")
+    if "\x00" in value:
+        # No stored text can contain NUL (PostgreSQL rejects it), and it must not reach SQL.
+        raise QueryError(param, f"filterBy term {text!r}: the value contains a NUL character")
     if spec.kind in (Kind.TIME, Kind.NUMBER) and op not in ORDERED_OPERATORS:
         raise QueryError(
             param,
@@ -122,12 +139,9 @@ def parse_term(text: str, param: str = "filterBy", fields: dict[str, FieldSpec] 
         except InvalidTime as exc:
             raise QueryError(param, f"filterBy term {text!r}: {value!r} is not an RFC 3339 time") from exc
     if spec.kind is Kind.NUMBER:
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
+        number = float(value) if _NUMBER_LITERAL.fullmatch(value) else math.nan
         if not math.isfinite(number):
-            raise QueryError(param, f"filterBy term {text!r}: {value!r} is not a number")
+            raise QueryError(param, f"filterBy term {text!r}: {value!r} is not a finite decimal number")
         return Term(spec, op, value, number)
     return Term(spec, op, value)
 
@@ -138,11 +152,14 @@ def parse_filter(
     return [parse_term(t, param, fields) for t in split_terms(raw_values)]
 
 
-def parse_search(text: str | None) -> list[str]:
-    """Words of ``search``, lower-cased; each must occur in some searchable field."""
+def parse_search(text: str | None, param: str = "search") -> list[str]:
+    """Words of ``search`` (split on white space), case-folded; each must occur in some searchable
+    field."""
     if not text:
         return []
-    return [w.lower() for w in text.split()]
+    if "\x00" in text:
+        raise QueryError(param, f"search {text!r} contains a NUL character")
+    return [fold(w) for w in text.split()]
 
 
 def text_matches(op: str, value: str, subject: str | None) -> bool:
@@ -150,7 +167,7 @@ def text_matches(op: str, value: str, subject: str | None) -> bool:
     Must agree exactly with ``compile.text_predicate``."""
     if subject is None:
         return op in NEGATIVE_OPERATORS
-    folded, needle = subject.lower(), value.lower()
+    folded, needle = fold(subject), fold(value)
     match op:
         case "==":
             return subject == value

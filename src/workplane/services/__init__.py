@@ -1,0 +1,1 @@
+"""Background work owned by the application's lifespan."""
