@@ -57,9 +57,11 @@ PENDING_PER_10K = 300
 DELETED_PER_10K = 400
 IMAGE = "nvcr.io/nvidia/pytorch:21.03-py3"
 DEFAULT_POOL = "default"
-DEPARTMENTS = {c: ("10", "research") for c in (1, 2, 3, 4)} | {
-    c: ("20", "product") for c in (5, 6, 7)
-} | {c: ("30", "platform") for c in (8, 9, 10)}
+DEPARTMENTS = (
+    dict.fromkeys((1, 2, 3, 4), ("10", "research"))
+    | dict.fromkeys((5, 6, 7), ("20", "product"))
+    | dict.fromkeys((8, 9, 10), ("30", "platform"))
+)
 
 PENDING, RUNNING, COMPLETED = "Pending", "Running", "Completed"
 

@@ -176,7 +176,9 @@ def load(target: Target, plan: Plan, *, batch_size: int, force: bool) -> LoadRes
             db = open_database(target)
             prepare_store(db, target.settings(), announce=False)
         head = migrate.current_revision(db.engine)
-        print(f"  loading {plan.size:,} workloads (schema {head}), {batch_size:,} per transaction", flush=True)
+        print(
+            f"  loading {plan.size:,} workloads (schema {head}), {batch_size:,} per transaction", flush=True
+        )
         progress = Progress(target.label, plan.size)
         cache = CatalogCache()
         now = plan.snapshot_s * 1000
@@ -200,6 +202,8 @@ def load(target: Target, plan: Plan, *, batch_size: int, force: bool) -> LoadRes
             f"finish {finish:.1f} s, store {size / 2**20:,.0f} MiB",
             flush=True,
         )
-        return LoadResult(target.label, plan.size, False, seconds, plan.size / seconds, finish, size, "loaded")
+        return LoadResult(
+            target.label, plan.size, False, seconds, plan.size / seconds, finish, size, "loaded"
+        )
     finally:
         db.dispose()

@@ -217,3 +217,19 @@ def test_retention_purges_old_deletions_with_their_history(client: TestClient, d
         for table in (workload_history, workload_nodepools):
             orphans = conn.execute(table.select().where(table.c.workload_id == wid(0))).all()
             assert orphans == []
+
+
+def test_node_pool_changes_are_followed(client: TestClient) -> None:
+    def pools_of(pool: str) -> list[str]:
+        listed = client.get("/api/v1/workloads", params={"filterBy": f"nodepool=={pool}"}).json()
+        return [w["name"] for w in listed["workloads"]]
+
+    sync(client, {"workloads": [obs(1, 1, currentNodePools=["a", "b"]), obs(2, 1)]})
+    assert pools_of("b") == ["job-1"]
+    sync(client, {"workloads": [obs(1, 2, currentNodePools=["a"])]})
+    assert pools_of("b") == []
+    assert pools_of("a") == ["job-1"]
+    sync(client, {"workloads": [obs(1, 3, currentNodePools=[]), obs(2, 2, currentNodePools=["b"])]})
+    assert pools_of("a") == []
+    assert pools_of("b") == ["job-2"]
+    assert get(client, wid(2))["currentNodePools"] == ["b"]

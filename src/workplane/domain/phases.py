@@ -71,6 +71,8 @@ class PhaseClock:
 
 
 def _seconds(closed_ms: int, since_ms: int | None, now_ms: int) -> int:
-    # No clamping here: the query layer filters and sorts on exactly this arithmetic in SQL.
-    total = closed_ms + (now_ms - since_ms if since_ms is not None else 0)
-    return total // 1000
+    # The query layer filters and sorts on exactly this arithmetic in SQL
+    # (``Compiler.elapsed_ms_expr``): an open interval that starts after ``now_ms`` (a cluster clock
+    # ahead of ours) counts 0, so a duration is never negative.
+    open_ms = max(0, now_ms - since_ms) if since_ms is not None else 0
+    return (closed_ms + open_ms) // 1000

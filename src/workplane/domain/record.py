@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.phases import TERMINAL_PHASES, Phase, PhaseClock
+from workplane.domain.text import fold
 from workplane.domain.timefmt import format_ms, to_ms
 
 # Keys appended at read time; never stored in ``doc``.
@@ -131,9 +132,14 @@ def allocated_gpu(w: WorkloadIn) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def namespace_of(w: WorkloadIn) -> str:
+    """The namespace served: the given one, else the project's (``runai-<project>``)."""
+    return w.namespace or f"runai-{w.project_name}"
+
+
 def search_text(w: WorkloadIn) -> str:
-    """Lower-cased haystack for ``search`` (the fields SEMANTICS.md section 5 names, except the
-    catalog-resolved category, which the query layer matches separately)."""
+    """Case-folded haystack for ``search`` (the fields SEMANTICS.md section 5 names, as served,
+    except the catalog-resolved category, which the query layer matches separately)."""
     parts = [
         w.name,
         w.project_name,
@@ -141,10 +147,10 @@ def search_text(w: WorkloadIn) -> str:
         w.submitted_by or "",
         w.type,
         str(w.phase),
-        w.namespace or "",
+        namespace_of(w),
         *w.images,
     ]
-    return SEARCH_SEPARATOR.join(p.lower() for p in parts)
+    return SEARCH_SEPARATOR.join(fold(p) for p in parts)
 
 
 def build_row(
@@ -162,7 +168,7 @@ def build_row(
     phase_updated_ms = to_ms(w.phase_updated_at) if w.phase_updated_at else created_ms
     k8s_updated_ms = to_ms(w.k8s_phase_updated_at) if w.k8s_phase_updated_at else phase_updated_ms
     guaranteed_ms = to_ms(w.guaranteed_runtime_ends_at) if w.guaranteed_runtime_ends_at else None
-    namespace = w.namespace or f"runai-{w.project_name}"
+    namespace = namespace_of(w)
     gpu = allocated_gpu(w)
     doc: JsonObject = {
         "tenantId": tenant_id,

@@ -7,9 +7,13 @@ and the same on SQLite and PostgreSQL. The wire form is RFC 3339 in UTC with mil
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
-_BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_BARE_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_SPACE_FOR_PLUS = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9:.,]+) ([0-9]{2}(?::?[0-9]{2})?)$")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InvalidTime(ValueError):
@@ -21,7 +25,11 @@ def now_ms() -> int:
 
 
 def parse_time(text: str) -> datetime:
-    """Any RFC 3339 / ISO 8601 instant; a bare date means midnight UTC; no offset means UTC."""
+    """Any RFC 3339 / ISO 8601 instant; a bare date means midnight UTC; no offset means UTC.
+
+    A space where an offset's ``+`` belongs (``2024-05-01T14:00:00 02:00``) is read as ``+``: that is
+    what an unencoded ``+`` in a query string becomes, and it can mean nothing else there.
+    """
     value = text.strip()
     if not value:
         raise InvalidTime("empty time")
@@ -31,12 +39,14 @@ def parse_time(text: str) -> datetime:
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
         if value[-1] in "zZ":
             value = value[:-1] + "+00:00"
+        value = _SPACE_FOR_PLUS.sub(r"\1+\2", value)
         parsed = datetime.fromisoformat(value.replace(" ", "T", 1) if "T" not in value else value)
-    except ValueError as exc:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        # OverflowError: an offset that moves the instant outside years 1..9999.
         raise InvalidTime(f"not an RFC 3339 time: {text!r}") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def to_ms(moment: datetime) -> int:
@@ -53,6 +63,11 @@ def to_ms_exact(moment: datetime) -> float:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds / 1000
+
+
+def from_ms(ms: int) -> datetime:
+    """The instant ``ms`` milliseconds after the epoch, exactly (no float rounding)."""
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def format_ms(ms: int | None) -> str | None:

@@ -29,6 +29,7 @@ from workplane.query.filters import (
     SortOrder,
     Term,
     WorkloadQuery,
+    fold,
     number_matches,
     text_matches,
 )
@@ -79,12 +80,15 @@ _NOT_NULL_SORT = frozenset(
 )
 
 
+_MAX_MS = 2**62
+
+
 def escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _like(column: sa.ColumnElement[Any], op: str, value: str, folded: bool = False) -> sa.ColumnElement[bool]:
-    needle = escape_like(value.lower())
+    needle = escape_like(fold(value))
     pattern = {"=@": f"%{needle}%", "!@": f"%{needle}%", "=^": f"{needle}%", "=$": f"%{needle}"}[op]
     subject = column if folded else sa.func.lower(column)
     return subject.like(pattern, escape="\\")
@@ -176,27 +180,43 @@ class Compiler:
     def elapsed_ms_expr(
         self, closed: sa.ColumnElement[Any], since: sa.ColumnElement[Any]
     ) -> sa.ColumnElement[Any]:
+        """Closed time plus the open interval up to ``now_ms`` (an interval that starts after
+        ``now_ms``, i.e. a clock ahead of ours, counts 0): ``PhaseClock`` in SQL."""
         now = sa.literal(self.now_ms, sa.BigInteger)
-        return closed + sa.case((since.is_(None), 0), else_=now - since)
+        return closed + sa.case((since.is_(None), 0), (since >= now, 0), else_=now - since)
+
+    def elapsed_seconds_expr(self, field: str) -> sa.ColumnElement[Any]:
+        """The served value: whole seconds, rounded down (the ms expression is never negative, so
+        SQL's truncating integer division is a floor)."""
+        return self._elapsed_ms(field) // sa.literal(1000, sa.BigInteger)
+
+    def _elapsed_ms(self, field: str) -> sa.ColumnElement[Any]:
+        if field == "totalPendingTimeSeconds":
+            return self.elapsed_ms_expr(w.pending_closed_ms, w.pending_since_ms)
+        return self.elapsed_ms_expr(w.running_closed_ms, w.running_since_ms)
 
     def _elapsed_predicate(self, field: str, op: str, seconds: float) -> sa.ColumnElement[bool]:
         # Served value is floor(ms / 1000); compare in milliseconds so no rounding happens in SQL.
-        expr = (
-            self.elapsed_ms_expr(w.pending_closed_ms, w.pending_since_ms)
-            if field == "totalPendingTimeSeconds"
-            else self.elapsed_ms_expr(w.running_closed_ms, w.running_since_ms)
-        )
-        low = sa.literal(int(seconds) * 1000, sa.BigInteger)
-        high = sa.literal((int(seconds) + 1) * 1000, sa.BigInteger)
+        # Bounds are clamped to [-1, 2**62] ms: far outside any real duration, and always a valid
+        # 64-bit integer (a huge filter value must not overflow SQLite's INTEGER).
+        expr = self._elapsed_ms(field)
+
+        def ms(value: int) -> sa.ColumnElement[Any]:
+            return sa.literal(max(-1, min(value * 1000, _MAX_MS)), sa.BigInteger)
+
         match op:
             case ">=":
-                return expr >= sa.literal(math.ceil(seconds) * 1000, sa.BigInteger)
+                return expr >= ms(math.ceil(seconds))
             case "<=":
-                return expr < sa.literal((math.floor(seconds) + 1) * 1000, sa.BigInteger)
+                return expr < ms(math.floor(seconds) + 1)
             case "==":
-                return sa.and_(expr >= low, expr < high) if seconds.is_integer() else sa.false()
+                if not seconds.is_integer():
+                    return sa.false()
+                return sa.and_(expr >= ms(int(seconds)), expr < ms(int(seconds) + 1))
             case _:
-                return sa.or_(expr < low, expr >= high) if seconds.is_integer() else sa.true()
+                if not seconds.is_integer():
+                    return sa.true()
+                return sa.or_(expr < ms(int(seconds)), expr >= ms(int(seconds) + 1))
 
     # --- terms -------------------------------------------------------------------------------
     def term(self, term: Term) -> sa.ColumnElement[bool]:
@@ -252,10 +272,9 @@ class Compiler:
                 return self.priority_name_expr()
             case "priority":
                 return self.priority_value_expr()
-            case "totalPendingTimeSeconds":
-                return self.elapsed_ms_expr(w.pending_closed_ms, w.pending_since_ms)
-            case "totalRunningTimeSeconds":
-                return self.elapsed_ms_expr(w.running_closed_ms, w.running_since_ms)
+            case "totalPendingTimeSeconds" | "totalRunningTimeSeconds":
+                # Whole seconds, as served: equal served values tie and fall back to the id.
+                return self.elapsed_seconds_expr(field)
             case "nodepool":
                 return w.first_nodepool
         raise QueryError("sortBy", f"cannot sort by {field!r}")

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 
+from workplane.domain.text import fold
 from workplane.domain.timefmt import InvalidTime, parse_time, to_ms_exact
 
 
@@ -80,17 +81,7 @@ _SPLIT = re.compile(rf",(?=[A-Za-z][A-Za-z0-9]*(?:{_OPS_RE}))")
 
 # A number is a plain decimal literal (JSON's syntax, plus a leading "+" or "." and a trailing "."):
 # no white space, no "_" digit separators, no hex, no nan/inf.
-_NUMBER_LITERAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-
-# Case-insensitive comparison folds ASCII letters only: that is what SQL lower() does on both
-# databases (SQLite's built-in lower(); PostgreSQL's lower() under the "C" collation of our text
-# columns), so Python and SQL agree exactly and both databases give the same answers.
-_ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def fold(text: str) -> str:
-    """The case folding of ``=@ !@ =^ =$`` and ``search``: A-Z to a-z, nothing else."""
-    return text.translate(_ASCII_FOLD)
+_NUMBER_LITERAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,7 @@ def _sqlite_on_connect(busy_timeout_ms: int) -> Any:
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA mmap_size=1073741824")
         cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.execute("PRAGMA wal_autocheckpoint=16384")
         cursor.close()
 
     return on_connect

@@ -44,13 +44,14 @@ class BatchResult:
 
 @dataclass(frozen=True, slots=True)
 class _Stored:
-    cluster_id: str
-    revision: int
-    phase: str
-    clock: PhaseClock
-    completed_at: int | None
-    deleted_at: int | None
-    history_key: str | None
+    row: dict[str, Any]  # every stored column, to write back only what changed
+
+    @property
+    def clock(self) -> PhaseClock:
+        r = self.row
+        return PhaseClock(
+            r["pending_closed_ms"], r["pending_since_ms"], r["running_closed_ms"], r["running_since_ms"]
+        )
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -61,28 +62,33 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
 def _load(connection: sa.Connection, ids: list[str]) -> dict[str, _Stored]:
     stored: dict[str, _Stored] = {}
     for part in _chunks(ids):
-        for r in connection.execute(
-            sa.select(
-                w.id,
-                w.cluster_id,
-                w.revision,
-                w.phase,
-                w.pending_closed_ms,
-                w.pending_since_ms,
-                w.running_closed_ms,
-                w.running_since_ms,
-                w.completed_at,
-                w.deleted_at,
-                w.history_key,
-            ).where(w.id.in_(part))
-        ):
-            clock = PhaseClock(
-                r.pending_closed_ms, r.pending_since_ms, r.running_closed_ms, r.running_since_ms
-            )
-            stored[r.id] = _Stored(
-                r.cluster_id, r.revision, r.phase, clock, r.completed_at, r.deleted_at, r.history_key
-            )
+        for r in connection.execute(sa.select(workloads).where(w.id.in_(part))).mappings():
+            stored[r["id"]] = _Stored(dict(r))
     return stored
+
+
+def _write_changes(connection: sa.Connection, changes: list[tuple[str, dict[str, Any]]]) -> None:
+    """UPDATE existing rows, grouped by the set of columns that changed: SQLite maintains every index
+    on a column named in SET, changed or not, so writing only what changed keeps a phase change from
+    touching the indexes of the twenty columns that stayed the same."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for workload_id, changed in changes:
+        values = {"b_id": workload_id, **{f"v_{k}": v for k, v in changed.items()}}
+        groups.setdefault(tuple(sorted(changed)), []).append(values)
+    for columns, params in groups.items():
+        statement = (
+            workloads.update()
+            .where(w.id == sa.bindparam("b_id"))
+            .values({c: sa.bindparam(f"v_{c}") for c in columns})
+        )
+        connection.execute(statement, params)
+
+
+def _pools_changed(before: _Stored, pools: list[str]) -> bool:
+    if before.row["first_nodepool"] is None and not pools:
+        return False
+    previous: list[str] = orjson.loads(before.row["doc"])["currentNodePools"]
+    return previous != pools
 
 
 def _latest(observations: list[Observation]) -> dict[str, tuple[int, Observation]]:
@@ -120,7 +126,8 @@ def apply_batch(
     latest = _latest(observations)
     stored = _load(connection, list(latest))
     result = BatchResult()
-    rows: list[dict[str, Any]] = []
+    new_rows: list[dict[str, Any]] = []
+    changes: list[tuple[str, dict[str, Any]]] = []
     history: list[dict[str, Any]] = []
     replaced_pools: list[str] = []
     pools: list[dict[str, Any]] = []
@@ -128,9 +135,9 @@ def apply_batch(
 
     for workload_id, (index, obs) in latest.items():
         before = stored.get(workload_id)
-        if before is not None and before.cluster_id != cluster_id:
+        if before is not None and before.row["cluster_id"] != cluster_id:
             raise BatchError(f"workloads[{index}]: workload {workload_id} belongs to another cluster")
-        if before is not None and obs.revision <= before.revision:
+        if before is not None and obs.revision <= before.row["revision"]:
             result.ignored += 1
             continue
         phase_at = to_ms(obs.phase_updated_at or obs.created_at)
@@ -144,9 +151,10 @@ def apply_batch(
             previous_completed = None
             deleted_at = None
         else:
-            clock = before.clock if before.phase == obs.phase else before.clock.enter(obs.phase, phase_at)
-            previous_completed = before.completed_at if before.phase == obs.phase else None
-            deleted_at = before.deleted_at
+            same_phase = before.row["phase"] == obs.phase
+            clock = before.clock if same_phase else before.clock.enter(obs.phase, phase_at)
+            previous_completed = before.row["completed_at"] if same_phase else None
+            deleted_at = before.row["deleted_at"]
         if deleted_at is None and obs.deleted_at is not None:
             deleted_at = to_ms(obs.deleted_at)
             result.deleted += 1
@@ -168,8 +176,8 @@ def apply_batch(
         )
         key = history_key(str(obs.phase), derived_values(obs))
         row.update(revision=obs.revision, resync_id=resync.id if resync else None, history_key=key)
-        if before is None or before.history_key != key:
-            at = phase_at if before is None or before.phase != obs.phase else observed_ms
+        if before is None or before.row["history_key"] != key:
+            at = phase_at if before is None or before.row["phase"] != obs.phase else observed_ms
             history.append(
                 {
                     "workload_id": workload_id,
@@ -179,17 +187,22 @@ def apply_batch(
                     "values": key,
                 }
             )
-        rows.append(row)
+        if before is None:
+            new_rows.append(row)
+            pools.extend(nodepool_rows(workload_id, obs.current_node_pools))
+        else:
+            changes.append((workload_id, {k: v for k, v in row.items() if before.row[k] != v}))
+            if _pools_changed(before, obs.current_node_pools):
+                replaced_pools.append(workload_id)
+                pools.extend(nodepool_rows(workload_id, obs.current_node_pools))
         applied_records.append(obs)
-        if before is not None:
-            replaced_pools.append(workload_id)
-        pools.extend(nodepool_rows(workload_id, obs.current_node_pools))
         result.applied += 1
 
-    if rows:
+    if applied_records:
         upsert_organisation(connection, applied_records)
-        update_columns = [c.name for c in workloads.columns if c.name != "id"]
-        upsert(connection, workloads, rows, update_columns)
+        if new_rows:
+            connection.execute(workloads.insert(), new_rows)
+        _write_changes(connection, changes)
         for part in _chunks(replaced_pools):
             connection.execute(workload_nodepools.delete().where(workload_nodepools.c.workload_id.in_(part)))
         if pools:

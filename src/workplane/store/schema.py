@@ -131,8 +131,12 @@ workloads = sa.Table(
     sa.Column("history_key", sa.Text, nullable=True),
 )
 
-# Live rows are what almost every request reads: partial indexes on (field, createdAt, id) serve the
-# common "equality filter + default order" page straight from the index, and the count of it.
+# Index design (each index costs every write that touches it, so the set is deliberate):
+# - live rows are what almost every request reads: partial indexes on (field, createdAt, id) serve the
+#   common "equality filter + default order" page straight from the index, and its count;
+# - deleted rows get their own small partial indexes (listing with deleted=true, and the purge);
+# - sparse fields are indexed only where they have a value (a NULL never satisfies a positive
+#   operator), so rows without them pay nothing.
 LIVE_TEXT_INDEXED = (
     "phase",
     "project_id",
@@ -142,7 +146,6 @@ LIVE_TEXT_INDEXED = (
     "cluster_id",
     "type",
     "name",
-    "submitted_by",
 )
 for _col in LIVE_TEXT_INDEXED:
     sa.Index(
@@ -160,10 +163,25 @@ sa.Index(
     sqlite_where=LIVE,
     postgresql_where=LIVE,
 )
-sa.Index("ix_workloads_deleted_at", workloads.c.deleted_at, workloads.c.id)
-for _col in (
+DELETED = sa.text("deleted_at IS NOT NULL")
+sa.Index(
+    "ix_workloads_deleted_created",
+    workloads.c.created_at,
+    workloads.c.id,
+    sqlite_where=DELETED,
+    postgresql_where=DELETED,
+)
+sa.Index(
+    "ix_workloads_deleted_at",
+    workloads.c.deleted_at,
+    workloads.c.id,
+    sqlite_where=DELETED,
+    postgresql_where=DELETED,
+)
+sa.Index("ix_workloads_phase_updated_at", workloads.c.phase_updated_at, workloads.c.id)
+SPARSE_INDEXED = (
+    "submitted_by",
     "completed_at",
-    "phase_updated_at",
     "guaranteed_runtime_ends_at",
     "allocated_gpu",
     "idle_gpus",
@@ -174,8 +192,16 @@ for _col in (
     "first_nodepool",
     "own_category",
     "own_priority",
-):
-    sa.Index(f"ix_workloads_{_col}", workloads.c[_col], workloads.c.id)
+)
+for _col in SPARSE_INDEXED:
+    _present = sa.text(f"{_col} IS NOT NULL")
+    sa.Index(
+        f"ix_workloads_{_col}",
+        workloads.c[_col],
+        workloads.c.id,
+        sqlite_where=_present,
+        postgresql_where=_present,
+    )
 
 workload_nodepools = sa.Table(
     "workload_nodepools",

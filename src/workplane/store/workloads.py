@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from workplane.domain.catalog import CATEGORY_BY_NAME, PRIORITY_BY_NAME, CatalogSnapshot
 from workplane.domain.phases import PhaseClock
 from workplane.domain.record import WorkloadIn, build_row, completed_at_for, set_doc_fields
-from workplane.domain.timefmt import to_ms
+from workplane.domain.timefmt import from_ms, to_ms
 from workplane.query.compile import Compiler
 from workplane.query.filters import Sort, WorkloadQuery
 from workplane.store.database import upsert
@@ -133,6 +133,7 @@ def create_workload(
 @dataclass(frozen=True, slots=True)
 class _Current:
     phase: str
+    phase_updated_at: int
     clock: PhaseClock
     completed_at: int | None
     deleted_at: int | None
@@ -142,6 +143,7 @@ def _current(connection: sa.Connection, workload_id: str) -> _Current:
     row = connection.execute(
         sa.select(
             w.phase,
+            w.phase_updated_at,
             w.pending_closed_ms,
             w.pending_since_ms,
             w.running_closed_ms,
@@ -155,20 +157,25 @@ def _current(connection: sa.Connection, workload_id: str) -> _Current:
     clock = PhaseClock(
         row.pending_closed_ms, row.pending_since_ms, row.running_closed_ms, row.running_since_ms
     )
-    return _Current(row.phase, clock, row.completed_at, row.deleted_at)
+    return _Current(row.phase, row.phase_updated_at, clock, row.completed_at, row.deleted_at)
 
 
 def update_workload(
     connection: sa.Connection, record: WorkloadIn, *, catalog: CatalogSnapshot, tenant_id: int, now_ms: int
 ) -> None:
     """Replace a workload's observed state. A phase change at ``phaseUpdatedAt`` closes the open
-    Pending/Running interval and opens the next; the accumulated totals are kept."""
+    Pending/Running interval and opens the next; the accumulated totals are kept. Without
+    ``phaseUpdatedAt`` a phase change happens at ``now_ms``, and an unchanged phase keeps its time."""
     if record.id is None:
         raise InvalidWorkload("an update needs the workload id")
     check_record(record, catalog)
     workload_id = str(record.id)
     current = _current(connection, workload_id)
-    phase_at = to_ms(record.phase_updated_at or record.created_at)
+    if record.phase_updated_at is not None:
+        phase_at = to_ms(record.phase_updated_at)
+    else:
+        phase_at = now_ms if current.phase != record.phase else current.phase_updated_at
+        record = record.model_copy(update={"phase_updated_at": from_ms(phase_at)})
     clock = current.clock
     if current.phase != record.phase:
         clock = clock.enter(record.phase, phase_at)

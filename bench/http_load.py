@@ -1,0 +1,336 @@
+"""Over real HTTP: start ``workplane serve`` on the loaded store, get a token through
+``POST /api/v1/token`` with the administrator credential, drive one list request with N concurrent
+keep-alive clients for a while, and sample the server's resident memory (summed over its processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from bench.cases import Case, check_answer
+from bench.load import Target
+from workplane.auth.credentials import ADMIN_CLIENT_ID, ADMIN_ROLE
+from workplane.auth.tokens import TokenSigner, load_or_create_key
+from workplane.store.setup import ADMIN_FILE
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve_command() -> list[str]:
+    script = Path(sys.executable).parent / "workplane"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "workplane.cli"]
+
+
+class Server:
+    """``workplane serve`` as a child process of the benchmark."""
+
+    def __init__(self, target: Target, *, workers: int, log_path: Path) -> None:
+        self.target = target
+        self.workers = workers
+        self.port = free_port()
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        cmd = [*_serve_command(), "serve", "--data-dir", str(self.target.data_dir)]
+        if self.target.database_url_flag:
+            cmd += ["--database-url", self.target.database_url_flag]
+        return [*cmd, "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning"]
+
+    def start(self, timeout_s: float = 180.0) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("wb")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WORKPLANE_")}
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited ({self.process.returncode}); see {self.log_path}")
+            try:
+                status, _ = request("GET", self.port, "/api/v1/health")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the server did not answer within {timeout_s:.0f} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def request(
+    method: str, port: int, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def get_token(target: Target, port: int) -> tuple[str, str]:
+    """(token, how it was obtained). Normally through POST /api/v1/token with the credential the
+    loader's first start saved; if that file is gone (the database outlived it), sign one with the
+    server's key in the data directory."""
+    path = target.data_dir / ADMIN_FILE
+    if path.exists():
+        values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+        body = orjson.dumps(
+            {
+                "grantType": "client_credentials",
+                "clientId": values["WORKPLANE_CLIENT_ID"],
+                "clientSecret": values["WORKPLANE_CLIENT_SECRET"],
+            }
+        )
+        status, answer = request("POST", port, "/api/v1/token", body, {"Content-Type": "application/json"})
+        if status != 200:
+            raise RuntimeError(f"POST /api/v1/token answered {status}: {answer[:300]!r}")
+        return str(orjson.loads(answer)["accessToken"]), "POST /api/v1/token"
+    signer = TokenSigner(load_or_create_key(target.data_dir / "signing.key"))
+    return signer.issue(ADMIN_CLIENT_ID, ADMIN_ROLE, 3600), "signed with the data directory's key"
+
+
+# --- resident memory ------------------------------------------------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may contain spaces: the ppid follows the last ")".
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def process_tree(pid: int) -> list[int]:
+    tree = _children()
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(tree.get(current, []))
+    return found
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class RssSample:
+    total_mb: float
+    per_process_mb: dict[int, float]
+
+
+def sample_rss(pid: int) -> RssSample:
+    per = {p: rss_kb(p) / 1024 for p in process_tree(pid)}
+    return RssSample(sum(per.values()), per)
+
+
+# --- the load ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    workers: int
+    clients: int
+    seconds: float
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    rss_idle_mb: float
+    rss_peak_mb: float
+    rss_peak_per_process_mb: dict[int, float] = field(default_factory=dict)
+    processes: int = 0
+    token_via: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class _Client:
+    """One keep-alive HTTP/1.1 connection that sends the same GET again and again."""
+
+    def __init__(self, port: int, raw_request: bytes) -> None:
+        self.port = port
+        self.raw = raw_request
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def once(self) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        self.writer.write(self.raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = 0
+        close = False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            lowered = name.strip().lower()
+            if lowered == b"content-length":
+                length = int(value)
+            elif lowered == b"connection" and value.strip().lower() == b"close":
+                close = True
+        body = await self.reader.readexactly(length)
+        if close:
+            await self.close()
+        return status, body
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+async def _drive(
+    server: Server, raw: bytes, case: Case, clients: int, seconds: float, warmup_s: float
+) -> tuple[list[float], int, float, RssSample]:
+    assert server.process is not None
+    latencies: list[float] = []
+    errors = 0
+    peak = sample_rss(server.process.pid)
+    start = time.perf_counter()
+    measure_from = start + warmup_s
+    stop_at = measure_from + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        client = _Client(server.port, raw)
+        checked = False
+        try:
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= stop_at:
+                    return
+                status, body = await client.once()
+                t1 = time.perf_counter()
+                if status != 200:
+                    errors += 1
+                elif not checked:
+                    check_answer(case, body)
+                    checked = True
+                if t0 >= measure_from:
+                    latencies.append(t1 - t0)
+        finally:
+            await client.close()
+
+    async def sampler() -> None:
+        nonlocal peak
+        assert server.process is not None
+        while time.perf_counter() < stop_at:
+            await asyncio.sleep(0.25)
+            current = sample_rss(server.process.pid)
+            if current.total_mb > peak.total_mb:
+                peak = current
+
+    await asyncio.gather(*(worker() for _ in range(clients)), sampler())
+    return latencies, errors, stop_at - measure_from, peak
+
+
+def run_load(
+    target: Target,
+    case: Case,
+    *,
+    workers: int,
+    clients: int,
+    seconds: float,
+    warmup_s: float,
+    log_dir: Path,
+) -> LoadResult:
+    log_path = log_dir / f"server-{target.kind}-{workers}w.log"
+    with Server(target, workers=workers, log_path=log_path) as server:
+        assert server.process is not None
+        token, via = get_token(target, server.port)
+        query = urlencode(case.query_params())
+        raw = (
+            f"GET {case.path()}?{query} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Authorization: Bearer {token}\r\nAccept: application/json\r\n\r\n"
+        ).encode()
+        status, body = request(
+            "GET", server.port, f"{case.path()}?{query}", None, {"Authorization": f"Bearer {token}"}
+        )
+        if status != 200:
+            raise RuntimeError(f"{case.key} over HTTP answered {status}: {body[:300]!r}")
+        check_answer(case, body)
+        time.sleep(1.0)  # let the worker processes settle before the idle sample
+        idle = sample_rss(server.process.pid)
+        latencies, errors, measured_s, peak = asyncio.run(
+            _drive(server, raw, case, clients, seconds, warmup_s)
+        )
+    ms = sorted(x * 1000 for x in latencies)
+    n = len(ms)
+
+    def pct(p: float) -> float:
+        return ms[max(0, min(n - 1, int(-(-n * p // 100)) - 1))] if n else float("nan")
+
+    return LoadResult(
+        workers=workers,
+        clients=clients,
+        seconds=measured_s,
+        requests=n,
+        errors=errors,
+        rps=n / measured_s if measured_s > 0 else 0.0,
+        p50_ms=pct(50),
+        p99_ms=pct(99),
+        mean_ms=sum(ms) / n if n else float("nan"),
+        rss_idle_mb=idle.total_mb,
+        rss_peak_mb=peak.total_mb,
+        rss_peak_per_process_mb=peak.per_process_mb,
+        processes=len(peak.per_process_mb),
+        token_via=via,
+    )

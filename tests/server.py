@@ -1,0 +1,165 @@
+"""A real ``workplane serve`` process, for the tests that need a socket (the official client, above all).
+
+``running_server(data_dir, database_url)`` starts the server on a free port of 127.0.0.1, waits (bounded)
+for ``/api/v1/health``, reads the administrator credential the server wrote on its first start, and
+stops the process on exit. Its output goes to ``<data_dir>/server.log``, quoted when it fails to start.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from workplane.store.setup import ADMIN_FILE
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+_START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
+
+
+class ServerFailedToStart(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    data_dir: Path
+    client_id: str
+    client_secret: str
+    process: subprocess.Popen[bytes]
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def token(self) -> str:
+        answer = httpx.post(
+            self.url("/api/v1/token"),
+            json={
+                "grantType": "client_credentials",
+                "clientId": self.client_id,
+                "clientSecret": self.client_secret,
+            },
+            timeout=30,
+        )
+        answer.raise_for_status()
+        token: str = answer.json()["accessToken"]
+        return token
+
+    def client(self) -> httpx.Client:
+        """An HTTP client for this server, already holding an administrator token."""
+        return httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {self.token()}"}, timeout=30
+        )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def read_admin_credential(data_dir: Path) -> tuple[str, str]:
+    values = {}
+    for line in (data_dir / ADMIN_FILE).read_text().splitlines():
+        name, _, value = line.partition("=")
+        values[name.strip()] = value.strip()
+    return values["WORKPLANE_CLIENT_ID"], values["WORKPLANE_CLIENT_SECRET"]
+
+
+def _log_tail(path: Path, limit: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError:
+        return "(no log)"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT_S)
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerFailedToStart(f"the server exited with {process.returncode}:\n{_log_tail(log)}")
+        try:
+            if httpx.get(f"{base_url}/api/v1/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    _stop(process)
+    raise ServerFailedToStart(f"no healthy answer within {START_TIMEOUT_S:.0f} s:\n{_log_tail(log)}")
+
+
+def _start(
+    data_dir: Path, database_url: str | None, extra_env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "workplane.cli",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    if database_url is not None:
+        command += ["--database-url", database_url]
+    # The test run's own WORKPLANE_* settings (if any) must not leak into the server under test.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKPLANE_")}
+    env.update(extra_env)
+    log = data_dir / "server.log"
+    with log.open("ab") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(process, base_url, log)
+    except BaseException:
+        _stop(process)
+        raise
+    return process, base_url
+
+
+@contextmanager
+def running_server(
+    data_dir: Path, database_url: str | None = None, *, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """``workplane serve`` on a fresh port; the store is migrated and seeded by the server itself."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(_START_ATTEMPTS):
+        try:
+            process, base_url = _start(data_dir, database_url, env or {})
+            break
+        except ServerFailedToStart as exc:
+            if "address already in use" not in str(exc).lower() or attempt == _START_ATTEMPTS - 1:
+                raise
+    try:
+        client_id, secret = read_admin_credential(data_dir)
+        yield Server(base_url, data_dir, client_id, secret, process)
+    finally:
+        _stop(process)
