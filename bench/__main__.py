@@ -180,6 +180,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated subset of requests, e.g. a2,b1,c4 (default: all)",
     )
     explain.set_defaults(handler=cmd_explain)
+
+    profile = commands.add_parser(
+        "profile", help="cProfile one request repeated in process (route function or through the ASGI app)"
+    )
+    _add_store_flags(profile)
+    profile.add_argument("--case", default="a1", help="which request, e.g. a1, b1, d1 (default: a1)")
+    profile.add_argument(
+        "--mode",
+        choices=["route", "asgi"],
+        default="asgi",
+        help="profile the route function alone or the whole request through the ASGI app (default: asgi)",
+    )
+    profile.add_argument(
+        "--reps", type=_positive, default=300, help="repetitions under the profiler (default: 300)"
+    )
+    profile.add_argument(
+        "--top",
+        type=_positive,
+        default=35,
+        help="functions to print, by own and by cumulative time (default: 35)",
+    )
+    profile.set_defaults(handler=cmd_profile)
     return parser
 
 
@@ -242,6 +264,39 @@ def cmd_explain(args: argparse.Namespace) -> int:
         path = args.out / f"explain-{target.kind}-{args.size}.txt"
         path.write_text(text + "\n")
         print(f"== {target.label}\n{text}\n(saved to {path})", flush=True)
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    import cProfile
+    import io
+    import pstats
+
+    from bench.measure import profile_asgi, route_call
+
+    plan = _plan(args)
+    (case,) = _select(build_cases(plan), args.case)
+    for target in _targets(args):
+        load(target, plan, batch_size=args.batch, force=args.force_reload)
+        svc = services_for(target.settings())
+        profiler = cProfile.Profile()
+        try:
+            if args.mode == "route":
+                for i in range(3):
+                    route_call(svc, case, i)
+                profiler.enable()
+                for i in range(args.reps):
+                    route_call(svc, case, i)
+                profiler.disable()
+            else:
+                profile_asgi(svc, case, args.reps, profiler)
+        finally:
+            svc.db.dispose()
+        for order in ("tottime", "cumulative"):
+            buffer = io.StringIO()
+            pstats.Stats(profiler, stream=buffer).sort_stats(order).print_stats(args.top)
+            print(f"== {target.label}, {case.key} ({args.mode}), {args.reps} requests, by {order}")
+            print(buffer.getvalue())
     return 0
 
 
@@ -358,7 +413,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(
                     f"    {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
                     f"{result.errors} errors, RSS idle {result.rss_idle_mb:.0f} MB / peak "
-                    f"{result.rss_peak_mb:.0f} MB over {result.processes} process(es)",
+                    f"{result.rss_peak_mb:.0f} MB (anon {result.rss_peak_anon_mb:.0f}) over "
+                    f"{result.processes} process(es); CPU server {result.server_cpu_per_s:.2f} "
+                    f"client {result.client_cpu_per_s:.2f}",
                     flush=True,
                 )
                 db_result["http"].append(result.as_dict())

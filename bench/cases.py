@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import orjson
 
@@ -59,6 +60,14 @@ class Case:
                 params.append(("sortOrder", self.sort_order))
             params.append(("limit", str(PAGE)))
         return params
+
+    def query_string(self) -> str:
+        return urlencode(self.query_params())
+
+    def url(self, index: int = 0) -> str:
+        """Path and query string of the request (GET: the ``index``-th id, cycled)."""
+        query = self.query_string()
+        return f"{self.path(index)}?{query}" if query else self.path(index)
 
     def path(self, index: int = 0) -> str:
         if self.kind == GET:

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 
@@ -153,25 +152,48 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def rss_kb(pid: int) -> int:
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS and its parts: RssAnon (heap), RssFile (mapped files: SQLite's mmap, libraries), RssShmem."""
+    values: dict[str, int] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+            key = line.split(":", 1)[0]
+            if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                values[key] = int(line.split()[1])
     except OSError:
         pass
-    return 0
+    return values
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / ticks
 
 
 @dataclass
 class RssSample:
     total_mb: float
+    anon_mb: float
+    file_mb: float
     per_process_mb: dict[int, float]
 
 
 def sample_rss(pid: int) -> RssSample:
-    per = {p: rss_kb(p) / 1024 for p in process_tree(pid)}
-    return RssSample(sum(per.values()), per)
+    per = {p: memory_kb(p) for p in process_tree(pid)}
+    return RssSample(
+        sum(m.get("VmRSS", 0) for m in per.values()) / 1024,
+        sum(m.get("RssAnon", 0) for m in per.values()) / 1024,
+        sum(m.get("RssFile", 0) + m.get("RssShmem", 0) for m in per.values()) / 1024,
+        {p: m.get("VmRSS", 0) / 1024 for p, m in per.items()},
+    )
 
 
 # --- the load ---------------------------------------------------------------------------------------
@@ -190,6 +212,10 @@ class LoadResult:
     mean_ms: float
     rss_idle_mb: float
     rss_peak_mb: float
+    rss_peak_anon_mb: float  # heap and other private memory
+    rss_peak_file_mb: float  # file-backed pages (SQLite's mmap of the database, shared libraries)
+    server_cpu_per_s: float  # CPU seconds the server processes used per second of load
+    client_cpu_per_s: float  # ... and the load generator (this process), on the same cores
     rss_peak_per_process_mb: dict[int, float] = field(default_factory=dict)
     processes: int = 0
     token_via: str = ""
@@ -237,9 +263,19 @@ class _Client:
         self.reader = self.writer = None
 
 
+@dataclass
+class _Drive:
+    latencies: list[float]
+    errors: int
+    seconds: float
+    peak: RssSample
+    server_cpu_s: float
+    client_cpu_s: float
+
+
 async def _drive(
     server: Server, raw: bytes, case: Case, clients: int, seconds: float, warmup_s: float
-) -> tuple[list[float], int, float, RssSample]:
+) -> _Drive:
     assert server.process is not None
     latencies: list[float] = []
     errors = 0
@@ -247,6 +283,7 @@ async def _drive(
     start = time.perf_counter()
     measure_from = start + warmup_s
     stop_at = measure_from + seconds
+    cpu_marks: dict[str, float] = {}
 
     async def worker() -> None:
         nonlocal errors
@@ -272,14 +309,20 @@ async def _drive(
     async def sampler() -> None:
         nonlocal peak
         assert server.process is not None
+        pids = process_tree(server.process.pid)
+        await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        cpu_marks["server"] = cpu_seconds(pids)
+        cpu_marks["client"] = time.process_time()
         while time.perf_counter() < stop_at:
             await asyncio.sleep(0.25)
             current = sample_rss(server.process.pid)
             if current.total_mb > peak.total_mb:
                 peak = current
+        cpu_marks["server"] = cpu_seconds(pids) - cpu_marks["server"]
+        cpu_marks["client"] = time.process_time() - cpu_marks["client"]
 
     await asyncio.gather(*(worker() for _ in range(clients)), sampler())
-    return latencies, errors, stop_at - measure_from, peak
+    return _Drive(latencies, errors, stop_at - measure_from, peak, cpu_marks["server"], cpu_marks["client"])
 
 
 def run_load(
@@ -296,23 +339,19 @@ def run_load(
     with Server(target, workers=workers, log_path=log_path) as server:
         assert server.process is not None
         token, via = get_token(target, server.port)
-        query = urlencode(case.query_params())
         raw = (
-            f"GET {case.path()}?{query} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"GET {case.url()} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
             f"Authorization: Bearer {token}\r\nAccept: application/json\r\n\r\n"
         ).encode()
-        status, body = request(
-            "GET", server.port, f"{case.path()}?{query}", None, {"Authorization": f"Bearer {token}"}
-        )
+        status, body = request("GET", server.port, case.url(), None, {"Authorization": f"Bearer {token}"})
         if status != 200:
             raise RuntimeError(f"{case.key} over HTTP answered {status}: {body[:300]!r}")
         check_answer(case, body)
         time.sleep(1.0)  # let the worker processes settle before the idle sample
         idle = sample_rss(server.process.pid)
-        latencies, errors, measured_s, peak = asyncio.run(
-            _drive(server, raw, case, clients, seconds, warmup_s)
-        )
-    ms = sorted(x * 1000 for x in latencies)
+        drive = asyncio.run(_drive(server, raw, case, clients, seconds, warmup_s))
+    ms = sorted(x * 1000 for x in drive.latencies)
+    measured_s, peak = drive.seconds, drive.peak
     n = len(ms)
 
     def pct(p: float) -> float:
@@ -323,13 +362,17 @@ def run_load(
         clients=clients,
         seconds=measured_s,
         requests=n,
-        errors=errors,
+        errors=drive.errors,
         rps=n / measured_s if measured_s > 0 else 0.0,
         p50_ms=pct(50),
         p99_ms=pct(99),
         mean_ms=sum(ms) / n if n else float("nan"),
         rss_idle_mb=idle.total_mb,
         rss_peak_mb=peak.total_mb,
+        rss_peak_anon_mb=peak.anon_mb,
+        rss_peak_file_mb=peak.file_mb,
+        server_cpu_per_s=drive.server_cpu_s / measured_s,
+        client_cpu_per_s=drive.client_cpu_s / measured_s,
         rss_peak_per_process_mb=peak.per_process_mb,
         processes=len(peak.per_process_mb),
         token_via=via,

@@ -100,12 +100,14 @@ def table(db_result: dict[str, Any]) -> str:
         lines.append(
             f"e{w}  HTTP list a1, {load['clients']} clients, {w} worker(s), {load['seconds']:.0f} s: "
             f"{load['rps']:,.0f} req/s, p50 {_ms(load['p50_ms'])} ms, p99 {_ms(load['p99_ms'])} ms, "
-            f"{load['errors']} errors   target >= {HTTP_RPS_TARGET:.0f} req/s: "
+            f"{load['errors']} errors, CPU server {load['server_cpu_per_s']:.2f} / client "
+            f"{load['client_cpu_per_s']:.2f} cores   target >= {HTTP_RPS_TARGET:.0f} req/s: "
             f"{verdict(load['rps'] >= HTTP_RPS_TARGET)}"
         )
         lines.append(
             f"f{w}  server RSS, {load['processes']} process(es): idle {load['rss_idle_mb']:.0f} MB, "
-            f"peak under load {load['rss_peak_mb']:.0f} MB   target <= {RSS_TARGET_MB:.0f} MB: "
+            f"peak under load {load['rss_peak_mb']:.0f} MB (anon {load['rss_peak_anon_mb']:.0f} + file "
+            f"{load['rss_peak_file_mb']:.0f})   target <= {RSS_TARGET_MB:.0f} MB: "
             f"{verdict(load['rss_peak_mb'] <= RSS_TARGET_MB)}"
         )
     return "\n".join(lines)

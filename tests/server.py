@@ -3,10 +3,12 @@
 ``running_server(data_dir, database_url)`` starts the server on a free port of 127.0.0.1, waits (bounded)
 for ``/api/v1/health``, reads the administrator credential the server wrote on its first start, and
 stops the process on exit. Its output goes to ``<data_dir>/server.log``, quoted when it fails to start.
+``assert_error`` checks any error answer (in process or over a socket) against the Run:ai ``Error`` shape.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -163,3 +166,33 @@ def running_server(
         yield Server(base_url, data_dir, client_id, secret, process)
     finally:
         _stop(process)
+
+
+# What no error body may contain: traces, SQL, driver or framework names.
+LEAK_MARKERS = ("Traceback", 'File "', "SELECT ", "INSERT ", "UPDATE ", "sqlalchemy", "psycopg", "sqlite3")
+
+
+def assert_error(response: httpx.Response, status: int, *mentions: str) -> dict[str, Any]:
+    """``response`` is the Run:ai ``Error`` answer for ``status``: JSON ``{code, message[, details]}``
+    with ``code == status``, a message naming each of ``mentions``, and nothing internal."""
+    content_type = response.headers.get("content-type", "")
+    return assert_error_body(response.status_code, content_type, response.text, status, *mentions)
+
+
+def assert_error_body(
+    status_code: int, content_type: str, text: str, status: int, *mentions: str
+) -> dict[str, Any]:
+    assert status_code == status, (status_code, text)
+    assert content_type.split(";")[0].strip() == "application/json", (content_type, text)
+    body = json.loads(text)
+    assert isinstance(body, dict), body
+    assert set(body) <= {"code", "message", "details"}, body
+    assert body["code"] == status, body
+    assert isinstance(body["message"], str), body
+    assert body["message"], body
+    assert isinstance(body.get("details", ""), str), body
+    for mention in mentions:
+        assert mention in body["message"], (mention, body["message"])
+    for marker in LEAK_MARKERS:
+        assert marker not in text, (marker, text)
+    return body

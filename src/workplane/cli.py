@@ -1,7 +1,8 @@
-"""The ``workplane`` command: ``serve`` and ``db upgrade``.
+"""The ``workplane`` command: ``serve``, ``replay`` and ``db upgrade``.
 
 Every flag has a ``WORKPLANE_*`` environment variable and a config-file key of the same name
-(``<data-dir>/workplane.toml`` or the file named by ``WORKPLANE_CONFIG``); flags win.
+(``<data-dir>/workplane.toml`` or the file named by ``WORKPLANE_CONFIG``); flags win. ``replay`` is a
+client of a running server (the sync protocol) and takes only its own flags.
 """
 
 from __future__ import annotations
@@ -10,10 +11,17 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workplane import __version__
 from workplane.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from workplane.agents.demo import Demo
+    from workplane.api.deps import Services
 
 
 def _add_store_flags(parser: argparse.ArgumentParser) -> None:
@@ -34,9 +42,7 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from workplane.app import build_services, create_app
+    from workplane.app import build_services
     from workplane.store.setup import prepare_store
 
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
@@ -44,6 +50,33 @@ def _serve(args: argparse.Namespace) -> int:
     prepare_store(services.db, settings)
     store = f"SQLite {settings.data_dir / 'workplane.db'}" if settings.is_sqlite else "PostgreSQL"
     print(f"workplane {__version__}: serving on http://{settings.host}:{settings.port} ({store})", flush=True)
+    demo = _start_demo(settings) if args.demo else None
+    try:
+        return _run_server(args, settings, services)
+    finally:
+        if demo is not None:
+            demo.stop()
+
+
+def _start_demo(settings: Settings) -> Demo:
+    from workplane.agents.demo import Demo, local_url
+
+    if settings.port == 0:
+        raise ValueError("--demo needs a fixed --port (the replay talks to the server's own port)")
+    demo = Demo(local_url(settings.host, settings.port), settings.data_dir, out=_say)
+    demo.start()
+    return demo
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _run_server(args: argparse.Namespace, settings: Settings, services: Services) -> int:
+    import uvicorn
+
+    from workplane.app import create_app
+
     if settings.workers == 1:
         uvicorn.run(
             create_app(settings, services), host=settings.host, port=settings.port, log_level=args.log_level
@@ -67,6 +100,71 @@ def _serve(args: argparse.Namespace) -> int:
         workers=settings.workers,
         log_level=args.log_level,
     )
+    return 0
+
+
+def _replay_credentials(args: argparse.Namespace) -> tuple[str, str]:
+    from workplane.agents.client import read_credentials
+
+    if args.client_id or args.client_secret:
+        if not (args.client_id and args.client_secret):
+            raise ValueError("give both --client-id and --client-secret (or --credentials-file)")
+        return str(args.client_id), str(args.client_secret)
+    if args.credentials_file:
+        return read_credentials(Path(args.credentials_file))
+    client_id, secret = os.environ.get("WORKPLANE_CLIENT_ID"), os.environ.get("WORKPLANE_CLIENT_SECRET")
+    if client_id and secret:
+        return client_id, secret
+    default = Path("data") / "admin-credentials.env"
+    if default.is_file():
+        return read_credentials(default)
+    raise ValueError(
+        "no credentials: give --client-id and --client-secret, or --credentials-file "
+        "<data-dir>/admin-credentials.env"
+    )
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from workplane.agents.client import ServerUnavailable, SyncClient, SyncError
+    from workplane.agents.replay import LiveReplay, format_trace_time, parse_trace_time, snapshot
+    from workplane.agents.traces import Inventory, parse_trace_names
+
+    names = parse_trace_names(args.traces)
+    if args.speed <= 0:
+        raise ValueError("--speed must be positive")
+    client_id, secret = _replay_credentials(args)
+    started = time.monotonic()
+    inventory = Inventory.load(names)
+    summary = ", ".join(
+        f"{t.cluster.name} ({t.rows:,} {t.unit} → {len(t.workloads):,} workloads)" for t in inventory.traces
+    )
+    print(f"replay: loaded {summary} in {time.monotonic() - started:.1f} s", flush=True)
+    client = SyncClient(args.server, client_id, secret)
+    try:
+        if args.live:
+            start = args.start.strip().lower()
+            replay = LiveReplay(
+                inventory,
+                client,
+                starts=inventory.demo_starts() if start == "busiest" else parse_trace_time(start, inventory),
+                speed=args.speed,
+                span_ms=round(args.duration * args.speed * 1000) if args.duration else None,
+                tick_s=args.tick,
+                batch_size=args.batch_size,
+                state_file=Path(args.state_file) if args.state_file else None,
+                log=_say,
+            )
+            try:
+                replay.run()
+            except KeyboardInterrupt:
+                replay.progress.maybe_report("interrupted", force=True)
+            return 0
+        at = parse_trace_time(args.snapshot_at, inventory)
+        print(f"replay: snapshot at trace time {format_trace_time(at)} to {args.server}", flush=True)
+        snapshot(inventory, client, at, batch_size=args.batch_size, log=_say)
+    except (SyncError, ServerUnavailable) as exc:
+        print(f"workplane replay: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -95,7 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (WORKPLANE_PORT, default 8080)")
     serve.add_argument("--workers", type=int, help="server processes (WORKPLANE_WORKERS, default 1)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="also replay the bundled ITP, openb and DLRM traces live into this server (from their "
+        "busiest moment, one trace minute per second; resumed across restarts)",
+    )
     serve.set_defaults(run=_serve)
+
+    _add_replay_parser(commands)
 
     db = commands.add_parser("db", help="store administration")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -103,6 +209,80 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_flags(upgrade)
     upgrade.set_defaults(run=_db_upgrade)
     return parser
+
+
+def _add_replay_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    replay = commands.add_parser(
+        "replay",
+        help="replay the bundled GPU-cluster traces into a server (sync protocol)",
+        description="Replay the bundled traces (Microsoft ITP, Alibaba openb, Alibaba DLRM) into a running "
+        "server through the cluster sync protocol: the state at one trace instant (--snapshot-at, the "
+        "default) or live (--live). Trace times are seconds from the start of each trace (1400809), "
+        "a duration (16.2d, 36h, 90m) or start, busiest, end.",
+    )
+    replay.add_argument(
+        "--server", default="http://127.0.0.1:8080", help="base URL of the server (default %(default)s)"
+    )
+    replay.add_argument("--client-id", help="access key client id (default: from --credentials-file)")
+    replay.add_argument("--client-secret", help="access key secret (default: from --credentials-file)")
+    replay.add_argument(
+        "--credentials-file",
+        help="file with WORKPLANE_CLIENT_ID= and WORKPLANE_CLIENT_SECRET= lines, e.g. "
+        "<data-dir>/admin-credentials.env (default: those environment variables, else "
+        "./data/admin-credentials.env)",
+    )
+    replay.add_argument(
+        "--traces", default="itp,openb,dlrm", help="comma-separated traces to replay (default %(default)s)"
+    )
+    mode = replay.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--snapshot-at",
+        default="end",
+        metavar="T",
+        help="send the state of every workload at trace time T as a full resync, then exit "
+        "(default: end, the whole traces)",
+    )
+    mode.add_argument(
+        "--live", action="store_true", help="replay live: trace time runs at --speed from --start"
+    )
+    replay.add_argument(
+        "--start",
+        default="busiest",
+        metavar="T",
+        help="live: trace time to start from, the same for every trace; busiest (the default) starts each "
+        "trace at its own busiest moment (most running pods) within its first three quarters",
+    )
+    replay.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        help="live: trace seconds per wall-clock second (default %(default)g: a trace minute per second)",
+    )
+    replay.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="live: replay this many seconds (duration × speed of trace time), then stop "
+        "(default: until the traces end)",
+    )
+    replay.add_argument(
+        "--tick",
+        type=float,
+        default=1.0,
+        help="live: seconds between batches of changes (default %(default)g)",
+    )
+    replay.add_argument(
+        "--state-file",
+        help="live: keep the timeline in this file, so that a restarted agent with the same --traces, "
+        "--start and --speed resumes it (full resync at its current trace time) instead of starting over",
+    )
+    replay.add_argument(
+        "--batch-size",
+        type=int,
+        default=2000,
+        help="workloads per sync request (default %(default)s; the protocol allows up to 20,000)",
+    )
+    replay.set_defaults(run=_replay)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.factories import CLUSTER
+from tests.factories import CLUSTER, wid
 from tests.query.conftest import Loaded
-from tests.query.inventory import LIVE, NOW_MS, label_of
-from workplane.domain.catalog import CatalogSnapshot
+from tests.query.inventory import LIVE, NOW_MS, label_of, load_inventory
+from workplane.domain.catalog import NATIVE_GROUP, CatalogSnapshot, catalog_id
 from workplane.query.filters import Sort, WorkloadQuery, parse_filter, parse_search
 from workplane.store import workloads as store
+from workplane.store.database import Database
 
 
 @dataclass(frozen=True)
@@ -384,3 +386,47 @@ def test_catalog_without_the_type_leaves_category_and_priority_null(inventory: L
                 assert store.count_workloads(conn, query, catalog=catalog, now_ms=NOW_MS) == len(page.rows)
             labels.extend(label_of(r.id) for r in page.rows)
         assert sorted(labels) == sorted(expected), term
+
+
+def test_a_type_default_change_applies_everywhere(
+    client: TestClient, database: Database, catalog: CatalogSnapshot
+) -> None:
+    """PUT /workload-types/{id} re-categorises and re-prioritises, at once, every workload of the type
+    that was not given its own values: in filters, counts, sorting and the records served."""
+    load_inventory(database, catalog)
+    answer = client.put(
+        f"/api/v1/workload-types/{catalog_id('type', 'Training', NATIVE_GROUP)}",
+        json={
+            "categoryId": catalog_id("category", "Deploy"),
+            "priorityId": catalog_id("priority", "very-high"),
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    # Training workloads A, H, J, M (no own values), E (own category), N (own priority) are live.
+    for term, expected in {
+        "category==Deploy": "ACEHJKMN",
+        "category==Train": "DGI",
+        "priorityClassName==very-high": "AEHJKMN",
+        "priority>=150": "AEHJKMN",
+        "priority<=40": "DFG",
+    }.items():
+        listed = client.get("/api/v1/workloads", params={"filterBy": term, "limit": 500}).json()["workloads"]
+        assert sorted(label_of(w["id"]) for w in listed) == sorted(expected), term
+        assert client.get("/api/v1/workloads/count", params={"filterBy": term}).json() == {
+            "count": len(expected)
+        }
+    assert client.get("/api/v1/workloads/count", params={"search": "deploy"}).json() == {"count": 8}
+    for sort_by in ("category", "priority", "priorityClassName"):
+        for order in ("asc", "desc"):
+            listed = client.get(
+                "/api/v1/workloads", params={"sortBy": sort_by, "sortOrder": order, "limit": 500}
+            ).json()["workloads"]
+            keys = [(w[sort_by], w["id"]) for w in listed]
+            assert keys == sorted(keys, reverse=order == "desc"), (sort_by, order)
+    one = client.get(f"/api/v1/workloads/{wid('A')}").json()
+    assert (one["category"], one["priorityClassName"], one["priority"], one["preemptible"]) == (
+        "Deploy",
+        "very-high",
+        150,
+        False,
+    )

@@ -62,13 +62,28 @@ def error_response(
     return Response(orjson.dumps(body), status_code=code, media_type="application/json", headers=headers)
 
 
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 def _describe_validation(exc: RequestValidationError) -> str:
+    """``limit: Input should be less than or equal to 500 (got '501')``: the parameter, what is wrong,
+    and the offending text (for scalar inputs; a whole body is not echoed)."""
     parts = []
     for error in exc.errors():
-        location = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "path", "body"))
-        where = error.get("loc", ("request",))[0]
-        parts.append(f"{where} {location or 'value'}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
+        loc = tuple(error.get("loc", ()))
+        if error.get("type") == "json_invalid":
+            parts.append("body: not valid JSON")
+            continue
+        names = [str(p) for p in loc[1:]]
+        where = ".".join(names) if loc and loc[0] != "body" else ".".join(["body", *names])
+        text = f"{where or 'request'}: {error.get('msg', 'invalid')}"
+        value = error.get("input")
+        if error.get("type") != "missing" and isinstance(value, str | int | float | bool):
+            text += f" (got {_shown(value)})"
+        parts.append(text)
+    return "; ".join(parts) or "request"
 
 
 def install(app: FastAPI) -> None:
@@ -82,7 +97,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> Response:
-        return error_response(400, f"invalid request: {_describe_validation(exc)}")
+        return error_response(400, f"invalid {_describe_validation(exc)}")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> Response:

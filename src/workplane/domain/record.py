@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.phases import TERMINAL_PHASES, Phase, PhaseClock
@@ -42,6 +42,23 @@ _K8S_PHASE_OF = {
 }
 
 JsonObject = dict[str, Any]
+
+# WorkloadIn fields stored as text columns of their own (see ``build_row``).
+_COLUMN_TEXT = (
+    "name",
+    "namespace",
+    "project_id",
+    "project_name",
+    "department_id",
+    "department_name",
+    "type",
+    "category",
+    "priority_class_name",
+    "submitted_by",
+    "distributed_framework",
+    "ai_application_id",
+    "ai_application_name",
+)
 
 
 class WorkloadIn(BaseModel):
@@ -110,6 +127,18 @@ class WorkloadIn(BaseModel):
     )
     total_pending_time_seconds: int = Field(default=0, ge=0, alias="totalPendingTimeSeconds")
     total_running_time_seconds: int = Field(default=0, ge=0, alias="totalRunningTimeSeconds")
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> WorkloadIn:
+        # Text stored in its own column (PostgreSQL text cannot hold NUL; JSON documents escape it).
+        for key in _COLUMN_TEXT:
+            value = getattr(self, key)
+            if isinstance(value, str) and "\x00" in value:
+                raise ValueError(f"{key} must not contain a NUL character")
+        for key, values in (("currentNodePools", self.current_node_pools), ("images", self.images)):
+            if any("\x00" in v for v in values):
+                raise ValueError(f"{key} must not contain a NUL character")
+        return self
 
     @field_validator(
         "created_at",

@@ -1,14 +1,25 @@
 """Typed terms → SQL: the single place where filter, search and sort semantics meet the database.
 
-Semantics (SEMANTICS.md section 5 and docs/decisions/0001-filter-semantics.md):
+Semantics (SEMANTICS.md section 5 and docs/decisions/0001-filter-semantics.md); ``filters.text_matches``
+and ``filters.number_matches`` are the same rules in Python, and a differential test holds them equal:
 - text ``==``/``!=`` exact; ``=@ !@ =^ =$`` case-insensitive; ``<=``/``>=`` by code point;
   ``%``, ``_`` and ``\\`` in values are literal (LIKE with an escape character);
+- case-insensitive means ASCII folding (A-Z = a-z, nothing else, ``domain.text.fold``): exactly what
+  SQL ``lower()`` does on SQLite and on PostgreSQL's "C"-collated columns, so both databases and Python
+  agree; ``search`` folds the same way (its stored haystack is folded with ``fold``);
 - a NULL never satisfies ``== <= >= =@ =^ =$`` and always satisfies ``!=`` and ``!@``;
+- ``nodepool`` holds for ``== <= >= =@ =^ =$`` when any current pool matches; ``!=``/``!@`` are the
+  negations (no pool equals / contains the value), so a workload without pools satisfies them;
+- numbers are finite decimal literals; times are instants (offsets honoured, a bare date is midnight
+  UTC) compared with sub-millisecond precision against the stored milliseconds;
 - ``category``, ``priority`` and ``priorityClassName`` are resolved through the catalog: the predicate
   is evaluated on each of the few possible values in Python and becomes "own value in S, or no own value
   and a type whose default is in S" — index-friendly, and right the moment a type's default changes;
 - ``totalPendingTimeSeconds``/``totalRunningTimeSeconds`` are computed at ``now_ms`` from the stored
-  closed time plus the open interval, exactly as they are served.
+  closed time plus the open interval (an interval starting after ``now_ms`` counts 0), exactly as they
+  are served (``PhaseClock``): whole seconds rounded down. Filters compare in milliseconds against that
+  integer; sorting uses the whole seconds too, so equal served values tie and fall back to the id;
+- sorting: rows without a value last in both directions, ties broken by ``id`` in the same direction.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from workplane.domain.catalog import CATEGORIES, PRIORITIES, CatalogSnapshot
+from workplane.domain.text import fold
 from workplane.query.filters import (
     FIELDS,
     NEGATIVE_OPERATORS,
@@ -29,7 +41,6 @@ from workplane.query.filters import (
     SortOrder,
     Term,
     WorkloadQuery,
-    fold,
     number_matches,
     text_matches,
 )

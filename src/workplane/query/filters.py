@@ -84,6 +84,10 @@ _SPLIT = re.compile(rf",(?=[A-Za-z][A-Za-z0-9]*(?:{_OPS_RE}))")
 _NUMBER_LITERAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
+# The longest filter value or search text accepted (characters).
+MAX_VALUE_LENGTH = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Term:
     field: FieldSpec
@@ -108,31 +112,34 @@ def split_terms(raw_values: list[str]) -> list[str]:
 def parse_term(text: str, param: str = "filterBy", fields: dict[str, FieldSpec] | None = None) -> Term:
     match = _TERM_START.match(text)
     if match is None:
-        raise QueryError(param, f"filterBy term {text!r} is not <field><operator><value>")
+        raise QueryError(param, f"term {text!r} is not <field><operator><value>")
     name, op = match.group(1), match.group(2)
     value = text[match.end() :]
     spec = (fields if fields is not None else FIELDS).get(name)
     if spec is None:
-        raise QueryError(param, f"filterBy term {text!r}: unknown field {name!r}")
+        raise QueryError(param, f"term {text!r}: unknown field {name!r}")
     if value == "":
-        raise QueryError(param, f"filterBy term {text!r}: the value is empty")
+        raise QueryError(param, f"term {text!r}: the value is empty")
     if "\x00" in value:
         # No stored text can contain NUL (PostgreSQL rejects it), and it must not reach SQL.
-        raise QueryError(param, f"filterBy term {text!r}: the value contains a NUL character")
+        raise QueryError(param, f"term {text!r}: the value contains a NUL character")
+    if len(value) > MAX_VALUE_LENGTH:
+        # Longer than any stored name; also keeps LIKE patterns within SQLite's pattern limit.
+        raise QueryError(param, f"term {text[:40]!r}...: the value is longer than {MAX_VALUE_LENGTH}")
     if spec.kind in (Kind.TIME, Kind.NUMBER) and op not in ORDERED_OPERATORS:
         raise QueryError(
             param,
-            f"filterBy term {text!r}: operator {op} does not apply to the {spec.kind.value} field {name}",
+            f"term {text!r}: operator {op} does not apply to the {spec.kind.value} field {name}",
         )
     if spec.kind is Kind.TIME:
         try:
             return Term(spec, op, value, to_ms_exact(parse_time(value)))
         except InvalidTime as exc:
-            raise QueryError(param, f"filterBy term {text!r}: {value!r} is not an RFC 3339 time") from exc
+            raise QueryError(param, f"term {text!r}: {value!r} is not an RFC 3339 time") from exc
     if spec.kind is Kind.NUMBER:
         number = float(value) if _NUMBER_LITERAL.fullmatch(value) else math.nan
         if not math.isfinite(number):
-            raise QueryError(param, f"filterBy term {text!r}: {value!r} is not a finite decimal number")
+            raise QueryError(param, f"term {text!r}: {value!r} is not a finite decimal number")
         return Term(spec, op, value, number)
     return Term(spec, op, value)
 
@@ -149,7 +156,9 @@ def parse_search(text: str | None, param: str = "search") -> list[str]:
     if not text:
         return []
     if "\x00" in text:
-        raise QueryError(param, f"search {text!r} contains a NUL character")
+        raise QueryError(param, f"{text!r} contains a NUL character")
+    if len(text) > MAX_VALUE_LENGTH:
+        raise QueryError(param, f"{text[:40]!r}... is longer than {MAX_VALUE_LENGTH}")
     return [fold(w) for w in text.split()]
 
 

@@ -1,0 +1,185 @@
+"""Ingestion through the sync protocol, over real HTTP, while list requests are being served.
+
+    .venv/bin/python -m bench.ingest [--db sqlite|postgresql|both] [--workloads N] [--batch N]
+
+Starts ``workplane serve`` on a fresh store, then one agent per cluster posts batches of
+observations (each workload is created Pending, then Running, then Completed: three observations),
+while reader threads list a filtered page in a loop. Request bodies are serialised before the clock
+starts, so the figure is the server's rate, not the client's. Prints observations/s, the readers'
+requests/s and p50, and the server's resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.http_load import Server, get_token, sample_rss
+from bench.load import POSTGRESQL, SQLITE, ensure_exists, make_target, wipe
+
+PHASES = (
+    ("Pending", "2024-05-01T10:00:00Z"),
+    ("Running", "2024-05-01T10:05:00Z"),
+    ("Completed", "2024-05-01T12:00:00Z"),
+)
+
+
+def _cluster(n: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"workplane-bench-ingest-{n}"))
+
+
+def _bodies(cluster: str, workloads: int, batch: int) -> list[bytes]:
+    """All batches of one agent: every workload's three phases, batch after batch in time order."""
+    bodies = []
+    for round_, (phase, at) in enumerate(PHASES):
+        for start in range(0, workloads, batch):
+            items = []
+            for n in range(start, min(start + batch, workloads)):
+                items.append(
+                    {
+                        "id": str(uuid.uuid5(uuid.UUID(cluster), str(n))),
+                        "revision": round_ + 1,
+                        "name": f"train-{n}",
+                        "projectId": f"p{n % 20}",
+                        "projectName": f"project-{n % 20}",
+                        "departmentId": f"d{n % 4}",
+                        "departmentName": f"department-{n % 4}",
+                        "type": "Training",
+                        "phase": phase,
+                        "createdAt": PHASES[0][1],
+                        "phaseUpdatedAt": at,
+                        "runningPods": 1 if phase == "Running" else 0,
+                        "requestedPods": {"number": 1},
+                        "workloadRequestedResources": {"gpu": {"request": 1 + n % 8}},
+                        "allocatedResources": {"gpu": 1 + n % 8} if phase == "Running" else None,
+                        "currentNodePools": ["default"],
+                        "images": ["nvcr.io/nvidia/pytorch:24.05-py3"],
+                    }
+                )
+            bodies.append(orjson.dumps({"clusterName": f"bench-{cluster[:8]}", "workloads": items}))
+    return bodies
+
+
+def _post_all(port: int, token: str, cluster: str, bodies: list[bytes], errors: list[str]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    for body in bodies:
+        conn.request("POST", f"/api/v1/clusters/{cluster}/sync", body=body, headers=headers)
+        answer = conn.getresponse()
+        text = answer.read()
+        if answer.status != 200:
+            errors.append(f"{answer.status}: {text[:200]!r}")
+            return
+    conn.close()
+
+
+def _read_loop(port: int, token: str, stop: threading.Event, latencies: list[float]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    path = "/api/v1/workloads?limit=50&sortBy=createdAt&sortOrder=desc&filterBy=phase%3D%3DRunning"
+    while not stop.is_set():
+        started = time.perf_counter()
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        conn.getresponse().read()
+        latencies.append(time.perf_counter() - started)
+        time.sleep(0.01)  # a steady reader, not a load generator
+    conn.close()
+
+
+def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    target = make_target(
+        kind,
+        size=args.workloads,
+        out_dir=Path(args.out) / "ingest",
+        pg_url=args.pg_url,
+        pg_database="workplane_ingest",
+    )
+    if kind == POSTGRESQL:
+        ensure_exists(target)
+    wipe(target)
+    agents = [_cluster(n) for n in range(args.agents)]
+    print(f"[{target.label}] serialising {3 * args.workloads * len(agents):,} observations ...", flush=True)
+    bodies = {c: _bodies(c, args.workloads, args.batch) for c in agents}
+    with Server(target, workers=1, log_path=Path(args.out) / f"ingest-{kind}.log") as server:
+        token, _ = get_token(target, server.port)
+        stop, latencies, errors = threading.Event(), [], []
+        readers = [
+            threading.Thread(target=_read_loop, args=(server.port, token, stop, latencies), daemon=True)
+            for _ in range(args.readers)
+        ]
+        for reader in readers:
+            reader.start()
+        assert server.process is not None
+        rss_before = sample_rss(server.process.pid).total_mb
+        started = time.perf_counter()
+        threads = [
+            threading.Thread(target=_post_all, args=(server.port, token, c, bodies[c], errors))
+            for c in agents
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        stop.set()
+        for reader in readers:
+            reader.join(timeout=30)
+        rss_after = sample_rss(server.process.pid).total_mb
+    if errors:
+        raise SystemExit(f"[{target.label}] a batch failed: {errors[0]}")
+    observations = 3 * args.workloads * len(agents)
+    latencies.sort()
+    result = {
+        "database": target.label,
+        "observations": observations,
+        "seconds": round(elapsed, 2),
+        "observations_per_s": round(observations / elapsed),
+        "reader_requests": len(latencies),
+        "reader_p50_ms": round(1000 * latencies[len(latencies) // 2], 2) if latencies else None,
+        "server_rss_mb": [round(rss_before), round(rss_after)],
+    }
+    print(
+        f"[{target.label}] {observations:,} observations in {elapsed:.1f} s = "
+        f"{result['observations_per_s']:,}/s (target >= 20,000/s: "
+        f"{'met' if observations / elapsed >= 20_000 else 'NOT met'}); "
+        f"readers: {len(latencies)} list requests, p50 {result['reader_p50_ms']} ms; "
+        f"server RSS {result['server_rss_mb'][0]} -> {result['server_rss_mb'][1]} MB",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--db", choices=[SQLITE, POSTGRESQL, "both"], default="both", help="store(s) to measure"
+    )
+    parser.add_argument(
+        "--workloads", type=int, default=20_000, help="workloads per agent (3 observations each)"
+    )
+    parser.add_argument("--agents", type=int, default=2, help="concurrent agents, one cluster each")
+    parser.add_argument("--batch", type=int, default=2_000, help="workload items per sync batch")
+    parser.add_argument("--readers", type=int, default=2, help="threads listing workloads meanwhile")
+    parser.add_argument("--out", default="bench/out", help="where logs, stores and results go")
+    parser.add_argument(
+        "--pg-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL server to create the benchmark database on",
+    )
+    args = parser.parse_args()
+    kinds = [SQLITE, POSTGRESQL] if args.db == "both" else [args.db]
+    results = [run(kind, args) for kind in kinds]
+    out = Path(args.out) / "ingest.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"results written to {out}")
+
+
+if __name__ == "__main__":
+    main()
