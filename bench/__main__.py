@@ -30,9 +30,11 @@ from bench.load import (
     Target,
     load,
     make_target,
+    open_database,
 )
 from bench.measure import Budget, Timing, measure_asgi, measure_route, services_for
 from bench.report import header, machine, table
+from workplane.store import migrate
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
@@ -300,6 +302,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema_revision(target: Target) -> str | None:
+    db = open_database(target)
+    try:
+        return migrate.current_revision(db.engine)
+    finally:
+        db.dispose()
+
+
 def _pg_version(targets: list[Target]) -> str | None:
     for t in targets:
         if t.kind == POSTGRESQL and t.pg_admin_url:
@@ -364,6 +374,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     all_cases = build_cases(plan)
     cases = _select(all_cases, args.cases)
     http_case = next(c for c in all_cases if c.key == "a1")
+    scan_case = next(c for c in all_cases if c.key == "c4")
     args.out.mkdir(parents=True, exist_ok=True)
     targets = _targets(args)
     results: dict[str, Any] = {
@@ -389,6 +400,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  measuring in process ({len(cases)} requests)", flush=True)
         db_result: dict[str, Any] = {
             "database": target.label,
+            "schema": _schema_revision(target),
             "size": plan.size,
             "load": loaded.as_dict(),
             "cases": _measure_in_process(target, cases, args),
@@ -404,6 +416,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 result = http_load.run_load(
                     target,
                     http_case,
+                    scan_case=scan_case,
                     workers=workers,
                     clients=args.clients,
                     seconds=args.http_seconds,
@@ -415,7 +428,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     f"{result.errors} errors, RSS idle {result.rss_idle_mb:.0f} MB / peak "
                     f"{result.rss_peak_mb:.0f} MB (anon {result.rss_peak_anon_mb:.0f}) over "
                     f"{result.processes} process(es); CPU server {result.server_cpu_per_s:.2f} "
-                    f"client {result.client_cpu_per_s:.2f}",
+                    f"client {result.client_cpu_per_s:.2f} machine {result.machine_cpu_per_s:.2f}; "
+                    f"RSS after a scan {result.rss_after_scan_mb:.0f} MB",
                     flush=True,
                 )
                 db_result["http"].append(result.as_dict())

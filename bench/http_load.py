@@ -25,6 +25,8 @@ from workplane.auth.credentials import ADMIN_CLIENT_ID, ADMIN_ROLE
 from workplane.auth.tokens import TokenSigner, load_or_create_key
 from workplane.store.setup import ADMIN_FILE
 
+RETENTION_DAYS = 36_500
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -57,6 +59,10 @@ class Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith("WORKPLANE_")}
+        # The inventory's deletions happened in 2021-2023 (the trace's replayed time): with the default
+        # 14-day retention the server's purge service would remove them on start. Keep the service
+        # running, with a retention that purges none of them.
+        env["WORKPLANE_DELETED_RETENTION_DAYS"] = str(RETENTION_DAYS)
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         deadline = time.monotonic() + timeout_s
@@ -178,6 +184,18 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent outside idle and iowait since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(x) for x in fields]
+    busy = sum(values) - values[3] - values[4]  # minus idle, iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 @dataclass
 class RssSample:
     total_mb: float
@@ -216,6 +234,10 @@ class LoadResult:
     rss_peak_file_mb: float  # file-backed pages (SQLite's mmap of the database, shared libraries)
     server_cpu_per_s: float  # CPU seconds the server processes used per second of load
     client_cpu_per_s: float  # ... and the load generator (this process), on the same cores
+    machine_cpu_per_s: float  # ... and everything on the machine (PostgreSQL's backends included)
+    load_average: float  # 1-minute load average at the end of the run
+    rss_after_scan_mb: float  # after one request that reads most rows (c4), through the same server
+    rss_after_scan_anon_mb: float
     rss_peak_per_process_mb: dict[int, float] = field(default_factory=dict)
     processes: int = 0
     token_via: str = ""
@@ -271,6 +293,7 @@ class _Drive:
     peak: RssSample
     server_cpu_s: float
     client_cpu_s: float
+    machine_cpu_s: float
 
 
 async def _drive(
@@ -313,6 +336,7 @@ async def _drive(
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
         cpu_marks["server"] = cpu_seconds(pids)
         cpu_marks["client"] = time.process_time()
+        cpu_marks["machine"] = machine_busy_seconds()
         while time.perf_counter() < stop_at:
             await asyncio.sleep(0.25)
             current = sample_rss(server.process.pid)
@@ -320,15 +344,25 @@ async def _drive(
                 peak = current
         cpu_marks["server"] = cpu_seconds(pids) - cpu_marks["server"]
         cpu_marks["client"] = time.process_time() - cpu_marks["client"]
+        cpu_marks["machine"] = machine_busy_seconds() - cpu_marks["machine"]
 
     await asyncio.gather(*(worker() for _ in range(clients)), sampler())
-    return _Drive(latencies, errors, stop_at - measure_from, peak, cpu_marks["server"], cpu_marks["client"])
+    return _Drive(
+        latencies,
+        errors,
+        stop_at - measure_from,
+        peak,
+        cpu_marks["server"],
+        cpu_marks["client"],
+        cpu_marks["machine"],
+    )
 
 
 def run_load(
     target: Target,
     case: Case,
     *,
+    scan_case: Case | None = None,
     workers: int,
     clients: int,
     seconds: float,
@@ -350,6 +384,13 @@ def run_load(
         time.sleep(1.0)  # let the worker processes settle before the idle sample
         idle = sample_rss(server.process.pid)
         drive = asyncio.run(_drive(server, raw, case, clients, seconds, warmup_s))
+        after_scan = RssSample(float("nan"), float("nan"), float("nan"), {})
+        if scan_case is not None:
+            headers = {"Authorization": f"Bearer {token}"}
+            status, body = request("GET", server.port, scan_case.url(), None, headers)
+            if status != 200:
+                raise RuntimeError(f"{scan_case.key} over HTTP answered {status}: {body[:300]!r}")
+            after_scan = sample_rss(server.process.pid)
     ms = sorted(x * 1000 for x in drive.latencies)
     measured_s, peak = drive.seconds, drive.peak
     n = len(ms)
@@ -373,6 +414,10 @@ def run_load(
         rss_peak_file_mb=peak.file_mb,
         server_cpu_per_s=drive.server_cpu_s / measured_s,
         client_cpu_per_s=drive.client_cpu_s / measured_s,
+        machine_cpu_per_s=drive.machine_cpu_s / measured_s,
+        load_average=load_average(),
+        rss_after_scan_mb=after_scan.total_mb,
+        rss_after_scan_anon_mb=after_scan.anon_mb,
         rss_peak_per_process_mb=peak.per_process_mb,
         processes=len(peak.per_process_mb),
         token_via=via,

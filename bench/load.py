@@ -162,19 +162,23 @@ def load(target: Target, plan: Plan, *, batch_size: int, force: bool) -> LoadRes
     ensure_exists(target)
     db = open_database(target)
     try:
+        # Check before migrating: a store that holds something else is wiped, not migrated first.
+        revision = migrate.current_revision(db.engine)
+        present, why = inventory_state(db, plan) if revision is not None else (False, "the store is empty")
+        if not present and why != "the store is empty":
+            print(f"  {why}: wiping and loading again", flush=True)
+            db.dispose()
+            wipe(target)
+            db = open_database(target)
+        heads = migrate.heads()
+        if present and revision not in heads:
+            print(f"  migrating the loaded store from schema {revision} to {', '.join(heads)}", flush=True)
         prepare_store(db, target.settings(), announce=False)
-        present, why = inventory_state(db, plan)
         if present:
             print(f"  {why}: not loading (--force-reload to load again)", flush=True)
             return LoadResult(
                 target.label, plan.size, True, 0.0, 0.0, 0.0, store_bytes(target, db), "skipped: " + why
             )
-        if why != "the store is empty":
-            print(f"  {why}: wiping and loading again", flush=True)
-            db.dispose()
-            wipe(target)
-            db = open_database(target)
-            prepare_store(db, target.settings(), announce=False)
         head = migrate.current_revision(db.engine)
         print(
             f"  loading {plan.size:,} workloads (schema {head}), {batch_size:,} per transaction", flush=True

@@ -100,8 +100,9 @@ def table(db_result: dict[str, Any]) -> str:
         lines.append(
             f"e{w}  HTTP list a1, {load['clients']} clients, {w} worker(s), {load['seconds']:.0f} s: "
             f"{load['rps']:,.0f} req/s, p50 {_ms(load['p50_ms'])} ms, p99 {_ms(load['p99_ms'])} ms, "
-            f"{load['errors']} errors, CPU server {load['server_cpu_per_s']:.2f} / client "
-            f"{load['client_cpu_per_s']:.2f} cores   target >= {HTTP_RPS_TARGET:.0f} req/s: "
+            f"{load['errors']} errors; CPU (cores) server {load['server_cpu_per_s']:.2f}, client "
+            f"{load['client_cpu_per_s']:.2f}, whole machine {load['machine_cpu_per_s']:.2f}; "
+            f"load avg {load['load_average']:.1f}   target >= {HTTP_RPS_TARGET:.0f} req/s: "
             f"{verdict(load['rps'] >= HTTP_RPS_TARGET)}"
         )
         lines.append(
@@ -109,6 +110,10 @@ def table(db_result: dict[str, Any]) -> str:
             f"peak under load {load['rss_peak_mb']:.0f} MB (anon {load['rss_peak_anon_mb']:.0f} + file "
             f"{load['rss_peak_file_mb']:.0f})   target <= {RSS_TARGET_MB:.0f} MB: "
             f"{verdict(load['rss_peak_mb'] <= RSS_TARGET_MB)}"
+        )
+        lines.append(
+            f"{'':4}after one request that reads most rows (c4): {load['rss_after_scan_mb']:.0f} MB "
+            f"(anon {load['rss_after_scan_anon_mb']:.0f})"
         )
     return "\n".join(lines)
 
@@ -122,6 +127,7 @@ def header(db_result: dict[str, Any]) -> str:
         f" + finish {ld['finish_seconds']:.0f} s"
     )
     return (
-        f"== {db_result['database']}: {db_result['size']:,} workloads ({how}; store "
+        f"== {db_result['database']}: {db_result['size']:,} workloads, schema {db_result.get('schema')} "
+        f"({how}; store "
         f"{ld['store_bytes'] / 2**20:,.0f} MiB)"
     )

@@ -154,10 +154,7 @@ def _replay(args: argparse.Namespace) -> int:
                 state_file=Path(args.state_file) if args.state_file else None,
                 log=_say,
             )
-            try:
-                replay.run()
-            except KeyboardInterrupt:
-                replay.progress.maybe_report("interrupted", force=True)
+            replay.run()
             return 0
         at = parse_trace_time(args.snapshot_at, inventory)
         print(f"replay: snapshot at trace time {format_trace_time(at)} to {args.server}", flush=True)
@@ -165,6 +162,9 @@ def _replay(args: argparse.Namespace) -> int:
     except (SyncError, ServerUnavailable) as exc:
         print(f"workplane replay: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("workplane replay: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -37,7 +37,9 @@ def test_openb_snapshot(client: TestClient, openb: Trace) -> None:
     pods = {p.name: p for p in expected.openb_pods()}
     states = {name: s for name, p in pods.items() if (s := p.state_at(at)) is not None}
     live, gone = expected.counts(iter(states.values()))
-    assert live["Running"] > 30 and live["Pending"] > 0 and gone["Failed"] > 100
+    assert live["Running"] > 30
+    assert live["Pending"] > 0
+    assert gone["Failed"] > 100
     check_phase_counts(client, openb.cluster.id, live, gone)
     assert count(client, "type==Pod") == sum(live.values())
 
@@ -49,9 +51,7 @@ def test_openb_snapshot(client: TestClient, openb: Trace) -> None:
     # GPU: requested by every live pod, allocated to the running ones (fractions for shared GPUs).
     records = list_all(client)
     by_name = {r["name"]: r for r in records}
-    assert sum(gpu_request(r) for r in records) == pytest.approx(
-        sum(pods[n].gpu_request for n in by_name)
-    )
+    assert sum(gpu_request(r) for r in records) == pytest.approx(sum(pods[n].gpu_request for n in by_name))
     running = [n for n, (phase, deleted) in states.items() if phase == "Running" and not deleted]
     allocated = sum(float(by_name[n]["allocatedResources"]["gpu"]) for n in running)
     assert allocated == pytest.approx(sum(pods[n].gpu_allocated_when_running for n in running))
@@ -64,7 +64,11 @@ def test_openb_snapshot(client: TestClient, openb: Trace) -> None:
     # Times: closed intervals exactly as in the trace; open ones up to "now".
     elapsed = (now_ms() - wall) // 1000 + 2
     waited = sorted(
-        (p for p in pods.values() if p.scheduled is not None and p.scheduled <= at and p.created < p.scheduled),
+        (
+            p
+            for p in pods.values()
+            if p.scheduled is not None and p.scheduled <= at and p.created < p.scheduled
+        ),
         key=lambda p: (p.created - p.scheduled, p.name),
     )[:4]
     for pod in waited:
@@ -131,7 +135,8 @@ def test_itp_snapshot(client: TestClient, itp: Trace) -> None:
     snapshot(Inventory([itp]), InProcess(client), at * 1000, log=lambda _: None)
     jobs = [j for j in expected.itp_jobs() if j.submitted <= at]
     phases = Counter(j.phase_at(at) for j in jobs)
-    assert phases["Running"] > 100 and phases["Completed"] > 1000
+    assert phases["Running"] > 100
+    assert phases["Completed"] > 1000
     check_phase_counts(client, itp.cluster.id, Counter({p: n for p, n in phases.items() if p}), Counter())
     assert count(client, "type==Training") == len(jobs)
     per_project = Counter(f"itp-cluster{j.cluster}" for j in jobs)
@@ -152,7 +157,9 @@ def test_itp_snapshot(client: TestClient, itp: Trace) -> None:
             assert record["allocatedResources"]["gpu"] == 0
 
 
-def test_all_traces_fully(client: TestClient, services: Services, itp: Trace, openb: Trace, dlrm: Trace) -> None:
+def test_all_traces_fully(
+    client: TestClient, services: Services, itp: Trace, openb: Trace, dlrm: Trace
+) -> None:
     """All three traces, to their end, as one snapshot (SQLite only: the same code path runs on
     PostgreSQL in the tests above, and this one takes a while)."""
     if not services.db.is_sqlite:
@@ -169,7 +176,8 @@ def test_all_traces_fully(client: TestClient, services: Services, itp: Trace, op
     assert count(client, "type==Training", deleted=True) == 0
 
     live, gone = expected.counts(s for p in expected.openb_pods() if (s := p.state_at(int(end))) is not None)
-    assert sum(gone.values()) == 8_152 and not live
+    assert sum(gone.values()) == 8_152
+    assert not live
     check_phase_counts(client, openb.cluster.id, live, gone)
 
     instances = expected.dlrm_instances()

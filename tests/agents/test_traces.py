@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
+import pytest
+
 from tests.agents import expected
 from workplane.agents.traces import (
     NAMESPACE,
@@ -74,9 +76,5 @@ def test_event_index_covers_every_step(openb: Trace) -> None:
 
 def test_trace_names() -> None:
     assert parse_trace_names("dlrm, ITP") == ("dlrm", "itp")
-    try:
+    with pytest.raises(ValueError, match="nope"):
         parse_trace_names("itp,nope")
-    except ValueError as exc:
-        assert "nope" in str(exc)
-    else:
-        raise AssertionError("unknown trace accepted")

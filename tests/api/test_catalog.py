@@ -10,14 +10,18 @@ import time
 import uuid
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tests.factories import load, wid, workload
 from tests.server import assert_error
-from workplane.auth.credentials import ADMIN_CLIENT_ID
+from workplane.api.deps import Services
+from workplane.app import create_app
+from workplane.auth.credentials import ADMIN_CLIENT_ID, ADMIN_ROLE
 from workplane.domain.catalog import catalog_id
 from workplane.domain.timefmt import parse_time
 from workplane.store.database import Database
+from workplane.store.schema import workload_types
 
 CATEGORIES = "/api/v1/workload-categories"
 PRIORITIES = "/api/v1/workload-priorities"
@@ -414,3 +418,34 @@ def test_delete(client: TestClient, database: Database) -> None:
     assert_error(client.delete(f"{TYPES}/{uuid.uuid4()}"), 404)
     assert_error(client.delete(f"{TYPES}/SparkApplication"), 400, "workloadTypeId")
     assert set(_type_names(client)) == set(NATIVE) | set(EXTERNAL) | {"FlinkDeployment"}
+
+
+def test_a_put_is_committed_before_its_answer_is_sent(services: Services, database: Database) -> None:
+    """A client that reads right after a 200 must see its change (and a commit that fails must not have
+    been answered 200): when the answer starts leaving, another connection already sees the new value."""
+    app = create_app(services.settings, services)
+    ray_job = type_id("RayJob", "ray.io")
+    seen_when_sent: list[str] = []
+
+    async def watching(scope: Any, receive: Any, send: Any) -> None:
+        async def watched_send(message: Any) -> None:
+            if message["type"] == "http.response.start" and scope.get("method") == "PUT":
+                with database.read() as conn:  # another connection: it sees committed data only
+                    seen_when_sent.append(
+                        conn.execute(
+                            sa.select(workload_types.c.category_name).where(workload_types.c.id == ray_job)
+                        ).scalar_one()
+                    )
+            await send(message)
+
+        await app(scope, receive, watched_send)
+
+    token = services.signer.issue(ADMIN_CLIENT_ID, ADMIN_ROLE, 3600)
+    with TestClient(watching) as watched:
+        answer = watched.put(
+            f"{TYPES}/{ray_job}",
+            json={"categoryId": category_id("Deploy")},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert answer.json()["categoryName"] == "Deploy"
+    assert seen_when_sent == ["Deploy"]

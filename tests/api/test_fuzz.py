@@ -1,9 +1,9 @@
 """Property-based conformance of the HTTP API.
 
-1. schemathesis drives every operation of the app's own description (``/api/openapi.json``), in process,
-   with an administrator token, on generated valid and invalid requests: no answer is a 5xx, every
-   status is documented, every body matches its documented schema and content type, and every error is
-   the ``Error`` shape with ``code`` equal to the status.
+1. schemathesis drives every operation of the app's own description (``/api/openapi.json``), in process
+   on SQLite and on PostgreSQL, with an administrator token, on generated valid and invalid requests:
+   no answer is a 5xx, every status is documented, every body matches its documented schema and content
+   type, and every error is the ``Error`` shape with ``code`` equal to the status.
 2. hypothesis feeds arbitrary text to every query parameter of ``/workloads`` and ``/workloads/count``:
    the answer is always 200 or a 400 ``Error``, never a 5xx (on both databases, whose SQL differs).
 

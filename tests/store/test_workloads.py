@@ -320,11 +320,15 @@ def test_get_returns_workload_detailed(database: Database, catalog: CatalogSnaps
         catalog,
         workload("w", phase="Pending", createdAt=T0, pendingSchedulingMessages=messages, namespace="ns"),
     )
-    create(database, catalog, workload("bare", createdAt=T0))
+    children = [{"id": str(wid("child")), "type": "Pod"}]
+    create(database, catalog, workload("bare", createdAt=T0, childrenIds=children))
     one = served(database, catalog, "w", T0_MS)
     schema = _workload_schema()
-    readable = {k for k, v in schema["properties"].items() if not v.get("writeOnly")}
+    # Every field of the schema, childrenIds included although the spec marks it writeOnly
+    # (SEMANTICS.md section 3: every field is served; empty when unknown).
+    readable = set(schema["properties"])
     assert set(one) == readable | {"pendingSchedulingMessages"}
+    assert one["childrenIds"] == []
     assert set(schema["required"]) <= set(one)
     assert one["pendingSchedulingMessages"] == messages
     assert one["id"] == str(wid("w"))
@@ -333,6 +337,7 @@ def test_get_returns_workload_detailed(database: Database, catalog: CatalogSnaps
     assert one["deletedAt"] is None
     bare = served(database, catalog, "bare", T0_MS)
     assert bare["pendingSchedulingMessages"] is None
+    assert bare["childrenIds"] == children
     assert bare["namespace"] == "runai-proj-a"
     assert (bare["category"], bare["priorityClassName"], bare["priority"], bare["preemptible"]) == (
         "Train",
@@ -442,7 +447,11 @@ def test_single_migration_head() -> None:
 
 def test_migrated_schema_equals_metadata(database: Database) -> None:
     with database.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        # The same comparison options as the migration environment (env.py), including its filter
+        # for the text-search objects that migrations create outside ``schema.metadata``.
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": migrate.include_object}
+        )
         differences = compare_metadata(context, metadata)
         current = MigrationContext.configure(conn).get_current_revision()
     assert differences == []

@@ -38,7 +38,11 @@ def read_credentials(path: Path) -> tuple[str, str]:
     """(client id, secret) from a ``WORKPLANE_CLIENT_ID=… / WORKPLANE_CLIENT_SECRET=…`` file, such as
     the ``<data-dir>/admin-credentials.env`` the server writes on first start."""
     values: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read the credentials file {path}: {exc.strerror or exc}") from None
+    for line in text.splitlines():
         key, sep, value = line.strip().partition("=")
         if sep:
             values[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")

@@ -82,7 +82,7 @@ class Demo:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 2.0) -> None:
         self._stop.set()
         if self.replay is not None:
             self.replay.stop.set()

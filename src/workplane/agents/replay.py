@@ -494,6 +494,10 @@ class LiveReplay:
             self.progress.maybe_report(f"live at {self.where()}, {self.changes_sent:,} changes")
             if not need_resync and self.finished:
                 self.progress.maybe_report(f"finished at {self.where()}", force=True)
+                self.log(
+                    "replay: the traces are played out; the inventory stays as it is (to play them again, "
+                    "start over with an empty store)"
+                )
                 return
             next_tick = max(next_tick + self.tick_s, time.monotonic())
             self.stop.wait(max(0.0, next_tick - time.monotonic()))

@@ -43,8 +43,12 @@ def write_connection(svc: ServicesDep) -> Iterator[sa.Connection]:
         yield connection
 
 
-ReadConn = Annotated[sa.Connection, Depends(read_connection)]
-WriteConn = Annotated[sa.Connection, Depends(write_connection)]
+# scope="function": the transaction ends (a write commits) when the route returns, *before* the answer
+# is sent. FastAPI's default ends a yield dependency after the response has gone out, which would
+# answer 200 for a write not yet committed (a client reading right after it could see the old value,
+# and a failing commit could not become the 503 it should be).
+ReadConn = Annotated[sa.Connection, Depends(read_connection, scope="function")]
+WriteConn = Annotated[sa.Connection, Depends(write_connection, scope="function")]
 
 
 def _unauthorized(message: str) -> ApiError:

@@ -114,6 +114,7 @@ class WorkloadIn(BaseModel):
     distributed_framework: str | None = Field(default=None, alias="distributedFramework")
     additional_fields: JsonObject = Field(default_factory=dict, alias="additionalFields")
     conditions: list[JsonObject] = Field(default_factory=list)
+    children_ids: list[JsonObject] = Field(default_factory=list, alias="childrenIds")
     actions_support: JsonObject = Field(default_factory=dict, alias="actionsSupport")
     idle_gpus: int | None = Field(default=None, ge=0, alias="idleGpus")
     idle_allocated_gpus: float | None = Field(default=None, ge=0, alias="idleAllocatedGpus")
@@ -240,6 +241,7 @@ def build_row(
         "distributedFramework": w.distributed_framework,
         "additionalFields": w.additional_fields,
         "conditions": w.conditions,
+        "childrenIds": w.children_ids,
         "actionsSupport": w.actions_support,
         "idleGpus": w.idle_gpus,
         "idleAllocatedGpus": w.idle_allocated_gpus,

@@ -102,8 +102,14 @@ def create_database(settings: Settings, url: str | None = None) -> Database:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
             pool_pre_ping=False,
-            # Fail fast when PostgreSQL is down: the API answers 503 instead of hanging.
-            connect_args={"connect_timeout": 5},
+            connect_args={
+                # Fail fast when PostgreSQL is down: the API answers 503 instead of hanging.
+                "connect_timeout": 5,
+                # No automatic server-side prepares: after five executions psycopg would prepare a
+                # statement, and PostgreSQL may then switch to a generic plan that ignores the actual
+                # parameter values — 80x slower for a trigram search, where selectivity is everything.
+                "prepare_threshold": None,
+            },
         )
     return Database(engine)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from workplane.store.migrate import include_object
 from workplane.store.schema import metadata
 
 connection = context.config.attributes["connection"]
@@ -16,6 +17,7 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=True,
     compare_type=True,
+    include_object=include_object,
 )
 with context.begin_transaction():
     context.run_migrations()
