@@ -69,7 +69,10 @@ def backend_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 @pytest.fixture
 def settings(tmp_path: Path, backend_url: str) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=backend_url, migrate_on_start=False)
+    # No background purge: tests that load old deletions must not race with it.
+    return Settings(
+        data_dir=tmp_path / "data", database_url=backend_url, migrate_on_start=False, retention_interval_s=0
+    )
 
 
 def _wipe(db: Database) -> None:

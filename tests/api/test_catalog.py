@@ -60,7 +60,7 @@ EXTERNAL = {  # name: (group, category)
     "NIMService": ("apps.nvidia.com", "Deploy"),
     "Notebook": ("kubeflow.org", "Build"),
     "PipelineRun": ("tekton.dev", "Deploy"),
-    "Pod": ("", "Deploy"),
+    "Pod": ("core", "Deploy"),
     "PyTorchJob": ("kubeflow.org", "Train"),
     "RayCluster": ("ray.io", "Train"),
     "RayJob": ("ray.io", "Train"),

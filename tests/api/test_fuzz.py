@@ -13,7 +13,6 @@ Both are bounded (a fixed number of examples per operation, derandomised so a ru
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Callable
 from typing import Any
@@ -54,35 +53,6 @@ def _settings(max_examples: int) -> hypothesis.settings:
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-
-
-# Known differences between what the server sends and Run:ai's schemas, reported and tolerated *only*
-# when checking response bodies against the description (each is pinned by a test elsewhere):
-# - optional string fields of a workload with no value are sent as null; the schema does not mark
-#   them nullable (the record document writes every key; it should leave these out);
-# - the Pod type's group is "" (Kubernetes core group, SEMANTICS.md section 6); the schema's pattern
-#   for a group needs a first letter (test_runapy.py::test_the_pod_type_validates_against_the_client_model);
-# - a workload's childrenIds is served (as []) though the schema marks it writeOnly (request-only).
-_NULL_OPTIONAL_WORKLOAD_STRINGS = (
-    "submittedBy",
-    "phaseMessage",
-    "distributedFramework",
-    "command",
-    "arguments",
-    "aiApplicationId",
-    "aiApplicationName",
-)
-
-
-def _tolerate_known_deviations(document: dict[str, Any]) -> dict[str, Any]:
-    document = copy.deepcopy(document)
-    schemas = document["components"]["schemas"]
-    for name in _NULL_OPTIONAL_WORKLOAD_STRINGS:
-        schemas["Workload"]["properties"][name]["nullable"] = True
-    schemas["Workload"]["properties"]["childrenIds"].pop("writeOnly", None)
-    group = schemas["WorkloadTypeAdditionalCreateFields"]["properties"]["group"]
-    group["pattern"] = "^$|" + group["pattern"]
-    return document
 
 
 def _load_inventory(database: Database) -> None:
@@ -165,7 +135,7 @@ def _strategy(operation: Any, mode: GenerationMode) -> st.SearchStrategy[Any]:
 def test_every_operation_conforms_to_the_description(client: TestClient, database: Database) -> None:
     _load_inventory(database)
     document = client.get("/api/openapi.json").json()
-    schema = schemathesis.openapi.from_dict(_tolerate_known_deviations(document))
+    schema = schemathesis.openapi.from_dict(document)
     schema.app = client.app
     token = client.headers["Authorization"]
 

@@ -272,8 +272,6 @@ def test_categories_priorities_and_types(runai: RunaiClient) -> None:
         "DistributedInference",
     }
     for record in every:
-        if record["name"] == "Pod":  # see test_the_pod_type_validates_against_the_client_model
-            continue
         assert validated(models.WorkloadTypeConfig, record, "WorkloadTypeConfig").id == record["id"]
         one = properties.get_workload_type(record["id"]).data
         assert one == record
@@ -282,11 +280,6 @@ def test_categories_priorities_and_types(runai: RunaiClient) -> None:
     assert [t["name"] for t in kubeflow] == ["PyTorchJob"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Pod type's group is '' (SEMANTICS.md section 6, Kubernetes core group), which the "
-    "client's WorkloadTypeConfig model rejects: its pattern is ^[a-z](?:[a-z0-9.-]*[a-z0-9])?$",
-)
 def test_the_pod_type_validates_against_the_client_model(client: TestClient) -> None:
     pods = client.get("/api/v1/workload-types", params={"filterBy": "name==Pod"}).json()["types"]
     assert len(pods) == 1
@@ -296,11 +289,24 @@ def test_the_pod_type_validates_against_the_client_model(client: TestClient) -> 
 def test_every_readable_field_of_the_workload_schema_is_served(
     client: TestClient, database: Database
 ) -> None:
-    load(database, workload("plain"))
-    record = client.get(f"/api/v1/workloads/{wid('plain')}").json()
+    optional_strings = {
+        "submittedBy": "alice",
+        "phaseMessage": "scheduled",
+        "command": "python",
+        "arguments": "train.py",
+        "distributedFramework": "PyTorch",
+        "aiApplicationId": "app-1",
+        "aiApplicationName": "chat",
+    }
+    load(database, workload("full", **optional_strings), workload("plain"))
     properties = _schemas()["Workload"]["properties"]
     readable = {name for name, schema in properties.items() if not schema.get("writeOnly")}
-    assert sorted((readable | {"pendingSchedulingMessages"}) - set(record)) == []
+    full = client.get(f"/api/v1/workloads/{wid('full')}").json()
+    assert sorted((readable | {"pendingSchedulingMessages"}) - set(full)) == []
+    assert {k: full[k] for k in optional_strings} == optional_strings
+    # Optional strings the schema does not let be null are left out while unknown.
+    plain = client.get(f"/api/v1/workloads/{wid('plain')}").json()
+    assert sorted((readable | {"pendingSchedulingMessages"}) - set(plain)) == sorted(optional_strings)
 
 
 def test_put_on_a_type_recategorises_its_workloads(runai: RunaiClient, database: Database) -> None:

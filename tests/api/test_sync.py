@@ -233,3 +233,17 @@ def test_node_pool_changes_are_followed(client: TestClient) -> None:
     assert pools_of("a") == []
     assert pools_of("b") == ["job-2"]
     assert get(client, wid(2))["currentNodePools"] == ["b"]
+
+
+def test_phase_change_without_phase_time_happens_when_observed(client: TestClient) -> None:
+    sync(client, {"workloads": [obs(1, 1, "Pending", observedAt="2024-05-01T10:00:00Z")]})
+    running = obs(1, 2, "Running", observedAt="2024-05-01T10:10:00Z")
+    del running["phaseUpdatedAt"]
+    sync(client, {"workloads": [running]})
+    record = get(client, wid(1))
+    assert record["phaseUpdatedAt"] == "2024-05-01T10:10:00.000Z"
+    assert record["totalPendingTimeSeconds"] == 600
+    again = obs(1, 3, "Running", observedAt="2024-05-01T10:20:00Z", runningPods=2)
+    del again["phaseUpdatedAt"]
+    sync(client, {"workloads": [again]})
+    assert get(client, wid(1))["phaseUpdatedAt"] == "2024-05-01T10:10:00.000Z"

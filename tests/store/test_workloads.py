@@ -324,20 +324,31 @@ def test_get_returns_workload_detailed(database: Database, catalog: CatalogSnaps
     create(database, catalog, workload("bare", createdAt=T0, childrenIds=children))
     one = served(database, catalog, "w", T0_MS)
     schema = _workload_schema()
-    # Every field of the schema, childrenIds included although the spec marks it writeOnly
-    # (SEMANTICS.md section 3: every field is served; empty when unknown).
-    readable = set(schema["properties"])
-    assert set(one) == readable | {"pendingSchedulingMessages"}
-    assert one["childrenIds"] == []
+    # Every readable field of the schema (childrenIds is writeOnly), except optional strings the
+    # schema does not allow to be null, which are left out while unknown; required ones are present.
+    properties = schema["properties"]
+    readable = {k for k, v in properties.items() if not v.get("writeOnly")}
+    optional_strings = {
+        k
+        for k, v in properties.items()
+        if k not in schema["required"]
+        and v.get("type") == "string"
+        and not v.get("nullable")
+        and "format" not in v
+    }
+    assert set(one) == (readable - optional_strings) | {"pendingSchedulingMessages"}
+    assert "childrenIds" not in one
     assert set(schema["required"]) <= set(one)
-    assert one["pendingSchedulingMessages"] == messages
+    assert one["pendingSchedulingMessages"] == [
+        {k: v for k, v in m.items() if v is not None} for m in messages
+    ]
     assert one["id"] == str(wid("w"))
     assert one["namespace"] == "ns"
     assert one["tenantId"] == 1
     assert one["deletedAt"] is None
     bare = served(database, catalog, "bare", T0_MS)
     assert bare["pendingSchedulingMessages"] is None
-    assert bare["childrenIds"] == children
+    assert "childrenIds" not in bare  # accepted from agents, never served (writeOnly)
     assert bare["namespace"] == "runai-proj-a"
     assert (bare["category"], bare["priorityClassName"], bare["priority"], bare["preemptible"]) == (
         "Train",
@@ -351,7 +362,7 @@ def test_get_returns_workload_detailed(database: Database, catalog: CatalogSnaps
             conn, WorkloadQuery(), sort=Sort(), offset=0, limit=10, catalog=catalog, now_ms=T0_MS
         )
     listed = {r.id: orjson.loads(render(r, catalog, T0_MS)) for r in page.rows}
-    assert set(listed[str(wid("w"))]) == readable
+    assert set(listed[str(wid("w"))]) == readable - optional_strings
     assert listed[str(wid("w"))] == {k: v for k, v in one.items() if k != "pendingSchedulingMessages"}
     with database.read() as conn:
         assert store.get_workload(conn, str(wid("nobody"))) is None

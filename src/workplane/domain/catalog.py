@@ -87,7 +87,9 @@ EXTERNAL_TYPES: tuple[tuple[str, str, str], ...] = (
     ("NIMService", "apps.nvidia.com", "Deploy"),
     ("Notebook", "kubeflow.org", "Build"),
     ("PipelineRun", "tekton.dev", "Deploy"),
-    ("Pod", "", "Deploy"),
+    # Kubernetes' core API group is the empty string, which the upstream schema's group pattern (and
+    # the official client's model) rejects; it is served under its conventional name "core".
+    ("Pod", "core", "Deploy"),
     ("PyTorchJob", "kubeflow.org", "Train"),
     ("RayCluster", "ray.io", "Train"),
     ("RayJob", "ray.io", "Train"),

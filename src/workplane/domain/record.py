@@ -32,6 +32,16 @@ DYNAMIC_KEYS = (
 
 SEARCH_SEPARATOR = "\x1f"  # str.split() treats it as white space, so no search word contains it
 
+_OMITTED_WHEN_NULL = (
+    "submittedBy",
+    "phaseMessage",
+    "command",
+    "arguments",
+    "distributedFramework",
+    "aiApplicationId",
+    "aiApplicationName",
+)
+
 # Kubernetes-object phase reported when the agent gives none.
 _K8S_PHASE_OF = {
     Phase.PENDING: "Pending",
@@ -59,6 +69,18 @@ _COLUMN_TEXT = (
     "ai_application_id",
     "ai_application_name",
 )
+
+
+class PendingSchedulingMessage(BaseModel):
+    """Why a pending workload is not scheduled in one node pool (``WorkloadDetailed``)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    node_pool: str = Field(alias="nodePool")
+    phase_reason: str = Field(alias="phaseReason", pattern=r"^(NonPreemptibleOverQuota|OverLimit)$")
+    reason: str
+    org_type: str | None = Field(default=None, alias="orgType", pattern=r"^(PROJECT|DEPARTMENT)$")
+    user_message: str | None = Field(default=None, alias="userMessage")
 
 
 class WorkloadIn(BaseModel):
@@ -114,6 +136,7 @@ class WorkloadIn(BaseModel):
     distributed_framework: str | None = Field(default=None, alias="distributedFramework")
     additional_fields: JsonObject = Field(default_factory=dict, alias="additionalFields")
     conditions: list[JsonObject] = Field(default_factory=list)
+    # Accepted from agents but never served: the upstream schema marks it writeOnly.
     children_ids: list[JsonObject] = Field(default_factory=list, alias="childrenIds")
     actions_support: JsonObject = Field(default_factory=dict, alias="actionsSupport")
     idle_gpus: int | None = Field(default=None, ge=0, alias="idleGpus")
@@ -123,7 +146,7 @@ class WorkloadIn(BaseModel):
     ai_application_name: str | None = Field(default=None, alias="aiApplicationName")
     source_api: str | None = Field(default=None, alias="sourceApi", pattern=r"^WorkloadsV2$")
     topology: JsonObject | None = None
-    pending_scheduling_messages: list[JsonObject] | None = Field(
+    pending_scheduling_messages: list[PendingSchedulingMessage] | None = Field(
         default=None, alias="pendingSchedulingMessages"
     )
     total_pending_time_seconds: int = Field(default=0, ge=0, alias="totalPendingTimeSeconds")
@@ -241,7 +264,6 @@ def build_row(
         "distributedFramework": w.distributed_framework,
         "additionalFields": w.additional_fields,
         "conditions": w.conditions,
-        "childrenIds": w.children_ids,
         "actionsSupport": w.actions_support,
         "idleGpus": w.idle_gpus,
         "idleAllocatedGpus": w.idle_allocated_gpus,
@@ -251,6 +273,11 @@ def build_row(
         "sourceApi": w.source_api,
         "topology": w.topology,
     }
+    # Optional string fields the upstream schema does not mark nullable are left out when unknown,
+    # rather than sent as null (required fields are always present, null when unknown).
+    for key in _OMITTED_WHEN_NULL:
+        if doc[key] is None:
+            del doc[key]
     return {
         "id": workload_id,
         "cluster_id": str(w.cluster_id),
@@ -286,7 +313,9 @@ def build_row(
         "search_text": search_text(w),
         "doc": orjson.dumps(doc).decode(),
         "pending_messages": (
-            orjson.dumps(w.pending_scheduling_messages).decode()
+            orjson.dumps(
+                [m.model_dump(by_alias=True, exclude_none=True) for m in w.pending_scheduling_messages]
+            ).decode()
             if w.pending_scheduling_messages is not None
             else None
         ),

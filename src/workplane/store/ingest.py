@@ -19,7 +19,7 @@ from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import FullResync, Observation, SampleSeries, derived_values, history_key
 from workplane.domain.phases import PhaseClock
 from workplane.domain.record import build_row, completed_at_for, set_doc_fields
-from workplane.domain.timefmt import to_ms
+from workplane.domain.timefmt import from_ms, to_ms
 from workplane.metrics import codec
 from workplane.store.database import insert_ignore, upsert
 from workplane.store.schema import clusters, metric_chunks, workload_history, workload_nodepools, workloads
@@ -140,7 +140,23 @@ def apply_batch(
         if before is not None and obs.revision <= before.row["revision"]:
             result.ignored += 1
             continue
-        phase_at = to_ms(obs.phase_updated_at or obs.created_at)
+        observed_ms = (
+            to_ms(obs.observed_at)
+            if obs.observed_at
+            else (to_ms(obs.updated_at) if obs.updated_at else now_ms)
+        )
+        if obs.phase_updated_at is not None:
+            phase_at = to_ms(obs.phase_updated_at)
+        else:
+            # Not reported: a new workload entered its phase when it was created, a phase change
+            # happened when it was observed, and an unchanged phase keeps the time it had.
+            if before is None:
+                phase_at = to_ms(obs.created_at)
+            elif before.row["phase"] != obs.phase:
+                phase_at = observed_ms
+            else:
+                phase_at = before.row["phase_updated_at"]
+            obs = obs.model_copy(update={"phase_updated_at": from_ms(phase_at)})
         if before is None:
             clock = PhaseClock.start(
                 obs.phase,
@@ -160,11 +176,6 @@ def apply_batch(
             result.deleted += 1
         if deleted_at is not None:
             clock = clock.stop(deleted_at)
-        observed_ms = (
-            to_ms(obs.observed_at)
-            if obs.observed_at
-            else (to_ms(obs.updated_at) if obs.updated_at else now_ms)
-        )
         row = build_row(
             obs,
             workload_id=workload_id,
