@@ -13,16 +13,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from workplane.domain.catalog import CATEGORY_BY_NAME, PRIORITY_BY_NAME, CatalogSnapshot
+from workplane.domain.catalog import CATEGORIES, CATEGORY_BY_NAME, PRIORITY_BY_NAME, CatalogSnapshot
 from workplane.domain.phases import PhaseClock
 from workplane.domain.record import WorkloadIn, build_row, completed_at_for, set_doc_fields
+from workplane.domain.text import fold
 from workplane.domain.timefmt import from_ms, to_ms
 from workplane.query.compile import Compiler
 from workplane.query.filters import Sort, WorkloadQuery
+from workplane.store import text_search
 from workplane.store.database import upsert
 from workplane.store.schema import clusters, departments, projects, workload_nodepools, workloads
 
 w = workloads.c
+ROWID: sa.ColumnElement[int] = sa.literal_column("workloads.rowid")  # SQLite's row id, which the FTS5 table refers to
 
 # Columns a reader needs besides ``doc`` to render the clock- and catalog-dependent fields.
 RENDER_COLUMNS = (
@@ -236,6 +239,31 @@ class Page:
     has_more: bool
 
 
+_SUBSTRING_OPERATORS = frozenset({"=@", "=^", "=$"})
+
+
+def _where(
+    connection: sa.Connection, query: WorkloadQuery, compiler: Compiler
+) -> list[sa.ColumnElement[bool]]:
+    """The compiled selection, plus — where a selective substring allows — a list of candidate rows
+    from the trigram index (``text_search``); the compiled predicates still decide every row."""
+    clauses = compiler.where(query)
+    narrowed: set[int] | None = None
+    lookups: list[tuple[text_search.Column, str]] = [
+        ("name", fold(t.text)) for t in query.terms if t.field.name == "name" and t.op in _SUBSTRING_OPERATORS
+    ]
+    # A search word also matches through the catalog-resolved category, which the index does not hold.
+    categories = [c.name for c in CATEGORIES]
+    lookups += [("search_text", word) for word in query.words if not any(word in fold(c) for c in categories)]
+    for column, needle in lookups:
+        found = text_search.candidates(connection, column, needle)
+        if found is not None:
+            narrowed = found if narrowed is None else narrowed & found
+    if narrowed is not None:
+        clauses.append(ROWID.in_(sorted(narrowed)) if narrowed else sa.false())
+    return clauses
+
+
 def list_workloads(
     connection: sa.Connection,
     query: WorkloadQuery,
@@ -252,7 +280,7 @@ def list_workloads(
     ids = list(
         connection.execute(
             sa.select(w.id)
-            .where(*compiler.where(query))
+            .where(*_where(connection, query, compiler))
             .order_by(*compiler.order_by(sort))
             .offset(offset)
             .limit(limit + 1)
@@ -270,7 +298,7 @@ def count_workloads(
     connection: sa.Connection, query: WorkloadQuery, *, catalog: CatalogSnapshot, now_ms: int
 ) -> int:
     compiler = Compiler(catalog, now_ms)
-    statement = sa.select(sa.func.count()).select_from(workloads).where(*compiler.where(query))
+    statement = sa.select(sa.func.count()).select_from(workloads).where(*_where(connection, query, compiler))
     return int(connection.execute(statement).scalar_one())
 
 
