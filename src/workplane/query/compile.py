@@ -46,30 +46,28 @@ from workplane.query.filters import (
 )
 from workplane.store.schema import workload_nodepools, workloads
 
-w = workloads.c
-
-# Filter/sort field → the stored column holding it (fields missing here are computed).
-COLUMNS: dict[str, sa.ColumnElement[Any]] = {
-    "type": w.type,
-    "name": w.name,
-    "clusterId": w.cluster_id,
-    "projectId": w.project_id,
-    "projectName": w.project_name,
-    "departmentId": w.department_id,
-    "departmentName": w.department_name,
-    "submittedBy": w.submitted_by,
-    "phase": w.phase,
-    "distributedFramework": w.distributed_framework,
-    "aiApplicationId": w.ai_application_id,
-    "aiApplicationName": w.ai_application_name,
-    "createdAt": w.created_at,
-    "deletedAt": w.deleted_at,
-    "completedAt": w.completed_at,
-    "phaseUpdatedAt": w.phase_updated_at,
-    "guaranteedRuntimeEndsAt": w.guaranteed_runtime_ends_at,
-    "allocatedGPU": w.allocated_gpu,
-    "idleGpus": w.idle_gpus,
-    "idleAllocatedGpus": w.idle_allocated_gpus,
+# Filter/sort field → the name of the stored column holding it (fields missing here are computed).
+COLUMNS: dict[str, str] = {
+    "type": "type",
+    "name": "name",
+    "clusterId": "cluster_id",
+    "projectId": "project_id",
+    "projectName": "project_name",
+    "departmentId": "department_id",
+    "departmentName": "department_name",
+    "submittedBy": "submitted_by",
+    "phase": "phase",
+    "distributedFramework": "distributed_framework",
+    "aiApplicationId": "ai_application_id",
+    "aiApplicationName": "ai_application_name",
+    "createdAt": "created_at",
+    "deletedAt": "deleted_at",
+    "completedAt": "completed_at",
+    "phaseUpdatedAt": "phase_updated_at",
+    "guaranteedRuntimeEndsAt": "guaranteed_runtime_ends_at",
+    "allocatedGPU": "allocated_gpu",
+    "idleGpus": "idle_gpus",
+    "idleAllocatedGpus": "idle_allocated_gpus",
 }
 
 # Sort keys whose column is never NULL need no NULLS LAST, which keeps their indexes usable both ways.
@@ -136,9 +134,12 @@ def number_predicate(column: sa.ColumnElement[Any], op: str, value: float) -> sa
 class Compiler:
     """Compiles a ``WorkloadQuery`` against one catalog snapshot and one instant."""
 
-    def __init__(self, catalog: CatalogSnapshot, now_ms: int) -> None:
+    def __init__(self, catalog: CatalogSnapshot, now_ms: int, table: sa.Table = workloads) -> None:
+        """``table`` is ``workloads``, or a table sharing its column names for the fields asked about
+        (the live-count aggregate, ``store.counts``)."""
         self.catalog = catalog
         self.now_ms = now_ms
+        self.c = table.c
 
     # --- catalog-resolved fields -------------------------------------------------------------
     def _resolved(
@@ -154,15 +155,15 @@ class Compiler:
         if accepted:
             clauses.append(own.in_(accepted))
         if types_accepted:
-            clauses.append(sa.and_(own.is_(None), w.type.in_(types_accepted)))
+            clauses.append(sa.and_(own.is_(None), self.c.type.in_(types_accepted)))
         if holds(None):
             # No own value and a type the catalog does not know: the field has no value.
-            clauses.append(sa.and_(own.is_(None), w.type.not_in(list(self.catalog.types))))
+            clauses.append(sa.and_(own.is_(None), self.c.type.not_in(list(self.catalog.types))))
         return sa.or_(*clauses) if clauses else sa.false()
 
     def _category(self, holds: Callable[[str | None], bool]) -> sa.ColumnElement[bool]:
         return self._resolved(
-            w.own_category,
+            self.c.own_category,
             lambda t: self.catalog.types[t].category,
             [c.name for c in CATEGORIES],
             holds,
@@ -170,7 +171,7 @@ class Compiler:
 
     def _priority(self, holds: Callable[[str | None], bool]) -> sa.ColumnElement[bool]:
         return self._resolved(
-            w.own_priority,
+            self.c.own_priority,
             lambda t: self.catalog.types[t].priority,
             [p.name for p in PRIORITIES],
             holds,
@@ -178,11 +179,11 @@ class Compiler:
 
     def category_expr(self) -> sa.ColumnElement[Any]:
         mapping = {t: d.category for t, d in self.catalog.types.items()}
-        return sa.func.coalesce(w.own_category, sa.case(mapping, value=w.type, else_=None))
+        return sa.func.coalesce(self.c.own_category, sa.case(mapping, value=self.c.type, else_=None))
 
     def priority_name_expr(self) -> sa.ColumnElement[Any]:
         mapping = {t: d.priority for t, d in self.catalog.types.items()}
-        return sa.func.coalesce(w.own_priority, sa.case(mapping, value=w.type, else_=None))
+        return sa.func.coalesce(self.c.own_priority, sa.case(mapping, value=self.c.type, else_=None))
 
     def priority_value_expr(self) -> sa.ColumnElement[Any]:
         return sa.case({p.name: p.value for p in PRIORITIES}, value=self.priority_name_expr(), else_=None)
@@ -203,8 +204,8 @@ class Compiler:
 
     def _elapsed_ms(self, field: str) -> sa.ColumnElement[Any]:
         if field == "totalPendingTimeSeconds":
-            return self.elapsed_ms_expr(w.pending_closed_ms, w.pending_since_ms)
-        return self.elapsed_ms_expr(w.running_closed_ms, w.running_since_ms)
+            return self.elapsed_ms_expr(self.c.pending_closed_ms, self.c.pending_since_ms)
+        return self.elapsed_ms_expr(self.c.running_closed_ms, self.c.running_since_ms)
 
     def _elapsed_predicate(self, field: str, op: str, seconds: float) -> sa.ColumnElement[bool]:
         # Served value is floor(ms / 1000); compare in milliseconds so no rounding happens in SQL.
@@ -247,12 +248,12 @@ class Compiler:
             positive = {"!=": "==", "!@": "=@"}.get(op, op)
             exists = (
                 sa.select(sa.literal(1))
-                .where(workload_nodepools.c.workload_id == w.id)
+                .where(workload_nodepools.c.workload_id == self.c.id)
                 .where(text_predicate(workload_nodepools.c.name, positive, term.text))
                 .exists()
             )
             return sa.not_(exists) if op in NEGATIVE_OPERATORS else exists
-        column = COLUMNS[name]
+        column = self.c[COLUMNS[name]]
         if term.field.kind is Kind.TEXT:
             return text_predicate(column, op, term.text)
         return number_predicate(column, op, term.number)
@@ -260,13 +261,13 @@ class Compiler:
     def search_word(self, word: str) -> sa.ColumnElement[bool]:
         # search_text is stored lower-cased; category is matched through the catalog.
         return sa.or_(
-            _like(w.search_text, "=@", word, folded=True),
+            _like(self.c.search_text, "=@", word, folded=True),
             self._category(lambda v: text_matches("=@", word, v)),
         )
 
     def where(self, query: WorkloadQuery) -> list[sa.ColumnElement[bool]]:
         clauses: list[sa.ColumnElement[bool]] = [
-            w.deleted_at.is_not(None) if query.deleted else w.deleted_at.is_(None)
+            self.c.deleted_at.is_not(None) if query.deleted else self.c.deleted_at.is_(None)
         ]
         clauses.extend(self.term(t) for t in query.terms)
         clauses.extend(self.search_word(word) for word in query.words)
@@ -275,7 +276,7 @@ class Compiler:
     # --- sorting -----------------------------------------------------------------------------
     def sort_key(self, field: str) -> sa.ColumnElement[Any]:
         if field in COLUMNS:
-            return COLUMNS[field]
+            return self.c[COLUMNS[field]]
         match field:
             case "category":
                 return self.category_expr()
@@ -287,14 +288,14 @@ class Compiler:
                 # Whole seconds, as served: equal served values tie and fall back to the id.
                 return self.elapsed_seconds_expr(field)
             case "nodepool":
-                return w.first_nodepool
+                return self.c.first_nodepool
         raise QueryError("sortBy", f"cannot sort by {field!r}")
 
     def order_by(self, sort: Sort) -> list[sa.ColumnElement[Any]]:
         key = self.sort_key(sort.field)
         descending = sort.order is SortOrder.DESC
         ordered = key.desc() if descending else key.asc()
-        tie = w.id.desc() if descending else w.id.asc()
+        tie = self.c.id.desc() if descending else self.c.id.asc()
         if sort.field in _NOT_NULL_SORT:
             return [ordered, tie]
         # Rows without a value come last in both directions.

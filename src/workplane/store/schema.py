@@ -255,3 +255,34 @@ metric_chunks = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Index("ix_metric_chunks_end", "end_ms"),
 )
+
+# Live workloads counted per combination of the fields most filters and counts name, maintained by
+# database triggers (migration 0005) on every insert, delete and change of those fields: a count whose
+# terms only name these fields sums a few hundred rows instead of visiting every matching workload.
+# ``key`` is the combination written unambiguously (each part length-prefixed), for the upsert.
+COUNTED_COLUMNS = (
+    "cluster_id",
+    "department_id",
+    "department_name",
+    "project_id",
+    "project_name",
+    "type",
+    "phase",
+    "own_category",
+    "own_priority",
+)
+workload_counts = sa.Table(
+    "workload_counts",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("cluster_id", sa.String(36), nullable=False),
+    sa.Column("department_id", text_c(), nullable=False),
+    sa.Column("department_name", text_c(), nullable=False),
+    sa.Column("project_id", text_c(), nullable=False),
+    sa.Column("project_name", text_c(), nullable=False),
+    sa.Column("type", text_c(), nullable=False),
+    sa.Column("phase", text_c(), nullable=False),
+    sa.Column("own_category", text_c(), nullable=True),
+    sa.Column("own_priority", text_c(), nullable=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)

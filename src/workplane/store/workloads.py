@@ -22,10 +22,19 @@ from workplane.query.compile import Compiler
 from workplane.query.filters import Sort, WorkloadQuery
 from workplane.store import text_search
 from workplane.store.database import upsert
-from workplane.store.schema import clusters, departments, projects, workload_nodepools, workloads
+from workplane.store.schema import (
+    clusters,
+    departments,
+    projects,
+    workload_counts,
+    workload_nodepools,
+    workloads,
+)
 
 w = workloads.c
-ROWID: sa.ColumnElement[int] = sa.literal_column("workloads.rowid")  # SQLite's row id, which the FTS5 table refers to
+ROWID: sa.ColumnElement[int] = sa.literal_column(
+    "workloads.rowid"
+)  # SQLite's row id, which the FTS5 table refers to
 
 # Columns a reader needs besides ``doc`` to render the clock- and catalog-dependent fields.
 RENDER_COLUMNS = (
@@ -294,9 +303,40 @@ def list_workloads(
     return Page([by_id[i] for i in ids if i in by_id], has_more)
 
 
+# Fields whose terms the live-count aggregate can answer (its columns, and category/priority, which
+# resolve through own_category / own_priority / type).
+COUNTABLE_FIELDS = frozenset(
+    {
+        "clusterId",
+        "departmentId",
+        "departmentName",
+        "projectId",
+        "projectName",
+        "type",
+        "phase",
+        "category",
+        "priority",
+        "priorityClassName",
+    }
+)
+
+
+def count_from_aggregate(
+    connection: sa.Connection, query: WorkloadQuery, *, catalog: CatalogSnapshot, now_ms: int
+) -> int:
+    """Count live workloads by summing the trigger-maintained ``workload_counts`` rows that satisfy
+    the terms: the same compiled predicates, over a table with the same column names."""
+    compiler = Compiler(catalog, now_ms, table=workload_counts)
+    total = sa.func.coalesce(sa.func.sum(workload_counts.c.n), 0)
+    statement = sa.select(total).where(*(compiler.term(t) for t in query.terms))
+    return int(connection.execute(statement).scalar_one())
+
+
 def count_workloads(
     connection: sa.Connection, query: WorkloadQuery, *, catalog: CatalogSnapshot, now_ms: int
 ) -> int:
+    if not query.deleted and not query.words and all(t.field.name in COUNTABLE_FIELDS for t in query.terms):
+        return count_from_aggregate(connection, query, catalog=catalog, now_ms=now_ms)
     compiler = Compiler(catalog, now_ms)
     statement = sa.select(sa.func.count()).select_from(workloads).where(*_where(connection, query, compiler))
     return int(connection.execute(statement).scalar_one())
