@@ -25,7 +25,9 @@ class Services:
     signer: TokenSigner
 
 
-def services(request: Request) -> Services:
+# Dependencies that do no blocking work are ``async``: FastAPI runs a plain ``def`` dependency in the
+# thread pool, and a hop there and back costs more than these functions themselves.
+async def services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
 
@@ -55,7 +57,7 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="workplane"'})
 
 
-def caller(request: Request, svc: ServicesDep) -> Principal:
+async def caller(request: Request, svc: ServicesDep) -> Principal:
     """The authenticated caller. Scopes and roles (access rules) will narrow what it may see;
     for now every valid token acts with the role it was issued for."""
     header = request.headers.get("authorization")
