@@ -161,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent keep-alive HTTP clients (default: 8)",
     )
     run.add_argument(
+        "--reconnect-every",
+        type=int,
+        default=0,
+        help="each HTTP client opens a new connection after this many requests; 0 keeps one connection "
+        "for the whole run (default: 0). With several server processes, keep-alive connections stay with "
+        "the process that accepted them, which may be one process for all of them",
+    )
+    run.add_argument(
         "--workers",
         type=_workers,
         default=[1, 2],
@@ -422,6 +430,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     seconds=args.http_seconds,
                     warmup_s=args.http_warmup,
                     log_dir=args.out,
+                    reconnect_every=args.reconnect_every,
                 )
                 print(
                     f"    {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "

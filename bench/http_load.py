@@ -171,17 +171,34 @@ def memory_kb(pid: int) -> dict[str, int]:
     return values
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far."""
+def cpu_by_process(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of these processes so far."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    found: dict[int, float] = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / ticks
+        found[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (stat fields 14, 15)
+    return found
+
+
+def postgres_pids() -> list[int]:
+    """The local PostgreSQL server's processes (postmaster and backends)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_by_process(pids).values())
 
 
 def machine_busy_seconds() -> float:
@@ -194,6 +211,13 @@ def machine_busy_seconds() -> float:
 
 def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:160]
+    except OSError:
+        return "?"
 
 
 @dataclass
@@ -235,12 +259,16 @@ class LoadResult:
     server_cpu_per_s: float  # CPU seconds the server processes used per second of load
     client_cpu_per_s: float  # ... and the load generator (this process), on the same cores
     machine_cpu_per_s: float  # ... and everything on the machine (PostgreSQL's backends included)
+    postgres_cpu_per_s: float  # ... of which the local PostgreSQL's processes (any database)
     load_average: float  # 1-minute load average at the end of the run
     rss_after_scan_mb: float  # after one request that reads most rows (c4), through the same server
     rss_after_scan_anon_mb: float
     rss_peak_per_process_mb: dict[int, float] = field(default_factory=dict)
+    server_cpu_per_process: dict[int, float] = field(default_factory=dict)  # cores, per process
+    process_names: dict[int, str] = field(default_factory=dict)
     processes: int = 0
     token_via: str = ""
+    reconnect_every: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -294,10 +322,18 @@ class _Drive:
     server_cpu_s: float
     client_cpu_s: float
     machine_cpu_s: float
+    server_cpu_by_process: dict[int, float]
+    postgres_cpu_s: float
 
 
 async def _drive(
-    server: Server, raw: bytes, case: Case, clients: int, seconds: float, warmup_s: float
+    server: Server,
+    raw: bytes,
+    case: Case,
+    clients: int,
+    seconds: float,
+    warmup_s: float,
+    reconnect_every: int = 0,
 ) -> _Drive:
     assert server.process is not None
     latencies: list[float] = []
@@ -307,16 +343,21 @@ async def _drive(
     measure_from = start + warmup_s
     stop_at = measure_from + seconds
     cpu_marks: dict[str, float] = {}
+    per_process: dict[int, float] = {}
 
     async def worker() -> None:
         nonlocal errors
         client = _Client(server.port, raw)
         checked = False
+        sent = 0
         try:
             while True:
                 t0 = time.perf_counter()
                 if t0 >= stop_at:
                     return
+                if reconnect_every and sent and sent % reconnect_every == 0:
+                    await client.close()
+                sent += 1
                 status, body = await client.once()
                 t1 = time.perf_counter()
                 if status != 200:
@@ -337,14 +378,20 @@ async def _drive(
         cpu_marks["server"] = cpu_seconds(pids)
         cpu_marks["client"] = time.process_time()
         cpu_marks["machine"] = machine_busy_seconds()
+        per_process.update(cpu_by_process(pids))
+        pg = postgres_pids()
+        cpu_marks["postgres"] = cpu_seconds(pg)
         while time.perf_counter() < stop_at:
             await asyncio.sleep(0.25)
             current = sample_rss(server.process.pid)
             if current.total_mb > peak.total_mb:
                 peak = current
         cpu_marks["server"] = cpu_seconds(pids) - cpu_marks["server"]
+        for pid, spent in cpu_by_process(pids).items():
+            per_process[pid] = spent - per_process.get(pid, 0.0)
         cpu_marks["client"] = time.process_time() - cpu_marks["client"]
         cpu_marks["machine"] = machine_busy_seconds() - cpu_marks["machine"]
+        cpu_marks["postgres"] = cpu_seconds(pg) - cpu_marks["postgres"]
 
     await asyncio.gather(*(worker() for _ in range(clients)), sampler())
     return _Drive(
@@ -355,6 +402,8 @@ async def _drive(
         cpu_marks["server"],
         cpu_marks["client"],
         cpu_marks["machine"],
+        per_process,
+        cpu_marks["postgres"],
     )
 
 
@@ -368,6 +417,7 @@ def run_load(
     seconds: float,
     warmup_s: float,
     log_dir: Path,
+    reconnect_every: int = 0,
 ) -> LoadResult:
     log_path = log_dir / f"server-{target.kind}-{workers}w.log"
     with Server(target, workers=workers, log_path=log_path) as server:
@@ -383,7 +433,8 @@ def run_load(
         check_answer(case, body)
         time.sleep(1.0)  # let the worker processes settle before the idle sample
         idle = sample_rss(server.process.pid)
-        drive = asyncio.run(_drive(server, raw, case, clients, seconds, warmup_s))
+        drive = asyncio.run(_drive(server, raw, case, clients, seconds, warmup_s, reconnect_every))
+        names = {p: _command_line(p) for p in process_tree(server.process.pid)}
         after_scan = RssSample(float("nan"), float("nan"), float("nan"), {})
         if scan_case is not None:
             headers = {"Authorization": f"Bearer {token}"}
@@ -415,10 +466,14 @@ def run_load(
         server_cpu_per_s=drive.server_cpu_s / measured_s,
         client_cpu_per_s=drive.client_cpu_s / measured_s,
         machine_cpu_per_s=drive.machine_cpu_s / measured_s,
+        postgres_cpu_per_s=drive.postgres_cpu_s / measured_s,
         load_average=load_average(),
         rss_after_scan_mb=after_scan.total_mb,
         rss_after_scan_anon_mb=after_scan.anon_mb,
         rss_peak_per_process_mb=peak.per_process_mb,
+        server_cpu_per_process={p: s / measured_s for p, s in drive.server_cpu_by_process.items()},
+        process_names=names,
         processes=len(peak.per_process_mb),
         token_via=via,
+        reconnect_every=reconnect_every,
     )

@@ -97,14 +97,23 @@ def table(db_result: dict[str, Any]) -> str:
         lines.append(f"{'':4}{row['query'][:150]}")
     for load in db_result.get("http", []):
         w = load["workers"]
+        reconnect = load.get("reconnect_every") or 0
+        how = f", new connection every {reconnect} requests" if reconnect else ""
         lines.append(
-            f"e{w}  HTTP list a1, {load['clients']} clients, {w} worker(s), {load['seconds']:.0f} s: "
+            f"e{w}  HTTP list a1, {load['clients']} clients{how}, {w} worker(s), {load['seconds']:.0f} s: "
             f"{load['rps']:,.0f} req/s, p50 {_ms(load['p50_ms'])} ms, p99 {_ms(load['p99_ms'])} ms, "
             f"{load['errors']} errors; CPU (cores) server {load['server_cpu_per_s']:.2f}, client "
-            f"{load['client_cpu_per_s']:.2f}, whole machine {load['machine_cpu_per_s']:.2f}; "
+            f"{load['client_cpu_per_s']:.2f}, PostgreSQL {load['postgres_cpu_per_s']:.2f}, whole machine "
+            f"{load['machine_cpu_per_s']:.2f}; "
             f"load avg {load['load_average']:.1f}   target >= {HTTP_RPS_TARGET:.0f} req/s: "
             f"{verdict(load['rps'] >= HTTP_RPS_TARGET)}"
         )
+        per = load.get("server_cpu_per_process") or {}
+        if len(per) > 1:
+            lines.append(
+                f"{'':4}server CPU by process (cores): "
+                + ", ".join(f"{float(v):.2f}" for v in sorted(per.values(), reverse=True))
+            )
         lines.append(
             f"f{w}  server RSS, {load['processes']} process(es): idle {load['rss_idle_mb']:.0f} MB, "
             f"peak under load {load['rss_peak_mb']:.0f} MB (anon {load['rss_peak_anon_mb']:.0f} + file "

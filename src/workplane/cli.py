@@ -59,10 +59,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _start_demo(settings: Settings) -> Demo:
-    from workplane.agents.demo import Demo, local_url
+    from workplane.agents.demo import Demo, local_url, quiet_sync_access_log
 
     if settings.port == 0:
         raise ValueError("--demo needs a fixed --port (the replay talks to the server's own port)")
+    quiet_sync_access_log()
     demo = Demo(local_url(settings.host, settings.port), settings.data_dir, out=_say)
     demo.start()
     return demo
@@ -196,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo",
         action="store_true",
-        help="also replay the bundled ITP, openb and DLRM traces live into this server (from their "
-        "busiest moment, one trace minute per second; resumed across restarts)",
+        help="also replay the bundled ITP, openb and DLRM traces live into this server (each from a "
+        "busy moment, one trace minute per second; resumed across restarts)",
     )
     serve.set_defaults(run=_serve)
 
@@ -250,7 +251,7 @@ def _add_replay_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         default="busiest",
         metavar="T",
         help="live: trace time to start from, the same for every trace; busiest (the default) starts each "
-        "trace at its own busiest moment (most running pods) within its first three quarters",
+        "trace at its own busiest moment (most running pods) that leaves at least five trace days to play",
     )
     replay.add_argument(
         "--speed",

@@ -2,10 +2,10 @@
 
 The replay runs in a thread and talks HTTP to the server's own port, like any agent, once
 ``/api/v1/health`` answers. Each trace starts at its own busy moment (``Inventory.demo_starts``: the most
-running pods within its first three quarters), so all three clusters are busy at once, and they play at
-``DEMO_SPEED`` (one trace minute per second): workloads appear, start, finish and go away within
-seconds. Its timeline is kept in ``<data-dir>/demo-replay.json``:
-a restarted server resumes it (full resync at the current trace time) instead of starting over.
+running pods among the instants that leave five trace days to play), so all three clusters are busy at
+once, and they play at ``DEMO_SPEED`` (one trace minute per second): workloads appear, start, finish and
+go away within seconds. Its timeline is kept in ``<data-dir>/demo-replay.json``: a restarted server
+resumes it (full resync at the current trace time) instead of starting over.
 """
 
 from __future__ import annotations
@@ -56,6 +56,24 @@ def banner(url: str, credentials: Path, client_id: str, starts: dict[str, int], 
             f"'{url}/api/v1/workloads/count?filterBy=phase==Running'",
         ]
     )
+
+
+class _SuccessfulSyncs(logging.Filter):
+    """Drops the access-log lines of successful sync requests: the replay's own, once a second per
+    cluster, would bury everything else (the replay prints its own progress)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5:
+            _, method, path, _, status = args
+            return not (method == "POST" and str(path).endswith("/sync") and status == 200)
+        return True
+
+
+def quiet_sync_access_log() -> None:
+    """Keep successful sync requests out of uvicorn's access log (uvicorn keeps logger filters when it
+    configures logging)."""
+    logging.getLogger("uvicorn.access").addFilter(_SuccessfulSyncs())
 
 
 class Demo:

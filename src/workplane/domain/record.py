@@ -191,19 +191,20 @@ def namespace_of(w: WorkloadIn) -> str:
 
 
 def search_text(w: WorkloadIn) -> str:
-    """Case-folded haystack for ``search`` (the fields SEMANTICS.md section 5 names, as served,
-    except the catalog-resolved category, which the query layer matches separately)."""
+    """Case-folded haystack for ``search`` (the fields SEMANTICS.md section 5 names, as served).
+    The category (resolved through the catalog) and the phase are matched by the query layer against
+    their few possible values instead: keeping the phase out of the text means a phase change does not
+    rewrite the text index."""
     parts = [
         w.name,
         w.project_name,
         w.department_name,
         w.submitted_by or "",
         w.type,
-        str(w.phase),
         namespace_of(w),
         *w.images,
     ]
-    return SEARCH_SEPARATOR.join(fold(p) for p in parts)
+    return fold(SEARCH_SEPARATOR.join(parts))
 
 
 def build_row(
@@ -223,10 +224,11 @@ def build_row(
     guaranteed_ms = to_ms(w.guaranteed_runtime_ends_at) if w.guaranteed_runtime_ends_at else None
     namespace = namespace_of(w)
     gpu = allocated_gpu(w)
+    cluster_id = str(w.cluster_id)
     doc: JsonObject = {
         "tenantId": tenant_id,
         "id": workload_id,
-        "clusterId": str(w.cluster_id),
+        "clusterId": cluster_id,
         "name": w.name,
         "namespace": namespace,
         "projectId": w.project_id,
@@ -280,7 +282,7 @@ def build_row(
             del doc[key]
     return {
         "id": workload_id,
-        "cluster_id": str(w.cluster_id),
+        "cluster_id": cluster_id,
         "name": w.name,
         "namespace": namespace,
         "project_id": w.project_id,

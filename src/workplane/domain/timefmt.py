@@ -6,6 +6,7 @@ and the same on SQLite and PostgreSQL. The wire form is RFC 3339 in UTC with mil
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, date, datetime, timedelta
 
@@ -70,6 +71,7 @@ def from_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
+@functools.lru_cache(maxsize=16384)  # ingestion formats the same few instants over and over
 def format_ms(ms: int | None) -> str | None:
     if ms is None:
         return None

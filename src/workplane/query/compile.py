@@ -31,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from workplane.domain.catalog import CATEGORIES, PRIORITIES, CatalogSnapshot
+from workplane.domain.phases import Phase
 from workplane.domain.text import fold
 from workplane.query.filters import (
     FIELDS,
@@ -259,11 +260,16 @@ class Compiler:
         return number_predicate(column, op, term.number)
 
     def search_word(self, word: str) -> sa.ColumnElement[bool]:
-        # search_text is stored lower-cased; category is matched through the catalog.
-        return sa.or_(
+        # search_text is stored case-folded; the category is matched through the catalog and the phase
+        # against the phases whose name contains the word (neither is in search_text).
+        clauses = [
             _like(self.c.search_text, "=@", word, folded=True),
             self._category(lambda v: text_matches("=@", word, v)),
-        )
+        ]
+        phases = [p.value for p in Phase if text_matches("=@", word, p.value)]
+        if phases:
+            clauses.append(self.c.phase.in_(phases))
+        return sa.or_(*clauses)
 
     def where(self, query: WorkloadQuery) -> list[sa.ColumnElement[bool]]:
         clauses: list[sa.ColumnElement[bool]] = [

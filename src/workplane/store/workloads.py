@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from workplane.domain.catalog import CATEGORIES, CATEGORY_BY_NAME, PRIORITY_BY_NAME, CatalogSnapshot
-from workplane.domain.phases import PhaseClock
+from workplane.domain.phases import Phase, PhaseClock
 from workplane.domain.record import WorkloadIn, build_row, completed_at_for, set_doc_fields
 from workplane.domain.text import fold
 from workplane.domain.timefmt import from_ms, to_ms
@@ -261,9 +261,10 @@ def _where(
     lookups: list[tuple[text_search.Column, str]] = [
         ("name", fold(t.text)) for t in query.terms if t.field.name == "name" and t.op in _SUBSTRING_OPERATORS
     ]
-    # A search word also matches through the catalog-resolved category, which the index does not hold.
-    categories = [c.name for c in CATEGORIES]
-    lookups += [("search_text", word) for word in query.words if not any(word in fold(c) for c in categories)]
+    # A search word also matches the category and the phase, which the text index does not hold: the
+    # index can narrow a word only when it is in no category's and no phase's name.
+    names = [fold(c.name) for c in CATEGORIES] + [fold(p.value) for p in Phase]
+    lookups += [("search_text", word) for word in query.words if not any(word in n for n in names)]
     for column, needle in lookups:
         found = text_search.candidates(connection, column, needle)
         if found is not None:
