@@ -260,6 +260,8 @@ class LoadResult:
     client_cpu_per_s: float  # ... and the load generator (this process), on the same cores
     machine_cpu_per_s: float  # ... and everything on the machine (PostgreSQL's backends included)
     postgres_cpu_per_s: float  # ... of which the local PostgreSQL's processes (any database)
+    server_cpu_ms_per_request: float  # the server's CPU cost of one request: robust to a busy machine
+    postgres_cpu_ms_per_request: float
     load_average: float  # 1-minute load average at the end of the run
     rss_after_scan_mb: float  # after one request that reads most rows (c4), through the same server
     rss_after_scan_anon_mb: float
@@ -467,6 +469,8 @@ def run_load(
         client_cpu_per_s=drive.client_cpu_s / measured_s,
         machine_cpu_per_s=drive.machine_cpu_s / measured_s,
         postgres_cpu_per_s=drive.postgres_cpu_s / measured_s,
+        server_cpu_ms_per_request=1000 * drive.server_cpu_s / n if n else float("nan"),
+        postgres_cpu_ms_per_request=1000 * drive.postgres_cpu_s / n if n else float("nan"),
         load_average=load_average(),
         rss_after_scan_mb=after_scan.total_mb,
         rss_after_scan_anon_mb=after_scan.anon_mb,

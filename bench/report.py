@@ -108,6 +108,11 @@ def table(db_result: dict[str, Any]) -> str:
             f"load avg {load['load_average']:.1f}   target >= {HTTP_RPS_TARGET:.0f} req/s: "
             f"{verdict(load['rps'] >= HTTP_RPS_TARGET)}"
         )
+        lines.append(
+            f"{'':4}CPU per request: server {load['server_cpu_ms_per_request']:.2f} ms, PostgreSQL "
+            f"{load['postgres_cpu_ms_per_request']:.2f} ms (the server alone could do "
+            f"{1000 / load['server_cpu_ms_per_request']:,.0f} req/s per core it gets)"
+        )
         per = load.get("server_cpu_per_process") or {}
         if len(per) > 1:
             lines.append(
