@@ -21,7 +21,7 @@ import orjson
 import sqlalchemy as sa
 
 from bench import http_load, inventory
-from bench.cases import Case, build_cases
+from bench.cases import Case, build_cases, scan_case
 from bench.load import (
     DEFAULT_PG_URL,
     DEFAULT_SIZE,
@@ -382,7 +382,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     all_cases = build_cases(plan)
     cases = _select(all_cases, args.cases)
     http_case = next(c for c in all_cases if c.key == "a1")
-    scan_case = next(c for c in all_cases if c.key == "c4")
+    scan = scan_case(plan)
     args.out.mkdir(parents=True, exist_ok=True)
     targets = _targets(args)
     results: dict[str, Any] = {
@@ -424,7 +424,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 result = http_load.run_load(
                     target,
                     http_case,
-                    scan_case=scan_case,
+                    scan_case=scan,
                     workers=workers,
                     clients=args.clients,
                     seconds=args.http_seconds,

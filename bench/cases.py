@@ -207,6 +207,23 @@ def build_cases(plan: Plan) -> list[Case]:
     ]
 
 
+def scan_case(plan: Plan) -> Case:
+    """A request that reads about half of the live rows (a count over a time range, which maintained
+    per-group counts cannot answer): run once through the server to see what reading much of the
+    store does to its resident memory."""
+    live = sorted(p.created_s for p in plan.items if p.deleted_s is None and p.phase == COMPLETED)
+    since = live[len(live) // 2]
+    expect = sum(1 for t in live if t >= since)
+    return Case(
+        "z1",
+        COUNT,
+        "count, phase + time range (reads half the rows)",
+        [f"phase=={COMPLETED}", f"createdAt>={_iso(since)}"],
+        expect=expect,
+        target=COUNT_TARGET,
+    )
+
+
 class WrongAnswer(AssertionError):
     pass
 

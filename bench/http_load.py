@@ -263,7 +263,7 @@ class LoadResult:
     server_cpu_ms_per_request: float  # the server's CPU cost of one request: robust to a busy machine
     postgres_cpu_ms_per_request: float
     load_average: float  # 1-minute load average at the end of the run
-    rss_after_scan_mb: float  # after one request that reads most rows (c4), through the same server
+    rss_after_scan_mb: float  # after one request that reads half the rows, through the same server
     rss_after_scan_anon_mb: float
     rss_peak_per_process_mb: dict[int, float] = field(default_factory=dict)
     server_cpu_per_process: dict[int, float] = field(default_factory=dict)  # cores, per process
@@ -443,6 +443,7 @@ def run_load(
             status, body = request("GET", server.port, scan_case.url(), None, headers)
             if status != 200:
                 raise RuntimeError(f"{scan_case.key} over HTTP answered {status}: {body[:300]!r}")
+            check_answer(scan_case, body)
             after_scan = sample_rss(server.process.pid)
     ms = sorted(x * 1000 for x in drive.latencies)
     measured_s, peak = drive.seconds, drive.peak

@@ -126,8 +126,8 @@ def table(db_result: dict[str, Any]) -> str:
             f"{verdict(load['rss_peak_mb'] <= RSS_TARGET_MB)}"
         )
         lines.append(
-            f"{'':4}after one request that reads most rows (c4): {load['rss_after_scan_mb']:.0f} MB "
-            f"(anon {load['rss_after_scan_anon_mb']:.0f})"
+            f"{'':4}after one request that reads half the rows (count over a time range): "
+            f"{load['rss_after_scan_mb']:.0f} MB (anon {load['rss_after_scan_anon_mb']:.0f})"
         )
     return "\n".join(lines)
 
