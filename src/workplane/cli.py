@@ -93,15 +93,9 @@ def _run_server(args: argparse.Namespace, settings: Settings, services: Services
     )
     if settings.database_url is not None:
         os.environ["WORKPLANE_DATABASE_URL"] = settings.database_url.get_secret_value()
-    uvicorn.run(
-        "workplane.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=args.log_level,
-    )
-    return 0
+    from workplane.serving import run_workers
+
+    return run_workers(settings.host, settings.port, settings.workers, args.log_level)
 
 
 def _replay_credentials(args: argparse.Namespace) -> tuple[str, str]:

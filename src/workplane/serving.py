@@ -1,0 +1,69 @@
+"""Several server processes on one port, each with its own listening socket (SO_REUSEPORT).
+
+uvicorn's own ``--workers`` shares one socket among its processes, and which of them accepts a new
+connection is left to whoever wakes first: with a few keep-alive clients, one process ends up with all
+of them and the others idle (measured: one process at 1.17 cores, the other at 0.00). With a socket per
+process bound with SO_REUSEPORT, the kernel spreads connections over the processes evenly.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from types import FrameType
+
+FACTORY = "workplane.app:create_app_from_env"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.listen(2048)
+    return sock
+
+
+def _worker(host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    sock = _listen(host, port)
+    config = uvicorn.Config(FACTORY, factory=True, log_level=log_level)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def run_workers(host: str, port: int, workers: int, log_level: str) -> int:
+    """Run ``workers`` server processes (settings come from the environment) until a signal or
+    until one of them exits; then stop the others. Returns the exit status."""
+    if port == 0:
+        raise ValueError("several workers need a fixed --port")
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_worker, args=(host, port, log_level)) for _ in range(workers)]
+    stopping = False
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for process in processes:
+            process.start()
+        while not stopping and all(p.is_alive() for p in processes):
+            time.sleep(0.2)
+    finally:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    failed = [p.exitcode for p in processes if p.exitcode not in (0, -signal.SIGTERM)]
+    return 0 if stopping or not failed else 1
