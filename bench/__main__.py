@@ -33,7 +33,7 @@ from bench.load import (
     open_database,
 )
 from bench.measure import Budget, Timing, measure_asgi, measure_route, services_for
-from bench.report import header, machine, table
+from bench.report import machine, render_report
 from workplane.store import migrate
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
@@ -444,24 +444,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                 db_result["http"].append(result.as_dict())
         results["databases"].append(db_result)
 
-    m = results["machine"]
-    text = [
-        f"workplane bench, {m['date']}: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python "
-        f"{m['python']}, SQLite {m['sqlite']}, PostgreSQL {m['postgresql'] or '-'}, commit {m['commit']}",
-        "times in ms; route = the route function in process (query parsing, store, render) inside its read "
-        "transaction; ASGI = the whole request through the app in process; targets judged on route p50",
-    ]
-    for db_result in results["databases"]:
-        text += ["", header(db_result), table(db_result)]
-    report = "\n".join(text)
+    report = render_report(results)
     print("\n" + report, flush=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    for name in (f"results-{plan.size}.json", f"results-{plan.size}-{stamp}.json"):
+    # Only a complete run (every request, both databases, HTTP included) replaces results-<size>.json.
+    complete = not args.cases and not args.no_asgi and not args.no_http and args.db == "both"
+    latest = f"results-{plan.size}" if complete else f"results-{plan.size}-partial"
+    for name in (f"{latest}.json", f"results-{plan.size}-{stamp}.json"):
         (args.out / name).write_bytes(
             orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
         )
-    (args.out / f"results-{plan.size}.txt").write_text(report + "\n")
-    print(f"\nresults written to {args.out / f'results-{plan.size}.json'} (and .txt)", flush=True)
+    for name in (f"{latest}.txt", f"results-{plan.size}-{stamp}.txt"):
+        (args.out / name).write_text(report + "\n")
+    print(f"\nresults written to {args.out / f'{latest}.json'} (and .txt; time-stamped copies)", flush=True)
     return 0
 
 

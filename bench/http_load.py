@@ -271,6 +271,7 @@ class LoadResult:
     processes: int = 0
     token_via: str = ""
     reconnect_every: int = 0
+    rss_probe: str = ""  # the request sent before the last RSS sample
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -481,4 +482,5 @@ def run_load(
         processes=len(peak.per_process_mb),
         token_via=via,
         reconnect_every=reconnect_every,
+        rss_probe=scan_case.describe() if scan_case is not None else "",
     )

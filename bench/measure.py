@@ -6,6 +6,7 @@ dependency injection, bearer-token check, response) without a network."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -92,30 +93,40 @@ async def _repeat_async(call: Callable[[int], Awaitable[None]], budget: Budget) 
 ADMIN = Principal(ADMIN_CLIENT_ID, ADMIN_ROLE)
 
 
+def _takes_connection(route: Callable[..., Any]) -> bool:
+    """Whether the route receives its connection from a dependency (``conn``) or opens it itself."""
+    return "conn" in inspect.signature(route).parameters
+
+
 def route_call(svc: Services, case: Case, index: int) -> Response:
-    """One call of the route function, inside a read transaction as ``ReadConn`` opens it."""
-    filter_by = [",".join(case.filter_by)] if case.filter_by else None
-    deleted = "true" if case.deleted else None
-    with svc.db.read() as conn:
-        if case.kind == LIST:
-            return routes.list_workloads(
-                svc,
-                conn,
-                ADMIN,
-                deleted=deleted,
-                offset=0,
-                limit=50,
-                sort_order=case.sort_order,
-                sort_by=case.sort_by,
-                filter_by=filter_by,
-                search=case.search,
-            )
-        if case.kind == COUNT:
-            return routes.count_workloads(
-                svc, conn, ADMIN, deleted=deleted, filter_by=filter_by, search=case.search
-            )
+    """One call of the route function, with what its dependencies would give it; a route that takes
+    its connection from the ``ReadConn`` dependency gets one inside a read transaction, as there."""
+    if case.kind == LIST:
+        route: Callable[..., Response] = routes.list_workloads
+        kwargs: dict[str, Any] = {
+            "deleted": "true" if case.deleted else None,
+            "offset": 0,
+            "limit": 50,
+            "sort_order": case.sort_order,
+            "sort_by": case.sort_by,
+            "filter_by": [",".join(case.filter_by)] if case.filter_by else None,
+            "search": case.search,
+        }
+    elif case.kind == COUNT:
+        route = routes.count_workloads
+        kwargs = {
+            "deleted": "true" if case.deleted else None,
+            "filter_by": [",".join(case.filter_by)] if case.filter_by else None,
+            "search": case.search,
+        }
+    else:
         assert case.kind == GET
-        return routes.get_workload(svc, conn, ADMIN, case.ids[index % len(case.ids)])
+        route = routes.get_workload
+        kwargs = {"workloadId": case.ids[index % len(case.ids)]}
+    if _takes_connection(route):
+        with svc.db.read() as conn:
+            return route(svc=svc, conn=conn, _caller=ADMIN, **kwargs)
+    return route(svc=svc, _caller=ADMIN, **kwargs)
 
 
 def measure_route(svc: Services, case: Case, budget: Budget) -> tuple[Timing, int, float]:

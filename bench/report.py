@@ -126,7 +126,7 @@ def table(db_result: dict[str, Any]) -> str:
             f"{verdict(load['rss_peak_mb'] <= RSS_TARGET_MB)}"
         )
         lines.append(
-            f"{'':4}after one request that reads half the rows (count over a time range): "
+            f"{'':4}after one count that reads many rows ({load.get('rss_probe') or 'c4'}): "
             f"{load['rss_after_scan_mb']:.0f} MB (anon {load['rss_after_scan_anon_mb']:.0f})"
         )
     return "\n".join(lines)
@@ -145,3 +145,17 @@ def header(db_result: dict[str, Any]) -> str:
         f"({how}; store "
         f"{ld['store_bytes'] / 2**20:,.0f} MiB)"
     )
+
+
+def render_report(results: dict[str, Any]) -> str:
+    """The whole printed report of one run (``results`` as written to results-<size>.json)."""
+    m = results["machine"]
+    text = [
+        f"workplane bench, {m['date']}: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python "
+        f"{m['python']}, SQLite {m['sqlite']}, PostgreSQL {m['postgresql'] or '-'}, commit {m['commit']}",
+        "times in ms; route = the route function in process (query parsing, store, render) inside its read "
+        "transaction; ASGI = the whole request through the app in process; targets judged on route p50",
+    ]
+    for db_result in results["databases"]:
+        text += ["", header(db_result), table(db_result)]
+    return "\n".join(text)
