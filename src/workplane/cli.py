@@ -79,6 +79,10 @@ def _run_server(args: argparse.Namespace, settings: Settings, services: Services
     from workplane.app import create_app
 
     if settings.workers == 1:
+        if settings.pin_cpus:
+            from workplane.serving import pin_to_cpu
+
+            pin_to_cpu(0)
         uvicorn.run(
             create_app(settings, services), host=settings.host, port=settings.port, log_level=args.log_level
         )
@@ -95,7 +99,7 @@ def _run_server(args: argparse.Namespace, settings: Settings, services: Services
         os.environ["WORKPLANE_DATABASE_URL"] = settings.database_url.get_secret_value()
     from workplane.serving import run_workers
 
-    return run_workers(settings.host, settings.port, settings.workers, args.log_level)
+    return run_workers(settings.host, settings.port, settings.workers, args.log_level, pin=settings.pin_cpus)
 
 
 def _replay_credentials(args: argparse.Namespace) -> tuple[str, str]:

@@ -28,21 +28,36 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, log_level: str) -> None:
+def pin_to_cpu(index: int) -> None:
+    """Keep this process (the calling thread and every thread it starts later) on one CPU.
+
+    The GIL lets a process use about one core for Python anyway; left free, its event-loop thread and
+    thread-pool threads bounce between cores and spend their time handing the GIL over. Measured on the
+    2-core machine, one process serving a list page: 352 requests/s free, 763 pinned."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) > 1:
+        os.sched_setaffinity(0, {allowed[index % len(allowed)]})
+
+
+def _worker(index: int, host: str, port: int, log_level: str, pin: bool) -> None:
     import uvicorn
 
+    if pin:
+        pin_to_cpu(index)
     sock = _listen(host, port)
     config = uvicorn.Config(FACTORY, factory=True, log_level=log_level)
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def run_workers(host: str, port: int, workers: int, log_level: str) -> int:
+def run_workers(host: str, port: int, workers: int, log_level: str, *, pin: bool) -> int:
     """Run ``workers`` server processes (settings come from the environment) until a signal or
     until one of them exits; then stop the others. Returns the exit status."""
     if port == 0:
         raise ValueError("several workers need a fixed --port")
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker, args=(host, port, log_level)) for _ in range(workers)]
+    processes = [
+        context.Process(target=_worker, args=(index, host, port, log_level, pin)) for index in range(workers)
+    ]
     stopping = False
 
     def stop(signum: int, _frame: FrameType | None) -> None:
