@@ -147,37 +147,19 @@ LIVE_TEXT_INDEXED = (
     "type",
     "name",
 )
+
+
+def _partial_index(name: str, *columns: str, where: sa.TextClause) -> sa.Index:
+    """An index over ``columns`` of the rows satisfying ``where``, on both databases."""
+    return sa.Index(name, *(workloads.c[c] for c in columns), sqlite_where=where, postgresql_where=where)
+
+
 for _col in LIVE_TEXT_INDEXED:
-    sa.Index(
-        f"ix_workloads_live_{_col}",
-        workloads.c[_col],
-        workloads.c.created_at,
-        workloads.c.id,
-        sqlite_where=LIVE,
-        postgresql_where=LIVE,
-    )
-sa.Index(
-    "ix_workloads_live_created",
-    workloads.c.created_at,
-    workloads.c.id,
-    sqlite_where=LIVE,
-    postgresql_where=LIVE,
-)
+    _partial_index(f"ix_workloads_live_{_col}", _col, "created_at", "id", where=LIVE)
+_partial_index("ix_workloads_live_created", "created_at", "id", where=LIVE)
 DELETED = sa.text("deleted_at IS NOT NULL")
-sa.Index(
-    "ix_workloads_deleted_created",
-    workloads.c.created_at,
-    workloads.c.id,
-    sqlite_where=DELETED,
-    postgresql_where=DELETED,
-)
-sa.Index(
-    "ix_workloads_deleted_at",
-    workloads.c.deleted_at,
-    workloads.c.id,
-    sqlite_where=DELETED,
-    postgresql_where=DELETED,
-)
+_partial_index("ix_workloads_deleted_created", "created_at", "id", where=DELETED)
+_partial_index("ix_workloads_deleted_at", "deleted_at", "id", where=DELETED)
 sa.Index("ix_workloads_phase_updated_at", workloads.c.phase_updated_at, workloads.c.id)
 SPARSE_INDEXED = (
     "submitted_by",
@@ -194,14 +176,7 @@ SPARSE_INDEXED = (
     "own_priority",
 )
 for _col in SPARSE_INDEXED:
-    _present = sa.text(f"{_col} IS NOT NULL")
-    sa.Index(
-        f"ix_workloads_{_col}",
-        workloads.c[_col],
-        workloads.c.id,
-        sqlite_where=_present,
-        postgresql_where=_present,
-    )
+    _partial_index(f"ix_workloads_{_col}", _col, "id", where=sa.text(f"{_col} IS NOT NULL"))
 
 workload_nodepools = sa.Table(
     "workload_nodepools",
