@@ -18,12 +18,18 @@ import sqlalchemy as sa
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import FullResync, Observation, SampleSeries, derived_values, history_key
 from workplane.domain.phases import PhaseClock
-from workplane.domain.record import build_row, completed_at_for, set_doc_fields
+from workplane.domain.record import build_row, completed_at_for
 from workplane.domain.timefmt import from_ms, to_ms
 from workplane.metrics import codec
 from workplane.store.database import insert_ignore, upsert
 from workplane.store.schema import clusters, metric_chunks, workload_history, workload_nodepools, workloads
-from workplane.store.workloads import InvalidWorkload, check_record, nodepool_rows, upsert_organisation
+from workplane.store.workloads import (
+    InvalidWorkload,
+    check_record,
+    mark_deleted,
+    nodepool_rows,
+    upsert_organisation,
+)
 
 w = workloads.c
 _CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
@@ -234,40 +240,8 @@ def apply_batch(
 
 def _delete_unseen(connection: sa.Connection, cluster_id: str, resync_id: str, now_ms: int) -> int:
     """End of a full resync: live workloads of the cluster that no batch of it reported are gone."""
-    missing = connection.execute(
-        sa.select(
-            w.id, w.doc, w.pending_closed_ms, w.pending_since_ms, w.running_closed_ms, w.running_since_ms
-        ).where(
-            w.cluster_id == cluster_id,
-            w.deleted_at.is_(None),
-            sa.or_(w.resync_id.is_(None), w.resync_id != resync_id),
-        )
-    ).all()
-    updates = []
-    for r in missing:
-        clock = PhaseClock(
-            r.pending_closed_ms, r.pending_since_ms, r.running_closed_ms, r.running_since_ms
-        ).stop(now_ms)
-        updates.append(
-            {
-                "b_id": r.id,
-                "deleted_at": now_ms,
-                "updated_at": now_ms,
-                "pending_closed_ms": clock.pending_closed_ms,
-                "pending_since_ms": clock.pending_since_ms,
-                "running_closed_ms": clock.running_closed_ms,
-                "running_since_ms": clock.running_since_ms,
-                "doc": set_doc_fields(r.doc, deletedAt=now_ms, updatedAt=now_ms),
-            }
-        )
-    if updates:
-        statement = (
-            workloads.update()
-            .where(w.id == sa.bindparam("b_id"))
-            .values({k: sa.bindparam(k) for k in updates[0] if k != "b_id"})
-        )
-        connection.execute(statement, updates)
-    return len(updates)
+    unseen = sa.and_(w.cluster_id == cluster_id, sa.or_(w.resync_id.is_(None), w.resync_id != resync_id))
+    return mark_deleted(connection, unseen, deleted_at_ms=now_ms)
 
 
 def _store_samples(connection: sa.Connection, cluster_id: str, samples: list[SampleSeries]) -> int:

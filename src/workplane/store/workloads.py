@@ -211,26 +211,49 @@ def update_workload(
         connection.execute(workload_nodepools.insert(), nodepool_rows(workload_id, record.current_node_pools))
 
 
-def delete_workload(connection: sa.Connection, workload_id: str, *, deleted_at_ms: int) -> None:
-    """Mark a workload deleted: it keeps its last phase, its clock stops, ``deletedAt`` is set."""
-    current = _current(connection, workload_id)
-    if current.deleted_at is not None:
-        return
-    clock = current.clock.stop(deleted_at_ms)
-    doc = connection.execute(sa.select(w.doc).where(w.id == workload_id)).scalar_one()
-    connection.execute(
-        workloads.update()
-        .where(w.id == workload_id)
-        .values(
-            deleted_at=deleted_at_ms,
-            updated_at=deleted_at_ms,
-            pending_closed_ms=clock.pending_closed_ms,
-            pending_since_ms=clock.pending_since_ms,
-            running_closed_ms=clock.running_closed_ms,
-            running_since_ms=clock.running_since_ms,
-            doc=set_doc_fields(doc, deletedAt=deleted_at_ms, updatedAt=deleted_at_ms),
+def mark_deleted(connection: sa.Connection, where: sa.ColumnElement[bool], *, deleted_at_ms: int) -> int:
+    """Mark the live workloads matching ``where`` deleted at ``deleted_at_ms``: each keeps its last
+    phase, its clock stops, ``deletedAt`` is set. Returns how many there were."""
+    rows = connection.execute(
+        sa.select(
+            w.id, w.doc, w.pending_closed_ms, w.pending_since_ms, w.running_closed_ms, w.running_since_ms
+        ).where(w.deleted_at.is_(None), where)
+    ).all()
+    updates = []
+    for r in rows:
+        clock = PhaseClock(
+            r.pending_closed_ms, r.pending_since_ms, r.running_closed_ms, r.running_since_ms
+        ).stop(deleted_at_ms)
+        updates.append(
+            {
+                "b_id": r.id,
+                "v_pending_closed_ms": clock.pending_closed_ms,
+                "v_pending_since_ms": clock.pending_since_ms,
+                "v_running_closed_ms": clock.running_closed_ms,
+                "v_running_since_ms": clock.running_since_ms,
+                "v_doc": set_doc_fields(r.doc, deletedAt=deleted_at_ms, updatedAt=deleted_at_ms),
+            }
         )
-    )
+    if updates:
+        statement = (
+            workloads.update()
+            .where(w.id == sa.bindparam("b_id"))
+            .values(
+                {
+                    **{k[2:]: sa.bindparam(k) for k in updates[0] if k != "b_id"},
+                    "deleted_at": deleted_at_ms,
+                    "updated_at": deleted_at_ms,
+                }
+            )
+        )
+        connection.execute(statement, updates)
+    return len(updates)
+
+
+def delete_workload(connection: sa.Connection, workload_id: str, *, deleted_at_ms: int) -> None:
+    """Mark one workload deleted (see ``mark_deleted``); deleting it again changes nothing."""
+    if not mark_deleted(connection, w.id == workload_id, deleted_at_ms=deleted_at_ms):
+        _current(connection, workload_id)  # raises WorkloadNotFound for an unknown id
 
 
 def purge_deleted(connection: sa.Connection, *, older_than_ms: int) -> int:
