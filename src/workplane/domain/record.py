@@ -9,8 +9,9 @@ joining stored strings instead of rebuilding each record field by field.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.phases import TERMINAL_PHASES, Phase, PhaseClock
 from workplane.domain.text import fold
-from workplane.domain.timefmt import format_ms, to_ms
+from workplane.domain.timefmt import format_ms, from_ms, to_ms
 
 # Keys appended at read time; never stored in ``doc``.
 DYNAMIC_KEYS = (
@@ -331,6 +332,55 @@ def completed_at_for(w: WorkloadIn, previous_ms: int | None, phase_updated_ms: i
     if w.phase in TERMINAL_PHASES:
         return previous_ms if previous_ms is not None else phase_updated_ms
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Previous:
+    """What the store held for a workload before a new observation of it."""
+
+    phase: str
+    phase_updated_ms: int
+    clock: PhaseClock
+    completed_ms: int | None
+
+
+Record = TypeVar("Record", bound=WorkloadIn)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition(Generic[Record]):
+    record: Record  # the observation, with phaseUpdatedAt filled in where it was derived
+    phase_at_ms: int
+    clock: PhaseClock
+    completed_at_ms: int | None
+
+
+def transition(record: Record, previous: Previous | None, changed_at_ms: int) -> Transition[Record]:
+    """The phase facts an observation implies, given what was stored before it (None: a new workload).
+
+    When ``phaseUpdatedAt`` is not reported, a new workload entered its phase when it was created, a
+    phase change happened at ``changed_at_ms`` (when it was observed), and an unchanged phase keeps the
+    time it had. A phase change closes the open Pending/Running interval and opens the next one."""
+    if record.phase_updated_at is not None:
+        phase_at = to_ms(record.phase_updated_at)
+    elif previous is None:
+        phase_at = to_ms(record.created_at)  # what build_row stores when phaseUpdatedAt is absent
+    else:
+        phase_at = changed_at_ms if previous.phase != record.phase else previous.phase_updated_ms
+        record = record.model_copy(update={"phase_updated_at": from_ms(phase_at)})
+    if previous is None:
+        clock = PhaseClock.start(
+            record.phase,
+            phase_at,
+            record.total_pending_time_seconds * 1000,
+            record.total_running_time_seconds * 1000,
+        )
+        prior_completed = None
+    elif previous.phase == record.phase:
+        clock, prior_completed = previous.clock, previous.completed_ms
+    else:
+        clock, prior_completed = previous.clock.enter(record.phase, phase_at), None
+    return Transition(record, phase_at, clock, completed_at_for(record, prior_completed, phase_at))
 
 
 def set_doc_fields(doc: str, **values: int | None) -> str:

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import FullResync, Observation, SampleSeries, derived_values, history_key
 from workplane.domain.phases import PhaseClock
-from workplane.domain.record import build_row, completed_at_for
-from workplane.domain.timefmt import from_ms, to_ms
+from workplane.domain.record import Previous, build_row, transition
+from workplane.domain.timefmt import to_ms
 from workplane.metrics import codec
 from workplane.store.database import insert_ignore, upsert
 from workplane.store.schema import clusters, metric_chunks, workload_history, workload_nodepools, workloads
@@ -151,32 +151,16 @@ def apply_batch(
             if obs.observed_at
             else (to_ms(obs.updated_at) if obs.updated_at else now_ms)
         )
-        if obs.phase_updated_at is not None:
-            phase_at = to_ms(obs.phase_updated_at)
-        else:
-            # Not reported: a new workload entered its phase when it was created, a phase change
-            # happened when it was observed, and an unchanged phase keeps the time it had.
-            if before is None:
-                phase_at = to_ms(obs.created_at)
-            elif before.row["phase"] != obs.phase:
-                phase_at = observed_ms
-            else:
-                phase_at = before.row["phase_updated_at"]
-            obs = obs.model_copy(update={"phase_updated_at": from_ms(phase_at)})
-        if before is None:
-            clock = PhaseClock.start(
-                obs.phase,
-                phase_at,
-                obs.total_pending_time_seconds * 1000,
-                obs.total_running_time_seconds * 1000,
+        previous = (
+            None
+            if before is None
+            else Previous(
+                before.row["phase"], before.row["phase_updated_at"], before.clock, before.row["completed_at"]
             )
-            previous_completed = None
-            deleted_at = None
-        else:
-            same_phase = before.row["phase"] == obs.phase
-            clock = before.clock if same_phase else before.clock.enter(obs.phase, phase_at)
-            previous_completed = before.row["completed_at"] if same_phase else None
-            deleted_at = before.row["deleted_at"]
+        )
+        change = transition(obs, previous, observed_ms)
+        obs, phase_at, clock = change.record, change.phase_at_ms, change.clock
+        deleted_at = None if before is None else before.row["deleted_at"]
         if deleted_at is None and obs.deleted_at is not None:
             deleted_at = to_ms(obs.deleted_at)
             result.deleted += 1
@@ -189,7 +173,7 @@ def apply_batch(
             clock=clock,
             updated_at_ms=observed_ms,
             deleted_at_ms=deleted_at,
-            completed_at_ms=completed_at_for(obs, previous_completed, phase_at),
+            completed_at_ms=change.completed_at_ms,
         )
         key = history_key(str(obs.phase), derived_values(obs))
         row.update(revision=obs.revision, resync_id=resync.id if resync else None, history_key=key)

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 
 from workplane.domain.catalog import CATEGORIES, CATEGORY_BY_NAME, PRIORITY_BY_NAME, CatalogSnapshot
 from workplane.domain.phases import Phase, PhaseClock
-from workplane.domain.record import WorkloadIn, build_row, completed_at_for, set_doc_fields
+from workplane.domain.record import Previous, WorkloadIn, build_row, set_doc_fields, transition
 from workplane.domain.text import fold
-from workplane.domain.timefmt import from_ms, to_ms
+from workplane.domain.timefmt import to_ms
 from workplane.query.compile import Compiler
 from workplane.query.filters import Sort, WorkloadQuery
 from workplane.store import text_search
@@ -107,22 +107,16 @@ def create_workloads(
     for record in records:
         check_record(record, catalog)
         workload_id = str(record.id or uuid.uuid4())
-        phase_at = to_ms(record.phase_updated_at or record.created_at)
-        clock = PhaseClock.start(
-            record.phase,
-            phase_at,
-            record.total_pending_time_seconds * 1000,
-            record.total_running_time_seconds * 1000,
-        )
+        new = transition(record, None, now_ms)
         rows.append(
             build_row(
                 record,
                 workload_id=workload_id,
                 tenant_id=tenant_id,
-                clock=clock,
+                clock=new.clock,
                 updated_at_ms=to_ms(record.updated_at) if record.updated_at else now_ms,
                 deleted_at_ms=None,
-                completed_at_ms=completed_at_for(record, None, phase_at),
+                completed_at_ms=new.completed_at_ms,
             )
         )
         pools.extend(nodepool_rows(workload_id, record.current_node_pools))
@@ -183,16 +177,10 @@ def update_workload(
     check_record(record, catalog)
     workload_id = str(record.id)
     current = _current(connection, workload_id)
-    if record.phase_updated_at is not None:
-        phase_at = to_ms(record.phase_updated_at)
-    else:
-        phase_at = now_ms if current.phase != record.phase else current.phase_updated_at
-        record = record.model_copy(update={"phase_updated_at": from_ms(phase_at)})
-    clock = current.clock
-    if current.phase != record.phase:
-        clock = clock.enter(record.phase, phase_at)
-    if current.deleted_at is not None:
-        clock = clock.stop(current.deleted_at)
+    previous = Previous(current.phase, current.phase_updated_at, current.clock, current.completed_at)
+    change = transition(record, previous, now_ms)
+    record = change.record
+    clock = change.clock if current.deleted_at is None else change.clock.stop(current.deleted_at)
     row = build_row(
         record,
         workload_id=workload_id,
@@ -200,9 +188,7 @@ def update_workload(
         clock=clock,
         updated_at_ms=to_ms(record.updated_at) if record.updated_at else now_ms,
         deleted_at_ms=current.deleted_at,
-        completed_at_ms=completed_at_for(
-            record, current.completed_at if current.phase == record.phase else None, phase_at
-        ),
+        completed_at_ms=change.completed_at_ms,
     )
     upsert_organisation(connection, [record])
     connection.execute(workloads.update().where(w.id == workload_id).values(**row))
