@@ -136,16 +136,8 @@ def create_workload(
     return create_workloads(connection, [record], catalog=catalog, tenant_id=tenant_id, now_ms=now_ms)[0]
 
 
-@dataclass(frozen=True, slots=True)
-class _Current:
-    phase: str
-    phase_updated_at: int
-    clock: PhaseClock
-    completed_at: int | None
-    deleted_at: int | None
-
-
-def _current(connection: sa.Connection, workload_id: str) -> _Current:
+def _current(connection: sa.Connection, workload_id: str) -> tuple[Previous, int | None]:
+    """The stored phase facts of a workload, and when it was deleted (None: live)."""
     row = connection.execute(
         sa.select(
             w.phase,
@@ -163,7 +155,7 @@ def _current(connection: sa.Connection, workload_id: str) -> _Current:
     clock = PhaseClock(
         row.pending_closed_ms, row.pending_since_ms, row.running_closed_ms, row.running_since_ms
     )
-    return _Current(row.phase, row.phase_updated_at, clock, row.completed_at, row.deleted_at)
+    return Previous(row.phase, row.phase_updated_at, clock, row.completed_at), row.deleted_at
 
 
 def update_workload(
@@ -176,18 +168,17 @@ def update_workload(
         raise InvalidWorkload("an update needs the workload id")
     check_record(record, catalog)
     workload_id = str(record.id)
-    current = _current(connection, workload_id)
-    previous = Previous(current.phase, current.phase_updated_at, current.clock, current.completed_at)
+    previous, deleted_at = _current(connection, workload_id)
     change = transition(record, previous, now_ms)
     record = change.record
-    clock = change.clock if current.deleted_at is None else change.clock.stop(current.deleted_at)
+    clock = change.clock if deleted_at is None else change.clock.stop(deleted_at)
     row = build_row(
         record,
         workload_id=workload_id,
         tenant_id=tenant_id,
         clock=clock,
         updated_at_ms=to_ms(record.updated_at) if record.updated_at else now_ms,
-        deleted_at_ms=current.deleted_at,
+        deleted_at_ms=deleted_at,
         completed_at_ms=change.completed_at_ms,
     )
     upsert_organisation(connection, [record])
