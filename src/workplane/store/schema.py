@@ -161,6 +161,20 @@ DELETED = sa.text("deleted_at IS NOT NULL")
 _partial_index("ix_workloads_deleted_created", "created_at", "id", where=DELETED)
 _partial_index("ix_workloads_deleted_at", "deleted_at", "id", where=DELETED)
 sa.Index("ix_workloads_phase_updated_at", workloads.c.phase_updated_at, workloads.c.id)
+# Live Pending workloads (a few percent of the inventory) with what telemetry groups them by: the pending
+# time distribution reads this index alone.
+PENDING = sa.text("deleted_at IS NULL AND phase = 'Pending'")
+_partial_index(
+    "ix_workloads_pending",
+    "phase_updated_at",
+    "cluster_id",
+    "department_id",
+    "project_id",
+    "type",
+    "own_category",
+    "id",
+    where=PENDING,
+)
 SPARSE_INDEXED = (
     "submitted_by",
     "completed_at",
@@ -260,4 +274,26 @@ workload_counts = sa.Table(
     sa.Column("own_category", text_c(), nullable=True),
     sa.Column("own_priority", text_c(), nullable=True),
     sa.Column("n", sa.BigInteger, nullable=False),
+    # Summed allocatedResources.gpu in millionths (migration 0007): an integer, so that moving a
+    # workload's share in and out of a combination leaves no floating-point residue.
+    sa.Column("gpu_micro", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# The same per current node pool, for telemetry (migration 0007): a workload counts once in each pool
+# it currently uses (a pool named twice counts once), with its cluster, department, project, type,
+# phase and own category.
+POOL_COUNTED_COLUMNS = ("cluster_id", "department_id", "project_id", "type", "phase", "own_category")
+workload_pool_counts = sa.Table(
+    "workload_pool_counts",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("cluster_id", sa.String(36), nullable=False),
+    sa.Column("department_id", text_c(), nullable=False),
+    sa.Column("project_id", text_c(), nullable=False),
+    sa.Column("type", text_c(), nullable=False),
+    sa.Column("phase", text_c(), nullable=False),
+    sa.Column("own_category", text_c(), nullable=True),
+    sa.Column("nodepool", text_c(), nullable=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("gpu_micro", sa.BigInteger, nullable=False),
 )
