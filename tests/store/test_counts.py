@@ -1,9 +1,11 @@
-"""The trigger-maintained live counts agree with counting the workloads themselves."""
+"""The trigger-maintained live counts (and the telemetry rollups: allocated GPUs, counts per current node
+pool) agree with counting the workloads themselves, through every kind of write."""
 
 from __future__ import annotations
 
 import random
 import uuid
+from collections import Counter
 
 import sqlalchemy as sa
 
@@ -17,7 +19,14 @@ from workplane.store import ingest
 from workplane.store import workloads as store
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
-from workplane.store.schema import workloads
+from workplane.store.schema import (
+    COUNTED_COLUMNS,
+    POOL_COUNTED_COLUMNS,
+    workload_counts,
+    workload_nodepools,
+    workload_pool_counts,
+    workloads,
+)
 
 NOW = 1_800_000_000_000
 PHASES = ["Pending", "Running", "Completed", "Failed"]
@@ -56,7 +65,50 @@ def _observation(rng: random.Random, n: int, revision: int) -> Observation:
         fields["priorityClassName"] = rng.choice(["low", "high", "very-high"])
     if rng.random() < 0.15:
         fields["deletedAt"] = "2024-05-02T00:00:00Z"
+    if rng.random() < 0.7:
+        fields["allocatedResources"] = {"gpu": rng.choice([0, 0.25, 0.5, 1, 2, 7.5])}
+    # Pools: none, one, two, and the same pool named twice (counted once).
+    fields["currentNodePools"] = rng.choice([[], ["a"], ["b"], ["a", "b"], ["b", "a", "b"]])
     return Observation.model_validate(fields)
+
+
+def _micro(gpu: float | None) -> int:
+    return round((gpu or 0) * 1_000_000)
+
+
+def assert_rollups_exact(database: Database) -> None:
+    """Both rollups equal what the live workloads and their pool rows say, recomputed here."""
+    with database.read() as conn:
+        live = conn.execute(sa.select(workloads).where(workloads.c.deleted_at.is_(None))).mappings().all()
+        pools: dict[str, set[str]] = {}
+        for workload_id, name in conn.execute(
+            sa.select(workload_nodepools.c.workload_id, workload_nodepools.c.name)
+        ):
+            pools.setdefault(workload_id, set()).add(name)
+        counts = {
+            tuple(r[c] for c in COUNTED_COLUMNS): (r["n"], r["gpu_micro"])
+            for r in conn.execute(sa.select(workload_counts)).mappings()
+            if r["n"] or r["gpu_micro"]
+        }
+        pooled = {
+            (*(r[c] for c in POOL_COUNTED_COLUMNS), r["nodepool"]): (r["n"], r["gpu_micro"])
+            for r in conn.execute(sa.select(workload_pool_counts)).mappings()
+            if r["n"] or r["gpu_micro"]
+        }
+    expected_n: Counter[tuple[object, ...]] = Counter()
+    expected_gpu: Counter[tuple[object, ...]] = Counter()
+    expected_pool_n: Counter[tuple[object, ...]] = Counter()
+    expected_pool_gpu: Counter[tuple[object, ...]] = Counter()
+    for row in live:
+        key = tuple(row[c] for c in COUNTED_COLUMNS)
+        expected_n[key] += 1
+        expected_gpu[key] += _micro(row["allocated_gpu"])
+        for pool in pools.get(row["id"], set()):
+            pool_key = (*(row[c] for c in POOL_COUNTED_COLUMNS), pool)
+            expected_pool_n[pool_key] += 1
+            expected_pool_gpu[pool_key] += _micro(row["allocated_gpu"])
+    assert counts == {k: (expected_n[k], expected_gpu[k]) for k in expected_n}
+    assert pooled == {k: (expected_pool_n[k], expected_pool_gpu[k]) for k in expected_pool_n}
 
 
 QUERIES = [
@@ -95,6 +147,7 @@ def test_counts_follow_every_kind_of_write(database: Database, catalog: CatalogS
         for raw in QUERIES:
             query = WorkloadQuery(terms=parse_filter(raw))
             assert _aggregate(database, catalog, query) == _direct(database, catalog, query), (round_, raw)
+        assert_rollups_exact(database)
     # Store-level writes and the purge move the counts too.
     with database.write() as conn:
         store.create_workload(
@@ -106,6 +159,52 @@ def test_counts_follow_every_kind_of_write(database: Database, catalog: CatalogS
     for raw in QUERIES:
         query = WorkloadQuery(terms=parse_filter(raw))
         assert _aggregate(database, catalog, query) == _direct(database, catalog, query), raw
+    assert_rollups_exact(database)
+
+
+# Hand-written SQL, one statement at a time: the triggers, not the store functions, keep the rollups.
+HAND_WRITTEN = [
+    "UPDATE workloads SET allocated_gpu = 3.25 WHERE phase = 'Running'",
+    "UPDATE workloads SET phase = 'Stopped', allocated_gpu = NULL WHERE name IN ('w1', 'w2', 'w3')",
+    "UPDATE workloads SET own_category = 'Deploy' WHERE type = 'Training'",
+    "UPDATE workloads SET deleted_at = 1 WHERE name IN ('w4', 'w5')",
+    "UPDATE workloads SET deleted_at = NULL WHERE deleted_at IS NOT NULL",
+    "UPDATE workloads SET project_id = 'moved', department_id = 'd9', cluster_id = 'c2' WHERE name = 'w6'",
+    "UPDATE workload_nodepools SET name = 'c' WHERE name = 'a'",
+    "UPDATE workload_nodepools SET name = 'b' WHERE name = 'c'",
+    "DELETE FROM workload_nodepools WHERE position = 0",
+    "INSERT INTO workload_nodepools (workload_id, position, name) "
+    "SELECT id, 7, 'b' FROM workloads WHERE name IN ('w7', 'w8', 'w9')",
+    "INSERT INTO workload_nodepools (workload_id, position, name) "
+    "SELECT id, 8, 'b' FROM workloads WHERE name IN ('w7', 'w10')",
+    "DELETE FROM workload_nodepools WHERE position = 7",
+    "DELETE FROM workloads WHERE name IN ('w7', 'w11') OR phase = 'Failed'",
+    "UPDATE workloads SET updated_at = updated_at + 1",
+    "DELETE FROM workloads",
+]
+
+
+def test_rollups_follow_hand_written_sql(database: Database, catalog: CatalogSnapshot) -> None:
+    rng = random.Random(11)
+    cache = CatalogCache()
+    batch = [_observation(rng, n, 1) for n in range(60)]
+    with database.write() as conn:
+        ingest.apply_batch(
+            conn,
+            cluster_id=str(CLUSTER),
+            cluster_name=None,
+            observations=batch,
+            samples=[],
+            resync=None,
+            catalog=cache.get(conn),
+            tenant_id=1,
+            now_ms=NOW,
+        )
+    assert_rollups_exact(database)
+    for statement in HAND_WRITTEN:
+        with database.write() as conn:
+            conn.execute(sa.text(statement))
+        assert_rollups_exact(database), statement
 
 
 def test_counts_follow_a_change_of_type_defaults(database: Database, catalog: CatalogSnapshot) -> None:

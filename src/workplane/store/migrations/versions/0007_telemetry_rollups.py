@@ -325,7 +325,15 @@ def _text() -> sa.types.TypeEngine[str]:
 
 
 PENDING = sa.text("deleted_at IS NULL AND phase = 'Pending'")
-PENDING_COLUMNS = ("phase_updated_at", "cluster_id", "department_id", "project_id", "type", "own_category", "id")
+PENDING_COLUMNS = (
+    "phase_updated_at",
+    "cluster_id",
+    "department_id",
+    "project_id",
+    "type",
+    "own_category",
+    "id",
+)
 
 
 def _drop_0005_triggers(sqlite: bool) -> None:
@@ -341,7 +349,9 @@ def _drop_0005_triggers(sqlite: bool) -> None:
 def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
     _drop_0005_triggers(sqlite)
-    op.add_column("workload_counts", sa.Column("gpu_micro", sa.BigInteger(), nullable=False, server_default="0"))
+    op.add_column(
+        "workload_counts", sa.Column("gpu_micro", sa.BigInteger(), nullable=False, server_default="0")
+    )
     op.create_table(
         "workload_pool_counts",
         sa.Column("key", sa.Text(), nullable=False),
