@@ -174,7 +174,8 @@ def _sqlite_up() -> list[str]:
         f"{_sqlite_remove_counts('old')} {_sqlite_add_counts('new')} END",
         # A new workload normally has no pool rows yet (they reference it); counted here all the same
         # for a connection that runs without foreign-key enforcement.
-        f"CREATE TRIGGER workload_pools_insert AFTER INSERT ON workloads BEGIN {_sqlite_add_pools('new')} END",
+        "CREATE TRIGGER workload_pools_insert AFTER INSERT ON workloads BEGIN "
+        f"{_sqlite_add_pools('new')} END",
         f"CREATE TRIGGER workload_pools_update AFTER UPDATE OF {pooled} ON workloads BEGIN "
         f"{_sqlite_remove_pools('old')} {_sqlite_add_pools('new')} END",
         # BEFORE: the cascade removes the pool rows before any AFTER trigger of the workload runs.
