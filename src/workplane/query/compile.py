@@ -245,6 +245,12 @@ class Compiler:
             )
         if name in ("totalPendingTimeSeconds", "totalRunningTimeSeconds"):
             return self._elapsed_predicate(name, op, term.number)
+        if name == "nodepool" and "nodepool" in self.c:
+            # A table with one row per (workload, current pool): the pool rollup. Only equality is
+            # answered there: with it, a workload matches on exactly one row (its pools are distinct).
+            if op != "==":
+                raise QueryError("filterBy", f"{term.source!r} cannot be answered per node pool")
+            return text_predicate(self.c.nodepool, op, term.text)
         if name == "nodepool":
             positive = {"!=": "==", "!@": "=@"}.get(op, op)
             exists = (
@@ -258,6 +264,10 @@ class Compiler:
         if term.field.kind is Kind.TEXT:
             return text_predicate(column, op, term.text)
         return number_predicate(column, op, term.number)
+
+    def phase_in(self, phases: frozenset[str]) -> sa.ColumnElement[bool]:
+        """The phase is one of ``phases`` (telemetry's ``filterByPhases``)."""
+        return self.c.phase.in_(sorted(phases))
 
     def search_word(self, word: str) -> sa.ColumnElement[bool]:
         # search_text is stored case-folded; the category is matched through the catalog and the phase
