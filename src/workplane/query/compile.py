@@ -257,6 +257,9 @@ class Compiler:
                 sa.select(sa.literal(1))
                 .where(workload_nodepools.c.workload_id == self.c.id)
                 .where(text_predicate(workload_nodepools.c.name, positive, term.text))
+                # Its own scan of the pools, even inside a query that joins them (telemetry groups
+                # by pool): correlated on the workload only.
+                .correlate_except(workload_nodepools)
                 .exists()
             )
             return sa.not_(exists) if op in NEGATIVE_OPERATORS else exists

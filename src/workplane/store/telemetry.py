@@ -2,8 +2,10 @@
 
 Counts and GPU sums come from the trigger-kept rollups (migration 0007): ``workload_counts``, or
 ``workload_pool_counts`` when the request names node pools (grouping by ``CurrentNodepools`` or
-filtering by ``nodepoolName``). Both have the workloads' column names for everything telemetry
-filters and groups on, so the filters are the query layer's own compiled terms, evaluated on the
+filtering by ``nodepoolName``). The one request they cannot answer — workloads in pool X grouped by
+every pool they are in — is counted over the workloads themselves, through the same query layer.
+Both rollups have the workloads' column names for everything telemetry filters and groups on, so the
+filters are the query layer's own compiled terms, evaluated on the
 rollup rows exactly as ``count_from_aggregate`` does; category resolves through the catalog the same
 way. The pending-time distribution depends on the clock, so it reads the live Pending workloads
 themselves (a small partial index, ``ix_workloads_pending``), through ``Compiler.where`` like the list.
@@ -105,6 +107,16 @@ def _gpus(micro: int) -> str:
     return format((Decimal(micro) / _GPU_UNIT).normalize(), "f")
 
 
+def _result(query: TelemetryQuery, rows: Iterable[Any], width: int) -> dict[tuple[str, ...], str]:
+    """Rows of (group values..., count, GPU millionths) as value strings per combination."""
+    values: dict[tuple[str, ...], str] = {}
+    for row in rows:
+        combination = tuple("" if v is None else str(v) for v in row[:width])
+        count, micro = int(row[-2] or 0), int(row[-1] or 0)
+        values[combination] = str(count) if query.type is TelemetryType.WORKLOADS_COUNT else _gpus(micro)
+    return values
+
+
 def _from_rollup(
     connection: sa.Connection,
     query: TelemetryQuery,
@@ -125,12 +137,38 @@ def _from_rollup(
     if columns:
         # Counter rows of combinations that no longer have workloads stay behind with n = 0.
         statement = statement.group_by(*columns).having(n > 0)
-    values: dict[tuple[str, ...], str] = {}
-    for row in connection.execute(statement):
-        combination = tuple("" if v is None else str(v) for v in row[: len(columns)])
-        count, micro = int(row[-2] or 0), int(row[-1] or 0)
-        values[combination] = str(count) if query.type is TelemetryType.WORKLOADS_COUNT else _gpus(micro)
-    return values
+    return _result(query, connection.execute(statement), len(columns))
+
+
+def _from_rows(
+    connection: sa.Connection,
+    query: TelemetryQuery,
+    catalog: CatalogSnapshot,
+    now_ms: int,
+    restrict: Restriction | None,
+) -> dict[tuple[str, ...], str]:
+    """The same sums over the workloads themselves, for what no rollup holds: workloads in pool X
+    (``nodepoolName``) grouped by *all* their current pools. Each (workload, pool) once."""
+    w = workloads.c
+    compiler = Compiler(catalog, now_ms)
+    columns = [_group_column(k, workloads, compiler).label(f"g{i}") for i, k in enumerate(query.group_by)]
+    micro = sa.cast(sa.func.round(sa.func.coalesce(w.allocated_gpu, 0) * 1_000_000), sa.BigInteger)
+    source: sa.FromClause = workloads
+    if GroupKey.CURRENT_NODEPOOLS in query.group_by:
+        source = workloads.join(workload_nodepools, workload_nodepools.c.workload_id == w.id)
+    pairs = (
+        sa.select(w.id, *columns, micro.label("micro"))
+        .select_from(source)
+        .where(*compiler.where(query.selection()))
+        .where(*_narrowing(query, workloads, compiler, restrict))
+        .distinct()
+        .subquery()
+    )
+    grouped = [pairs.c[f"g{i}"] for i in range(len(columns))]
+    statement = sa.select(*grouped, sa.func.count(), sa.func.sum(pairs.c.micro))
+    if grouped:
+        statement = statement.group_by(*grouped)
+    return _result(query, connection.execute(statement), len(columns))
 
 
 def _pending(
@@ -209,7 +247,10 @@ def workload_telemetry(
         counts = _pending(connection, query, catalog, now_ms, restrict)
         combinations = sorted(counts)
     else:
-        values = _from_rollup(connection, query, catalog, now_ms, restrict)
+        # The pool rollup counts a workload once per pool; "in pool X, grouped by every pool it is in"
+        # relates two pools of one workload, which it does not hold.
+        exact = query.nodepool is not None and GroupKey.CURRENT_NODEPOOLS in query.group_by
+        values = (_from_rows if exact else _from_rollup)(connection, query, catalog, now_ms, restrict)
         combinations = sorted(values)
     names = _names(connection, keys, combinations)
 
