@@ -6,8 +6,9 @@ filtering by ``nodepoolName``). The one request they cannot answer — workloads
 every pool they are in — is counted over the workloads themselves, through the same query layer.
 Both rollups have the workloads' column names for everything telemetry filters and groups on, so the
 filters are the query layer's own compiled terms, evaluated on the rollup rows exactly as
-``count_from_aggregate`` does; category resolves through the catalog the same way. The pending-time distribution depends on the clock, so it reads the live Pending workloads
-themselves (a small partial index, ``ix_workloads_pending``), through ``Compiler.where`` like the list.
+``count_from_aggregate`` does; category resolves through the catalog the same way. The pending-time
+distribution depends on the clock, so it reads the live Pending workloads themselves (a small partial
+index, ``ix_workloads_pending``), through ``Compiler.where`` like the list.
 
 ``restrict`` is the one place a further restriction is ANDed in (the caller's access scopes): a
 predicate built from a table's ``cluster_id``, ``department_id`` and ``project_id`` columns, which the
