@@ -7,13 +7,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from urllib.parse import urlencode
 
 import orjson
 
-from bench.inventory import COMPLETED, ORIGIN_S, RUNNING, TILE_SPAN_S, Plan, Planned, project_name
+from bench.inventory import COMPLETED, ORIGIN_S, PENDING, RUNNING, TILE_SPAN_S, Plan, Planned, project_name
 
-LIST, COUNT, GET = "list", "count", "get"
+LIST, COUNT, GET, TELEMETRY = "list", "count", "get", "telemetry"
 PAGE = 50
 
 
@@ -27,6 +28,7 @@ LIST_TARGET = Target("p50 <= 10 ms", 10.0)
 SEARCH_TARGET = Target("p50 <= 100 ms", 100.0)
 COUNT_TARGET = Target("p50 <= 100 ms", 100.0)
 GET_TARGET = Target("p50 <= 2 ms", 2.0)
+TELEMETRY_TARGET = Target("p50 <= 50 ms", 50.0)
 HTTP_RPS_TARGET = 500.0
 RSS_TARGET_MB = 300.0
 
@@ -34,7 +36,7 @@ RSS_TARGET_MB = 300.0
 @dataclass(frozen=True)
 class Case:
     key: str
-    kind: str  # LIST, COUNT or GET
+    kind: str  # LIST, COUNT, GET or TELEMETRY
     title: str
     filter_by: list[str] = field(default_factory=list)
     search: str | None = None
@@ -42,10 +44,13 @@ class Case:
     sort_order: str | None = None
     deleted: bool = False
     ids: list[str] = field(default_factory=list)  # GET: cycled through
-    expect: int | None = None  # LIST: rows on the page; COUNT: the count
+    telemetry: tuple[tuple[str, str], ...] = ()  # TELEMETRY: the query parameters
+    expect: int | None = None  # LIST: rows on the page; COUNT: the count; TELEMETRY: sum of the values
     target: Target | None = None
 
     def query_params(self, workload_id: str | None = None) -> list[tuple[str, str]]:
+        if self.kind == TELEMETRY:
+            return list(self.telemetry)
         params: list[tuple[str, str]] = []
         if self.deleted:
             params.append(("deleted", "true"))
@@ -72,9 +77,13 @@ class Case:
     def path(self, index: int = 0) -> str:
         if self.kind == GET:
             return f"/api/v1/workloads/{self.ids[index % len(self.ids)]}"
+        if self.kind == TELEMETRY:
+            return "/api/v1/workloads/telemetry"
         return "/api/v1/workloads/count" if self.kind == COUNT else "/api/v1/workloads"
 
     def describe(self) -> str:
+        if self.kind == TELEMETRY:
+            return " ".join(f"{k}={v}" for k, v in self.telemetry)
         parts = []
         if self.deleted:
             parts.append("deleted=true")
@@ -204,6 +213,54 @@ def build_cases(plan: Plan) -> list[Case]:
         ),
         Case("c5", COUNT, "count, deleted=true", deleted=True, expect=deleted, target=COUNT_TARGET),
         Case("d1", GET, f"get by id ({len(ids)} ids cycled)", ids=ids, expect=1, target=GET_TARGET),
+        *telemetry_cases(plan),
+    ]
+
+
+def telemetry_cases(plan: Plan) -> list[Case]:
+    """Telemetry with two groupBy keys, each telemetry type; checked on the sum of the values."""
+    live = [p for p in plan.items if p.deleted_s is None]
+    pending = sum(1 for p in live if p.phase == PENDING)
+    gpus = sum(p.job.num_gpu for p in live if p.phase == RUNNING)  # only Running workloads hold GPUs
+    research = sum(1 for p in live if p.department_name == "research" and p.phase in (RUNNING, PENDING))
+    return [
+        Case(
+            "t1",
+            TELEMETRY,
+            "telemetry, workload count by project and phase",
+            telemetry=(("telemetryType", "WORKLOADS_COUNT"), ("groupBy", "ProjectId,Phase")),
+            expect=len(live),
+            target=TELEMETRY_TARGET,
+        ),
+        Case(
+            "t2",
+            TELEMETRY,
+            "telemetry, allocated GPUs by cluster and current node pool",
+            telemetry=(("telemetryType", "GPU_ALLOCATION"), ("groupBy", "ClusterId,CurrentNodepools")),
+            expect=gpus,
+            target=TELEMETRY_TARGET,
+        ),
+        Case(
+            "t3",
+            TELEMETRY,
+            "telemetry, pending-time distribution by department and type",
+            telemetry=(("telemetryType", "PENDING_TIME_DISTRIBUTION"), ("groupBy", "DepartmentId,Type")),
+            expect=pending,
+            target=TELEMETRY_TARGET,
+        ),
+        Case(
+            "t4",
+            TELEMETRY,
+            "telemetry, count by category and phase, one department, two phases",
+            telemetry=(
+                ("telemetryType", "WORKLOADS_COUNT"),
+                ("groupBy", "Category,Phase"),
+                ("departmentId", "10"),
+                ("filterByPhases", "Running,Pending"),
+            ),
+            expect=research,
+            target=TELEMETRY_TARGET,
+        ),
     ]
 
 
@@ -229,9 +286,13 @@ class WrongAnswer(AssertionError):
 
 
 def check_answer(case: Case, body: bytes) -> int:
-    """The number the case is checked on: rows on the page, the count, or 1 for a found workload."""
+    """The number the case is checked on: rows on the page, the count, 1 for a found workload, or the
+    sum of the telemetry values."""
     data = orjson.loads(body)
-    if case.kind == LIST:
+    if case.kind == TELEMETRY:
+        total = sum((Decimal(v["value"]) for v in data["values"]), Decimal(0))
+        got = int(total) if total == int(total) else -1
+    elif case.kind == LIST:
         got = len(data["workloads"])
     elif case.kind == COUNT:
         got = int(data["count"])

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 from fastapi import Response
 
-from bench.cases import COUNT, GET, LIST, Case, WrongAnswer, check_answer
+from bench.cases import COUNT, GET, LIST, TELEMETRY, Case, WrongAnswer, check_answer
+from workplane.api import telemetry as telemetry_routes
 from workplane.api import workloads as routes
 from workplane.api.deps import Services
 from workplane.app import build_services, create_app
@@ -118,6 +119,18 @@ def route_call(svc: Services, case: Case, index: int) -> Response:
             "deleted": "true" if case.deleted else None,
             "filter_by": [",".join(case.filter_by)] if case.filter_by else None,
             "search": case.search,
+        }
+    elif case.kind == TELEMETRY:
+        route = telemetry_routes.get_workloads_telemetry
+        given = dict(case.telemetry)
+        kwargs = {
+            "telemetry_type": given.get("telemetryType"),
+            "cluster_id": given.get("clusterId"),
+            "nodepool_name": given.get("nodepoolName"),
+            "department_id": given.get("departmentId"),
+            "group_by": [given["groupBy"]] if "groupBy" in given else None,
+            "filter_by_phases": [given["filterByPhases"]] if "filterByPhases" in given else None,
+            "accept": None,
         }
     else:
         assert case.kind == GET
