@@ -164,8 +164,10 @@ sa.Index("ix_workloads_phase_updated_at", workloads.c.phase_updated_at, workload
 # Live Pending workloads (a few percent of the inventory) with what telemetry groups them by: the pending
 # time distribution reads this index alone.
 PENDING = sa.text("deleted_at IS NULL AND phase = 'Pending'")
+# Led by phase (constant here) so that the query's phase equality makes it SQLite's choice.
 _partial_index(
     "ix_workloads_pending",
+    "phase",
     "phase_updated_at",
     "cluster_id",
     "department_id",

@@ -326,7 +326,10 @@ def _text() -> sa.types.TypeEngine[str]:
 
 
 PENDING = sa.text("deleted_at IS NULL AND phase = 'Pending'")
+# Led by phase, although the index holds only Pending rows: the query's "phase = 'Pending'" is then an
+# equality on a covering index, which SQLite's planner (no statistics) prefers to the live-phase index.
 PENDING_COLUMNS = (
+    "phase",
     "phase_updated_at",
     "cluster_id",
     "department_id",
