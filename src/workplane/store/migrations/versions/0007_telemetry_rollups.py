@@ -176,7 +176,9 @@ def _sqlite_up() -> list[str]:
         # for a connection that runs without foreign-key enforcement.
         "CREATE TRIGGER workload_pools_insert AFTER INSERT ON workloads BEGIN "
         f"{_sqlite_add_pools('new')} END",
-        f"CREATE TRIGGER workload_pools_update AFTER UPDATE OF {pooled} ON workloads BEGIN "
+        # Only for a workload that is in some pool: most changes (every Pending one) then cost one probe.
+        f"CREATE TRIGGER workload_pools_update AFTER UPDATE OF {pooled} ON workloads "
+        "WHEN EXISTS (SELECT 1 FROM workload_nodepools WHERE workload_id = old.id) BEGIN "
         f"{_sqlite_remove_pools('old')} {_sqlite_add_pools('new')} END",
         # BEFORE: the cascade removes the pool rows before any AFTER trigger of the workload runs.
         "CREATE TRIGGER workload_pools_delete BEFORE DELETE ON workloads WHEN old.deleted_at IS NULL "
