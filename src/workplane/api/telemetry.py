@@ -32,8 +32,9 @@ TELEMETRY_HELP = (
     "Counts (WORKLOADS_COUNT), summed allocated GPUs (GPU_ALLOCATION) or the number of Pending workloads "
     "by time since entering Pending (PENDING_TIME_DISTRIBUTION: buckets 0-5m, 5m-1h, 1h-24h, 24h+, lower "
     "bound inclusive, as a group with key PendingTime; all four always present) over the workloads that "
-    "are not deleted, optionally grouped by up to two keys (one value per combination that has "
-    "workloads; a workload in two current node pools counts in both). Values are decimal strings. "
+    "are not deleted, optionally grouped by up to two keys (one with PENDING_TIME_DISTRIBUTION: a value "
+    "has at most two groups); one value per combination that has workloads, and a workload in two "
+    "current node pools counts in both. Values are decimal strings. "
     "`Accept: text/csv` answers a header row (the group keys, then `value`) and one row per value."
 )
 
@@ -77,6 +78,14 @@ def parse_telemetry(
     if len(keys) > MAX_GROUP_BY:
         raise QueryError(
             "groupBy", f"at most {MAX_GROUP_BY} keys, got {len(keys)}: {','.join(group_by or [])!r}"
+        )
+    if kind is TelemetryType.PENDING_TIME_DISTRIBUTION and len(keys) > MAX_GROUP_BY - 1:
+        # The time bucket is a group of its own, and a value has at most two (TelemetryResponse's
+        # maxItems, which the official client's model enforces).
+        raise QueryError(
+            "groupBy",
+            f"PENDING_TIME_DISTRIBUTION takes at most {MAX_GROUP_BY - 1} key besides its PendingTime "
+            f"bucket, got {len(keys)}",
         )
     phases = frozenset(parse_enum("filterByPhases", item, Phase).value for item in _items(filter_by_phases))
     cluster = _text("clusterId", cluster_id)
