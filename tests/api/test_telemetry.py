@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.factories import CLUSTER, load, wid, workload
 from tests.server import assert_error
@@ -460,3 +462,45 @@ def test_the_api_description_documents_it(client: TestClient) -> None:
     }
     assert params["groupBy"]["schema"]["maxItems"] == 2
     assert "422" not in operation["responses"]
+
+
+_KEYS_OR_TEXT = st.one_of(st.sampled_from(KEYS), st.text(max_size=12))
+_TELEMETRY_PARAMETERS = st.fixed_dictionaries(
+    {},
+    optional={
+        "telemetryType": st.one_of(
+            st.sampled_from(["WORKLOADS_COUNT", "GPU_ALLOCATION", "PENDING_TIME_DISTRIBUTION"]),
+            st.text(max_size=30),
+        ),
+        "groupBy": st.lists(_KEYS_OR_TEXT, max_size=3).map(",".join),
+        "filterByPhases": st.lists(st.one_of(st.sampled_from(PHASES), st.text(max_size=10)), max_size=3).map(
+            ",".join
+        ),
+        "clusterId": st.one_of(st.just(str(CLUSTER)), st.uuids().map(str), st.text(max_size=40)),
+        "departmentId": st.one_of(st.just("10"), st.text(max_size=20)),
+        "nodepoolName": st.one_of(st.sampled_from(["pool-1", "pool-2"]), st.text(max_size=20)),
+    },
+)
+
+
+def test_arbitrary_parameters_are_answered_200_or_400(
+    client: TestClient, records: list[dict[str, Any]]
+) -> None:
+    @given(params=_TELEMETRY_PARAMETERS, csv_form=st.booleans())
+    @settings(
+        max_examples=150,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(params: dict[str, str], csv_form: bool) -> None:
+        headers = {"Accept": "text/csv"} if csv_form else {}
+        answer = client.get(TELEMETRY, params=params, headers=headers)
+        assert answer.status_code in (200, 400), (params, answer.status_code, answer.text)
+        if answer.status_code == 400:
+            assert_error(answer, 400)
+        elif not csv_form:
+            assert isinstance(answer.json()["values"], list)
+
+    run()
