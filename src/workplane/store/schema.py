@@ -175,6 +175,7 @@ _partial_index(
     "type",
     "own_category",
     "id",
+    "deleted_at",  # NULL throughout, but SQLite needs it to count the index as covering
     where=PENDING,
 )
 SPARSE_INDEXED = (
