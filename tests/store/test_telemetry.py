@@ -40,7 +40,7 @@ def _observation(rng: random.Random, n: int) -> Observation:
         "type": rng.choice(["Training", "Workspace", "RayJob"]),
         "phase": phase,
         "createdAt": "2024-05-01T00:00:00Z",
-        "phaseUpdatedAt": f"2027-01-15T0{rng.randrange(9)}:{rng.randrange(60):02d}:00Z",
+        "phaseUpdatedAt": f"2027-01-1{rng.choice([3, 4, 5])}T0{rng.randrange(9)}:{rng.randrange(60):02d}:00Z",
         "currentNodePools": rng.choice([[], ["a"], ["a", "b"], ["b", "b"]]),
     }
     if rng.random() < 0.3:
@@ -91,6 +91,16 @@ def test_rollups_and_rows_agree(database: Database, catalog: CatalogSnapshot, re
             if pool is not None and GroupKey.CURRENT_NODEPOOLS in keys:
                 continue  # the one case only the rows answer (tested against the list in tests/api)
             assert rolled == counted, query
+        for keys, phases, pool in itertools.product(
+            GROUPINGS, (None, frozenset({"Running", "Pending"}), frozenset({"Running"})), (None, "a")
+        ):
+            query = TelemetryQuery(
+                TelemetryType.PENDING_TIME_DISTRIBUTION, tuple(keys), nodepool=pool, phases=phases
+            )
+            # Young ones read, the oldest bucket from the rollups — or every Pending workload read.
+            assert store._pending(conn, query, catalog, NOW, restrict) == store._pending_rows(
+                conn, query, catalog, NOW, restrict, None
+            ), query
 
 
 @pytest.mark.usefixtures("inventory")
@@ -121,7 +131,7 @@ def test_a_restriction_narrows_every_path(database: Database, catalog: CatalogSn
             p: str(n) for p, n in Counter(p for names in in_a for p in names).items()
         }
         assert {"a", "b"} <= {v.groups[0].value for v in pooled}
-        # The pending buckets: ages of 0 to 8 hours before NOW (2027-01-15T08:00Z), some ahead of it.
+        # The pending buckets: up to two and a half days before NOW (2027-01-15T08:00Z), some ahead of it.
         pending = total(TelemetryType.PENDING_TIME_DISTRIBUTION)
         ages = [NOW - r["phase_updated_at"] for r in allowed if r["phase"] == "Pending"]
         buckets = [
@@ -133,3 +143,4 @@ def test_a_restriction_narrows_every_path(database: Database, catalog: CatalogSn
         assert [v.value for v in pending] == [str(n) for n in buckets]
         assert buckets[1]
         assert buckets[2]
+        assert buckets[3]

@@ -7,8 +7,9 @@ every pool they are in — is counted over the workloads themselves, through the
 Both rollups have the workloads' column names for everything telemetry filters and groups on, so the
 filters are the query layer's own compiled terms, evaluated on the rollup rows exactly as
 ``count_from_aggregate`` does; category resolves through the catalog the same way. The pending-time
-distribution depends on the clock, so it reads the live Pending workloads themselves (a small partial
-index, ``ix_workloads_pending``), through ``Compiler.where`` like the list.
+distribution depends on the clock: the workloads Pending for less than a day are read themselves (a
+range of a small partial index, ``ix_workloads_pending``, through ``Compiler.where`` like the list), and
+the oldest bucket is what remains of the rollups' Pending count.
 
 ``restrict`` is the one place a further restriction is ANDed in (the caller's access scopes): a
 predicate built from a table's ``cluster_id``, ``department_id`` and ``project_id`` columns, which the
@@ -18,7 +19,7 @@ rollups and ``workloads`` all have.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -171,14 +172,16 @@ def _from_rows(
     return _result(query, connection.execute(statement), len(columns))
 
 
-def _pending(
+def _pending_rows(
     connection: sa.Connection,
     query: TelemetryQuery,
     catalog: CatalogSnapshot,
     now_ms: int,
     restrict: Restriction | None,
+    younger_than_ms: int | None,
 ) -> dict[tuple[str, ...], list[int]]:
-    """Per combination of the groupBy values, the number of live Pending workloads in each bucket."""
+    """Per combination of the groupBy values, the number of live Pending workloads in each bucket,
+    counted over the workloads (only those Pending for less than ``younger_than_ms``, when given)."""
     w = workloads.c
     compiler = Compiler(catalog, now_ms)
     age = sa.literal(now_ms, sa.BigInteger) - w.phase_updated_at
@@ -204,12 +207,37 @@ def _pending(
         .where(*_narrowing(query, workloads, compiler, restrict))
         .group_by(bucket, *columns)
     )
+    if younger_than_ms is not None:
+        statement = statement.where(w.phase_updated_at > sa.literal(now_ms - younger_than_ms, sa.BigInteger))
     buckets: dict[tuple[str, ...], list[int]] = {}
     if not columns:
         buckets[()] = [0] * len(PENDING_BUCKETS)  # all four buckets, always
     for row in connection.execute(statement):
         combination = tuple("" if v is None else str(v) for v in row[1 : 1 + len(columns)])
         buckets.setdefault(combination, [0] * len(PENDING_BUCKETS))[int(row[0])] += int(row[-1])
+    return buckets
+
+
+def _pending(
+    connection: sa.Connection,
+    query: TelemetryQuery,
+    catalog: CatalogSnapshot,
+    now_ms: int,
+    restrict: Restriction | None,
+) -> dict[tuple[str, ...], list[int]]:
+    """The pending-time buckets per combination. Where work waits long, most Pending workloads are in
+    the oldest bucket: only the younger ones are read (an index range), and the oldest bucket is the
+    rest of the combination's Pending count, which the rollups hold (same transaction, same filters)."""
+    if GroupKey.CURRENT_NODEPOOLS in query.group_by and query.nodepool is not None:
+        return _pending_rows(connection, query, catalog, now_ms, restrict, None)  # no rollup holds it
+    oldest = PENDING_BUCKETS[-1][1]
+    buckets = _pending_rows(connection, query, catalog, now_ms, restrict, oldest)
+    if query.phases is not None and Phase.PENDING.value not in query.phases:
+        return buckets  # nothing is counted
+    pending_only = replace(query, type=TelemetryType.WORKLOADS_COUNT, phases=frozenset({Phase.PENDING.value}))
+    for combination, total in _from_rollup(connection, pending_only, catalog, now_ms, restrict).items():
+        counts = buckets.setdefault(combination, [0] * len(PENDING_BUCKETS))
+        counts[-1] = int(total) - sum(counts[:-1])
     return buckets
 
 
