@@ -18,7 +18,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 from workplane.metrics.series import Samples
 
@@ -95,16 +95,20 @@ def sample_measured(blocks: Iterable[Samples], window: Grid) -> list[Point]:
         # Only the bounds around this run: j_lo .. j_hi.
         j_lo = max(bisect_left(bounds, times[0]) - 1, 0)
         j_hi = min(bisect_left(bounds, times[-1]) + 1, points)
-        cut = [bisect_right(times, b) for b in bounds[j_lo : j_hi + 1]]
+        cut = _positions(times, bounds[j_lo : j_hi + 1])
         factor = _COMMON_SCALE // run.scale if run.scale else 0
+        # Prefix sums over the part of the run inside the windows (integers: exact).
+        base = cut[0]
+        prefix = list(accumulate(values[base : cut[-1]], initial=0))
         for offset, (lo, hi) in enumerate(pairwise(cut)):
             if hi > lo:
                 j = j_lo + offset
                 counts[j] += hi - lo
+                total = prefix[hi - base] - prefix[lo - base]
                 if factor:
-                    exact[j] += int(sum(values[lo:hi])) * factor  # integers: the sum is exact
+                    exact[j] += int(total) * factor
                 else:
-                    inexact[j] += sum(values[lo:hi])
+                    inexact[j] += total
     result: list[Point] = []
     for j, n in enumerate(counts):
         if n:
@@ -116,6 +120,16 @@ def sample_measured(blocks: Iterable[Samples], window: Grid) -> list[Point]:
             )
             result.append((bounds[j + 1], mean))
     return result
+
+
+def _positions(times: Sequence[int], bounds: Sequence[int]) -> list[int]:
+    """For each bound, how many of ``times`` are at or before it (``bisect_right``), computed
+    directly when the times are evenly spaced (a ``range``), where bisecting would build each probed
+    item."""
+    if isinstance(times, range):
+        first, step, n = times.start, times.step, len(times)
+        return [min(max((b - first) // step + 1, 0), n) for b in bounds]
+    return [bisect_right(times, b) for b in bounds]
 
 
 def _raw(runs: list[Samples], start_ms: int, end_ms: int) -> list[Point]:
