@@ -133,7 +133,7 @@ def get_workload_metrics(
     number_of_samples: Annotated[
         str | None, Query(alias="numberOfSamples", description="Points, 0..1000 (0: raw samples).")
     ] = None,
-    accept: Annotated[str | None, Header()] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     try:
         workload_id = str(uuid.UUID(workloadId))

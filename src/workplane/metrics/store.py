@@ -140,20 +140,23 @@ class ChunkStore:
         return [codec.decode_chunk(data) for data in rows]
 
     def newest_first(self, workload_id: str, metric: MeasuredMetric) -> Iterator[Samples]:
-        """The series' chunks from the latest back, read a few at a time (the idle rule stops early)."""
+        """The series' chunks from the latest back, each decoded only when the caller asks for it
+        (the idle rule usually stops within the newest)."""
         before: int | None = None
+        batch = 1
         while True:
             query = sa.select(c.start_ms, c.data).where(
                 c.workload_id == workload_id, c.metric == metric.value
             )
             if before is not None:
                 query = query.where(c.start_ms < before)
-            rows = self.connection.execute(query.order_by(c.start_ms.desc()).limit(2)).all()
+            rows = self.connection.execute(query.order_by(c.start_ms.desc()).limit(batch)).all()
             if not rows:
                 return
             for row in rows:
                 yield codec.decode_chunk(row.data)
             before = rows[-1].start_ms
+            batch = 16
 
 
 @dataclass(frozen=True, slots=True)
