@@ -15,10 +15,11 @@ timestamp is ``floor(t_i)`` (the wire shows milliseconds).
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, pairwise
+from itertools import pairwise
 
 from workplane.metrics.series import Samples
 
@@ -92,34 +93,29 @@ def sample_measured(blocks: Iterable[Samples], window: Grid) -> list[Point]:
     inexact = [0.0] * points  # sums of float-valued runs
     for run in runs:
         times, values = run.times, run.values
-        # Only the bounds around this run: j_lo .. j_hi.
+        # Only the bounds around this run: windows j_lo .. j_hi - 1.
         j_lo = max(bisect_left(bounds, times[0]) - 1, 0)
         j_hi = min(bisect_left(bounds, times[-1]) + 1, points)
-        cut = _positions(times, bounds[j_lo : j_hi + 1])
-        factor = _COMMON_SCALE // run.scale if run.scale else 0
-        # Prefix sums over the part of the run inside the windows (integers: exact).
-        base = cut[0]
-        prefix = list(accumulate(values[base : cut[-1]], initial=0))
-        for offset, (lo, hi) in enumerate(pairwise(cut)):
-            if hi > lo:
-                j = j_lo + offset
-                counts[j] += hi - lo
-                total = prefix[hi - base] - prefix[lo - base]
-                if factor:
-                    exact[j] += int(total) * factor
-                else:
-                    inexact[j] += total
-    result: list[Point] = []
-    for j, n in enumerate(counts):
-        if n:
-            # One correctly rounded division where the sum is exact: 1.1 and 1.2 average to 1.15.
-            mean = (
-                exact[j] / (_COMMON_SCALE * n)
-                if not inexact[j]
-                else (exact[j] / _COMMON_SCALE + inexact[j]) / n
-            )
-            result.append((bounds[j + 1], mean))
-    return result
+        pairs = list(pairwise(_positions(times, bounds[j_lo : j_hi + 1])))
+        # Whole-list operations (C loops), not a Python loop per window: slicing and summing a
+        # window's few dozen values costs less than building prefix sums over the whole run.
+        run_counts = [hi - lo for lo, hi in pairs]
+        run_sums = [sum(values[lo:hi]) for lo, hi in pairs]
+        counts[j_lo:j_hi] = map(operator.add, counts[j_lo:j_hi], run_counts)
+        if run.scale:
+            factor = _COMMON_SCALE // run.scale
+            exact[j_lo:j_hi] = map(operator.add, exact[j_lo:j_hi], [int(v) * factor for v in run_sums])
+        else:
+            inexact[j_lo:j_hi] = map(operator.add, inexact[j_lo:j_hi], run_sums)
+    # One correctly rounded division where the sum is exact: 1.1 and 1.2 average to 1.15.
+    return [
+        (
+            bounds[j + 1],
+            exact[j] / (_COMMON_SCALE * n) if not inexact[j] else (exact[j] / _COMMON_SCALE + inexact[j]) / n,
+        )
+        for j, n in enumerate(counts)
+        if n
+    ]
 
 
 def _positions(times: Sequence[int], bounds: Sequence[int]) -> list[int]:
