@@ -241,17 +241,26 @@ def run(kind: str, args: argparse.Namespace, plan: Any) -> dict[str, Any]:
         pg_url=args.pg_url,
         pg_database="workplane_metrics",
     )
-    if kind == POSTGRESQL:
-        ensure_exists(target)
-    wipe(target)
-    # No background maintenance in the server while measuring: compaction is run (and timed) below.
-    (target.data_dir / "workplane.toml").write_text("retention_interval_s = 0\n")
     result: dict[str, Any] = {
         "database": target.label,
         "samples": total,
         "workloads": args.workloads,
         "days": args.days,
     }
+    if args.query_only:
+        with Server(target, workers=1, log_path=Path(args.out) / f"metrics-{kind}.log") as server:
+            token, _ = get_token(target, server.port)
+            db = open_database(target)
+            with db.engine.connect() as conn:
+                first, last = conn.exec_driver_sql(
+                    "SELECT min(start_ms), max(end_ms) FROM metric_chunks"
+                ).one()
+            return _queries(target, args, server, token, db, int(first), int(last), result)
+    if kind == POSTGRESQL:
+        ensure_exists(target)
+    wipe(target)
+    # No background maintenance in the server while measuring: compaction is run (and timed) below.
+    (target.data_dir / "workplane.toml").write_text("retention_interval_s = 0\n")
     with Server(target, workers=1, log_path=Path(args.out) / f"metrics-{kind}.log") as server:
         token, _ = get_token(target, server.port)
         errors: list[str] = []
@@ -309,41 +318,52 @@ def run(kind: str, args: argparse.Namespace, plan: Any) -> dict[str, Any]:
             flush=True,
         )
 
-        # One workload's whole range of GPU_UTILIZATION at 1,000 points.
-        ids = [_workload_id(_cluster(n % args.agents), n) for n in range(args.workloads)]
-        window = grid(start, end, 1000)
-        in_process: list[float] = []
-        for i in range(args.queries):
-            workload = ids[i % len(ids)]
-            began = time.perf_counter()
-            with db.read() as conn:
-                facts = workload_facts(conn, workload)
-                assert facts is not None
-                answer = workload_metrics(
-                    conn, ChunkStore(conn), facts, [WorkloadMetricType.GPU_UTILIZATION], window, now_ms()
-                )
-            body = render_json(answer)
-            in_process.append(time.perf_counter() - began)
-            assert len(answer.measurements[0].points) >= 990, len(answer.measurements[0].points)
-            assert body
-        http_times: list[float] = []
-        conn_http = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        query = (
-            f"metricType=GPU_UTILIZATION&numberOfSamples=1000&start={format_ms(start)}&end={format_ms(end)}"
-        )
-        for i in range(args.queries):
-            began = time.perf_counter()
-            conn_http.request(
-                "GET",
-                f"/api/v1/workloads/{ids[i % len(ids)]}/metrics?{query}",
-                headers={"Authorization": f"Bearer {token}"},
+        return _queries(target, args, server, token, db, start, end, result)
+
+
+def _queries(
+    target: Target,
+    args: argparse.Namespace,
+    server: Server,
+    token: str,
+    db: Any,
+    start: int,
+    end: int,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    # One workload's whole range of GPU_UTILIZATION at 1,000 points.
+    ids = [_workload_id(_cluster(n % args.agents), n) for n in range(args.workloads)]
+    window = grid(start, end, 1000)
+    in_process: list[float] = []
+    for i in range(args.queries):
+        workload = ids[i % len(ids)]
+        began = time.perf_counter()
+        with db.read() as conn:
+            facts = workload_facts(conn, workload)
+            assert facts is not None
+            answer = workload_metrics(
+                conn, ChunkStore(conn), facts, [WorkloadMetricType.GPU_UTILIZATION], window, now_ms()
             )
-            response = conn_http.getresponse()
-            payload = response.read()
-            http_times.append(time.perf_counter() - began)
-            assert response.status == 200, payload[:300]
-        conn_http.close()
-        db.dispose()
+        body = render_json(answer)
+        in_process.append(time.perf_counter() - began)
+        assert len(answer.measurements[0].points) >= 990, len(answer.measurements[0].points)
+        assert body
+    http_times: list[float] = []
+    conn_http = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    query = f"metricType=GPU_UTILIZATION&numberOfSamples=1000&start={format_ms(start)}&end={format_ms(end)}"
+    for i in range(args.queries):
+        began = time.perf_counter()
+        conn_http.request(
+            "GET",
+            f"/api/v1/workloads/{ids[i % len(ids)]}/metrics?{query}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        response = conn_http.getresponse()
+        payload = response.read()
+        http_times.append(time.perf_counter() - began)
+        assert response.status == 200, payload[:300]
+    conn_http.close()
+    db.dispose()
     for label, times in (("in_process", in_process), ("http", http_times)):
         result[f"query_{label}_p50_ms"] = round(1000 * statistics.median(times), 2)
         result[f"query_{label}_p99_ms"] = round(1000 * _percentile(times, 0.99), 2)
@@ -367,6 +387,9 @@ def main() -> None:
     parser.add_argument("--batch-minutes", type=int, default=60, help="minutes of every series per batch")
     parser.add_argument("--jitter-ms", type=int, default=0, help="random delay added to each sample time")
     parser.add_argument("--queries", type=int, default=60, help="requests per latency measurement")
+    parser.add_argument(
+        "--query-only", action="store_true", help="only the latency, on the store a previous run left"
+    )
     parser.add_argument("--out", default="bench/out", help="where logs, stores and results go")
     parser.add_argument(
         "--pg-url",
@@ -376,7 +399,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"generating {args.workloads} workloads x {len(TYPES)} types x {args.days} days ...", flush=True)
     began = time.perf_counter()
-    plan = _plan(args)
+    plan = _plan(args) if not args.query_only else ({}, {}, 0, 0, 0)
     print(f"{plan[2]:,} samples generated and serialised in {time.perf_counter() - began:.0f} s", flush=True)
     kinds = [SQLITE, POSTGRESQL] if args.db == "both" else [args.db]
     results = [run(kind, args, plan) for kind in kinds]
