@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import random
+from fractions import Fraction
+from itertools import pairwise
+
 import pytest
 
 from workplane.metrics import codec
@@ -98,3 +103,43 @@ def test_derived_raw_is_the_value_at_start_and_every_change() -> None:
     steps = Steps([10, 30, 50, 70], [1.0, 2.0, 1.0, 0.0], valid_from=10, valid_until=1000)
     assert sample_derived(steps, grid(20, 60, 0)) == [(20, 1.0), (30, 2.0), (50, 1.0)]
     assert sample_derived(steps, grid(0, 30, 0)) == [(10, 1.0), (30, 2.0)]
+
+
+def _by_definition(
+    times: list[int], values: list[float], start: int, end: int, n: int
+) -> list[tuple[int, float]]:
+    """The rule as written, with exact fractions: points t_i, windows (t_i - step, t_i]."""
+    if n == 0:
+        return [(t, v) for t, v in zip(times, values, strict=True) if start <= t <= end]
+    step = Fraction(end - start, max(n - 1, 1))
+    moments = [start + i * step for i in range(n)] if n >= 2 else [Fraction(end)]
+    points = []
+    for t in moments:
+        inside = [Fraction(v) for s, v in zip(times, values, strict=True) if t - step < s <= t]
+        if inside:
+            points.append((math.floor(t), float(sum(inside) / len(inside))))
+    return points
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_series_match_the_definition(seed: int) -> None:
+    rng = random.Random(seed)
+    spacing = rng.choice([1, 7, 15, 1000])
+    first = rng.randint(-50, 500)
+    count = rng.randint(1, 300)
+    regular = seed % 2 == 0  # evenly spaced times decode as a range, the others as a list
+    times = (
+        [first + spacing * i for i in range(count)]
+        if regular
+        else sorted(rng.sample(range(first, first + spacing * count * 2), count))
+    )
+    values = [rng.randint(0, 800) / 8 for _ in times]
+    chunks = []
+    cut = sorted(rng.sample(range(1, count), min(3, count - 1))) if count > 1 else []
+    for lo, hi in pairwise([0, *cut, count]):
+        chunks.append(run(times[lo:hi], values[lo:hi]))
+    start = rng.randint(first - 200, first + spacing * count)
+    end = start + rng.randint(1, spacing * count * 2)
+    n = rng.choice([0, 1, 2, 3, 17, 1000])
+    expected = _by_definition(times, values, start, end, n)
+    assert sample_measured(chunks, grid(start, end, n)) == expected  # exact sums: equal, not close

@@ -77,10 +77,10 @@ def decimal_text(value: float) -> str:
     """A value as the decimal string the wire carries: integers without a fraction, others as the
     shortest decimal that reads back as the same float (a mean of 87.5 and 88 is "87.75"), never in
     exponent form."""
-    if value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
     text = repr(value)
-    if "e" in text:
+    if text.endswith(".0"):
+        return text[:-2] if text != "-0.0" else "0"
+    if "e" in text:  # below 1e-4 or from 1e16 on, repr uses an exponent
         text = format(value, ".20f").rstrip("0").rstrip(".")
     return text
 

@@ -205,7 +205,7 @@ def decode_chunk(data: bytes) -> Samples:
     times: Sequence[int]
     if count == 1:
         times = range(first, first + 1)
-    elif not any(body[:split]):
+    elif body.count(0, 0, split) == split:
         times = range(first, first + count * delta, delta)  # evenly spaced: nothing to build
     else:
         dod = _unshuffled(body[:split], _CODE_OF[time_width], dod_count)

@@ -124,7 +124,12 @@ def _positions(times: Sequence[int], bounds: Sequence[int]) -> list[int]:
     item."""
     if isinstance(times, range):
         first, step, n = times.start, times.step, len(times)
-        return [min(max((b - first) // step + 1, 0), n) for b in bounds]
+        positions = [(b - first) // step + 1 for b in bounds]
+        # The caller passes the bounds around the run: only the first can lie before it, only the
+        # last two after it (the one before last is the first bound at or after its last sample).
+        for i in {0, len(positions) - 2, len(positions) - 1} - {-1}:
+            positions[i] = min(max(positions[i], 0), n)
+        return positions
     return [bisect_right(times, b) for b in bounds]
 
 
