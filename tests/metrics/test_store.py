@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from tests.api.test_sync import obs, sync, wid
 from workplane.domain.timefmt import format_ms, parse_to_ms
 from workplane.metrics import codec
-from workplane.metrics.store import BLOCK_MS, compact, purge_samples
+from workplane.metrics.store import BLOCK_MS, COMPACT_OPEN_AT, compact, purge_samples
 from workplane.services.retention import maintain_metrics_once
 from workplane.store.database import Database
 from workplane.store.schema import metric_chunks, workload_history
@@ -229,3 +229,32 @@ def test_samples_for_another_clusters_workload_are_refused(client: TestClient) -
     )
     assert answer.status_code == 400
     assert "samples[0]" in answer.json()["message"]
+
+
+def test_the_current_day_is_compacted_once_it_has_many_chunks(client: TestClient, database: Database) -> None:
+    sync(client, {"workloads": [obs(1, 1)]})
+    now = (T0 // BLOCK_MS + 10) * BLOCK_MS + 12 * 3600_000  # noon of a later day
+    day_start = now // BLOCK_MS * BLOCK_MS
+    for batch in range(COMPACT_OPEN_AT):
+        times = [day_start + 60_000 * (batch * 2 + i) for i in range(2)]
+        sync(
+            client,
+            {
+                "samples": [
+                    {
+                        "workloadId": wid(1),
+                        "metric": "CPU_USAGE_CORES",
+                        "timestamps": times,
+                        "values": [1.0, 2.0],
+                    }
+                ]
+            },
+        )
+        with database.write() as conn:
+            merged = compact(conn, now_ms=now)
+        # The day is not over: its chunks are merged only once there are COMPACT_OPEN_AT of them.
+        assert merged == (1 if batch == COMPACT_OPEN_AT - 1 else 0)
+    with database.read() as conn:
+        rows = conn.execute(metric_chunks.select()).all()
+    assert len(rows) == 1
+    assert rows[0].count == 2 * COMPACT_OPEN_AT
