@@ -11,11 +11,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from workplane import __version__
-from workplane.api import errors, health, properties, sync, telemetry, token, workloads
+from workplane.api import errors, health, metrics, properties, sync, telemetry, token, workloads
 from workplane.api.deps import Services
 from workplane.api.openapi import build_openapi
 from workplane.auth.tokens import TokenSigner, load_or_create_key
-from workplane.services.retention import run_retention
+from workplane.services.retention import run_metrics_maintenance, run_retention
 from workplane.settings import Settings, load_settings
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, create_database
@@ -43,6 +43,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     run_retention(svc.db, settings.deleted_retention_days, settings.retention_interval_s)
                 )
             )
+            tasks.append(
+                asyncio.create_task(
+                    run_metrics_maintenance(
+                        svc.db, settings.metrics_retention_days, settings.retention_interval_s
+                    )
+                )
+            )
         yield
         for task in tasks:
             task.cancel()
@@ -61,7 +68,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = svc
     errors.install(app)
     # telemetry before workloads: /workloads/telemetry must not be taken for /workloads/{workloadId}.
-    for module in (health, token, telemetry, workloads, properties, sync):
+    for module in (health, token, telemetry, workloads, metrics, properties, sync):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     retention_interval_s: float = Field(
         default=600.0, ge=0, description="How often deleted workloads past retention are purged (0: never)."
     )
+    metrics_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long metric samples are kept (workload history is kept with the workload).",
+    )
     db_pool_size: int = Field(default=8, ge=1, le=256, description="Connections per process.")
     db_busy_timeout_ms: int = Field(
         default=5000, ge=0, description="How long a request waits for a locked SQLite before 503."

@@ -1,1 +1,3 @@
-"""Metric samples: the series model, compact storage and (later) the sampling rule and back ends."""
+"""Workload metrics: the sampling rule (``sampling``), the back-end seam (``backend``), the embedded
+chunk store (``store``, ``codec``), the idle-GPU rule (``idle``) and answering a request (``query``).
+See docs/decisions/0008-workload-metrics.md."""

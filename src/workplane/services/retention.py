@@ -1,4 +1,6 @@
-"""Purges workloads deleted longer ago than the retention period (with their history and samples)."""
+"""Purges workloads deleted longer ago than the retention period (with their history and samples), and
+keeps the metrics store in shape: samples older than their own retention period go (history stays),
+small chunks are merged."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ import logging
 from starlette.concurrency import run_in_threadpool
 
 from workplane.domain.timefmt import now_ms
+from workplane.metrics.store import compact, purge_samples
 from workplane.store.database import Database
 from workplane.store.workloads import purge_deleted
 
 log = logging.getLogger("workplane.retention")
+_COMPACT_ROUND = 100  # blocks merged per transaction
 
 
 def purge_once(db: Database, retention_days: float) -> int:
@@ -29,4 +33,31 @@ async def run_retention(db: Database, retention_days: float, interval_s: float) 
                 log.info("purged %d workloads deleted more than %s days ago", purged, retention_days)
         except Exception:  # a failed run (database briefly down) must not stop the next ones
             log.exception("retention run failed")
+        await asyncio.sleep(interval_s)
+
+
+def maintain_metrics_once(db: Database, retention_days: float, *, now: int | None = None) -> tuple[int, int]:
+    """Drop samples past retention, then merge small chunks (a transaction per round, so ingestion
+    waits at most one round for the write lock). Returns (chunks dropped, blocks merged)."""
+    now = now if now is not None else now_ms()
+    with db.write() as connection:
+        dropped = purge_samples(connection, older_than_ms=now - int(retention_days * 86_400_000))
+    merged = 0
+    while True:
+        with db.write() as connection:
+            done = compact(connection, now_ms=now, limit=_COMPACT_ROUND)
+        merged += done
+        if done < _COMPACT_ROUND:
+            return dropped, merged
+
+
+async def run_metrics_maintenance(db: Database, retention_days: float, interval_s: float) -> None:
+    """Metric samples: retention and compaction now, then every ``interval_s`` seconds, until cancelled."""
+    while True:
+        try:
+            dropped, merged = await run_in_threadpool(maintain_metrics_once, db, retention_days)
+            if dropped or merged:
+                log.info("metrics: %d chunks past retention dropped, %d blocks compacted", dropped, merged)
+        except Exception:  # a failed run (database briefly down) must not stop the next ones
+            log.exception("metrics maintenance failed")
         await asyncio.sleep(interval_s)

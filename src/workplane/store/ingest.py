@@ -20,9 +20,9 @@ from workplane.domain.observation import FullResync, Observation, SampleSeries, 
 from workplane.domain.phases import PhaseClock
 from workplane.domain.record import Previous, build_row, transition
 from workplane.domain.timefmt import to_ms
-from workplane.metrics import codec
+from workplane.metrics.store import UnknownSeriesWorkload, store_samples
 from workplane.store.database import insert_ignore, upsert
-from workplane.store.schema import clusters, metric_chunks, workload_history, workload_nodepools, workloads
+from workplane.store.schema import clusters, workload_history, workload_nodepools, workloads
 from workplane.store.workloads import (
     InvalidWorkload,
     check_record,
@@ -217,7 +217,10 @@ def apply_batch(
         if resync.final:
             result.deleted += _delete_unseen(connection, cluster_id, resync.id, now_ms)
 
-    result.samples = _store_samples(connection, cluster_id, samples)
+    try:
+        result.samples = store_samples(connection, cluster_id, samples, [str(o.id) for o in applied_records])
+    except UnknownSeriesWorkload as exc:
+        raise BatchError(str(exc)) from None
     _touch_cluster(connection, cluster_id, cluster_name, now_ms)
     return result
 
@@ -226,35 +229,6 @@ def _delete_unseen(connection: sa.Connection, cluster_id: str, resync_id: str, n
     """End of a full resync: live workloads of the cluster that no batch of it reported are gone."""
     unseen = sa.and_(w.cluster_id == cluster_id, sa.or_(w.resync_id.is_(None), w.resync_id != resync_id))
     return mark_deleted(connection, unseen, deleted_at_ms=now_ms)
-
-
-def _store_samples(connection: sa.Connection, cluster_id: str, samples: list[SampleSeries]) -> int:
-    if not samples:
-        return 0
-    ids = sorted({s.workload_id.lower() for s in samples})
-    known: set[str] = set()
-    for part in _chunks(ids):
-        known.update(
-            connection.execute(sa.select(w.id).where(w.id.in_(part), w.cluster_id == cluster_id)).scalars()
-        )
-    chunks = []
-    for index, series in enumerate(samples):
-        workload_id = series.workload_id.lower()
-        if workload_id not in known:
-            raise BatchError(f"samples[{index}]: no workload {workload_id} in this cluster")
-        chunks.append(
-            {
-                "workload_id": workload_id,
-                "metric": str(series.metric),
-                "start_ms": series.timestamps[0],
-                "end_ms": series.timestamps[-1],
-                "count": len(series.values),
-                "data": codec.encode(series.timestamps, series.values),
-            }
-        )
-    # A retried batch carries the same chunks: the primary key (workload, metric, start) drops them.
-    insert_ignore(connection, metric_chunks, chunks)
-    return sum(len(s.values) for s in samples)
 
 
 def _touch_cluster(connection: sa.Connection, cluster_id: str, name: str | None, now_ms: int) -> None:

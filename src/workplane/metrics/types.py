@@ -1,0 +1,69 @@
+"""The metric types of ``GET /workloads/{id}/metrics`` and where each one's values come from."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from workplane.domain.observation import MeasuredMetric
+
+
+class WorkloadMetricType(StrEnum):
+    GPU_UTILIZATION = "GPU_UTILIZATION"
+    GPU_MEMORY_USAGE_BYTES = "GPU_MEMORY_USAGE_BYTES"
+    GPU_MEMORY_REQUEST_BYTES = "GPU_MEMORY_REQUEST_BYTES"
+    CPU_USAGE_CORES = "CPU_USAGE_CORES"
+    CPU_REQUEST_CORES = "CPU_REQUEST_CORES"
+    CPU_LIMIT_CORES = "CPU_LIMIT_CORES"
+    CPU_MEMORY_USAGE_BYTES = "CPU_MEMORY_USAGE_BYTES"
+    CPU_MEMORY_REQUEST_BYTES = "CPU_MEMORY_REQUEST_BYTES"
+    CPU_MEMORY_LIMIT_BYTES = "CPU_MEMORY_LIMIT_BYTES"
+    POD_COUNT = "POD_COUNT"
+    RUNNING_POD_COUNT = "RUNNING_POD_COUNT"
+    GPU_ALLOCATION = "GPU_ALLOCATION"
+    NIM_NUM_REQUESTS_RUNNING = "NIM_NUM_REQUESTS_RUNNING"
+    NIM_NUM_REQUESTS_WAITING = "NIM_NUM_REQUESTS_WAITING"
+    NIM_NUM_REQUEST_MAX = "NIM_NUM_REQUEST_MAX"
+    NIM_REQUEST_SUCCESS_TOTAL = "NIM_REQUEST_SUCCESS_TOTAL"
+    NIM_REQUEST_FAILURE_TOTAL = "NIM_REQUEST_FAILURE_TOTAL"
+    NIM_GPU_CACHE_USAGE_PERC = "NIM_GPU_CACHE_USAGE_PERC"
+    NIM_TIME_TO_FIRST_TOKEN_SECONDS = "NIM_TIME_TO_FIRST_TOKEN_SECONDS"  # noqa: S105 (a metric name)
+    NIM_E2E_REQUEST_LATENCY_SECONDS = "NIM_E2E_REQUEST_LATENCY_SECONDS"
+    NIM_TIME_TO_FIRST_TOKEN_SECONDS_PERCENTILES = "NIM_TIME_TO_FIRST_TOKEN_SECONDS_PERCENTILES"  # noqa: S105
+    NIM_E2E_REQUEST_LATENCY_SECONDS_PERCENTILES = "NIM_E2E_REQUEST_LATENCY_SECONDS_PERCENTILES"
+    NVLINK_BANDWIDTH_TOTAL = "NVLINK_BANDWIDTH_TOTAL"
+
+
+# From the workload's own history (``domain.observation.derived_values`` names the same keys).
+DERIVED = frozenset(
+    {
+        WorkloadMetricType.GPU_ALLOCATION,
+        WorkloadMetricType.GPU_MEMORY_REQUEST_BYTES,
+        WorkloadMetricType.CPU_REQUEST_CORES,
+        WorkloadMetricType.CPU_LIMIT_CORES,
+        WorkloadMetricType.CPU_MEMORY_REQUEST_BYTES,
+        WorkloadMetricType.CPU_MEMORY_LIMIT_BYTES,
+        WorkloadMetricType.POD_COUNT,
+        WorkloadMetricType.RUNNING_POD_COUNT,
+    }
+)
+
+# Workload types that serve inference, the only ones NIM_* series are answered for.
+INFERENCE_TYPES = frozenset({"Inference", "DistributedInference", "NIMService", "InferenceService"})
+
+
+def measured(metric: WorkloadMetricType) -> MeasuredMetric | None:
+    """The sample series behind a measured type; None for derived types and for the percentile types,
+    which are histograms no agent reports as samples."""
+    try:
+        return MeasuredMetric(metric.value)
+    except ValueError:
+        return None
+
+
+def servable(metric: WorkloadMetricType, workload_type: str) -> bool:
+    """Whether this type can be answered for a workload of this type at all (else: 207)."""
+    if metric in DERIVED:
+        return True
+    if measured(metric) is None:
+        return False
+    return not metric.value.startswith("NIM_") or workload_type in INFERENCE_TYPES
