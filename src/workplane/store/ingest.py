@@ -21,7 +21,7 @@ from workplane.domain.phases import PhaseClock
 from workplane.domain.record import Previous, build_row, transition
 from workplane.domain.timefmt import to_ms
 from workplane.metrics import codec
-from workplane.store.database import insert_ignore, upsert
+from workplane.store.database import insert_ignore, update_rows, upsert
 from workplane.store.schema import clusters, metric_chunks, workload_history, workload_nodepools, workloads
 from workplane.store.workloads import (
     InvalidWorkload,
@@ -76,18 +76,13 @@ def _load(connection: sa.Connection, ids: list[str]) -> dict[str, _Stored]:
 def _write_changes(connection: sa.Connection, changes: list[tuple[str, dict[str, Any]]]) -> None:
     """UPDATE existing rows, grouped by the set of columns that changed: SQLite maintains every index
     on a column named in SET, changed or not, so writing only what changed keeps a phase change from
-    touching the indexes of the twenty columns that stayed the same."""
+    touching the indexes of the twenty columns that stayed the same. Each group is one statement on
+    PostgreSQL (``update_rows``)."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for workload_id, changed in changes:
-        values = {"b_id": workload_id, **{f"v_{k}": v for k, v in changed.items()}}
-        groups.setdefault(tuple(sorted(changed)), []).append(values)
-    for columns, params in groups.items():
-        statement = (
-            workloads.update()
-            .where(w.id == sa.bindparam("b_id"))
-            .values({c: sa.bindparam(f"v_{c}") for c in columns})
-        )
-        connection.execute(statement, params)
+        groups.setdefault(tuple(sorted(changed)), []).append({"id": workload_id, **changed})
+    for rows in groups.values():
+        update_rows(connection, workloads, rows)
 
 
 def _pools_changed(before: _Stored, pools: list[str]) -> bool:
