@@ -150,7 +150,7 @@ def insert_rows(
     target = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in names)}) "
     conflict = " ON CONFLICT DO NOTHING" if skip_existing else ""
     if connection.dialect.name == "postgresql":
-        arrays = ", ".join(f"%s::{_pg_array_type(table.c[c])}" for c in names)
+        arrays = ", ".join(f"%b::{_pg_array_type(table.c[c])}" for c in names)
         connection.exec_driver_sql(
             f"{target}SELECT * FROM unnest({arrays}){conflict}",
             tuple([r[c] for r in rows] for c in names),
@@ -172,7 +172,7 @@ def rows_by_key(
     names = [c.name for c in table.columns]
     select = f"SELECT {', '.join(quote(c) for c in names)} FROM {quote(table.name)} WHERE {quote(key)}"
     if connection.dialect.name == "postgresql":
-        result = connection.exec_driver_sql(f"{select} = ANY(%s)", (list(keys),))
+        result = connection.exec_driver_sql(f"{select} = ANY(%b)", (list(keys),))
         rows = result.cursor.fetchall()
         result.close()
         return [dict(zip(names, r, strict=True)) for r in rows]
@@ -196,7 +196,8 @@ def update_rows(
     An executemany would run one statement per row (psycopg pipelines them, but each is still parsed,
     planned and executed on its own, and fires statement-level triggers once per row); this sends
     one parameter per column whatever the number of rows, so the statement text is the same for
-    every batch. SQLite: one prepared statement run once per row, which is what it does best (it has
+    every batch. The arrays travel in binary (``%b``): psycopg escapes text-format array elements
+    with a regular expression in Python, eight times slower for a batch of documents. SQLite: one prepared statement run once per row, which is what it does best (it has
     no statement-level triggers, and a row costs it microseconds), given to the driver as it is.
     """
     if not rows:
@@ -206,7 +207,7 @@ def update_rows(
     if connection.dialect.name == "postgresql":
         names = [key, *columns]
         assignments = ", ".join(f"{quote(c)} = v.{quote(c)}" for c in columns)
-        arrays = ", ".join(f"%s::{_pg_array_type(table.c[c])}" for c in names)
+        arrays = ", ".join(f"%b::{_pg_array_type(table.c[c])}" for c in names)
         statement = (
             f"UPDATE {quote(table.name)} SET {assignments} "
             f"FROM unnest({arrays}) AS v({', '.join(quote(c) for c in names)}) "
