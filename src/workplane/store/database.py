@@ -197,8 +197,10 @@ def update_rows(
     planned and executed on its own, and fires statement-level triggers once per row); this sends
     one parameter per column whatever the number of rows, so the statement text is the same for
     every batch. The arrays travel in binary (``%b``): psycopg escapes text-format array elements
-    with a regular expression in Python, eight times slower for a batch of documents. SQLite: one prepared statement run once per row, which is what it does best (it has
-    no statement-level triggers, and a row costs it microseconds), given to the driver as it is.
+    with a regular expression in Python, eight times slower for a batch of documents.
+
+    SQLite: one prepared statement run once per row, which is what it does best (it has no
+    statement-level triggers, and a row costs it microseconds), given to the driver as it is.
     """
     if not rows:
         return
