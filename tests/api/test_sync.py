@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -301,3 +303,16 @@ def test_the_last_name_reported_for_a_project_wins(client: TestClient, database:
         project = conn.execute(sa.select(projects.c.name).where(projects.c.id == "p1")).scalar_one()
         department = conn.execute(sa.select(departments.c.name).where(departments.c.id == "d1")).scalar_one()
     assert (project, department) == ("newest", "d-newest")
+
+
+def test_a_batch_is_validated_before_it_waits_for_the_write_lock(
+    client: TestClient, database: Database
+) -> None:
+    if database.dialect != "sqlite":
+        pytest.skip("only SQLite has a database-wide write lock")
+    with database.write():  # another writer holds the lock for the whole request
+        started = time.monotonic()
+        answer = client.post(f"/api/v1/clusters/{CLUSTER_A}/sync", json={"workloads": [obs(1, 1, phase="?")]})
+        elapsed = time.monotonic() - started
+    assert answer.status_code == 400
+    assert elapsed < 1.0  # well under busy_timeout: the body was refused without a transaction
