@@ -36,9 +36,12 @@ class SyncBatch(BaseModel):
     samples: list[SampleSeries] = Field(default_factory=list, max_length=MAX_ITEMS)
 
 
+# The request body as the API description shows it: items as plain objects (the Observation schema is
+# long and says less than docs/sync-protocol.md). The docstring is the description served.
 class _DocumentedBatch(BaseModel):
-    """The request body as the API description shows it (items as plain objects, as before; the
-    Observation schema is long and says less than docs/sync-protocol.md)."""
+    """A batch of observations from one cluster's agent. ``workloads`` items are Run:ai workload
+    records (camelCase) plus ``revision`` and optionally ``observedAt`` / ``deletedAt``; ``clusterId``
+    may be left out and defaults to the path's (docs/sync-protocol.md)."""
 
     model_config = ConfigDict(title="SyncBatch", populate_by_name=True, extra="forbid")
 
