@@ -42,9 +42,12 @@ def _serve_command() -> list[str]:
 class Server:
     """``workplane serve`` as a child process of the benchmark."""
 
-    def __init__(self, target: Target, *, workers: int, log_path: Path) -> None:
+    def __init__(
+        self, target: Target, *, workers: int, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.target = target
         self.workers = workers
+        self.env = env or {}
         self.port = free_port()
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
@@ -63,6 +66,7 @@ class Server:
         # 14-day retention the server's purge service would remove them on start. Keep the service
         # running, with a retention that purges none of them.
         env["WORKPLANE_DELETED_RETENTION_DAYS"] = str(RETENTION_DAYS)
+        env.update(self.env)
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         deadline = time.monotonic() + timeout_s

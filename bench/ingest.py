@@ -107,7 +107,9 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     agents = [_cluster(n) for n in range(args.agents)]
     print(f"[{target.label}] serialising {3 * args.workloads * len(agents):,} observations ...", flush=True)
     bodies = {c: _bodies(c, args.workloads, args.batch) for c in agents}
-    with Server(target, workers=1, log_path=Path(args.out) / f"ingest-{kind}.log") as server:
+    env = {} if args.pin else {"WORKPLANE_PIN_CPUS": "false"}
+    log_path = Path(args.out) / f"ingest-{kind}.log"
+    with Server(target, workers=args.workers, log_path=log_path, env=env) as server:
         token, _ = get_token(target, server.port)
         stop, latencies, errors = threading.Event(), [], []
         readers = [
@@ -138,6 +140,8 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     latencies.sort()
     result = {
         "database": target.label,
+        "workers": args.workers,
+        "pinned": args.pin,
         "observations": observations,
         "seconds": round(elapsed, 2),
         "observations_per_s": round(observations / elapsed),
@@ -167,6 +171,13 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=2, help="concurrent agents, one cluster each")
     parser.add_argument("--batch", type=int, default=2_000, help="workload items per sync batch")
     parser.add_argument("--readers", type=int, default=2, help="threads listing workloads meanwhile")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (workplane serve --workers)")
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="let the server processes use every CPU (WORKPLANE_PIN_CPUS=false)",
+    )
     parser.add_argument("--out", default="bench/out", help="where logs, stores and results go")
     parser.add_argument(
         "--pg-url",

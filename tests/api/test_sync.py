@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from workplane.domain.timefmt import parse_to_ms
 from workplane.metrics import codec
 from workplane.store import ingest
 from workplane.store.database import Database
-from workplane.store.schema import metric_chunks
+from workplane.store.schema import departments, metric_chunks, projects
 
 CLUSTER_A = "aaaaaaaa-0000-4000-8000-000000000001"
 CLUSTER_B = "bbbbbbbb-0000-4000-8000-000000000002"
@@ -247,3 +250,69 @@ def test_phase_change_without_phase_time_happens_when_observed(client: TestClien
     del again["phaseUpdatedAt"]
     sync(client, {"workloads": [again]})
     assert get(client, wid(1))["phaseUpdatedAt"] == "2024-05-01T10:10:00.000Z"
+
+
+def test_validation_errors_name_the_item_and_field(client: TestClient) -> None:
+    def refused(body: bytes | dict[str, Any]) -> str:
+        url = f"/api/v1/clusters/{CLUSTER_A}/sync"
+        answer = client.post(url, content=body) if isinstance(body, bytes) else client.post(url, json=body)
+        assert answer.status_code == 400, answer.text
+        message: str = answer.json()["message"]
+        return message
+
+    bad_phase = refused({"workloads": [obs(1, 1), obs(2, 1), obs(3, 1, phase="Sleeping")]})
+    assert bad_phase.startswith("invalid batch: workloads[2].phase: ")
+    assert "invalid batch: workloads[0].revision: " in refused({"workloads": [obs(1, -1)]})
+    assert "invalid batch: samples[0].metric: " in refused(
+        {"samples": [{"workloadId": wid(1), "metric": "NOPE", "timestamps": [1], "values": [1.0]}]}
+    )
+    assert "invalid batch: fullResync.id: " in refused({"fullResync": {"id": ""}})
+    assert "invalid batch: extra: " in refused({"extra": 1})
+    assert refused(b"{not json") == "invalid batch: body: not valid JSON"
+    assert refused(b"") == "invalid batch: body: not valid JSON"
+    assert refused(b"[]").startswith("invalid batch: body: ")
+    # A NUL is refused wherever it hides, whether the item is first or not.
+    assert "workloads[1]" in refused({"workloads": [obs(1, 1), obs(2, 1, name="a\x00b")]})
+    assert "workloads[0]" in refused({"workloads": [obs(1, 1, images=["x\x00"])]})
+    assert client.get("/api/v1/workloads/count").json() == {"count": 0}
+
+
+def test_cluster_id_defaults_to_the_path_and_must_match_it(client: TestClient) -> None:
+    given = obs(2, 1)
+    given["clusterId"] = CLUSTER_A.upper()  # the same cluster, written differently
+    sync(client, {"workloads": [obs(1, 1), given]})
+    assert {get(client, wid(n))["clusterId"] for n in (1, 2)} == {CLUSTER_A}
+    other = obs(3, 1)
+    other["clusterId"] = CLUSTER_B
+    answer = client.post(f"/api/v1/clusters/{CLUSTER_A}/sync", json={"workloads": [obs(4, 1), other]})
+    assert answer.status_code == 400
+    assert "workloads[1]" in answer.json()["message"]
+
+
+def test_the_last_name_reported_for_a_project_wins(client: TestClient, database: Database) -> None:
+    names = ["old", "new", "old", "newest"]
+    sync(
+        client,
+        {
+            "workloads": [
+                obs(n, 1, projectName=name, departmentName=f"d-{name}") for n, name in enumerate(names)
+            ]
+        },
+    )
+    with database.read() as conn:
+        project = conn.execute(sa.select(projects.c.name).where(projects.c.id == "p1")).scalar_one()
+        department = conn.execute(sa.select(departments.c.name).where(departments.c.id == "d1")).scalar_one()
+    assert (project, department) == ("newest", "d-newest")
+
+
+def test_a_batch_is_validated_before_it_waits_for_the_write_lock(
+    client: TestClient, database: Database
+) -> None:
+    if database.dialect != "sqlite":
+        pytest.skip("only SQLite has a database-wide write lock")
+    with database.write():  # another writer holds the lock for the whole request
+        started = time.monotonic()
+        answer = client.post(f"/api/v1/clusters/{CLUSTER_A}/sync", json={"workloads": [obs(1, 1, phase="?")]})
+        elapsed = time.monotonic() - started
+    assert answer.status_code == 400
+    assert elapsed < 1.0  # well under busy_timeout: the body was refused without a transaction

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -18,6 +19,10 @@ class Observation(WorkloadIn):
     Kubernetes resourceVersion, or the observation time in ms); an observation whose revision is not
     newer than the stored one changes nothing. ``deletedAt`` reports the deletion."""
 
+    # Optional here (an agent may leave it out): ``store.ingest.apply_batch`` fills in the batch's cluster
+    # before anything reads it. Validating a whole batch in one call (``api.sync``) leaves no earlier
+    # point at which to default it.
+    cluster_id: uuid.UUID | None = Field(default=None, alias="clusterId")  # type: ignore[assignment]
     revision: int = Field(ge=0, le=2**62)
     observed_at: datetime | None = Field(default=None, alias="observedAt")
     deleted_at: datetime | None = Field(default=None, alias="deletedAt")

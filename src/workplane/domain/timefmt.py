@@ -15,6 +15,7 @@ _SPACE_FOR_PLUS = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9:.,]+) ([0-9]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 class InvalidTime(ValueError):
@@ -54,8 +55,8 @@ def to_ms(moment: datetime) -> int:
     """Milliseconds since the epoch, truncating sub-millisecond digits (the wire shows milliseconds)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    # timedelta // timedelta is an exact integer floor, as the arithmetic on days/seconds/µs was.
+    return (moment - _EPOCH) // _ONE_MS
 
 
 def to_ms_exact(moment: datetime) -> float:

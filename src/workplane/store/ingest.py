@@ -8,6 +8,7 @@ come from ``domain``; rows are built by ``domain.record.build_row`` like every o
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from workplane.domain.phases import PhaseClock
 from workplane.domain.record import Previous, build_row, transition
 from workplane.domain.timefmt import to_ms
 from workplane.metrics.store import UnknownSeriesWorkload, store_samples
-from workplane.store.database import insert_ignore, upsert
+from workplane.store.database import insert_rows, rows_by_key, update_rows, upsert
 from workplane.store.schema import clusters, workload_history, workload_nodepools, workloads
 from workplane.store.workloads import (
     InvalidWorkload,
@@ -66,28 +67,19 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
 
 
 def _load(connection: sa.Connection, ids: list[str]) -> dict[str, _Stored]:
-    stored: dict[str, _Stored] = {}
-    for part in _chunks(ids):
-        for r in connection.execute(sa.select(workloads).where(w.id.in_(part))).mappings():
-            stored[r["id"]] = _Stored(dict(r))
-    return stored
+    return {r["id"]: _Stored(r) for r in rows_by_key(connection, workloads, ids)}
 
 
 def _write_changes(connection: sa.Connection, changes: list[tuple[str, dict[str, Any]]]) -> None:
     """UPDATE existing rows, grouped by the set of columns that changed: SQLite maintains every index
     on a column named in SET, changed or not, so writing only what changed keeps a phase change from
-    touching the indexes of the twenty columns that stayed the same."""
+    touching the indexes of the twenty columns that stayed the same. Each group is one statement on
+    PostgreSQL (``update_rows``)."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for workload_id, changed in changes:
-        values = {"b_id": workload_id, **{f"v_{k}": v for k, v in changed.items()}}
-        groups.setdefault(tuple(sorted(changed)), []).append(values)
-    for columns, params in groups.items():
-        statement = (
-            workloads.update()
-            .where(w.id == sa.bindparam("b_id"))
-            .values({c: sa.bindparam(f"v_{c}") for c in columns})
-        )
-        connection.execute(statement, params)
+        groups.setdefault(tuple(sorted(changed)), []).append({"id": workload_id, **changed})
+    for rows in groups.values():
+        update_rows(connection, workloads, rows)
 
 
 def _pools_changed(before: _Stored, pools: list[str]) -> bool:
@@ -119,10 +111,13 @@ def apply_batch(
     tenant_id: int,
     now_ms: int,
 ) -> BatchResult:
+    batch_cluster = uuid.UUID(cluster_id)
     for index, obs in enumerate(observations):
         if obs.id is None:
             raise BatchError(f"workloads[{index}]: id is required")
-        if str(obs.cluster_id) != cluster_id:
+        if obs.cluster_id is None:
+            obs.cluster_id = batch_cluster  # left out: the batch's own
+        elif obs.cluster_id != batch_cluster:
             raise BatchError(f"workloads[{index}]: clusterId {obs.cluster_id} is not the batch's cluster")
         try:
             check_record(obs, catalog)
@@ -201,14 +196,12 @@ def apply_batch(
 
     if applied_records:
         upsert_organisation(connection, applied_records)
-        if new_rows:
-            connection.execute(workloads.insert(), new_rows)
+        insert_rows(connection, workloads, new_rows)
         _write_changes(connection, changes)
         for part in _chunks(replaced_pools):
             connection.execute(workload_nodepools.delete().where(workload_nodepools.c.workload_id.in_(part)))
-        if pools:
-            connection.execute(workload_nodepools.insert(), pools)
-        insert_ignore(connection, workload_history, history)
+        insert_rows(connection, workload_nodepools, pools)
+        insert_rows(connection, workload_history, history, skip_existing=True)
 
     if resync is not None:
         seen = [wid for wid in latest if wid in stored]  # applied rows already carry the resync id

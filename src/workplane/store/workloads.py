@@ -69,20 +69,31 @@ def check_record(record: WorkloadIn, catalog: CatalogSnapshot) -> None:
 
 
 def upsert_organisation(connection: sa.Connection, records: Sequence[WorkloadIn]) -> None:
-    cluster_rows = {str(r.cluster_id): {"id": str(r.cluster_id), "name": str(r.cluster_id)} for r in records}
-    department_rows = {
-        r.department_id: {"id": r.department_id, "name": r.department_name, "cluster_id": str(r.cluster_id)}
-        for r in records
-    }
-    project_rows = {
-        r.project_id: {
-            "id": r.project_id,
-            "name": r.project_name,
-            "department_id": r.department_id,
-            "cluster_id": str(r.cluster_id),
-        }
-        for r in records
-    }
+    # A batch names a few clusters, departments and projects thousands of times: collect the distinct
+    # combinations first and build rows only for those. Walking the records backwards and keeping the
+    # first row seen per id keeps what the last record says, as one row per record did.
+    combinations = dict.fromkeys(
+        (r.cluster_id, r.department_id, r.department_name, r.project_id, r.project_name)
+        for r in reversed(records)
+    )
+    cluster_rows: dict[str, dict[str, Any]] = {}
+    department_rows: dict[str, dict[str, Any]] = {}
+    project_rows: dict[str, dict[str, Any]] = {}
+    for cluster, department_id, department_name, project_id, project_name in combinations:
+        cluster_id = str(cluster)
+        cluster_rows.setdefault(cluster_id, {"id": cluster_id, "name": cluster_id})
+        department_rows.setdefault(
+            department_id, {"id": department_id, "name": department_name, "cluster_id": cluster_id}
+        )
+        project_rows.setdefault(
+            project_id,
+            {
+                "id": project_id,
+                "name": project_name,
+                "department_id": department_id,
+                "cluster_id": cluster_id,
+            },
+        )
     upsert(connection, clusters, list(cluster_rows.values()), [])
     upsert(connection, departments, list(department_rows.values()), ["name"])
     upsert(connection, projects, list(project_rows.values()), ["name", "department_id"])

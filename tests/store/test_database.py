@@ -1,0 +1,116 @@
+"""The dialect seam's write helpers, on both databases."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from tests.factories import wid, workload
+from workplane.domain.catalog import CatalogSnapshot
+from workplane.store import workloads as store
+from workplane.store.database import Database, insert_rows, rows_by_key, update_rows
+from workplane.store.schema import clusters, workload_history, workloads
+
+
+def test_update_rows_sets_each_rows_own_values(database: Database) -> None:
+    with database.write() as conn:
+        conn.execute(
+            clusters.insert(),
+            [{"id": f"c{n}", "name": f"old-{n}", "last_sync_at": None} for n in range(5)],
+        )
+        # Row by row values, NULLs among them, and a key that matches nothing (changes nothing).
+        update_rows(
+            conn,
+            clusters,
+            [
+                {"id": "c1", "name": "one", "last_sync_at": 10},
+                {"id": "c3", "name": "three", "last_sync_at": None},
+                {"id": "missing", "name": "x", "last_sync_at": 1},
+            ],
+        )
+        update_rows(conn, clusters, [{"id": "c4", "last_sync_at": 2**53}])
+        update_rows(conn, clusters, [])
+    with database.read() as conn:
+        found = {r.id: (r.name, r.last_sync_at) for r in conn.execute(sa.select(clusters))}
+    assert found == {
+        "c0": ("old-0", None),
+        "c1": ("one", 10),
+        "c2": ("old-2", None),
+        "c3": ("three", None),
+        "c4": ("old-4", 2**53),
+    }
+
+
+def test_update_rows_handles_every_column_type(database: Database, catalog: CatalogSnapshot) -> None:
+    with database.write() as conn:
+        ids = store.create_workloads(
+            conn, [workload("a"), workload("b")], catalog=catalog, tenant_id=1, now_ms=0
+        )
+        update_rows(
+            conn,
+            workloads,
+            [
+                {
+                    "id": ids[0],
+                    "own_preemptible": True,
+                    "allocated_gpu": 0.5,
+                    "idle_gpus": 3,
+                    "phase": "Pending",
+                },
+                {
+                    "id": ids[1],
+                    "own_preemptible": None,
+                    "allocated_gpu": None,
+                    "idle_gpus": None,
+                    "phase": "Failed",
+                },
+            ],
+        )
+    with database.read() as conn:
+        rows = {
+            r.id: (r.own_preemptible, r.allocated_gpu, r.idle_gpus, r.phase)
+            for r in conn.execute(sa.select(workloads))
+        }
+    assert rows == {str(wid("a")): (True, 0.5, 3, "Pending"), str(wid("b")): (None, None, None, "Failed")}
+
+
+def test_update_rows_refuses_a_column_type_it_cannot_send(database: Database) -> None:
+    table = sa.Table(
+        "odd", sa.MetaData(), sa.Column("id", sa.Text, primary_key=True), sa.Column("j", sa.JSON)
+    )
+    if database.dialect != "postgresql":
+        pytest.skip("only PostgreSQL sends columns as arrays")
+    with database.write() as conn, pytest.raises(TypeError, match="no array type"):
+        update_rows(conn, table, [{"id": "x", "j": {}}])
+
+
+def test_insert_rows_and_rows_by_key(database: Database) -> None:
+    rows = [{"id": f"c{n:04d}", "name": f"n{n}", "last_sync_at": n if n % 2 else None} for n in range(1203)]
+    with database.write() as conn:
+        insert_rows(conn, clusters, rows)
+        # skip_existing: the rows already there stay as they are, the new one goes in.
+        insert_rows(
+            conn,
+            clusters,
+            [
+                {"id": "c0001", "name": "changed", "last_sync_at": 0},
+                {"id": "new", "name": "x", "last_sync_at": 1},
+            ],
+            skip_existing=True,
+        )
+        insert_rows(conn, clusters, [])
+        # More keys than one SQLite IN list holds, unknown keys among them.
+        found = rows_by_key(conn, clusters, [r["id"] for r in rows] + ["new", "unknown"])
+    assert sorted(found, key=lambda r: r["id"]) == [*rows, {"id": "new", "name": "x", "last_sync_at": 1}]
+
+
+def test_insert_rows_quotes_reserved_column_names(database: Database, catalog: CatalogSnapshot) -> None:
+    with database.write() as conn:
+        (workload_id,) = store.create_workloads(conn, [workload("a")], catalog=catalog, tenant_id=1, now_ms=0)
+        entry = {"workload_id": workload_id, "revision": 1, "at_ms": 5, "phase": "Running", "values": "{}"}
+        insert_rows(conn, workload_history, [entry])
+        insert_rows(conn, workload_history, [{**entry, "at_ms": 6}], skip_existing=True)
+        stored = conn.execute(sa.select(workload_history)).mappings().all()
+    assert [dict(r) for r in stored] == [entry]
+    with pytest.raises(sa.exc.IntegrityError), database.write() as conn:
+        insert_rows(conn, workload_history, [entry])
