@@ -20,6 +20,7 @@ from workplane.domain.text import fold
 from workplane.domain.timefmt import to_ms
 from workplane.query.compile import Compiler
 from workplane.query.filters import Sort, WorkloadQuery
+from workplane.query.scopes import ScopeSet, restrict
 from workplane.store import text_search
 from workplane.store.database import upsert
 from workplane.store.schema import (
@@ -329,7 +330,11 @@ def count_from_aggregate(
     the terms: the same compiled predicates, over a table with the same column names."""
     compiler = Compiler(catalog, now_ms, table=workload_counts)
     total = sa.func.coalesce(sa.func.sum(workload_counts.c.n), 0)
-    statement = sa.select(total).where(*(compiler.term(t) for t in query.terms))
+    # The rollup keeps cluster, department and project apart, so the caller's scopes apply to it as
+    # they do to the workloads themselves.
+    statement = sa.select(total).where(
+        restrict(workload_counts, query.scope), *(compiler.term(t) for t in query.terms)
+    )
     return int(connection.execute(statement).scalar_one())
 
 
@@ -343,7 +348,10 @@ def count_workloads(
     return int(connection.execute(statement).scalar_one())
 
 
-def get_workload(connection: sa.Connection, workload_id: str) -> Any:
-    return connection.execute(
-        sa.select(*RENDER_COLUMNS, w.pending_messages).where(w.id == workload_id)
-    ).first()
+def get_workload(connection: sa.Connection, workload_id: str, *, scope: ScopeSet | None = None) -> Any:
+    """The workload, or None when there is none — or none inside ``scope`` (the same answer, so that
+    a caller cannot tell a workload outside its scopes from one that does not exist)."""
+    statement = sa.select(*RENDER_COLUMNS, w.pending_messages).where(w.id == workload_id)
+    if scope is not None:
+        statement = statement.where(restrict(workloads, scope))
+    return connection.execute(statement).first()
