@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from workplane.api.deps import Caller, ServicesDep, WriteConn
+from workplane.api.deps import ClusterAgent, ServicesDep, WriteConn, forbidden
 from workplane.api.errors import bad_request
 from workplane.api.openapi import error_responses, json_response
 from workplane.domain.observation import FullResync, Observation, SampleSeries
@@ -62,13 +62,13 @@ def _parse(batch: SyncBatch, cluster_id: str) -> tuple[list[Observation], list[S
     "/clusters/{clusterId}/sync",
     operation_id="sync_cluster",
     summary="Report what a cluster's agent observed (workloads, deletions, metric samples).",
-    responses={**json_response("Applied", "SyncResult"), **error_responses(400, 401, 503)},
+    responses={**json_response("Applied", "SyncResult"), **error_responses(400, 401, 403, 503)},
     response_class=Response,
 )
 def sync_cluster(
     svc: ServicesDep,
     conn: WriteConn,
-    _caller: Caller,
+    agent: ClusterAgent,
     clusterId: str,
     batch: Annotated[SyncBatch, Body()],
 ) -> Response:
@@ -76,6 +76,9 @@ def sync_cluster(
         cluster_id = str(uuid.UUID(clusterId))
     except ValueError:
         raise bad_request(f"invalid clusterId: {clusterId!r} is not a UUID") from None
+    if not agent.may_sync(cluster_id):
+        # Audited as a refused request (api.errors), with the caller and the cluster it wrote for.
+        raise forbidden(f"permission denied: {agent.client_id} may not report for cluster {cluster_id}")
     observations, samples = _parse(batch, cluster_id)
     try:
         result = apply_batch(

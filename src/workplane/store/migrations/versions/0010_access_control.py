@@ -61,7 +61,10 @@ def upgrade() -> None:
     admins = bind.execute(sa.select(keys.c.client_id, keys.c.created_at).where(keys.c.role == "admin")).all()
     rules = sa.table(
         "access_rules",
-        *(sa.column(c) for c in ("id", "subject", "role", "scope_type", "scope_id", "created_at", "created_by")),
+        *(
+            sa.column(c)
+            for c in ("id", "subject", "role", "scope_type", "scope_id", "created_at", "created_by")
+        ),
     )
     for client_id, created_at in admins:
         bind.execute(
