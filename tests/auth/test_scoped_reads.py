@@ -211,7 +211,9 @@ def test_a_scoped_caller_reads_the_administrators_answer_restricted_to_its_scope
     admin = loaded.admin
     credential = create_key(admin, "scoped reader")
     for role, scope in rules:
-        grant(admin, credential.client_id, role, scope.type.value, None if scope.type == "tenant" else scope.id)
+        grant(
+            admin, credential.client_id, role, scope.type.value, None if scope.type == "tenant" else scope.id
+        )
     scoped = bearer(token(admin, credential))
     scopes = ScopeSet.of(scope for _, scope in rules)
 

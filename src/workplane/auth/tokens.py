@@ -166,7 +166,7 @@ class TokenSigner:
         try:
             payload = json.loads(_unb64(payload_b64))
             claims = Claims(
-                str(payload["sub"]), str(payload["role"]), int(payload["iat"]), int(payload["exp"])
+                str(payload["sub"]), str(payload.get("role", "")), int(payload["iat"]), int(payload["exp"])
             )
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise InvalidToken("malformed token payload") from exc
