@@ -20,7 +20,7 @@ from bench.cases import COUNT, GET, LIST, Case, WrongAnswer, check_answer
 from workplane.api import workloads as routes
 from workplane.api.deps import Services
 from workplane.app import build_services, create_app
-from workplane.auth.credentials import ADMIN_CLIENT_ID
+from workplane.auth.credentials import ADMIN_CLIENT_ID, ADMIN_ROLE
 from workplane.auth.rules import administrator
 
 
