@@ -256,7 +256,13 @@ def _where(
     connection: sa.Connection, query: WorkloadQuery, compiler: Compiler
 ) -> list[sa.ColumnElement[bool]]:
     """The compiled selection, plus — where a selective substring allows — a list of candidate rows
-    from the trigram index (``text_search``); the compiled predicates still decide every row."""
+    from the trigram index (``text_search``); the compiled predicates still decide every row.
+
+    The caller's scopes are among the compiled predicates, not part of the index look-up: the
+    candidates are found tenant-wide (at most ``text_search.CAP`` of them, else no narrowing) and the
+    scope clause then keeps those the caller may see. So narrowing never widens what a scoped caller
+    gets, and a needle common elsewhere but rare in the caller's projects falls back to the plain
+    predicate over the scope's rows (the project/department indexes), never to a wrong answer."""
     clauses = compiler.where(query)
     narrowed: set[int] | None = None
     lookups: list[tuple[text_search.Column, str]] = [
