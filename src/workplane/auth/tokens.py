@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import threading
@@ -85,7 +86,8 @@ class TokenSigner:
         self.tenant = tenant
         self._key_dir = key_dir
         self._lock = threading.Lock()
-        self._checked_at = time.monotonic()
+        # When the ring on disk was last looked at: periodically (issuing) and for an unknown kid.
+        self._checked_at = self._forced_at = -math.inf
         self._stamp = _stamp(key_dir)
 
     @classmethod
@@ -102,9 +104,14 @@ class TokenSigner:
         if self._key_dir is None:
             return
         now = time.monotonic()
-        if now - self._checked_at < (_MIN_RELOAD_S if force else _RELOAD_INTERVAL_S):
-            return
-        self._checked_at = now
+        if force:
+            if now - self._forced_at < _MIN_RELOAD_S:
+                return
+            self._forced_at = now
+        else:
+            if now - self._checked_at < _RELOAD_INTERVAL_S:
+                return
+            self._checked_at = now
         stamp = _stamp(self._key_dir)
         if stamp == self._stamp:
             return
