@@ -21,7 +21,8 @@ from workplane.api import telemetry as telemetry_routes
 from workplane.api import workloads as routes
 from workplane.api.deps import Services
 from workplane.app import build_services, create_app
-from workplane.auth.credentials import ADMIN_CLIENT_ID, ADMIN_ROLE, Principal
+from workplane.auth.credentials import ADMIN_CLIENT_ID, ADMIN_ROLE
+from workplane.auth.rules import administrator
 
 
 @dataclass
@@ -91,7 +92,7 @@ async def _repeat_async(call: Callable[[int], Awaitable[None]], budget: Budget) 
     return samples
 
 
-ADMIN = Principal(ADMIN_CLIENT_ID, ADMIN_ROLE)
+ADMIN = administrator(ADMIN_CLIENT_ID)
 
 
 def _takes_connection(route: Callable[..., Any]) -> bool:
@@ -138,8 +139,8 @@ def route_call(svc: Services, case: Case, index: int) -> Response:
         kwargs = {"workloadId": case.ids[index % len(case.ids)]}
     if _takes_connection(route):
         with svc.db.read() as conn:
-            return route(svc=svc, conn=conn, _caller=ADMIN, **kwargs)
-    return route(svc=svc, _caller=ADMIN, **kwargs)
+            return route(svc=svc, conn=conn, access=ADMIN, **kwargs)
+    return route(svc=svc, access=ADMIN, **kwargs)
 
 
 def measure_route(svc: Services, case: Case, budget: Budget) -> tuple[Timing, int, float]:

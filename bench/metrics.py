@@ -47,6 +47,7 @@ from workplane.metrics.query import workload_metrics
 from workplane.metrics.sampling import grid
 from workplane.metrics.store import ChunkStore, workload_facts
 from workplane.metrics.types import WorkloadMetricType
+from workplane.query.scopes import ScopeSet
 from workplane.services.retention import maintain_metrics_once
 
 STEP_MS = 15_000
@@ -340,7 +341,7 @@ def _queries(
         workload = ids[i % len(ids)]
         began, began_cpu = time.perf_counter(), time.thread_time()
         with db.read() as conn:
-            facts = workload_facts(conn, workload)
+            facts = workload_facts(conn, workload, scope=ScopeSet.everything())
             assert facts is not None
             answer = workload_metrics(
                 conn, ChunkStore(conn), facts, [WorkloadMetricType.GPU_UTILIZATION], window, now_ms()

@@ -11,10 +11,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from workplane import __version__
-from workplane.api import errors, health, metrics, properties, sync, telemetry, token, workloads
+from workplane.api import access, errors, health, metrics, properties, sync, telemetry, token, workloads
 from workplane.api.deps import Services
 from workplane.api.openapi import build_openapi
-from workplane.auth.tokens import TokenSigner, load_or_create_key
+from workplane.auth.audit import run_flusher
+from workplane.auth.cache import AccessCache
+from workplane.auth.tokens import TokenSigner
 from workplane.services.retention import run_metrics_maintenance, run_retention
 from workplane.settings import Settings, load_settings
 from workplane.store.catalog import CatalogCache
@@ -24,10 +26,18 @@ from workplane.store.setup import prepare_store
 log = logging.getLogger("workplane")
 
 
-def build_services(settings: Settings, db: Database | None = None) -> Services:
+def build_services(
+    settings: Settings, db: Database | None = None, *, auth_disabled: bool = False
+) -> Services:
     db = db or create_database(settings)
-    key = load_or_create_key(settings.data_dir / "signing.key")
-    return Services(settings=settings, db=db, catalog=CatalogCache(), signer=TokenSigner(key))
+    return Services(
+        settings=settings,
+        db=db,
+        catalog=CatalogCache(),
+        signer=TokenSigner.from_dir(settings.data_dir, tenant=str(settings.tenant_id)),
+        access=AccessCache(settings.access_cache_s),
+        auth_disabled=auth_disabled,
+    )
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -36,7 +46,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        tasks = []
+        tasks = [asyncio.create_task(run_flusher(svc.refusals, svc.db))]
         if settings.retention_interval_s > 0:
             tasks.append(
                 asyncio.create_task(
@@ -54,6 +64,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        try:  # refusals still buffered
+            await asyncio.to_thread(svc.refusals.flush, svc.db)
+        except Exception:
+            log.exception("could not write the audit log")
         if services is None:  # we created the engine, so we close it
             svc.db.dispose()
 
@@ -68,7 +82,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = svc
     errors.install(app)
     # telemetry before workloads: /workloads/telemetry must not be taken for /workloads/{workloadId}.
-    for module in (health, token, telemetry, workloads, metrics, properties, sync):
+    for module in (health, token, telemetry, workloads, metrics, properties, sync, access):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

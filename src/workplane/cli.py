@@ -1,4 +1,5 @@
-"""The ``workplane`` command: ``serve``, ``replay`` and ``db upgrade``.
+"""The ``workplane`` command: ``serve``, ``replay``, ``db upgrade``, and the administrator's
+``access-key``, ``access-rule``, ``audit`` and ``signing-key`` (``workplane.access_cli``).
 
 Every flag has a ``WORKPLANE_*`` environment variable and a config-file key of the same name
 (``<data-dir>/workplane.toml`` or the file named by ``WORKPLANE_CONFIG``); flags win. ``replay`` is a
@@ -45,17 +46,38 @@ def _serve(args: argparse.Namespace) -> int:
     from workplane.app import build_services
     from workplane.store.setup import prepare_store
 
-    settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
-    services = build_services(settings)
+    host = args.host
+    if args.no_auth:
+        # Without authentication anyone who can connect is administrator: only this machine may.
+        if args.host not in (None, *LOOPBACK):
+            raise ValueError(f"--no-auth serves on loopback only (127.0.0.1 or ::1), not {args.host}")
+        if args.workers not in (None, 1):
+            raise ValueError("--no-auth runs one server process")
+        host = args.host or "127.0.0.1"
+    settings = _settings(args, host=host, port=args.port, workers=1 if args.no_auth else args.workers)
+    if args.no_auth and settings.host not in LOOPBACK:
+        settings = settings.model_copy(update={"host": "127.0.0.1"})
+    services = build_services(settings, auth_disabled=args.no_auth)
     prepare_store(services.db, settings)
     store = f"SQLite {settings.data_dir / 'workplane.db'}" if settings.is_sqlite else "PostgreSQL"
     print(f"workplane {__version__}: serving on http://{settings.host}:{settings.port} ({store})", flush=True)
+    if args.no_auth:
+        print(
+            "workplane: WARNING: authentication is OFF (--no-auth): every request to "
+            f"{settings.host}:{settings.port} acts as administrator, with or without a token. "
+            "Listening on loopback only. Do not use this beyond local development.",
+            file=sys.stderr,
+            flush=True,
+        )
     demo = _start_demo(settings) if args.demo else None
     try:
         return _run_server(args, settings, services)
     finally:
         if demo is not None:
             demo.stop()
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def _start_demo(settings: Settings) -> Demo:
@@ -198,9 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="also replay the bundled ITP, openb and DLRM traces live into this server (each from a "
         "busy moment, one trace minute per second; resumed across restarts)",
     )
+    serve.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve WITHOUT authentication, every request acting as administrator: for local development "
+        "only; binds to loopback (127.0.0.1 or ::1) and prints a warning. There is no setting for this, "
+        "only the flag.",
+    )
     serve.set_defaults(run=_serve)
 
     _add_replay_parser(commands)
+    from workplane.access_cli import add_parsers
+
+    add_parsers(commands)
 
     db = commands.add_parser("db", help="store administration")
     db_commands = db.add_subparsers(dest="db_command", required=True)

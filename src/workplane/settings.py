@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     token_lifetime_s: int = Field(
         default=3600, ge=120, le=86400, description="Lifetime of issued access tokens, seconds."
     )
+    access_cache_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="How long a server process keeps a caller's access rules before reading them again: "
+        "a key revoked or a rule changed through another process takes effect within this time.",
+    )
     deleted_retention_days: float = Field(
         default=14.0, gt=0, description="How long deleted workloads stay listable before purge."
     )

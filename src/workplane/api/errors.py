@@ -86,9 +86,31 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "request"
 
 
+# Refused requests go to the audit log: who (the caller when known, else the client id a token request
+# named, else "-"), what (method and path) and why (the message the client got).
+REFUSED = frozenset({401, 403, 429})
+
+
+def _audit_refusal(request: Request, exc: ApiError) -> None:
+    refusals = getattr(getattr(request.app.state, "services", None), "refusals", None)
+    if refusals is None:
+        return
+    access = getattr(request.state, "access", None)
+    actor = getattr(access, "client_id", None) or getattr(request.state, "attempted_client_id", None) or "-"
+    refusals.add(
+        actor=actor,
+        target=f"{request.method} {request.url.path}",
+        status=exc.code,
+        address=request.client.host if request.client else None,
+        detail=exc.message,
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> Response:
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        if exc.code in REFUSED:
+            _audit_refusal(request, exc)
         return error_response(exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(QueryError)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
-from workplane.api.deps import Caller, ServicesDep
+from workplane.api.deps import ServicesDep, WorkloadReader, readable
 from workplane.api.errors import bad_request, not_found
 from workplane.api.openapi import error_responses
 from workplane.api.params import parse_enum
@@ -122,7 +122,7 @@ def wants_csv(accept: str | None) -> bool:
 )
 def get_workload_metrics(
     svc: ServicesDep,
-    _caller: Caller,
+    access: WorkloadReader,
     workloadId: str,
     metric_type: Annotated[
         list[str] | None,
@@ -147,8 +147,8 @@ def get_workload_metrics(
     except InvalidWindow as exc:
         raise QueryError("start", f"{start!r} is not before end {end!r}") from exc
     with svc.db.read() as conn:
-        facts = workload_facts(conn, workload_id)
-        if facts is None:
+        facts = workload_facts(conn, workload_id, scope=readable(access))
+        if facts is None:  # outside the caller's scopes reads the same as absent: no existence oracle
             raise not_found(f"workload {workload_id} not found")
         answer = workload_metrics(conn, ChunkStore(conn), facts, types, window, now_ms())
     status = 207 if answer.unavailable else 200

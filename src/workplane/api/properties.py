@@ -8,14 +8,15 @@ from typing import Annotated, Any
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from workplane.api.deps import Caller, ReadConn, ServicesDep, WriteConn
+from workplane.api.deps import CatalogReader, CatalogWriter, ReadConn, ServicesDep, WriteConn, client_address
 from workplane.api.errors import ApiError, bad_request, not_found
 from workplane.api.openapi import error_responses, json_response
 from workplane.api.params import parse_bool
+from workplane.auth import audit
 from workplane.domain import catalog as defaults
 from workplane.domain.timefmt import format_ms, now_ms
 from workplane.query.compile import text_predicate
@@ -82,10 +83,10 @@ def _type(row: sa.Row[Any]) -> dict[str, Any]:
     "/workload-categories",
     operation_id="list_workload_categories",
     summary="List workload categories.",
-    responses={**json_response("Categories", "CategoriesPage"), **error_responses(401, 503)},
+    responses={**json_response("Categories", "CategoriesPage"), **error_responses(401, 403, 503)},
     response_class=Response,
 )
-def list_categories(conn: ReadConn, _caller: Caller) -> Response:
+def list_categories(conn: ReadConn, _caller: CatalogReader) -> Response:
     return _json({"categories": [_category(r) for r in store.list_categories(conn)]})
 
 
@@ -93,10 +94,13 @@ def list_categories(conn: ReadConn, _caller: Caller) -> Response:
     "/workload-categories/{categoryId}",
     operation_id="get_workload_category_by_id",
     summary="Get a workload category.",
-    responses={**json_response("The category", "WorkloadCategory"), **error_responses(400, 401, 404, 503)},
+    responses={
+        **json_response("The category", "WorkloadCategory"),
+        **error_responses(400, 401, 403, 404, 503),
+    },
     response_class=Response,
 )
-def get_category(conn: ReadConn, _caller: Caller, categoryId: str) -> Response:
+def get_category(conn: ReadConn, _caller: CatalogReader, categoryId: str) -> Response:
     row = store.get_category(conn, _uuid("categoryId", categoryId))
     if row is None:
         raise not_found(f"workload category {categoryId} not found")
@@ -107,10 +111,10 @@ def get_category(conn: ReadConn, _caller: Caller, categoryId: str) -> Response:
     "/workload-priorities",
     operation_id="list_workload_priorities",
     summary="List workload priorities.",
-    responses={**json_response("Priorities", "PrioritiesPage"), **error_responses(401, 503)},
+    responses={**json_response("Priorities", "PrioritiesPage"), **error_responses(401, 403, 503)},
     response_class=Response,
 )
-def list_priorities(svc: ServicesDep, conn: ReadConn, _caller: Caller) -> Response:
+def list_priorities(svc: ServicesDep, conn: ReadConn, _caller: CatalogReader) -> Response:
     tenant = svc.settings.tenant_id
     return _json({"priorities": [_priority(r, tenant) for r in store.list_priorities(conn)]})
 
@@ -119,12 +123,12 @@ def list_priorities(svc: ServicesDep, conn: ReadConn, _caller: Caller) -> Respon
     "/workload-types",
     operation_id="list_workload_types",
     summary="List workload types.",
-    responses={**json_response("Types", "TypesPage"), **error_responses(400, 401, 503)},
+    responses={**json_response("Types", "TypesPage"), **error_responses(400, 401, 403, 503)},
     response_class=Response,
 )
 def list_types(
     conn: ReadConn,
-    _caller: Caller,
+    _caller: CatalogReader,
     external_types_only: Annotated[
         str | None,
         Query(
@@ -148,10 +152,10 @@ def list_types(
     "/workload-types/{workloadTypeId}",
     operation_id="get_workload_type_by_id",
     summary="Get a workload type.",
-    responses={**json_response("The type", "WorkloadTypeConfig"), **error_responses(400, 401, 404, 503)},
+    responses={**json_response("The type", "WorkloadTypeConfig"), **error_responses(400, 401, 403, 404, 503)},
     response_class=Response,
 )
-def get_type(conn: ReadConn, _caller: Caller, workloadTypeId: str) -> Response:
+def get_type(conn: ReadConn, _caller: CatalogReader, workloadTypeId: str) -> Response:
     row = store.get_type(conn, _uuid("workloadTypeId", workloadTypeId))
     if row is None:
         raise not_found(f"workload type {workloadTypeId} not found")
@@ -193,12 +197,13 @@ def _resolve(
     "/workload-types/{workloadTypeId}",
     operation_id="update_workload_type",
     summary="Change a workload type's default category or priority.",
-    responses={**json_response("Updated", "WorkloadTypeConfig"), **error_responses(400, 401, 404, 503)},
+    responses={**json_response("Updated", "WorkloadTypeConfig"), **error_responses(400, 401, 403, 404, 503)},
     response_class=Response,
 )
 def update_type(
+    request: Request,
     conn: WriteConn,
-    caller: Caller,
+    caller: CatalogWriter,
     workloadTypeId: str,
     update: Annotated[TypeUpdate, Body()],
 ) -> Response:
@@ -209,6 +214,14 @@ def update_type(
     store.update_type(conn, type_id, change, by=caller.client_id, now_ms=now_ms())
     row = store.get_type(conn, type_id)
     assert row is not None
+    audit.record(
+        conn,
+        actor=caller.client_id,
+        action="workload-type.update",
+        target=row.name,
+        address=client_address(request),
+        detail=f"category={row.category_name} priority={row.priority_name}",
+    )
     return _json(_type(row))
 
 
@@ -217,10 +230,15 @@ def update_type(
     operation_id="create_workload_type",
     summary="Register a third-party workload type.",
     status_code=201,
-    responses={**json_response("Created", "WorkloadTypeConfig", 201), **error_responses(400, 401, 409, 503)},
+    responses={
+        **json_response("Created", "WorkloadTypeConfig", 201),
+        **error_responses(400, 401, 403, 409, 503),
+    },
     response_class=Response,
 )
-def create_type(conn: WriteConn, caller: Caller, body: Annotated[TypeCreate, Body()]) -> Response:
+def create_type(
+    request: Request, conn: WriteConn, caller: CatalogWriter, body: Annotated[TypeCreate, Body()]
+) -> Response:
     change = _resolve(conn, body.category_id, body.priority_id)
     if change.category_name is None or change.priority_name is None:  # both ids are required fields
         raise bad_request("categoryId and priorityId are required")
@@ -239,6 +257,15 @@ def create_type(conn: WriteConn, caller: Caller, body: Annotated[TypeCreate, Bod
     )
     row = store.get_type(conn, type_id)
     assert row is not None
+    audit.record(
+        conn,
+        actor=caller.client_id,
+        action="workload-type.create",
+        target=row.name,
+        status=201,
+        address=client_address(request),
+        detail=f"group={row.group} category={row.category_name} priority={row.priority_name}",
+    )
     return _json(_type(row), status=201)
 
 
@@ -247,10 +274,10 @@ def create_type(conn: WriteConn, caller: Caller, body: Annotated[TypeCreate, Bod
     operation_id="delete_workload_type",
     summary="Delete an administrator-registered workload type.",
     status_code=204,
-    responses={204: {"description": "Deleted"}, **error_responses(400, 401, 404, 409, 503)},
+    responses={204: {"description": "Deleted"}, **error_responses(400, 401, 403, 404, 409, 503)},
     response_class=Response,
 )
-def delete_type(conn: WriteConn, _caller: Caller, workloadTypeId: str) -> Response:
+def delete_type(request: Request, conn: WriteConn, caller: CatalogWriter, workloadTypeId: str) -> Response:
     type_id = _uuid("workloadTypeId", workloadTypeId)
     row = store.get_type(conn, type_id)
     if row is None:
@@ -260,4 +287,12 @@ def delete_type(conn: WriteConn, _caller: Caller, workloadTypeId: str) -> Respon
     if store.type_in_use(conn, row.name):
         raise ApiError(409, f"workload type {row.name} still has workloads")
     store.delete_type(conn, type_id)
+    audit.record(
+        conn,
+        actor=caller.client_id,
+        action="workload-type.delete",
+        target=row.name,
+        status=204,
+        address=client_address(request),
+    )
     return Response(status_code=204)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from workplane.api.deps import Caller, ServicesDep, WriteConn
+from workplane.api.deps import ClusterAgent, ServicesDep, WriteConn, forbidden
 from workplane.api.errors import bad_request
 from workplane.api.openapi import error_responses, json_response
 from workplane.domain.observation import FullResync, Observation, SampleSeries
@@ -108,7 +108,7 @@ def _parsed_batch(body: Annotated[bytes, Depends(_raw_body)]) -> SyncBatch:
     "/clusters/{clusterId}/sync",
     operation_id="sync_cluster",
     summary="Report what a cluster's agent observed (workloads, deletions, metric samples).",
-    responses={**json_response("Applied", "SyncResult"), **error_responses(400, 401, 503)},
+    responses={**json_response("Applied", "SyncResult"), **error_responses(400, 401, 403, 503)},
     response_class=Response,
     # The body is read raw and validated by ``parse_batch``; this documents it.
     openapi_extra={
@@ -117,7 +117,7 @@ def _parsed_batch(body: Annotated[bytes, Depends(_raw_body)]) -> SyncBatch:
 )
 def sync_cluster(
     svc: ServicesDep,
-    _caller: Caller,
+    agent: ClusterAgent,
     clusterId: str,
     # Before ``conn``: dependencies are solved in this order, so the body is validated before the
     # write transaction opens (on SQLite it holds the write lock, which other agents wait for).
@@ -128,6 +128,9 @@ def sync_cluster(
         cluster_id = str(uuid.UUID(clusterId))
     except ValueError:
         raise bad_request(f"invalid clusterId: {clusterId!r} is not a UUID") from None
+    if not agent.may_sync(cluster_id):
+        # Audited as a refused request (api.errors), with the caller and the cluster it wrote for.
+        raise forbidden(f"permission denied: {agent.client_id} may not report for cluster {cluster_id}")
     try:
         result = apply_batch(
             conn,

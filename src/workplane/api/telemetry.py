@@ -9,18 +9,20 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from functools import partial
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
-from workplane.api.deps import Caller, ServicesDep
+from workplane.api.deps import ServicesDep, WorkloadReader, readable
 from workplane.api.openapi import error_responses
 from workplane.api.params import parse_enum, strip_enum_prefix
 from workplane.domain.phases import Phase
 from workplane.domain.timefmt import format_ms, now_ms
 from workplane.query.filters import MAX_VALUE_LENGTH, QueryError
+from workplane.query.scopes import restrict
 from workplane.query.telemetry import MAX_GROUP_BY, PENDING_TIME_KEY, GroupKey, TelemetryQuery, TelemetryType
 from workplane.store import telemetry as store
 
@@ -165,13 +167,13 @@ def _csv(keys: list[str], values: list[store.TelemetryValue]) -> str:
                 CSV: {"schema": {"type": "string"}},
             },
         },
-        **error_responses(400, 401, 503),
+        **error_responses(400, 401, 403, 503),
     },
     response_class=Response,
 )
 def get_workloads_telemetry(
     svc: ServicesDep,
-    _caller: Caller,
+    access: WorkloadReader,
     telemetry_type: Annotated[
         str | None,
         Query(
@@ -211,7 +213,13 @@ def get_workloads_telemetry(
     )
     now = now_ms()
     with svc.db.read() as conn:
-        values = store.workload_telemetry(conn, query, catalog=svc.catalog.get(conn), now_ms=now)
+        values = store.workload_telemetry(
+            conn,
+            query,
+            catalog=svc.catalog.get(conn),
+            now_ms=now,
+            restrict=partial(restrict, scopes=readable(access)),
+        )
     if wants_csv(accept):
         keys = [PENDING_TIME_KEY] if query.type is TelemetryType.PENDING_TIME_DISTRIBUTION else []
         keys += [k.value for k in query.group_by]

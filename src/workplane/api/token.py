@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from workplane.api.deps import ServicesDep
+from workplane.api.deps import ServicesDep, client_address
 from workplane.api.errors import ApiError, bad_request
 from workplane.api.openapi import error_responses, json_response
 from workplane.api.params import strip_enum_prefix
@@ -38,7 +38,7 @@ def _field(body: dict[str, Any], keys: tuple[str, ...]) -> str | None:
     summary="Exchange an access key for an access token.",
     responses={
         **json_response("Token", "TokenResponse"),
-        **error_responses(400, 401, 503),
+        **error_responses(400, 401, 429, 503),
     },
     openapi_extra={
         "security": [],  # open: this is where tokens come from
@@ -72,10 +72,18 @@ async def issue_token(request: Request, svc: ServicesDep) -> Response:
     secret = _field(body, _SECRET_KEYS)
     if not client_id or not secret:
         raise bad_request("invalid token request: clientId and clientSecret are required")
+    request.state.attempted_client_id = client_id[:128]
+    address = client_address(request)
+    # Throttled before any secret is checked: a guesser spends no scrypt time of ours either.
+    wait = svc.throttle.retry_after(client_id, address)
+    if wait:
+        raise ApiError(429, "too many failed token requests; retry later", headers={"Retry-After": str(wait)})
     # scrypt takes tens of milliseconds: keep it off the event loop.
     principal = await run_in_threadpool(_check, svc, client_id, secret)
     if principal is None:
+        svc.throttle.failed(client_id, address)
         raise ApiError(401, "invalid client credentials")
+    svc.throttle.succeeded(client_id, address)
     lifetime = svc.settings.token_lifetime_s
     token = svc.signer.issue(principal.client_id, principal.role, lifetime)
     return Response(

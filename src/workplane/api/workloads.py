@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from workplane.api.deps import Caller, ServicesDep
+from workplane.api.deps import ServicesDep, WorkloadReader, readable
 from workplane.api.errors import bad_request, not_found
 from workplane.api.openapi import error_responses, json_response
 from workplane.api.params import parse_bool, parse_sort
+from workplane.auth.rules import Access
 from workplane.domain.record import render
 from workplane.domain.timefmt import now_ms
 from workplane.query.filters import WorkloadQuery, parse_filter, parse_search
@@ -40,11 +41,14 @@ SearchQ = Annotated[
 ]
 
 
-def _query(deleted: str | None, filter_by: list[str] | None, search: str | None) -> WorkloadQuery:
+def _query(
+    access: Access, deleted: str | None, filter_by: list[str] | None, search: str | None
+) -> WorkloadQuery:
     return WorkloadQuery(
         deleted=parse_bool("deleted", deleted),
         terms=parse_filter(filter_by or []),
         words=parse_search(search),
+        scope=readable(access),
     )
 
 
@@ -52,12 +56,12 @@ def _query(deleted: str | None, filter_by: list[str] | None, search: str | None)
     "/workloads",
     operation_id="get_workloads",
     summary="List workloads.",
-    responses={**json_response("Workloads page", "WorkloadsPage"), **error_responses(400, 401, 503)},
+    responses={**json_response("Workloads page", "WorkloadsPage"), **error_responses(400, 401, 403, 503)},
     response_class=Response,
 )
 def list_workloads(
     svc: ServicesDep,
-    _caller: Caller,
+    access: WorkloadReader,
     deleted: DeletedQ = None,
     offset: Annotated[int, Query(ge=0, le=2_147_483_647, description="Rows to skip.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size, 1..500.")] = 50,
@@ -66,7 +70,7 @@ def list_workloads(
     filter_by: FilterQ = None,
     search: SearchQ = None,
 ) -> Response:
-    query = _query(deleted, filter_by, search)
+    query = _query(access, deleted, filter_by, search)
     sort = parse_sort(sort_by, sort_order)
     now = now_ms()
     with svc.db.read() as conn:
@@ -85,18 +89,18 @@ def list_workloads(
     summary="Count workloads.",
     responses={
         **json_response("Number of matching workloads", "WorkloadsCount"),
-        **error_responses(400, 401, 503),
+        **error_responses(400, 401, 403, 503),
     },
     response_class=Response,
 )
 def count_workloads(
     svc: ServicesDep,
-    _caller: Caller,
+    access: WorkloadReader,
     deleted: DeletedQ = None,
     filter_by: FilterQ = None,
     search: SearchQ = None,
 ) -> Response:
-    query = _query(deleted, filter_by, search)
+    query = _query(access, deleted, filter_by, search)
     with svc.db.read() as conn:
         count = store.count_workloads(conn, query, catalog=svc.catalog.get(conn), now_ms=now_ms())
     return Response(f'{{"count":{count}}}', media_type="application/json")
@@ -106,16 +110,19 @@ def count_workloads(
     "/workloads/{workloadId}",
     operation_id="get_workload",
     summary="Get a workload.",
-    responses={**json_response("The workload", "WorkloadDetailed"), **error_responses(400, 401, 404, 503)},
+    responses={
+        **json_response("The workload", "WorkloadDetailed"),
+        **error_responses(400, 401, 403, 404, 503),
+    },
     response_class=Response,
 )
-def get_workload(svc: ServicesDep, _caller: Caller, workloadId: str) -> Response:
+def get_workload(svc: ServicesDep, access: WorkloadReader, workloadId: str) -> Response:
     try:
         workload_id = str(uuid.UUID(workloadId))
     except ValueError:
         raise bad_request(f"invalid workloadId: {workloadId!r} is not a UUID") from None
     with svc.db.read() as conn:
-        row = store.get_workload(conn, workload_id)
+        row = store.get_workload(conn, workload_id, scope=readable(access))
         catalog = svc.catalog.get(conn)
     if row is None:
         raise not_found(f"workload {workload_id} not found")

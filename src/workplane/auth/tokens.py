@@ -5,6 +5,11 @@ segment must contain neither ``-`` nor ``_``. In base64url those come only from 
 with 7-bit ASCII input that happens only for the last group of a 3-byte block ending in ``>``, ``?``,
 ``~`` or DEL. The payload is therefore written as ASCII JSON with those characters escaped as
 ``\\u003e``-style sequences, which makes every issued payload segment safe by construction.
+
+Signing keys rotate without cutting anyone off: the header names its key (``kid``); the current key
+lives in ``<data_dir>/signing.key`` and the keys it replaced in ``<data_dir>/signing-keys/``, each
+kept until every token it signed has expired. Server processes notice a rotation by themselves (a
+token with a ``kid`` they do not know, or the key file's change) and reload the key ring.
 """
 
 from __future__ import annotations
@@ -13,14 +18,17 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_HEADER = {"alg": "HS256", "typ": "JWT"}
+_RELOAD_INTERVAL_S = 5.0  # how often an issuing process looks for a rotated key
+_MIN_RELOAD_S = 1.0  # unknown kids reload the ring at most this often (no disk I/O per forged token)
 _UNSAFE = {">": "\\u003e", "?": "\\u003f", "~": "\\u007e", "\x7f": "\\u007f"}
 
 
@@ -51,14 +59,83 @@ class Claims:
     expires_at: int
 
 
+def key_id(key: bytes) -> str:
+    """A key's public name: the first 16 hex digits of its SHA-256 (no secret in it)."""
+    return hashlib.sha256(b"workplane-kid:" + key).hexdigest()[:16]
+
+
 class TokenSigner:
-    def __init__(self, key: bytes, issuer: str = "workplane") -> None:
+    """Issues and verifies tokens with a key ring: one current key, and earlier keys by ``kid``.
+
+    ``tenant`` (when set) goes into every token as ``tid``; a token naming another tenant is refused.
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        issuer: str = "workplane",
+        *,
+        previous: dict[str, bytes] | None = None,
+        tenant: str | None = None,
+        key_dir: Path | None = None,
+    ) -> None:
         self._key = key
+        self._kid = key_id(key)
+        self._previous = dict(previous or {})
         self.issuer = issuer
+        self.tenant = tenant
+        self._key_dir = key_dir
+        self._lock = threading.Lock()
+        # When the ring on disk was last looked at: periodically (issuing) and for an unknown kid.
+        self._checked_at = self._forced_at = -math.inf
+        self._stamp = _stamp(key_dir)
+
+    @classmethod
+    def from_dir(cls, data_dir: Path, *, tenant: str | None = None) -> TokenSigner:
+        """The key ring of a data directory (its current key is created on first use)."""
+        current, previous = load_key_ring(data_dir)
+        return cls(current, previous=previous, tenant=tenant, key_dir=data_dir)
+
+    @property
+    def kid(self) -> str:
+        return self._kid
+
+    def _reload(self, *, force: bool) -> None:
+        if self._key_dir is None:
+            return
+        now = time.monotonic()
+        if force:
+            if now - self._forced_at < _MIN_RELOAD_S:
+                return
+            self._forced_at = now
+        else:
+            if now - self._checked_at < _RELOAD_INTERVAL_S:
+                return
+            self._checked_at = now
+        stamp = _stamp(self._key_dir)
+        if stamp == self._stamp:
+            return
+        current, previous = load_key_ring(self._key_dir)
+        with self._lock:
+            self._key, self._kid, self._previous, self._stamp = current, key_id(current), previous, stamp
+
+    def _key_for(self, kid: Any) -> bytes | None:
+        if kid is None:
+            return self._key  # tokens from before key ids: only the current key can have signed them
+        if not isinstance(kid, str):
+            return None
+        if kid == self._kid:
+            return self._key
+        found = self._previous.get(kid)
+        if found is None:
+            self._reload(force=True)
+            found = self._key if kid == self._kid else self._previous.get(kid)
+        return found
 
     def issue(self, subject: str, role: str, lifetime_s: int, now: float | None = None) -> str:
+        self._reload(force=False)
         issued = int(now if now is not None else time.time())
-        payload = {
+        payload: dict[str, Any] = {
             "iss": self.issuer,
             "sub": subject,
             "role": role,
@@ -66,8 +143,12 @@ class TokenSigner:
             "exp": issued + lifetime_s,
             "jti": secrets.token_hex(8),
         }
-        signing_input = f"{_b64(_json(_HEADER))}.{_b64(_json(payload))}"
-        signature = hmac.new(self._key, signing_input.encode(), hashlib.sha256).digest()
+        if self.tenant is not None:
+            payload["tid"] = self.tenant
+        key, kid = self._key, self._kid
+        header = {"alg": "HS256", "kid": kid, "typ": "JWT"}
+        signing_input = f"{_b64(_json(header))}.{_b64(_json(payload))}"
+        signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
         return f"{signing_input}.{_b64(signature)}"
 
     def verify(self, token: str, now: float | None = None) -> Claims:
@@ -83,19 +164,86 @@ class TokenSigner:
         # Only HS256 is accepted: "alg: none" and algorithm confusion are refused here.
         if not isinstance(header, dict) or header.get("alg") != "HS256":
             raise InvalidToken("unsupported token algorithm")
-        expected = hmac.new(self._key, f"{header_b64}.{payload_b64}".encode(), hashlib.sha256).digest()
+        key = self._key_for(header.get("kid"))
+        if key is None:
+            raise InvalidToken("bad token signature")  # the same answer as a wrong key: no key oracle
+        expected = hmac.new(key, f"{header_b64}.{payload_b64}".encode(), hashlib.sha256).digest()
         if not hmac.compare_digest(expected, signature):
             raise InvalidToken("bad token signature")
         try:
             payload = json.loads(_unb64(payload_b64))
             claims = Claims(
-                str(payload["sub"]), str(payload["role"]), int(payload["iat"]), int(payload["exp"])
+                str(payload["sub"]), str(payload.get("role", "")), int(payload["iat"]), int(payload["exp"])
             )
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise InvalidToken("malformed token payload") from exc
         if claims.expires_at <= (now if now is not None else time.time()):
             raise InvalidToken("token expired")
+        # A token without ``tid`` predates tenant claims; only this server's keys can have signed it.
+        tenant = payload.get("tid")
+        if self.tenant is not None and tenant is not None and str(tenant) != self.tenant:
+            raise InvalidToken("token of another tenant")
         return claims
+
+
+def _stamp(data_dir: Path | None) -> tuple[float, ...]:
+    """Changes whenever the key ring on disk does (rotation replaces the key file by a rename)."""
+    if data_dir is None:
+        return ()
+    try:
+        stamps = [(data_dir / "signing.key").stat().st_mtime_ns]
+    except FileNotFoundError:
+        return ()
+    folder = data_dir / PREVIOUS_DIR
+    if folder.is_dir():
+        stamps.append(folder.stat().st_mtime_ns)
+    return tuple(float(s) for s in stamps)
+
+
+PREVIOUS_DIR = "signing-keys"
+
+
+def load_key_ring(data_dir: Path, now: float | None = None) -> tuple[bytes, dict[str, bytes]]:
+    """The current key and the earlier keys still within their retention, by kid. Earlier keys past
+    it are removed: every token they signed has expired."""
+    current = load_or_create_key(data_dir / "signing.key")
+    previous: dict[str, bytes] = {}
+    folder = data_dir / PREVIOUS_DIR
+    moment = now if now is not None else time.time()
+    if folder.is_dir():
+        for path in folder.glob("*.key"):
+            kid, _, until = path.stem.partition(".")
+            try:
+                keep_until = int(until)
+            except ValueError:
+                continue
+            if keep_until < moment:
+                path.unlink(missing_ok=True)
+                continue
+            previous[kid] = bytes.fromhex(path.read_text().strip())
+    return current, previous
+
+
+def rotate_signing_key(data_dir: Path, keep_s: int, now: float | None = None) -> str:
+    """Make a new current key; the old one verifies tokens for ``keep_s`` more seconds (the longest
+    token lifetime). Returns the new key's kid. Safe against a crash midway: the old key is kept
+    before the new one replaces it."""
+    old = load_or_create_key(data_dir / "signing.key")
+    folder = data_dir / PREVIOUS_DIR
+    folder.mkdir(mode=0o700, exist_ok=True)
+    until = int(now if now is not None else time.time()) + keep_s
+    _write_private(folder / f"{key_id(old)}.{until}.key", old.hex())
+    new = secrets.token_bytes(32)
+    staged = data_dir / "signing.key.new"
+    _write_private(staged, new.hex())
+    staged.replace(data_dir / "signing.key")
+    return key_id(new)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def load_or_create_key(path: Path) -> bytes:

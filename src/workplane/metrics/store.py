@@ -29,6 +29,7 @@ from workplane.metrics import codec
 from workplane.metrics.idle import gpus_idle, idle_fields
 from workplane.metrics.sampling import Steps
 from workplane.metrics.series import Samples
+from workplane.query.scopes import ScopeSet, restrict
 from workplane.store.database import insert_ignore
 from workplane.store.schema import metric_chunks, workload_history, workloads
 
@@ -167,9 +168,12 @@ class WorkloadFacts:
     deleted_ms: int | None
 
 
-def workload_facts(connection: sa.Connection, workload_id: str) -> WorkloadFacts | None:
+def workload_facts(connection: sa.Connection, workload_id: str, *, scope: ScopeSet) -> WorkloadFacts | None:
+    """The workload's facts, or None when it does not exist or lies outside ``scope``."""
     row = connection.execute(
-        sa.select(w.id, w.type, w.created_at, w.deleted_at).where(w.id == workload_id)
+        sa.select(w.id, w.type, w.created_at, w.deleted_at).where(
+            w.id == workload_id, restrict(workloads, scope)
+        )
     ).first()
     return None if row is None else WorkloadFacts(row.id, row.type, row.created_at, row.deleted_at)
 

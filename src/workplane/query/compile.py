@@ -45,6 +45,7 @@ from workplane.query.filters import (
     number_matches,
     text_matches,
 )
+from workplane.query.scopes import restrict
 from workplane.store.schema import workload_nodepools, workloads
 
 # Filter/sort field → the name of the stored column holding it (fields missing here are computed).
@@ -140,6 +141,7 @@ class Compiler:
         (the live-count aggregate, ``store.counts``)."""
         self.catalog = catalog
         self.now_ms = now_ms
+        self.table = table
         self.c = table.c
 
     # --- catalog-resolved fields -------------------------------------------------------------
@@ -288,6 +290,8 @@ class Compiler:
         clauses: list[sa.ColumnElement[bool]] = [
             self.c.deleted_at.is_not(None) if query.deleted else self.c.deleted_at.is_(None)
         ]
+        if not query.scope.tenant:
+            clauses.append(restrict(self.table, query.scope))
         clauses.extend(self.term(t) for t in query.terms)
         clauses.extend(self.search_word(word) for word in query.words)
         return clauses

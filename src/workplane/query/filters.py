@@ -12,6 +12,7 @@ from enum import Enum
 
 from workplane.domain.text import fold
 from workplane.domain.timefmt import InvalidTime, parse_time, to_ms_exact
+from workplane.query.scopes import ScopeSet
 
 
 class QueryError(ValueError):
@@ -224,3 +225,6 @@ class WorkloadQuery:
     deleted: bool = False
     terms: list[Term] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
+    # The caller's scopes (``query.scopes``). The API always sets them from the caller's access rules;
+    # the default, everything, is for the server's own readers (retention, tests, benchmarks).
+    scope: ScopeSet = field(default_factory=ScopeSet.everything)

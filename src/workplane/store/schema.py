@@ -206,16 +206,50 @@ workload_nodepools = sa.Table(
     sa.Index("ix_workload_nodepools_name", "name", "workload_id"),
 )
 
+# Access keys of users, service accounts and cluster agents. What a key may do comes from its access
+# rules (``access_rules``); an agent key is also bound to the one cluster it may report for.
 access_keys = sa.Table(
     "access_keys",
     metadata,
     sa.Column("client_id", sa.String(128), primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("secret_hash", sa.Text, nullable=False),
-    # Role names come with access rules (a later schema revision); "admin" is the bootstrap key's.
-    sa.Column("role", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # user | service | agent
+    sa.Column("cluster_id", sa.String(36), nullable=True),  # agents only
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("rotated_at", sa.BigInteger, nullable=True),
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
+)
+
+# "subject has role in scope". scope_id is the cluster, department or project id (the tenant id for
+# the tenant scope). A rule stays after its key is revoked: the history of who could do what.
+access_rules = sa.Table(
+    "access_rules",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("subject", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("scope_type", sa.String(16), nullable=False),
+    sa.Column("scope_id", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.UniqueConstraint("subject", "role", "scope_type", "scope_id", name="uq_access_rules_grant"),
+)
+
+# Who did what, when: every change of credentials, rules and the catalog, and every refused request.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),  # client id, or "-" when the caller is unknown
+    sa.Column("action", sa.Text, nullable=False),  # e.g. access-key.create, request.refused
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),  # the HTTP status the action ended with
+    sa.Column("address", sa.Text, nullable=True),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("ix_audit_log_at", "at_ms"),
 )
 
 # What a workload looked like over time: one entry per applied observation that changed its phase or

@@ -20,6 +20,7 @@ from workplane.domain.text import fold
 from workplane.domain.timefmt import to_ms
 from workplane.query.compile import Compiler
 from workplane.query.filters import Sort, WorkloadQuery
+from workplane.query.scopes import ScopeSet, restrict
 from workplane.store import text_search
 from workplane.store.database import upsert
 from workplane.store.schema import (
@@ -266,7 +267,13 @@ def _where(
     connection: sa.Connection, query: WorkloadQuery, compiler: Compiler
 ) -> list[sa.ColumnElement[bool]]:
     """The compiled selection, plus — where a selective substring allows — a list of candidate rows
-    from the trigram index (``text_search``); the compiled predicates still decide every row."""
+    from the trigram index (``text_search``); the compiled predicates still decide every row.
+
+    The caller's scopes are among the compiled predicates, not part of the index look-up: the
+    candidates are found tenant-wide (at most ``text_search.CAP`` of them, else no narrowing) and the
+    scope clause then keeps those the caller may see. So narrowing never widens what a scoped caller
+    gets, and a needle common elsewhere but rare in the caller's projects falls back to the plain
+    predicate over the scope's rows (the project/department indexes), never to a wrong answer."""
     clauses = compiler.where(query)
     narrowed: set[int] | None = None
     lookups: list[tuple[text_search.Column, str]] = [
@@ -340,7 +347,11 @@ def count_from_aggregate(
     the terms: the same compiled predicates, over a table with the same column names."""
     compiler = Compiler(catalog, now_ms, table=workload_counts)
     total = sa.func.coalesce(sa.func.sum(workload_counts.c.n), 0)
-    statement = sa.select(total).where(*(compiler.term(t) for t in query.terms))
+    # The rollup keeps cluster, department and project apart, so the caller's scopes apply to it as
+    # they do to the workloads themselves.
+    statement = sa.select(total).where(
+        restrict(workload_counts, query.scope), *(compiler.term(t) for t in query.terms)
+    )
     return int(connection.execute(statement).scalar_one())
 
 
@@ -354,7 +365,10 @@ def count_workloads(
     return int(connection.execute(statement).scalar_one())
 
 
-def get_workload(connection: sa.Connection, workload_id: str) -> Any:
-    return connection.execute(
-        sa.select(*RENDER_COLUMNS, w.pending_messages).where(w.id == workload_id)
-    ).first()
+def get_workload(connection: sa.Connection, workload_id: str, *, scope: ScopeSet | None = None) -> Any:
+    """The workload, or None when there is none — or none inside ``scope`` (the same answer, so that
+    a caller cannot tell a workload outside its scopes from one that does not exist)."""
+    statement = sa.select(*RENDER_COLUMNS, w.pending_messages).where(w.id == workload_id)
+    if scope is not None:
+        statement = statement.where(restrict(workloads, scope))
+    return connection.execute(statement).first()

@@ -1,0 +1,240 @@
+"""``workplane access-key | access-rule | audit``: the administrator API from the command line.
+
+These commands are clients of a running server (the CLI never writes the store behind the API's
+back), authenticated with an administrator access key: ``--credentials-file`` (e.g.
+``<data-dir>/admin-credentials.env``), ``--client-id``/``--client-secret``, or the
+``WORKPLANE_CLIENT_ID``/``WORKPLANE_CLIENT_SECRET`` environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from workplane.auth.rules import KeyKind, Role
+from workplane.query.scopes import ScopeType
+
+
+class CommandError(Exception):
+    pass
+
+
+def _connect(server: str) -> httpx.Client:
+    return httpx.Client(base_url=server, timeout=60)
+
+
+# Replaced in tests by a factory of in-process clients.
+connect: Callable[[str], httpx.Client] = _connect
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    from workplane.cli import _replay_credentials
+
+    client_id, secret = _replay_credentials(args)
+    client = connect(args.server)
+    answer = client.post(
+        "/api/v1/token",
+        json={"grantType": "client_credentials", "clientId": client_id, "clientSecret": secret},
+    )
+    _check(answer)
+    client.headers["Authorization"] = f"Bearer {answer.json()['accessToken']}"
+    return client
+
+
+def _check(answer: httpx.Response) -> None:
+    if answer.status_code >= 400:
+        try:
+            message = answer.json().get("message", answer.text)
+        except ValueError:
+            message = answer.text
+        raise CommandError(f"{answer.status_code}: {message}")
+
+
+def _print(value: Any) -> None:
+    print(json.dumps(value, indent=2), flush=True)
+
+
+def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> Any:
+    with _client(args) as client:
+        answer = client.request(method, path, **kwargs)
+        _check(answer)
+        return answer.json() if answer.content else None
+
+
+def _show_secret(key: dict[str, Any], write_to: str | None) -> None:
+    print(
+        "The secret is shown once; store it now.\n"
+        f"  client id:     {key['clientId']}\n"
+        f"  client secret: {key['clientSecret']}",
+        flush=True,
+    )
+    if write_to:
+        from workplane.auth.credentials import write_credential_file
+
+        write_credential_file(Path(write_to), key["clientId"], key["clientSecret"])
+        print(f"  (also written to {write_to}, mode 0600)", flush=True)
+
+
+def _key_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"name": args.name, "kind": args.kind}
+    if args.client_id_new:
+        body["clientId"] = args.client_id_new
+    if args.cluster:
+        body["clusterId"] = args.cluster
+    _show_secret(_call(args, "POST", "/api/v1/access-keys", json=body), args.write_credentials)
+    return 0
+
+
+def _key_list(args: argparse.Namespace) -> int:
+    _print(_call(args, "GET", "/api/v1/access-keys")["accessKeys"])
+    return 0
+
+
+def _key_rotate(args: argparse.Namespace) -> int:
+    _show_secret(_call(args, "POST", f"/api/v1/access-keys/{args.key}/secret"), args.write_credentials)
+    return 0
+
+
+def _key_revoke(args: argparse.Namespace) -> int:
+    _call(args, "DELETE", f"/api/v1/access-keys/{args.key}")
+    print(f"revoked {args.key}", flush=True)
+    return 0
+
+
+def _rule_grant(args: argparse.Namespace) -> int:
+    body = {"subjectId": args.subject, "roleName": args.role, "scopeType": args.scope_type}
+    if args.scope_id:
+        body["scopeId"] = args.scope_id
+    _print(_call(args, "POST", "/api/v1/authorization/access-rules", json=body))
+    return 0
+
+
+def _rule_list(args: argparse.Namespace) -> int:
+    params = {"subjectId": args.subject} if args.subject else {}
+    _print(_call(args, "GET", "/api/v1/authorization/access-rules", params=params)["accessRules"])
+    return 0
+
+
+def _rule_revoke(args: argparse.Namespace) -> int:
+    _call(args, "DELETE", f"/api/v1/authorization/access-rules/{args.rule_id}")
+    print(f"revoked rule {args.rule_id}", flush=True)
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"after": args.after, "limit": args.limit}
+    if args.actor:
+        params["actor"] = args.actor
+    if args.action:
+        params["action"] = args.action
+    _print(_call(args, "GET", "/api/v1/audit", params=params))
+    return 0
+
+
+def _signing_key_rotate(args: argparse.Namespace) -> int:
+    from workplane.auth.tokens import rotate_signing_key
+    from workplane.settings import load_settings
+
+    settings = load_settings(data_dir=args.data_dir)
+    kid = rotate_signing_key(settings.data_dir, keep_s=settings.token_lifetime_s + 60)
+    print(
+        f"workplane: new signing key {kid} in {settings.data_dir / 'signing.key'}; tokens signed by the "
+        f"previous key stay valid until they expire (at most {settings.token_lifetime_s} s). Running "
+        "servers on this data directory pick it up by themselves; copy it to servers elsewhere.",
+        flush=True,
+    )
+    return 0
+
+
+def _add_client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server", default="http://127.0.0.1:8080", help="base URL of the server (default %(default)s)"
+    )
+    parser.add_argument("--client-id", help="administrator access key client id")
+    parser.add_argument("--client-secret", help="administrator access key secret")
+    parser.add_argument(
+        "--credentials-file",
+        help="file with WORKPLANE_CLIENT_ID= and WORKPLANE_CLIENT_SECRET= lines (default: those environment "
+        "variables, else ./data/admin-credentials.env)",
+    )
+
+
+def _run(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (CommandError, httpx.TransportError) as exc:
+            print(f"workplane {args.command}: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser(
+        "access-key", help="create, list, rotate and revoke access keys (administrator)"
+    )
+    key_commands = keys.add_subparsers(dest="key_command", required=True)
+    create = key_commands.add_parser("create", help="create a key; its secret is printed once")
+    create.add_argument("--name", required=True, help="what the key is for, e.g. a person or a service")
+    create.add_argument("--kind", default="user", choices=[k.value for k in KeyKind])
+    create.add_argument("--id", dest="client_id_new", help="client id (default: generated)")
+    create.add_argument("--cluster", help="agent keys: the cluster id it reports for")
+    create.add_argument(
+        "--write-credentials", metavar="FILE", help="also write the credential to FILE (0600)"
+    )
+    create.set_defaults(run=_run(_key_create))
+    listing = key_commands.add_parser("list", help="list keys (never their secrets)")
+    listing.set_defaults(run=_run(_key_list))
+    rotate = key_commands.add_parser("rotate", help="replace a key's secret; the new one is printed once")
+    rotate.add_argument("key", help="client id")
+    rotate.add_argument(
+        "--write-credentials", metavar="FILE", help="also write the credential to FILE (0600)"
+    )
+    rotate.set_defaults(run=_run(_key_rotate))
+    revoke = key_commands.add_parser("revoke", help="revoke a key: its tokens are refused from now on")
+    revoke.add_argument("key", help="client id")
+    revoke.set_defaults(run=_run(_key_revoke))
+    for parser in (create, listing, rotate, revoke):
+        _add_client_flags(parser)
+
+    rules = commands.add_parser("access-rule", help="grant, list and revoke access rules (administrator)")
+    rule_commands = rules.add_subparsers(dest="rule_command", required=True)
+    grant = rule_commands.add_parser("grant", help="grant ROLE on a scope to an access key")
+    grant.add_argument("subject", help="client id of the access key")
+    grant.add_argument("role", choices=[r.value for r in Role])
+    grant.add_argument("scope_type", choices=[t.value for t in ScopeType])
+    grant.add_argument("scope_id", nargs="?", help="cluster, department or project id (not for tenant)")
+    grant.set_defaults(run=_run(_rule_grant))
+    rule_list = rule_commands.add_parser("list", help="list rules")
+    rule_list.add_argument("--subject", help="only this access key's rules")
+    rule_list.set_defaults(run=_run(_rule_list))
+    rule_revoke = rule_commands.add_parser("revoke", help="revoke a rule by its id")
+    rule_revoke.add_argument("rule_id")
+    rule_revoke.set_defaults(run=_run(_rule_revoke))
+    for parser in (grant, rule_list, rule_revoke):
+        _add_client_flags(parser)
+
+    audit = commands.add_parser("audit", help="read the audit log (administrator)")
+    audit.add_argument("--after", type=int, default=0, help="entries after this id")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--actor", help="only this client id's entries")
+    audit.add_argument("--action", help="only this action, e.g. request.refused or access-key.create")
+    _add_client_flags(audit)
+    audit.set_defaults(run=_run(_audit))
+
+    signing = commands.add_parser("signing-key", help="token signing keys of a data directory")
+    signing_commands = signing.add_subparsers(dest="signing_command", required=True)
+    rotate_signing = signing_commands.add_parser(
+        "rotate", help="make a new signing key; tokens signed by the old one stay valid until they expire"
+    )
+    rotate_signing.add_argument(
+        "--data-dir", help="the server's data directory (WORKPLANE_DATA_DIR, default ./data)"
+    )
+    rotate_signing.set_defaults(run=_signing_key_rotate)
