@@ -1,6 +1,6 @@
 """Differential test of scoping: what a scoped caller reads equals the administrator's answer filtered
 by the caller's scopes, for list (page by page, following ``next``), count (the live-count rollup path
-and the row path) and get.
+and the row path), telemetry, get and metrics.
 
 Each endpoint is an ``Endpoint``: how to ask it as some caller, and how to derive its answer from the
 administrator's full listing and a scope set. Adding an endpoint (telemetry, say) is one more entry in
@@ -13,6 +13,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -238,6 +239,53 @@ def test_a_scoped_caller_reads_the_administrators_answer_restricted_to_its_scope
     assert assert_error(admin.get(f"/api/v1/workloads/{missing}", headers=scoped), 404)["message"] == (
         f"workload {missing} not found"
     )
+
+    # metrics: the same rule as get.
+    window = {"metricType": "POD_COUNT", "start": "2024-05-01T00:00:00Z", "end": "2024-06-01T00:00:00Z"}
+    for workload_id in list(loaded.placement)[:20]:
+        answer = admin.get(f"/api/v1/workloads/{workload_id}/metrics", params=window, headers=scoped)
+        if inside(workload_id):
+            assert answer.status_code == 200, answer.text
+        else:
+            assert assert_error(answer, 404)["message"] == f"workload {workload_id} not found"
+
+    # telemetry: the administrator's live records inside the scopes, grouped by hand.
+    live = [w for w in _records_of(admin) if inside(w["id"])]
+    for group_by, key_of in TELEMETRY_GROUPINGS:
+        for kind in ("WORKLOADS_COUNT", "GPU_ALLOCATION"):
+            params = {"telemetryType": kind, "groupBy": group_by}
+            answer = admin.get("/api/v1/workloads/telemetry", params=params, headers=scoped)
+            assert answer.status_code == 200, answer.text
+            seen = {
+                tuple(g["value"] for g in v["groups"]): Decimal(v["value"]) for v in answer.json()["values"]
+            }
+            expected: dict[tuple[str, ...], Decimal] = {}
+            for w in live:
+                amount = Decimal(1) if kind == "WORKLOADS_COUNT" else Decimal(str(_gpus(w)))
+                expected[key_of(w)] = expected.get(key_of(w), Decimal(0)) + amount
+            assert seen == expected, (group_by, kind)
+
+
+TELEMETRY_GROUPINGS: list[tuple[str, Callable[[dict[str, Any]], tuple[str, ...]]]] = [
+    ("ProjectId,Phase", lambda w: (w["projectId"], w["phase"])),
+    ("ClusterId,DepartmentId", lambda w: (w["clusterId"], w["departmentId"])),
+    ("Type", lambda w: (w["type"],)),
+]
+
+
+def _records_of(admin: TestClient) -> list[dict[str, Any]]:
+    """Every live workload record, as the administrator lists it."""
+    records: list[dict[str, Any]] = []
+    while True:
+        page = admin.get("/api/v1/workloads", params={"offset": len(records), "limit": 500}).json()
+        records += page["workloads"]
+        if "next" not in page:
+            return records
+
+
+def _gpus(record: dict[str, Any]) -> float:
+    allocated = record.get("allocatedResources") or {}
+    return float(allocated.get("gpu") or 0)
 
 
 def test_scopes_nest_a_cluster_rule_covers_its_departments_and_projects(loaded: Loaded) -> None:
