@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from workplane import __version__
-from workplane.api import errors, health, properties, sync, token, workloads
+from workplane.api import errors, health, properties, sync, token, ui, workloads
 from workplane.api.deps import Services
 from workplane.api.openapi import build_openapi
 from workplane.auth.tokens import TokenSigner, load_or_create_key
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = svc
     errors.install(app)
-    for module in (health, token, workloads, properties, sync):
+    for module in (health, token, workloads, properties, sync, ui):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:
