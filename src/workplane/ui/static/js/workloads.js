@@ -230,6 +230,7 @@ export function mount(root, route) {
       sortBy: state.sort || undefined, sortOrder: state.sort ? state.order : undefined,
     }, { signal: controller.signal });
     const counting = api.get('/workloads/count', query, { signal: controller.signal });
+    counting.catch(() => {}); // a failed count is shown through the list's own failure
     const names = learnClusterNames(api.get);
     try {
       const { body } = await listing;
