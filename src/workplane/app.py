@@ -11,9 +11,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from workplane import __version__
-from workplane.api import errors, health, properties, sync, token, ui, workloads
+from workplane.api import errors, health, properties, sync, token, workloads
 from workplane.api.deps import Services
 from workplane.api.openapi import build_openapi
+from workplane.api.ui import router as dashboard_router
 from workplane.auth.tokens import TokenSigner, load_or_create_key
 from workplane.services.retention import run_retention
 from workplane.settings import Settings, load_settings
@@ -60,8 +61,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = svc
     errors.install(app)
-    for module in (health, token, workloads, properties, sync, ui):
+    for module in (health, token, workloads, properties, sync):
         app.include_router(module.router)
+    app.include_router(dashboard_router)  # the dashboard: / and /ui/..., nothing under /api
 
     def openapi() -> dict[str, Any]:
         return build_openapi(app)
