@@ -50,6 +50,10 @@ def _serve(args: argparse.Namespace) -> int:
     prepare_store(services.db, settings)
     store = f"SQLite {settings.data_dir / 'workplane.db'}" if settings.is_sqlite else "PostgreSQL"
     print(f"workplane {__version__}: serving on http://{settings.host}:{settings.port} ({store})", flush=True)
+    if settings.port:
+        from workplane.agents.demo import local_url
+
+        print(f"  dashboard: {local_url(settings.host, settings.port)}/", flush=True)
     demo = _start_demo(settings) if args.demo else None
     try:
         return _run_server(args, settings, services)

@@ -44,7 +44,9 @@ def tile(page: Any, label: str) -> str:
 def test_overview_tiles_and_charts_show_the_telemetry(
     page: Any, dashboard_server: Server, api: httpx.Client
 ) -> None:
-    require(api, "/api/v1/workloads/telemetry", {"telemetryType": "WORKLOADS_COUNT"}, "GET /workloads/telemetry")
+    require(
+        api, "/api/v1/workloads/telemetry", {"telemetryType": "WORKLOADS_COUNT"}, "GET /workloads/telemetry"
+    )
     sign_in(page, dashboard_server)
     wait_for_table(page)
     page.click("nav a[data-nav=overview]")
@@ -57,7 +59,8 @@ def test_overview_tiles_and_charts_show_the_telemetry(
     assert tile(page, "Running") == f"{by_phase.get('Running', 0):,}"
     bars = page.eval_on_selector_all(
         ".card:has(h2:text-is('Workloads by phase')) li",
-        "items => items.map(i => [i.querySelector('.bar-label').textContent, i.querySelector('.bar-value').textContent])",
+        "items => items.map(i => [i.querySelector('.bar-label').textContent,"
+        " i.querySelector('.bar-value').textContent])",
     )
     assert {label: int(value.replace(",", "")) for label, value in bars} == {
         p: n for p, n in by_phase.items() if n
@@ -76,9 +79,7 @@ def test_overview_tiles_and_charts_show_the_telemetry(
     page.select_option("#scope-clusterId", cluster["value"])
     scoped = telemetry(api, telemetryType="WORKLOADS_COUNT", clusterId=cluster["value"])
     expected = f"{int(scoped[0]['value']):,}"
-    page.wait_for_function(
-        "n => document.querySelector('.tile .tile-value').textContent === n", arg=expected
-    )
+    page.wait_for_function("n => document.querySelector('.tile .tile-value').textContent === n", arg=expected)
     assert f"clusterId={cluster['value']}" in page.url
     shoot(page, "overview-cluster")
 
@@ -90,17 +91,25 @@ def test_a_workload_page_draws_its_metrics(page: Any, dashboard_server: Server, 
     ).json()["workloads"]
     assert found, "dlrm's snapshot has running inference services with GPUs"
     workload = found[0]
-    require(api, f"/api/v1/workloads/{workload['id']}/metrics", {"metricType": "GPU_ALLOCATION"}, "GET /workloads/{id}/metrics")
+    require(
+        api,
+        f"/api/v1/workloads/{workload['id']}/metrics",
+        {"metricType": "GPU_ALLOCATION"},
+        "GET /workloads/{id}/metrics",
+    )
     sign_in(page, dashboard_server)
     wait_for_table(page)
     with page.expect_request(lambda r: "/metrics?" in r.url) as request_info:
         page.goto(f"/#/workloads/{workload['id']}")
     sent = parse_qs(urlsplit(request_info.value.url).query)
     samples = int(sent["numberOfSamples"][0])
-    assert 2 <= samples <= 1000 and samples != 20, "scaled to the chart's width, not the default"
-    chart = page.wait_for_selector(".chart-card[data-metric=GPU_ALLOCATION] svg path.series")
+    assert 2 <= samples <= 1000
+    assert samples != 20, "scaled to the chart's width, not the default"
+    chart = page.wait_for_selector(
+        ".chart-card[data-metric=GPU_ALLOCATION] svg path.series", state="attached"
+    )
     assert chart.get_attribute("d")
-    page.wait_for_selector(".chart-card[data-metric=POD_COUNT] svg path.series")
+    page.wait_for_selector(".chart-card[data-metric=POD_COUNT] svg path.series", state="attached")
     # The chart draws exactly the points the API gives for the same request.
     answer = api.get(
         f"/api/v1/workloads/{workload['id']}/metrics",

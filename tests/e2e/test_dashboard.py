@@ -37,14 +37,23 @@ def expect_rows(page: Any, expected: list[str]) -> None:
     """The table settles on exactly ``expected`` (in order)."""
     try:
         page.wait_for_function(
-            "ids => JSON.stringify([...document.querySelectorAll('tbody tr[data-id]')].map(r => r.dataset.id))"
-            " === JSON.stringify(ids)",
+            "ids => JSON.stringify([...document.querySelectorAll('tbody tr[data-id]')]"
+            ".map(r => r.dataset.id)) === JSON.stringify(ids)",
             arg=expected,
             timeout=10_000,
         )
     except Exception:
         assert row_ids(page) == expected  # the assertion shows the difference
     assert row_ids(page) == expected
+
+
+def expect_count(page: Any, prefix: str, timeout_ms: int = 10_000) -> None:
+    """The count above the table settles on text starting with ``prefix`` ("1,234", "12 deleted")."""
+    page.wait_for_function(
+        "prefix => document.querySelector('.count').textContent.startsWith(prefix)",
+        arg=prefix,
+        timeout=timeout_ms,
+    )
 
 
 def add_filter(page: Any, field: str, op: str, value: str) -> None:
@@ -74,7 +83,7 @@ def test_sign_in_shows_the_workloads_and_sign_out_ends_the_session(
     signed_in(page, dashboard_server)
     expect_rows(page, api_ids(api))
     total = api_count(api)
-    page.wait_for_function(f"() => document.querySelector('.count').textContent.startsWith('{total:,}')")
+    expect_count(page, f"{total:,}")
     assert page.inner_text(".who") == dashboard_server.client_id
     shoot(page, "workloads")
     # The token is kept for the tab only, never the secret.
@@ -108,9 +117,7 @@ def test_filters_with_every_kind_of_operator_match_the_api(
     assert api_ids(api, filterBy=terms), "the filters should leave some rows to compare"
     chips = page.query_selector_all(".chip")
     assert len(chips) == len(terms)
-    page.wait_for_function(
-        f"() => document.querySelector('.count').textContent.startsWith('{api_count(api, filterBy=terms):,}')"
-    )
+    expect_count(page, f"{api_count(api, filterBy=terms):,}")
     # Every term is in the URL (the view can be bookmarked); removing a chip removes its term.
     assert parse_qs(urlsplit(page.url).fragment.partition("?")[2])["filter"] == terms
     shoot(page, "filters")
@@ -127,7 +134,9 @@ def test_a_filter_on_names_and_nodepools_across_both_clusters(
     expect_rows(page, api_ids(api, filterBy=["name=@0", "createdAt>=2020-01-01"]))
 
 
-def test_search_sort_and_paging_forward_and_back(page: Any, dashboard_server: Server, api: httpx.Client) -> None:
+def test_search_sort_and_paging_forward_and_back(
+    page: Any, dashboard_server: Server, api: httpx.Client
+) -> None:
     signed_in(page, dashboard_server)
     page.fill("input.search", "openb")
     page.wait_for_url("**q=openb**")
@@ -147,7 +156,8 @@ def test_search_sort_and_paging_forward_and_back(page: Any, dashboard_server: Se
 
     page.click("button.next")
     second = api_ids(api, **view, offset=25)
-    assert second and not set(second) & set(first)
+    assert second
+    assert not set(second) & set(first)
     expect_rows(page, second)
     assert "offset=25" in page.url
     page.click("button.next")
@@ -179,7 +189,7 @@ def test_deleted_workloads_toggle(page: Any, dashboard_server: Server, api: http
     assert expected, "the openb snapshot holds deleted pods"
     expect_rows(page, expected)
     count = api_count(api, deleted="true")
-    page.wait_for_function(f"() => document.querySelector('.count').textContent.startsWith('{count:,} deleted')")
+    expect_count(page, f"{count:,} deleted")
 
 
 def test_an_api_error_is_shown_not_a_blank_page(page: Any, dashboard_server: Server) -> None:
@@ -234,6 +244,11 @@ def test_the_dashboard_never_shadows_the_api(dashboard_server: Server) -> None:
     assert answer.headers["content-type"].startswith("application/json")
 
 
+def test_serve_prints_the_dashboard_address(dashboard_server: Server) -> None:
+    log = (dashboard_server.data_dir / "server.log").read_text()
+    assert f"dashboard: {dashboard_server.base_url}/" in log
+
+
 # Last in this module: it moves the openb cluster six hours on, for the tests that follow it.
 def test_open_pages_refresh_while_the_data_changes(
     page: Any, dashboard_server: Server, api: httpx.Client
@@ -247,12 +262,12 @@ def test_open_pages_refresh_while_the_data_changes(
     page.goto("/#/workloads?filter=type%3D%3DPod")
     wait_for_table(page)
     before = api_count(api, filterBy="type==Pod")
-    page.wait_for_function(f"() => document.querySelector('.count').textContent.startsWith('{before:,}')")
+    expect_count(page, f"{before:,}")
     # Move openb six hours on (pods come and go), as a live replay would; the page follows by itself.
     client = SyncClient(dashboard_server.base_url, dashboard_server.client_id, dashboard_server.client_secret)
     snapshot(Inventory([load_openb()]), client, OPENB_AT_MS + 6 * 3_600_000, log=lambda _line: None)
     after = api_count(api, filterBy="type==Pod")
     assert after != before
     # The poll runs every 5 s; allow for a slow machine.
-    page.wait_for_function(f"() => document.querySelector('.count').textContent.startsWith('{after:,}')", timeout=15_000)
+    expect_count(page, f"{after:,}", timeout_ms=15_000)
     expect_rows(page, api_ids(api, filterBy="type==Pod"))

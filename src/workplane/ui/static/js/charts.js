@@ -4,6 +4,8 @@
 import { h, s } from './dom.js';
 
 const COLORS = ['#1f6feb', '#e8590c', '#2f9e44', '#ae3ec9', '#0c8599', '#c92a2a'];
+// Requests and limits often equal each other (or the usage): dashes keep every line visible.
+const DASHES = [null, '7 4', '2 3', '10 3 2 3'];
 
 /** 1, 2, 5 × 10^k steps: round axis labels for any range. */
 function niceTicks(max, count = 4) {
@@ -60,7 +62,7 @@ export function lineChart(series, { width = 560, height = 200, format = String, 
       const area = `${d}L${x(one.points.at(-1)[0]).toFixed(1)},${y(0)}L${x(one.points[0][0]).toFixed(1)},${y(0)}Z`;
       svg.append(s('path', { d: area, fill: color, class: 'area' }));
     }
-    svg.append(s('path', { d, stroke: color, class: 'series', dataset: null }));
+    svg.append(s('path', { d, stroke: color, class: 'series', 'stroke-dasharray': DASHES[i % DASHES.length] }));
     if (one.points.length === 1) svg.append(s('circle', { cx: x(one.points[0][0]), cy: y(one.points[0][1]), r: 3, fill: color }));
   });
 
@@ -84,8 +86,8 @@ export function lineChart(series, { width = 560, height = 200, format = String, 
   svg.addEventListener('mouseleave', () => { guide.setAttribute('visibility', 'hidden'); tip.hidden = true; });
 
   const legend = series.length > 1 ? h('div', { class: 'legend' }, series.map((one, i) => {
-    const swatch = h('span', { class: 'swatch' });
-    swatch.style.background = one.color || COLORS[i % COLORS.length];
+    const swatch = h('span', { class: `swatch${DASHES[i % DASHES.length] ? ' dashed' : ''}` });
+    swatch.style.borderColor = one.color || COLORS[i % COLORS.length];
     return h('span', {}, swatch, one.label);
   })) : null;
   return h('div', { class: 'chart-box' }, svg, tip, legend);
