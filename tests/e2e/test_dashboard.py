@@ -249,6 +249,29 @@ def test_serve_prints_the_dashboard_address(dashboard_server: Server) -> None:
     assert f"dashboard: {dashboard_server.base_url}/" in log
 
 
+def test_the_token_is_renewed_before_it_expires(page: Any, dashboard_server: Server) -> None:
+    """With the secret in memory the tab renews its token a minute before it expires; after a reload
+    (no secret) the session ends when the token does, with a message."""
+    page.clock.install()
+    signed_in(page, dashboard_server)
+    first = json.loads(page.evaluate("sessionStorage.getItem('workplane.session')"))
+    lifetime_s = (first["expiresAt"] - page.evaluate("Date.now()")) / 1000
+    assert 3000 < lifetime_s <= 3600
+    with page.expect_request("**/api/v1/token"):
+        page.clock.fast_forward(int((lifetime_s - 50) * 1000))
+    page.wait_for_function(
+        "old => JSON.parse(sessionStorage.getItem('workplane.session')).expiresAt > old",
+        arg=first["expiresAt"],
+    )
+    assert page.query_selector("#client-id") is None
+
+    page.reload()
+    wait_for_table(page)
+    page.clock.fast_forward(3_600_000)
+    alert = page.wait_for_selector(".signin-card .message.error:not([hidden])")
+    assert "session has expired" in alert.inner_text()
+
+
 # Last in this module: it moves the openb cluster six hours on, for the tests that follow it.
 def test_open_pages_refresh_while_the_data_changes(
     page: Any, dashboard_server: Server, api: httpx.Client

@@ -99,6 +99,7 @@ export function signOut() {
 }
 
 function endSession(message) {
+  if (!session) return; // already ended: the first message is the one that explains why
   signOut();
   for (const listener of listeners) listener(message);
 }
@@ -126,7 +127,8 @@ function failure(response, body) {
  */
 export async function get(path, params = {}, { signal } = {}) {
   if (!signedIn()) {
-    endSession('Please sign in.');
+    // A token that ran out while the tab slept (or with no secret to renew it) ends the session.
+    endSession('Your session has expired. Please sign in again.');
     throw new ApiError(401, 'not signed in');
   }
   const query = new URLSearchParams();
