@@ -19,6 +19,12 @@ function niceTicks(max, count = 4) {
   return ticks;
 }
 
+/** The same in binary units, for bytes: 0, 1, 2, 3 GiB rather than 0, 1.82, 3.64 TiB. */
+function binaryTicks(max) {
+  const unit = 1024 ** Math.max(0, Math.floor(Math.log(Math.max(max, 1)) / Math.log(1024)));
+  return niceTicks(max / unit).map((t) => t * unit);
+}
+
 function timeLabel(ms, spanMs) {
   const d = new Date(ms);
   const pad = (n) => String(n).padStart(2, '0');
@@ -29,10 +35,11 @@ function timeLabel(ms, spanMs) {
 }
 
 /**
- * series: [{label, points: [[ms, value], ...]}]; options: {width, height, format, start, end, max}.
+ * series: [{label, points: [[ms, value], ...]}]; options: {width, height, format, start, end, max,
+ * binary (axis steps in powers of 1024, for bytes)}.
  * Returns an element holding the SVG and its legend; hovering shows the values at that time.
  */
-export function lineChart(series, { width = 560, height = 200, format = String, start, end, max } = {}) {
+export function lineChart(series, { width = 560, height = 200, format = String, start, end, max, binary = false } = {}) {
   const pad = { left: 56, right: 12, top: 10, bottom: 24 };
   const innerW = width - pad.left - pad.right;
   const innerH = height - pad.top - pad.bottom;
@@ -40,7 +47,7 @@ export function lineChart(series, { width = 560, height = 200, format = String, 
   const t0 = start ?? Math.min(...all.map((p) => p[0]));
   const t1 = end ?? Math.max(...all.map((p) => p[0]));
   const span = Math.max(t1 - t0, 1);
-  const ticks = niceTicks(max ?? Math.max(0, ...all.map((p) => p[1])));
+  const ticks = (binary ? binaryTicks : niceTicks)(max ?? Math.max(0, ...all.map((p) => p[1])));
   const top = ticks[ticks.length - 1];
   const x = (t) => pad.left + ((t - t0) / span) * innerW;
   const y = (v) => pad.top + innerH - (v / top) * innerH;

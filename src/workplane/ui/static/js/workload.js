@@ -239,7 +239,7 @@ export function mount(root, route) {
         let content;
         if (!known.length) content = h('p', { class: 'empty' }, 'Not available for this workload.');
         else if (!lines.some((l) => l.points.length)) content = h('p', { class: 'empty' }, 'No samples in this time range.');
-        else content = lineChart(lines, { width, height: 190, format, start, end, max: max ?? undefined });
+        else content = lineChart(lines, { width, height: 190, format, start, end, max: max ?? undefined, binary: format === bytes });
         return h('section', { class: 'card chart-card', dataset: { metric: series[0][0] } }, h('h3', {}, title), content);
       }));
       if (mark) markRendered('workload-metrics', mark);
