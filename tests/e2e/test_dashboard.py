@@ -190,6 +190,10 @@ def test_deleted_workloads_toggle(page: Any, dashboard_server: Server, api: http
     expect_rows(page, expected)
     count = api_count(api, deleted="true")
     expect_count(page, f"{count:,} deleted")
+    # Deleted workloads show (and sort by) when they were deleted.
+    page.click("th button[data-sort=deletedAt]")
+    expect_rows(page, api_ids(api, deleted="true", sortBy="deletedAt", sortOrder="asc"))
+    shoot(page, "deleted")
 
 
 def test_an_api_error_is_shown_not_a_blank_page(page: Any, dashboard_server: Server) -> None:

@@ -13,11 +13,13 @@ const view = document.getElementById('view');
 const topbar = document.querySelector('.topbar');
 let current = null; // {name, instance}
 let pendingMessage = '';
+let routing = 0; // the latest navigation; an older one still loading its module gives way
 
 /** #/workloads/abc?x=1 → {path: ['workloads', 'abc'], params: URLSearchParams} */
 export function parseHash(hash = location.hash) {
   const raw = hash.replace(/^#\/?/, '');
-  const [path, query = ''] = raw.split('?', 2);
+  const cut = raw.indexOf('?');
+  const [path, query] = cut < 0 ? [raw, ''] : [raw.slice(0, cut), raw.slice(cut + 1)];
   return { path: path.split('/').filter(Boolean).map(decodeURIComponent), params: new URLSearchParams(query) };
 }
 
@@ -28,6 +30,7 @@ const routes = {
 
 async function route() {
   performance.mark('route-start');
+  const ticket = ++routing;
   if (!api.signedIn()) {
     showSignIn();
     return;
@@ -47,7 +50,9 @@ async function route() {
     return;
   }
   if (current) current.instance.dispose?.();
+  current = null;
   const module = await load();
+  if (ticket !== routing) return;
   fill(view);
   current = { name, key: parsed.path.join('/'), instance: module.mount(view, parsed) };
 }

@@ -32,6 +32,15 @@ const COLUMNS = [
   ['Running', 'totalRunningTimeSeconds', (w) => duration(w.totalRunningTimeSeconds), 'num'],
 ];
 
+const DELETED_COLUMN = ['Deleted', 'deletedAt', (w) => h('time', { datetime: w.deletedAt, title: when(w.deletedAt) }, w.deletedAt ? shortDate.format(new Date(w.deletedAt)) : '—')];
+
+/** The columns for a state: deleted workloads also show when they were deleted. */
+function columnsFor(state) {
+  if (!state.deleted) return COLUMNS;
+  const at = COLUMNS.findIndex(([, field]) => field === 'createdAt') + 1;
+  return [...COLUMNS.slice(0, at), DELETED_COLUMN, ...COLUMNS.slice(at)];
+}
+
 /** The view's state, all of it in the URL. */
 function readState(params) {
   const limit = Number(params.get('limit'));
@@ -72,6 +81,7 @@ export function mount(root, route) {
   let inFlight = null;
   let firstRender = true;
   let total = null;
+  let totalKey = null;
 
   const countLabel = h('span', { class: 'count', 'aria-live': 'polite' });
   const search = h('input', {
@@ -179,7 +189,7 @@ export function mount(root, route) {
     if (state.filters.length > 1) {
       chips.append(h('button', { type: 'button', class: 'link', onClick: () => change({ filters: [], offset: 0 }) }, 'Clear all'));
     }
-    fill(thead, h('tr', {}, COLUMNS.map(([label, field, , cls]) => {
+    fill(thead, h('tr', {}, columnsFor(state).map(([label, field, , cls]) => {
       if (!field) return h('th', { scope: 'col', class: cls }, label);
       const active = state.sort === field;
       const sortState = active ? (state.order === 'desc' ? 'descending' : 'ascending') : null;
@@ -193,12 +203,12 @@ export function mount(root, route) {
 
   function renderRows(workloads) {
     if (!workloads.length) {
-      fill(tbody, h('tr', {}, h('td', { colspan: COLUMNS.length, class: 'empty' },
+      fill(tbody, h('tr', {}, h('td', { colspan: columnsFor(state).length, class: 'empty' },
         state.filters.length || state.search ? 'No workloads match these filters.' : 'No workloads yet.')));
       return;
     }
     fill(tbody, ...workloads.map((w) => h('tr', { tabindex: 0, dataset: { id: w.id }, 'aria-label': `Workload ${w.name}` },
-      COLUMNS.map(([, , cell, cls]) => h('td', { class: cls }, cell(w))))));
+      columnsFor(state).map(([, , cell, cls]) => h('td', { class: cls }, cell(w))))));
   }
 
   function renderPager(next) {
@@ -225,6 +235,12 @@ export function mount(root, route) {
     inFlight = controller;
     table.classList.add('busy');
     const query = apiQuery(state);
+    // A total belongs to its query: never show the old one beside another query's rows.
+    const queryKey = JSON.stringify(query);
+    if (queryKey !== totalKey) {
+      total = null;
+      countLabel.textContent = '';
+    }
     const listing = api.get('/workloads', {
       ...query, offset: state.offset, limit: state.limit,
       sortBy: state.sort || undefined, sortOrder: state.sort ? state.order : undefined,
@@ -245,6 +261,7 @@ export function mount(root, route) {
       counting.then(({ body: c }) => {
         if (controller.signal.aborted) return;
         total = c.count;
+        totalKey = queryKey;
         countLabel.textContent = `${num(total)} ${state.deleted ? 'deleted ' : ''}workload${total === 1 ? '' : 's'}`;
         renderPager(body.next);
       }).catch((error) => { if (error.name !== 'AbortError') countLabel.textContent = ''; });
