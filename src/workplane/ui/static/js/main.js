@@ -6,14 +6,16 @@
 
 import * as api from './api.js';
 import { fill, h } from './dom.js';
+import * as overview from './overview.js';
 import { rememberList } from './state.js';
+import * as workload from './workload.js';
+import * as workloads from './workloads.js';
 
 const POLL_MS = 5000; // modest: a few small indexed queries per page every 5 s
 const view = document.getElementById('view');
 const topbar = document.querySelector('.topbar');
 let current = null; // {name, instance}
 let pendingMessage = '';
-let routing = 0; // the latest navigation; an older one still loading its module gives way
 
 /** #/workloads/abc?x=1 → {path: ['workloads', 'abc'], params: URLSearchParams} */
 export function parseHash(hash = location.hash) {
@@ -23,14 +25,15 @@ export function parseHash(hash = location.hash) {
   return { path: path.split('/').filter(Boolean).map(decodeURIComponent), params: new URLSearchParams(query) };
 }
 
+// The views are imported up front: all of them together are a few tens of kilobytes, fetched in
+// parallel (index.html preloads them), and a page switch then never waits for the network.
 const routes = {
-  workloads: (route) => (route.path.length > 1 ? ['workload', () => import('./workload.js')] : ['workloads', () => import('./workloads.js')]),
-  overview: () => ['overview', () => import('./overview.js')],
+  workloads: (route) => (route.path.length > 1 ? ['workload', workload] : ['workloads', workloads]),
+  overview: () => ['overview', overview],
 };
 
-async function route() {
+function route() {
   performance.mark('route-start');
-  const ticket = ++routing;
   if (!api.signedIn()) {
     showSignIn();
     return;
@@ -41,7 +44,7 @@ async function route() {
     location.replace('#/workloads');
     return;
   }
-  const [name, load] = pick(parsed);
+  const [name, module] = pick(parsed);
   if (name === 'workloads') rememberList(location.hash);
   showShell(name);
   // The same view with new parameters (back/forward through filters or pages): update in place.
@@ -50,9 +53,6 @@ async function route() {
     return;
   }
   if (current) current.instance.dispose?.();
-  current = null;
-  const module = await load();
-  if (ticket !== routing) return;
   fill(view);
   current = { name, key: parsed.path.join('/'), instance: module.mount(view, parsed) };
 }

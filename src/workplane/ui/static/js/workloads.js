@@ -247,7 +247,6 @@ export function mount(root, route) {
     }, { signal: controller.signal });
     const counting = api.get('/workloads/count', query, { signal: controller.signal });
     counting.catch(() => {}); // a failed count is shown through the list's own failure
-    const names = learnClusterNames(api.get);
     try {
       const { body } = await listing;
       if (controller.signal.aborted) return;
@@ -265,8 +264,9 @@ export function mount(root, route) {
         countLabel.textContent = `${num(total)} ${state.deleted ? 'deleted ' : ''}workload${total === 1 ? '' : 's'}`;
         renderPager(body.next);
       }).catch((error) => { if (error.name !== 'AbortError') countLabel.textContent = ''; });
-      // Cluster names usually arrive after the first rows: redraw the cells once they do.
-      names.then((learnt) => {
+      // Cluster names are asked for once the rows are drawn (they must not delay them): redraw the
+      // cells when they arrive.
+      learnClusterNames(api.get).then((learnt) => {
         if (learnt && !controller.signal.aborted) {
           for (const cell of tbody.querySelectorAll('td span[title]')) cell.textContent = clusterName(cell.title);
         }
