@@ -14,6 +14,7 @@ from workplane import __version__
 from workplane.api import access, errors, health, metrics, properties, sync, telemetry, token, workloads
 from workplane.api.deps import Services
 from workplane.api.openapi import build_openapi
+from workplane.api.ui import router as dashboard_router
 from workplane.auth.audit import run_flusher
 from workplane.auth.cache import AccessCache
 from workplane.auth.tokens import TokenSigner
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # telemetry before workloads: /workloads/telemetry must not be taken for /workloads/{workloadId}.
     for module in (health, token, telemetry, workloads, metrics, properties, sync, access):
         app.include_router(module.router)
+    app.include_router(dashboard_router)  # the dashboard: / and /ui/..., nothing under /api
 
     def openapi() -> dict[str, Any]:
         return build_openapi(app)

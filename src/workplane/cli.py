@@ -69,6 +69,10 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+    if settings.port:
+        from workplane.agents.demo import local_url
+
+        print(f"  dashboard: {local_url(settings.host, settings.port)}/", flush=True)
     demo = _start_demo(settings) if args.demo else None
     try:
         return _run_server(args, settings, services)

@@ -177,7 +177,8 @@ def test_an_unknown_id_is_404(client: TestClient, database: Database) -> None:
 
 
 def test_an_unknown_path_is_404(client: TestClient, anonymous: TestClient) -> None:
-    for path in ["/", "/api", "/api/v1", "/api/v1/nope", "/api/v2/workloads", "/api/v1/workloads/a/b"]:
+    # "/" is the dashboard's page (tests/api/test_ui.py); everything else unknown is a 404.
+    for path in ["/nope", "/api", "/api/v1", "/api/v1/nope", "/api/v2/workloads", "/api/v1/workloads/a/b"]:
         assert_error(client.get(path), 404)
         assert_error(anonymous.get(path), 404)
         assert_error(anonymous.post(path, json={}), 404)

@@ -44,6 +44,7 @@ def banner(url: str, credentials: Path, client_id: str, starts: dict[str, int], 
         [
             f"workplane demo: replaying the traces live at {speed:g}x (a trace minute per second), "
             f"each from a busy moment: {where}",
+            f"  dashboard:      {url}/  (sign in with the administrator key below)",
             f"  API:            {url}/api/v1  (description: {url}/api/docs)",
             f"  administrator:  client id {client_id}; secret in {credentials}",
             "  try:",
