@@ -116,10 +116,6 @@ def create_database(settings: Settings, url: str | None = None) -> Database:
                 "prepare_threshold": None,
             },
         )
-        # A many-row INSERT as multi-row VALUES statements (1,000 rows each) rather than one statement
-        # per row: the statement-level triggers that keep the live counts (migration 0007) then
-        # aggregate a whole batch into one upsert per counter row.
-        engine.dialect.use_insertmanyvalues_wo_returning = True
     return Database(engine)
 
 

@@ -19,9 +19,9 @@ the database as rows are written:
 Triggers keep both exact whatever writes the rows (store functions, sync batches, purges, hand-written
 SQL). On SQLite they are row triggers (cheap there: no per-statement machinery to amortise). On
 PostgreSQL they are statement triggers over transition tables: one aggregated upsert per statement
-instead of one counter update per row: a multi-row statement (the store sends a batch of inserts as
-1,000-row VALUES lists) touches each counter row once. An executemany UPDATE is still one statement per
-row, so it gains nothing until updates are sent as one statement per batch. The
+instead of one counter update per row, so a multi-row statement (hand-written SQL, the purge, a batch
+sent as one statement) touches each counter row once. The store's executemany INSERTs and UPDATEs are
+one statement per row with psycopg 3, so they gain only once a batch is sent as one statement. The
 0005 row triggers of ``workload_counts`` are replaced the same way. PostgreSQL refuses a column list
 on a trigger with transition tables, so the UPDATE trigger fires for every UPDATE statement and
 first checks, in one query, whether any counted value changed.
