@@ -315,4 +315,4 @@ def test_a_batch_is_validated_before_it_waits_for_the_write_lock(
         answer = client.post(f"/api/v1/clusters/{CLUSTER_A}/sync", json={"workloads": [obs(1, 1, phase="?")]})
         elapsed = time.monotonic() - started
     assert answer.status_code == 400
-    assert elapsed < 1.0  # well under busy_timeout: the body was refused without a transaction
+    assert elapsed < 3.0  # under the 5 s busy_timeout: the body was refused without a transaction
