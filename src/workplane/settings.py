@@ -52,7 +52,10 @@ class Settings(BaseSettings):
         default=14.0, gt=0, description="How long deleted workloads stay listable before purge."
     )
     retention_interval_s: float = Field(
-        default=600.0, ge=0, description="How often deleted workloads past retention are purged (0: never)."
+        default=600.0,
+        ge=0,
+        description="How often deleted workloads past retention are purged, and metric samples compacted "
+        "and purged (0: never).",
     )
     metrics_retention_days: float = Field(
         default=30.0,

@@ -52,12 +52,14 @@ def maintain_metrics_once(db: Database, retention_days: float, *, now: int | Non
 
 
 async def run_metrics_maintenance(db: Database, retention_days: float, interval_s: float) -> None:
-    """Metric samples: retention and compaction now, then every ``interval_s`` seconds, until cancelled."""
+    """Metric samples: retention and compaction every ``interval_s`` seconds, until cancelled. The
+    first run waits one interval: nothing is urgent at start, and several workers starting together
+    would otherwise all queue for the write lock (on SQLite) in their first seconds."""
     while True:
+        await asyncio.sleep(interval_s)
         try:
             dropped, merged = await run_in_threadpool(maintain_metrics_once, db, retention_days)
             if dropped or merged:
                 log.info("metrics: %d chunks past retention dropped, %d blocks compacted", dropped, merged)
         except Exception:  # a failed run (database briefly down) must not stop the next ones
             log.exception("metrics maintenance failed")
-        await asyncio.sleep(interval_s)
