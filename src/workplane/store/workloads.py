@@ -22,7 +22,7 @@ from workplane.query.compile import Compiler
 from workplane.query.filters import Sort, WorkloadQuery
 from workplane.query.scopes import ScopeSet, restrict
 from workplane.store import text_search
-from workplane.store.database import upsert
+from workplane.store.database import insert_rows, upsert
 from workplane.store.schema import (
     clusters,
     departments,
@@ -135,9 +135,10 @@ def create_workloads(
     if not rows:
         return []
     upsert_organisation(connection, records)
-    connection.execute(workloads.insert(), rows)
-    if pools:
-        connection.execute(workload_nodepools.insert(), pools)
+    # One statement per table for the whole batch (see ``insert_rows``): on PostgreSQL the
+    # statement-level triggers that keep the live counts then run once per batch, not once per row.
+    insert_rows(connection, workloads, rows)
+    insert_rows(connection, workload_nodepools, pools)
     return [r["id"] for r in rows]
 
 
