@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from runai.api_client import ApiClient
+from runai.configuration import Configuration
+from runai.runai_client import RunaiClient
 
+from tests.server import Server, running_server
 from workplane.api.deps import Services
 from workplane.app import build_services, create_app
 from workplane.auth.credentials import ADMIN_CLIENT_ID
@@ -135,3 +139,21 @@ def anonymous(services: Services) -> Iterator[TestClient]:
 
 def fresh_cache() -> CatalogCache:
     return CatalogCache()
+
+
+@pytest.fixture
+def server(settings: Settings, database: Database, tmp_path: Path) -> Iterator[Server]:
+    """A real server process on this test's (emptied) store; its first start seeds it."""
+    with running_server(tmp_path / "server", settings.sqlalchemy_url) as running:
+        yield running
+
+
+@pytest.fixture
+def runai(server: Server) -> Iterator[RunaiClient]:
+    """The official client, unmodified, holding the server's administrator key."""
+    configuration = Configuration(
+        client_id=server.client_id, client_secret=server.client_secret, runai_base_url=server.base_url
+    )
+    client = RunaiClient(ApiClient(configuration))
+    yield client
+    client.close()

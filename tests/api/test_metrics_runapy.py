@@ -3,42 +3,20 @@ on SQLite and PostgreSQL: list and single-enum ``metricType``, datetime argument
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from runai import models
-from runai.api_client import ApiClient
-from runai.configuration import Configuration
 from runai.exceptions import ApiException
 from runai.runai_client import RunaiClient
 
 from tests.api.test_sync import CLUSTER_A, obs, wid
-from tests.server import Server, running_server
+from tests.server import Server
 from workplane.domain.timefmt import parse_to_ms
-from workplane.settings import Settings
-from workplane.store.database import Database
 
 pytestmark = pytest.mark.server
 
 T0 = parse_to_ms("2024-05-01T10:00:00Z")
-
-
-@pytest.fixture
-def server(settings: Settings, database: Database, tmp_path: Path) -> Iterator[Server]:
-    with running_server(tmp_path / "server", settings.sqlalchemy_url) as running:
-        yield running
-
-
-@pytest.fixture
-def runai(server: Server) -> Iterator[RunaiClient]:
-    configuration = Configuration(
-        client_id=server.client_id, client_secret=server.client_secret, runai_base_url=server.base_url
-    )
-    client = RunaiClient(ApiClient(configuration))
-    yield client
-    client.close()
 
 
 def _load(server: Server) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,11 +23,10 @@ from runai.exceptions import ApiException
 from runai.runai_client import RunaiClient
 
 from tests.factories import load, wid, workload
-from tests.server import Server, running_server
+from tests.server import Server
 from workplane.api.openapi import upstream_schemas
 from workplane.domain.catalog import catalog_id
 from workplane.domain.timefmt import now_ms
-from workplane.settings import Settings
 from workplane.store import workloads as store
 from workplane.store.database import Database
 
@@ -68,13 +65,6 @@ def validated(model: type[Any], record: dict[str, Any], schema: str) -> Any:
     return model.from_dict(record)
 
 
-@pytest.fixture
-def server(settings: Settings, database: Database, tmp_path: Path) -> Iterator[Server]:
-    """A server process on this test's (emptied) store; its first start seeds it."""
-    with running_server(tmp_path / "server", settings.sqlalchemy_url) as running:
-        yield running
-
-
 def _client(server: Server, **config: Any) -> RunaiClient:
     configuration = Configuration(
         client_id=server.client_id,
@@ -83,13 +73,6 @@ def _client(server: Server, **config: Any) -> RunaiClient:
         **config,
     )
     return RunaiClient(ApiClient(configuration))
-
-
-@pytest.fixture
-def runai(server: Server) -> Iterator[RunaiClient]:
-    client = _client(server)
-    yield client
-    client.close()
 
 
 def _names(page: dict[str, Any]) -> list[str]:

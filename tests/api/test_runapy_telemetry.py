@@ -10,43 +10,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from runai import models
-from runai.api_client import ApiClient
-from runai.configuration import Configuration
 from runai.exceptions import ApiException
 from runai.runai_client import RunaiClient
 
 from tests.factories import CLUSTER, load, wid, workload
-from tests.server import Server, running_server
+from tests.server import Server
 from workplane.domain.timefmt import now_ms
-from workplane.settings import Settings
 from workplane.store import workloads as store
 from workplane.store.database import Database
 
 pytestmark = pytest.mark.server
 
 TELEMETRY = "/api/v1/workloads/telemetry"
-
-
-@pytest.fixture
-def server(settings: Settings, database: Database, tmp_path: Path) -> Iterator[Server]:
-    with running_server(tmp_path / "server", settings.sqlalchemy_url) as running:
-        yield running
-
-
-@pytest.fixture
-def runai(server: Server) -> Iterator[RunaiClient]:
-    configuration = Configuration(
-        client_id=server.client_id, client_secret=server.client_secret, runai_base_url=server.base_url
-    )
-    client = RunaiClient(ApiClient(configuration))
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ exactly its scope — in lists, counts and gets — and is refused what its role
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,19 +15,12 @@ from runai.exceptions import ApiException
 from runai.runai_client import RunaiClient
 
 from tests.factories import load, wid, workload
-from tests.server import Server, running_server
-from workplane.settings import Settings
+from tests.server import Server
 from workplane.store.database import Database
 
 pytestmark = pytest.mark.server
 
 OTHER_CLUSTER = "33333333-3333-4333-8333-333333333333"
-
-
-@pytest.fixture
-def server(settings: Settings, database: Database, tmp_path: Path) -> Iterator[Server]:
-    with running_server(tmp_path / "server", settings.sqlalchemy_url) as running:
-        yield running
 
 
 def _load(database: Database) -> None:
