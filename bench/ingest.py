@@ -68,8 +68,9 @@ def _bodies(cluster: str, workloads: int, batch: int) -> list[bytes]:
     return bodies
 
 
-def _post_all(port: int, token: str, cluster: str, bodies: list[bytes], errors: list[str]) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+def post_batches(port: int, token: str, cluster: str, bodies: list[bytes], errors: list[str]) -> None:
+    """Post sync batches in order on one keep-alive connection; a refusal ends them (in ``errors``)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     for body in bodies:
         conn.request("POST", f"/api/v1/clusters/{cluster}/sync", body=body, headers=headers)
@@ -122,7 +123,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         rss_before = sample_rss(server.process.pid).total_mb
         started = time.perf_counter()
         threads = [
-            threading.Thread(target=_post_all, args=(server.port, token, c, bodies[c], errors))
+            threading.Thread(target=post_batches, args=(server.port, token, c, bodies[c], errors))
             for c in agents
         ]
         for thread in threads:

@@ -40,6 +40,7 @@ import orjson
 import sqlalchemy as sa
 
 from bench.http_load import Server, cpu_seconds, get_token, process_tree
+from bench.ingest import post_batches
 from bench.load import POSTGRESQL, SQLITE, Target, ensure_exists, make_target, open_database, wipe
 from workplane.api.metrics import render_json
 from workplane.domain.timefmt import format_ms, now_ms
@@ -191,19 +192,6 @@ def _plan(args: argparse.Namespace) -> tuple[dict[str, list[bytes]], dict[str, b
     return batches, creations, total, start, end
 
 
-def _post(port: int, token: str, cluster: str, bodies: list[bytes], errors: list[str]) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    for body in bodies:
-        conn.request("POST", f"/api/v1/clusters/{cluster}/sync", body=body, headers=headers)
-        answer = conn.getresponse()
-        text = answer.read()
-        if answer.status != 200:
-            errors.append(f"{answer.status}: {text[:300]!r}")
-            return
-    conn.close()
-
-
 def _chunk_bytes(target: Target, engine: sa.Engine) -> dict[str, int]:
     if target.kind == SQLITE:
         with engine.connect() as conn:
@@ -266,10 +254,10 @@ def run(kind: str, args: argparse.Namespace, plan: Any) -> dict[str, Any]:
         token, _ = get_token(target, server.port)
         errors: list[str] = []
         for cluster, body in creations.items():
-            _post(server.port, token, cluster, [body], errors)
+            post_batches(server.port, token, cluster, [body], errors)
         started = time.perf_counter()
         threads = [
-            threading.Thread(target=_post, args=(server.port, token, c, bodies, errors))
+            threading.Thread(target=post_batches, args=(server.port, token, c, bodies, errors))
             for c, bodies in batches.items()
         ]
         for thread in threads:
