@@ -1,8 +1,6 @@
 """The dashboard's views of GET /workloads/telemetry (SEMANTICS §7) and GET /workloads/{id}/metrics
 (§8), in headless Chromium against a real server.
 
-These endpoints are served by their own modules; where the server under test does not serve one yet,
-its tests skip and name the endpoint (they run, and must pass, wherever it is served).
 """
 
 from __future__ import annotations
@@ -20,15 +18,6 @@ from tests.server import Server
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 
 
-def require(api: httpx.Client, path: str, params: dict[str, str], name: str) -> None:
-    answer = api.get(path, params=params)
-    missing = answer.status_code == 404 and "no such endpoint" in answer.text
-    # Without its own route, /workloads/telemetry falls to /workloads/{workloadId}: "not a UUID".
-    missing |= answer.status_code == 400 and "not a UUID" in answer.text
-    if missing:
-        pytest.skip(f"{name} is not served by this build (until the branch that adds it is merged)")
-
-
 def telemetry(api: httpx.Client, **params: str) -> list[dict[str, Any]]:
     answer = api.get("/api/v1/workloads/telemetry", params=params)
     assert answer.status_code == 200, answer.text
@@ -44,9 +33,6 @@ def tile(page: Any, label: str) -> str:
 def test_overview_tiles_and_charts_show_the_telemetry(
     page: Any, dashboard_server: Server, api: httpx.Client
 ) -> None:
-    require(
-        api, "/api/v1/workloads/telemetry", {"telemetryType": "WORKLOADS_COUNT"}, "GET /workloads/telemetry"
-    )
     sign_in(page, dashboard_server)
     wait_for_table(page)
     page.click("nav a[data-nav=overview]")
@@ -91,12 +77,6 @@ def test_a_workload_page_draws_its_metrics(page: Any, dashboard_server: Server, 
     ).json()["workloads"]
     assert found, "dlrm's snapshot has running inference services with GPUs"
     workload = found[0]
-    require(
-        api,
-        f"/api/v1/workloads/{workload['id']}/metrics",
-        {"metricType": "GPU_ALLOCATION"},
-        "GET /workloads/{id}/metrics",
-    )
     sign_in(page, dashboard_server)
     wait_for_table(page)
     with page.expect_request(lambda r: "/metrics?" in r.url) as request_info:
