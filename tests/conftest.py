@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -106,28 +107,40 @@ def catalog(services: Services) -> CatalogSnapshot:
         return services.catalog.get(conn)
 
 
-@pytest.fixture
-def admin_secret(settings: Settings, services: Services) -> str:
-    for line in (settings.data_dir / ADMIN_FILE).read_text().splitlines():
+def read_admin_secret(data_dir: Path) -> str:
+    """The administrator secret the first start wrote into the data directory."""
+    for line in (data_dir / ADMIN_FILE).read_text().splitlines():
         if line.startswith("WORKPLANE_CLIENT_SECRET="):
             return line.split("=", 1)[1]
     raise AssertionError("no admin secret written")
 
 
-@pytest.fixture
-def client(services: Services, admin_secret: str) -> Iterator[TestClient]:
+@contextmanager
+def admin_client(settings: Settings, services: Services) -> Iterator[TestClient]:
     """An in-process client already holding an administrator token."""
-    with TestClient(create_app(services.settings, services), raise_server_exceptions=False) as test_client:
+    with TestClient(create_app(settings, services), raise_server_exceptions=False) as test_client:
         answer = test_client.post(
             "/api/v1/token",
             json={
                 "grantType": "client_credentials",
                 "clientId": ADMIN_CLIENT_ID,
-                "clientSecret": admin_secret,
+                "clientSecret": read_admin_secret(settings.data_dir),
             },
         )
         assert answer.status_code == 200, answer.text
         test_client.headers["Authorization"] = f"Bearer {answer.json()['accessToken']}"
+        yield test_client
+
+
+@pytest.fixture
+def admin_secret(settings: Settings, services: Services) -> str:
+    return read_admin_secret(settings.data_dir)
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    """An in-process client already holding an administrator token."""
+    with admin_client(services.settings, services) as test_client:
         yield test_client
 
 

@@ -20,12 +20,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.auth.helpers import bearer, create_key, grant, token
-from tests.conftest import _wipe
+from tests.conftest import _wipe, admin_client
 from tests.factories import at, workload
-from tests.query.conftest import _admin_secret
 from tests.server import assert_error
-from workplane.app import build_services, create_app
-from workplane.auth.credentials import ADMIN_CLIENT_ID
+from workplane.app import build_services
 from workplane.query.scopes import Scope, ScopeSet, ScopeType
 from workplane.settings import Settings
 from workplane.store import workloads as store
@@ -107,13 +105,7 @@ def loaded(backend_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         workload_id: (str(r.cluster_id), r.department_id, r.project_id)
         for r, workload_id in zip(records, ids, strict=True)
     }
-    with TestClient(create_app(settings, services), raise_server_exceptions=False) as admin:
-        secret = _admin_secret(settings.data_dir)
-        answer = admin.post(
-            "/api/v1/token",
-            json={"grantType": "client_credentials", "clientId": ADMIN_CLIENT_ID, "clientSecret": secret},
-        )
-        admin.headers["Authorization"] = f"Bearer {answer.json()['accessToken']}"
+    with admin_client(settings, services) as admin:
         yield Loaded(admin, placement)
     db.dispose()
 

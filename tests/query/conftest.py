@@ -7,19 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import _wipe
+from tests.conftest import _wipe, admin_client
 from tests.query.inventory import load_inventory
-from workplane.app import build_services, create_app
-from workplane.auth.credentials import ADMIN_CLIENT_ID
+from workplane.app import build_services
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.settings import Settings
 from workplane.store.database import Database, create_database
-from workplane.store.setup import ADMIN_FILE, prepare_store
+from workplane.store.setup import prepare_store
 
 
 @dataclass
@@ -27,13 +25,6 @@ class Loaded:
     db: Database
     catalog: CatalogSnapshot
     client: TestClient
-
-
-def _admin_secret(data_dir: Path) -> str:
-    for line in (data_dir / ADMIN_FILE).read_text().splitlines():
-        if line.startswith("WORKPLANE_CLIENT_SECRET="):
-            return line.split("=", 1)[1]
-    raise AssertionError("no admin secret written")
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +43,6 @@ def inventory(backend_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     with db.read() as conn:
         catalog = services.catalog.get(conn)
     load_inventory(db, catalog)
-    with TestClient(create_app(settings, services), raise_server_exceptions=False) as client:
-        answer = client.post(
-            "/api/v1/token",
-            json={
-                "grantType": "client_credentials",
-                "clientId": ADMIN_CLIENT_ID,
-                "clientSecret": _admin_secret(settings.data_dir),
-            },
-        )
-        assert answer.status_code == 200, answer.text
-        client.headers["Authorization"] = f"Bearer {answer.json()['accessToken']}"
+    with admin_client(settings, services) as client:
         yield Loaded(db, catalog, client)
     db.dispose()
