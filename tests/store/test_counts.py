@@ -15,13 +15,14 @@ from workplane.domain.observation import FullResync, Observation
 from workplane.query.compile import Compiler
 from workplane.query.filters import WorkloadQuery, parse_filter
 from workplane.store import catalog as catalog_store
-from workplane.store import ingest
+from workplane.store import ingest, rollups
 from workplane.store import workloads as store
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
 from workplane.store.schema import (
     COUNTED_COLUMNS,
     POOL_COUNTED_COLUMNS,
+    triggers_deferred,
     workload_counts,
     workload_nodepools,
     workload_pool_counts,
@@ -219,3 +220,40 @@ def test_counts_follow_a_change_of_type_defaults(database: Database, catalog: Ca
     with database.read() as conn:
         fresh = CatalogCache().get(conn)
     assert _aggregate(database, fresh, query) == 1 == _direct(database, fresh, query)
+
+
+def test_batch_gpu_units_round_as_the_triggers_do(database: Database) -> None:
+    """A sync batch counts its rows itself (store.rollups); another writer later takes them away through
+    the triggers, so both must turn a GPU amount into the same millionths — ties included, which the
+    two databases round differently."""
+    amounts = [None, 0.0, 0.5, 2.5e-6, 3.5e-6, 1.0000005, 7.0000025, 0.1 + 0.2, 1e-7, 123.4567895]
+    with database.read() as conn:
+        for amount in amounts:
+            expected = conn.execute(
+                sa.text("SELECT CAST(round(coalesce(:v, 0) * 1000000) AS BIGINT)"),
+                {"v": amount},
+            ).scalar_one()
+            assert rollups.gpu_micro(amount, conn.dialect.name) == expected, amount
+
+
+def test_a_batch_leaves_the_rollup_triggers_on(database: Database, catalog: CatalogSnapshot) -> None:
+    """The triggers stand aside only inside the batch's own writes: afterwards (same transaction and
+    later ones) every other write is counted again."""
+    rng = random.Random(3)
+    batch = [_observation(rng, n, 1) for n in range(20)]
+    with database.write() as conn:
+        ingest.apply_batch(
+            conn,
+            cluster_id=str(CLUSTER),
+            cluster_name=None,
+            observations=batch,
+            samples=[],
+            resync=None,
+            catalog=CatalogCache().get(conn),
+            tenant_id=1,
+            now_ms=NOW,
+        )
+        conn.execute(workloads.update().values(phase="Unknown"))  # same transaction, after the batch
+    assert_rollups_exact(database)
+    with database.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(triggers_deferred)).scalar_one() == 0

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import load, workload
+import uuid
+
+import sqlalchemy as sa
+
+from tests.factories import CLUSTER, load, workload
+from workplane.domain.observation import Observation
+from workplane.domain.record import WorkloadIn
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.query.filters import Sort, WorkloadQuery, parse_filter, parse_search
-from workplane.store import text_search
+from workplane.store import ingest, text_search
+from workplane.store.catalog import CatalogCache
 from workplane.store import workloads as store
 from workplane.store.database import Database
 
@@ -24,11 +31,37 @@ def _names(database: Database, catalog: CatalogSnapshot, query: WorkloadQuery) -
     return names, count
 
 
-@pytest.fixture
-def inventory(database: Database, catalog: CatalogSnapshot) -> None:
+def _sync(database: Database, records: list[WorkloadIn], revision: int = 1) -> None:
+    """Write the records as one agent's sync batch (which indexes its new rows itself)."""
+    observations = [
+        Observation.model_validate(
+            {**r.model_dump(mode="json", by_alias=True, exclude_none=True), "revision": revision}
+        )
+        for r in records
+    ]
+    with database.write() as conn:
+        ingest.apply_batch(
+            conn,
+            cluster_id=str(CLUSTER),
+            cluster_name=None,
+            observations=observations,
+            samples=[],
+            resync=None,
+            catalog=CatalogCache().get(conn),
+            tenant_id=1,
+            now_ms=NOW,
+        )
+
+
+@pytest.fixture(params=["store", "sync"])
+def inventory(request: pytest.FixtureRequest, database: Database, catalog: CatalogSnapshot) -> None:
+    """The same workloads written by the store (the text index's triggers) or by a sync batch."""
     records = [workload(f"job-{n:02d}", images=[f"registry/img-{n % 3}:v1"]) for n in range(30)]
     records += [workload("RARE-one"), workload("has-rare-too"), workload("r%a_re", submittedBy="Rarely")]
-    load(database, *records)
+    if request.param == "store":
+        load(database, *records)
+    else:
+        _sync(database, [r.model_copy(update={"id": uuid.uuid4()}) for r in records])
 
 
 CASES = [
@@ -76,3 +109,21 @@ def test_candidates_come_from_the_index_on_sqlite(database: Database) -> None:
         assert len(found) == 2
     else:
         assert found is None  # PostgreSQL: its planner uses the pg_trgm indexes by itself
+
+
+def test_sync_batches_keep_the_index_whole(database: Database, catalog: CatalogSnapshot) -> None:
+    """New rows indexed by the batch, renames and deletions by the triggers: FTS5's own integrity check
+    compares the index with the text in ``workloads``."""
+    if not database.is_sqlite:
+        pytest.skip("the FTS5 index is SQLite's")
+    ids = [uuid.uuid4() for _ in range(40)]
+    _sync(database, [workload(f"first-{n}", id=i) for n, i in enumerate(ids)])
+    _sync(database, [workload(f"renamed-{n}", id=i) for n, i in enumerate(ids[:10])], revision=2)
+    _sync(database, [workload(f"later-{n}", id=uuid.uuid4()) for n in range(15)])
+    with database.write() as conn:
+        conn.execute(sa.text("DELETE FROM workloads WHERE name LIKE 'first-3%'"))
+        conn.execute(sa.text("INSERT INTO workload_text (workload_text, rank) VALUES ('integrity-check', 1)"))
+        found = text_search.candidates(conn, "name", "renamed")
+        gone = text_search.candidates(conn, "name", "first-3")
+    assert found is not None and len(found) == 10
+    assert gone == set()

@@ -23,6 +23,8 @@ from workplane.domain.record import Previous, build_row, transition
 from workplane.domain.timefmt import to_ms
 from workplane.metrics.store import UnknownSeriesWorkload, store_samples
 from workplane.store.database import insert_rows, rows_by_key, update_rows, upsert
+from workplane.store.rollups import RollupDeltas, deferred_triggers
+from workplane.store.text_search import index_rows_after, last_rowid
 from workplane.store.schema import clusters, workload_history, workload_nodepools, workloads
 from workplane.store.workloads import (
     InvalidWorkload,
@@ -89,6 +91,14 @@ def _pools_changed(before: _Stored, pools: list[str]) -> bool:
     return previous != pools
 
 
+def _stored_pools(connection: sa.Connection, ids: list[str]) -> dict[str, list[str]]:
+    """The current pools of stored workloads, as their pool rows say (what the rollups counted)."""
+    pools: dict[str, list[str]] = {}
+    for r in rows_by_key(connection, workload_nodepools, ids, key="workload_id"):
+        pools.setdefault(r["workload_id"], []).append(r["name"])
+    return pools
+
+
 def _latest(observations: list[Observation]) -> dict[str, tuple[int, Observation]]:
     """Per workload id, the observation with the highest revision (and its index in the batch)."""
     latest: dict[str, tuple[int, Observation]] = {}
@@ -126,6 +136,8 @@ def apply_batch(
 
     latest = _latest(observations)
     stored = _load(connection, list(latest))
+    stored_pools = _stored_pools(connection, list(stored)) if stored else {}
+    rollups = RollupDeltas(connection.dialect.name)
     result = BatchResult()
     new_rows: list[dict[str, Any]] = []
     changes: list[tuple[str, dict[str, Any]]] = []
@@ -186,21 +198,34 @@ def apply_batch(
         if before is None:
             new_rows.append(row)
             pools.extend(nodepool_rows(workload_id, obs.current_node_pools))
+            rollups.move(None, (), row, obs.current_node_pools)
         else:
             changes.append((workload_id, {k: v for k, v in row.items() if before.row[k] != v}))
+            old_pools = stored_pools.get(workload_id, [])
+            new_pools = old_pools
             if _pools_changed(before, obs.current_node_pools):
                 replaced_pools.append(workload_id)
                 pools.extend(nodepool_rows(workload_id, obs.current_node_pools))
+                new_pools = obs.current_node_pools
+            rollups.move(before.row, old_pools, row, new_pools)
         applied_records.append(obs)
         result.applied += 1
 
     if applied_records:
         upsert_organisation(connection, applied_records)
-        insert_rows(connection, workloads, new_rows)
-        _write_changes(connection, changes)
-        for part in _chunks(replaced_pools):
-            connection.execute(workload_nodepools.delete().where(workload_nodepools.c.workload_id.in_(part)))
-        insert_rows(connection, workload_nodepools, pools)
+        # The batch counts and indexes its own rows (one upsert per combination, one text-index
+        # statement): the row triggers would cost more than the rows' own writes (migration 0009).
+        with deferred_triggers(connection):
+            before_insert = last_rowid(connection) if new_rows else None
+            insert_rows(connection, workloads, new_rows)
+            index_rows_after(connection, before_insert)
+            _write_changes(connection, changes)
+            for part in _chunks(replaced_pools):
+                connection.execute(
+                    workload_nodepools.delete().where(workload_nodepools.c.workload_id.in_(part))
+                )
+            insert_rows(connection, workload_nodepools, pools)
+            rollups.write(connection)
         insert_rows(connection, workload_history, history, skip_existing=True)
 
     if resync is not None:

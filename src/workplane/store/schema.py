@@ -334,3 +334,8 @@ workload_pool_counts = sa.Table(
     sa.Column("n", sa.BigInteger, nullable=False),
     sa.Column("gpu_micro", sa.BigInteger, nullable=False),
 )
+
+# A row here only inside a SQLite transaction that keeps both rollups and the text index itself
+# (migration 0009, ``store.rollups.deferred_triggers``): those triggers then leave its rows alone.
+# Always empty when committed.
+triggers_deferred = sa.Table("triggers_deferred", metadata, sa.Column("id", sa.Integer, primary_key=True))

@@ -1,0 +1,132 @@
+"""The live-count rollups kept by a writer that knows each row's old and new values (sync batches).
+
+The triggers of migrations 0007 and 0009 keep ``workload_counts`` and ``workload_pool_counts`` exact for
+every other writer. A sync batch changes thousands of rows whose old values it has just read, so it
+adds their moves up itself — one upsert per combination instead of a trigger run per row, which on
+SQLite cost more than the row's own write — inside ``deferred_triggers``, where the triggers stand
+aside (SQLite's text-index insert trigger too: the batch indexes its new rows in one statement,
+``text_search.index_rows_after``). Keys and GPU units are those of the triggers, to the rounding, so that a row counted here and
+later changed by another writer is taken away by the triggers exactly as they would have added it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+
+from workplane.store.schema import (
+    COUNTED_COLUMNS,
+    POOL_COUNTED_COLUMNS,
+    triggers_deferred,
+    workload_counts,
+    workload_pool_counts,
+)
+
+_NULLABLE = frozenset({"own_category", "own_priority"})
+_PG_SETTING = "workplane.rollups"  # read by the trigger functions of migration 0009
+
+
+@contextmanager
+def deferred_triggers(connection: sa.Connection) -> Iterator[None]:
+    """Within the block, this transaction's writes to workloads and their pools are not counted by the
+    rollup triggers (nor, on SQLite, are new rows put in the text index): the caller does both itself
+    (``RollupDeltas``, ``text_search.index_rows_after``). Restored on the way out, so later statements
+    of the same transaction are seen by the triggers again. There is no ``finally``: an error inside
+    must roll the transaction back (``Database.write`` does), which takes the deferral with it."""
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        connection.execute(triggers_deferred.insert().values(id=1))
+    else:
+        connection.exec_driver_sql(f"SELECT set_config('{_PG_SETTING}', 'deferred', true)")
+    yield
+    if sqlite:
+        connection.execute(triggers_deferred.delete())
+    else:
+        connection.exec_driver_sql(f"SELECT set_config('{_PG_SETTING}', '', true)")
+
+
+def gpu_micro(allocated_gpu: float | None, dialect: str) -> int:
+    """Allocated GPUs in millionths, rounded as the database's ``round`` does in the triggers: half away
+    from zero on SQLite, half to even on PostgreSQL (float8 ``round`` is ``rint``)."""
+    scaled = (allocated_gpu or 0.0) * 1_000_000
+    if dialect == "postgresql":
+        return round(scaled)
+    return math.trunc(scaled + (0.5 if scaled >= 0 else -0.5))
+
+
+def _part(value: str | None) -> str:
+    return "-" if value is None else f"{len(value)}:{value}"
+
+
+def _key(values: Iterable[str | None]) -> str:
+    """The triggers' key: each part length-prefixed, NULL as ``-``, joined with ``/``."""
+    return "/".join(_part(v) for v in values)
+
+
+class RollupDeltas:
+    """The moves of a batch's rows between combinations, summed, then written in one upsert per
+    combination (ON CONFLICT adds to the stored sums)."""
+
+    def __init__(self, dialect: str) -> None:
+        self._dialect = dialect
+        self._counts: dict[tuple[Any, ...], list[int]] = {}
+        self._pools: dict[tuple[Any, ...], list[int]] = {}
+
+    def move(
+        self,
+        old: Mapping[str, Any] | None,
+        old_pools: Iterable[str],
+        new: Mapping[str, Any] | None,
+        new_pools: Iterable[str],
+    ) -> None:
+        """A workload row went from ``old`` (None: it did not exist) to ``new``, and its current pools
+        from ``old_pools`` to ``new_pools``. A deleted row (``deleted_at`` set) counts nowhere."""
+        if old is not None and old["deleted_at"] is None:
+            self._add(old, set(old_pools), -1)
+        if new is not None and new["deleted_at"] is None:
+            self._add(new, set(new_pools), 1)
+
+    def _add(self, row: Mapping[str, Any], pools: set[str], sign: int) -> None:
+        gpu = sign * gpu_micro(row["allocated_gpu"], self._dialect)
+        counted = tuple(row[c] for c in COUNTED_COLUMNS)
+        total = self._counts.setdefault(counted, [0, 0])
+        total[0] += sign
+        total[1] += gpu
+        pooled = tuple(row[c] for c in POOL_COUNTED_COLUMNS)
+        for pool in pools:
+            total = self._pools.setdefault((*pooled, pool), [0, 0])
+            total[0] += sign
+            total[1] += gpu
+
+    def write(self, connection: sa.Connection) -> None:
+        counts = [
+            {"key": _key(k), **dict(zip(COUNTED_COLUMNS, k, strict=True)), "n": n, "gpu_micro": g}
+            for k, (n, g) in self._counts.items()
+            if n or g
+        ]
+        pool_columns = (*POOL_COUNTED_COLUMNS, "nodepool")
+        pools = [
+            {"key": _key(k), **dict(zip(pool_columns, k, strict=True)), "n": n, "gpu_micro": g}
+            for k, (n, g) in self._pools.items()
+            if n or g
+        ]
+        for table, rows in ((workload_counts, counts), (workload_pool_counts, pools)):
+            if rows:
+                _add_to(connection, table, rows)
+
+
+def _add_to(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    quote = connection.dialect.identifier_preparer.quote
+    marker = "%s" if connection.dialect.name == "postgresql" else "?"
+    name = quote(table.name)
+    connection.exec_driver_sql(
+        f"INSERT INTO {name} ({', '.join(quote(c) for c in columns)}) "
+        f"VALUES ({', '.join(marker for _ in columns)}) ON CONFLICT (key) DO UPDATE SET "
+        f"n = {name}.n + excluded.n, gpu_micro = {name}.gpu_micro + excluded.gpu_micro",
+        [tuple(r[c] for c in columns) for r in rows],
+    )
