@@ -18,6 +18,7 @@ from workplane.api.ui import router as dashboard_router
 from workplane.auth.audit import run_flusher
 from workplane.auth.cache import AccessCache
 from workplane.auth.tokens import TokenSigner
+from workplane.services.checkpoint import run_checkpoints
 from workplane.services.retention import run_metrics_maintenance, run_retention
 from workplane.settings import Settings, load_settings
 from workplane.store.catalog import CatalogCache
@@ -30,7 +31,7 @@ log = logging.getLogger("workplane")
 def build_services(
     settings: Settings, db: Database | None = None, *, auth_disabled: bool = False
 ) -> Services:
-    db = db or create_database(settings)
+    db = db or create_database(settings, background_checkpoints=_checkpoints_in_background(settings))
     return Services(
         settings=settings,
         db=db,
@@ -41,6 +42,10 @@ def build_services(
     )
 
 
+def _checkpoints_in_background(settings: Settings) -> bool:
+    return settings.is_sqlite and settings.sqlite_checkpoint_interval_s > 0
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     settings = settings or (services.settings if services else load_settings())
     svc = services or build_services(settings)
@@ -48,6 +53,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(run_flusher(svc.refusals, svc.db))]
+        if _checkpoints_in_background(settings):
+            tasks.append(asyncio.create_task(run_checkpoints(svc.db, settings.sqlite_checkpoint_interval_s)))
         if settings.retention_interval_s > 0:
             tasks.append(
                 asyncio.create_task(

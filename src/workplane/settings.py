@@ -67,6 +67,14 @@ class Settings(BaseSettings):
         default=5000, ge=0, description="How long a request waits for a locked SQLite before 503."
     )
     migrate_on_start: bool = Field(default=True, description="Upgrade the schema when serving.")
+    sqlite_checkpoint_interval_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        description="SQLite: how often each server process copies the write-ahead log into the database "
+        "file from a thread of its own, so that no writer waits for it (0: the writer that commits past "
+        "64 MiB of log does it).",
+    )
 
     @field_validator("data_dir")
     @classmethod

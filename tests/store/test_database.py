@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
 from tests.factories import wid, workload
 from workplane.domain.catalog import CatalogSnapshot
+from workplane.settings import Settings
 from workplane.store import workloads as store
-from workplane.store.database import Database, insert_rows, rows_by_key, update_rows
+from workplane.store.database import Database, create_database, insert_rows, rows_by_key, update_rows
 from workplane.store.schema import clusters, workload_history, workloads
 
 
@@ -114,3 +119,35 @@ def test_insert_rows_quotes_reserved_column_names(database: Database, catalog: C
     assert [dict(r) for r in stored] == [entry]
     with pytest.raises(sa.exc.IntegrityError), database.write() as conn:
         insert_rows(conn, workload_history, [entry])
+
+
+def test_background_checkpoints_leave_the_log_to_their_owner(tmp_path: Path) -> None:
+    """With background checkpoints no commit copies the log into the database file (the writer does
+    not wait for it); ``Database.checkpoint`` does, while the data stays readable throughout."""
+    settings = Settings(data_dir=tmp_path)
+    db = create_database(settings, background_checkpoints=True)
+    path = tmp_path / "workplane.db"
+
+    def in_database_file() -> int:
+        # immutable=1: the main file alone, as if the write-ahead log did not exist.
+        with closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as raw:
+            return int(raw.execute("SELECT count(*) FROM clusters").fetchone()[0])
+
+    try:
+        with db.write() as conn:
+            conn.execute(sa.text("CREATE TABLE clusters (id TEXT PRIMARY KEY, name TEXT)"))
+        db.checkpoint()
+        with db.write() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
+            for start in range(0, 20_000, 1_000):  # ~20 MiB of log: past SQLite's default trigger
+                conn.execute(
+                    sa.text("INSERT INTO clusters VALUES (:id, :name)"),
+                    [{"id": f"c{n}", "name": "x" * 900} for n in range(start, start + 1_000)],
+                )
+        assert in_database_file() == 0
+        with db.read() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM clusters")).scalar_one() == 20_000
+        db.checkpoint()
+        assert in_database_file() == 20_000
+    finally:
+        db.dispose()

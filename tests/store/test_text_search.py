@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
-
 import uuid
 
+import pytest
 import sqlalchemy as sa
 
 from tests.factories import CLUSTER, load, workload
+from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import Observation
 from workplane.domain.record import WorkloadIn
-from workplane.domain.catalog import CatalogSnapshot
 from workplane.query.filters import Sort, WorkloadQuery, parse_filter, parse_search
 from workplane.store import ingest, text_search
-from workplane.store.catalog import CatalogCache
 from workplane.store import workloads as store
+from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
 
 NOW = 1_800_000_000_000
@@ -125,5 +124,6 @@ def test_sync_batches_keep_the_index_whole(database: Database, catalog: CatalogS
         conn.execute(sa.text("INSERT INTO workload_text (workload_text, rank) VALUES ('integrity-check', 1)"))
         found = text_search.candidates(conn, "name", "renamed")
         gone = text_search.candidates(conn, "name", "first-3")
-    assert found is not None and len(found) == 10
+    assert found is not None
+    assert len(found) == 10
     assert gone == set()

@@ -10,13 +10,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from workplane.api.deps import ClusterAgent, ServicesDep, WriteConn, forbidden
+from workplane.api.deps import ClusterAgent, ServicesDep, forbidden
 from workplane.api.errors import bad_request
 from workplane.api.openapi import error_responses, json_response
 from workplane.domain.observation import FullResync, Observation, SampleSeries
 from workplane.domain.record import NO_NUL_CHECKED
 from workplane.domain.timefmt import now_ms
-from workplane.store.ingest import BatchError, apply_batch
+from workplane.store.ingest import BatchError, PreparedBatch, check_batch
 
 router = APIRouter(prefix="/api/v1", tags=["Cluster sync"])
 
@@ -119,10 +119,7 @@ def sync_cluster(
     svc: ServicesDep,
     agent: ClusterAgent,
     clusterId: str,
-    # Before ``conn``: dependencies are solved in this order, so the body is validated before the
-    # write transaction opens (on SQLite it holds the write lock, which other agents wait for).
     batch: Annotated[SyncBatch, Depends(_parsed_batch)],
-    conn: WriteConn,
 ) -> Response:
     try:
         cluster_id = str(uuid.UUID(clusterId))
@@ -132,19 +129,24 @@ def sync_cluster(
         # Audited as a refused request (api.errors), with the caller and the cluster it wrote for.
         raise forbidden(f"permission denied: {agent.client_id} may not report for cluster {cluster_id}")
     try:
-        result = apply_batch(
-            conn,
-            cluster_id=cluster_id,
-            cluster_name=batch.cluster_name,
-            observations=batch.workloads,
-            samples=batch.samples,
-            resync=batch.full_resync,
-            catalog=svc.catalog.get(conn),
-            tenant_id=svc.settings.tenant_id,
-            now_ms=now_ms(),
-        )
+        # Checked and planned in a read transaction, then written in a write transaction: on SQLite
+        # the write lock (one writer at a time) is held for the writing only, so another agent's batch
+        # is planned meanwhile. An error in the write transaction rolls the whole batch back.
+        with svc.db.read() as conn:
+            checked = check_batch(
+                cluster_id=cluster_id,
+                cluster_name=batch.cluster_name,
+                observations=batch.workloads,
+                samples=batch.samples,
+                resync=batch.full_resync,
+                catalog=svc.catalog.get(conn),
+                tenant_id=svc.settings.tenant_id,
+                now_ms=now_ms(),
+            )
+            prepared = PreparedBatch(conn, checked)
+        with svc.db.write() as conn:
+            result = prepared.write(conn)
     except BatchError as exc:
-        # Raising inside the WriteConn dependency rolls the whole batch back.
         raise bad_request(f"invalid batch: {exc}") from None
     answer = {
         "applied": result.applied,

@@ -24,8 +24,8 @@ from workplane.domain.timefmt import to_ms
 from workplane.metrics.store import UnknownSeriesWorkload, store_samples
 from workplane.store.database import insert_rows, rows_by_key, update_rows, upsert
 from workplane.store.rollups import RollupDeltas, deferred_triggers
-from workplane.store.text_search import index_rows_after, last_rowid
 from workplane.store.schema import clusters, workload_history, workload_nodepools, workloads
+from workplane.store.text_search import index_rows_after, last_rowid
 from workplane.store.workloads import (
     InvalidWorkload,
     check_record,
@@ -109,8 +109,37 @@ def _latest(observations: list[Observation]) -> dict[str, tuple[int, Observation
     return latest
 
 
-def apply_batch(
-    connection: sa.Connection,
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A sync batch as the route received it, validated item by item."""
+
+    cluster_id: str
+    cluster_name: str | None
+    latest: dict[str, tuple[int, Observation]]  # per workload, its newest observation in the batch
+    samples: list[SampleSeries]
+    resync: FullResync | None
+    tenant_id: int
+    now_ms: int
+
+
+@dataclass
+class _Plan:
+    """Everything a batch writes, worked out from the stored rows it read (``stored``, ``pools``): it
+    holds for as long as those rows are unchanged."""
+
+    stored: dict[str, _Stored]
+    stored_pools: dict[str, list[str]]
+    result: BatchResult
+    rollups: RollupDeltas
+    new_rows: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    replaced_pools: list[str] = field(default_factory=list)
+    pools: list[dict[str, Any]] = field(default_factory=list)
+    applied: list[Observation] = field(default_factory=list)
+
+
+def check_batch(
     *,
     cluster_id: str,
     cluster_name: str | None,
@@ -120,7 +149,8 @@ def apply_batch(
     catalog: CatalogSnapshot,
     tenant_id: int,
     now_ms: int,
-) -> BatchResult:
+) -> Batch:
+    """Validate each item on its own (no database needed); the first bad one refuses the batch."""
     batch_cluster = uuid.UUID(cluster_id)
     for index, obs in enumerate(observations):
         if obs.id is None:
@@ -133,30 +163,89 @@ def apply_batch(
             check_record(obs, catalog)
         except InvalidWorkload as exc:
             raise BatchError(f"workloads[{index}]: {exc}") from None
+    return Batch(cluster_id, cluster_name, _latest(observations), samples, resync, tenant_id, now_ms)
 
-    latest = _latest(observations)
-    stored = _load(connection, list(latest))
-    stored_pools = _stored_pools(connection, list(stored)) if stored else {}
-    rollups = RollupDeltas(connection.dialect.name)
-    result = BatchResult()
-    new_rows: list[dict[str, Any]] = []
-    changes: list[tuple[str, dict[str, Any]]] = []
-    history: list[dict[str, Any]] = []
-    replaced_pools: list[str] = []
-    pools: list[dict[str, Any]] = []
-    applied_records: list[Observation] = []
 
-    for workload_id, (index, obs) in latest.items():
-        before = stored.get(workload_id)
-        if before is not None and before.row["cluster_id"] != cluster_id:
+def apply_batch(
+    connection: sa.Connection,
+    *,
+    cluster_id: str,
+    cluster_name: str | None,
+    observations: list[Observation],
+    samples: list[SampleSeries],
+    resync: FullResync | None,
+    catalog: CatalogSnapshot,
+    tenant_id: int,
+    now_ms: int,
+) -> BatchResult:
+    """Check, plan and write a batch in one write transaction."""
+    batch = check_batch(
+        cluster_id=cluster_id,
+        cluster_name=cluster_name,
+        observations=observations,
+        samples=samples,
+        resync=resync,
+        catalog=catalog,
+        tenant_id=tenant_id,
+        now_ms=now_ms,
+    )
+    return _write(connection, batch, _plan(connection, batch))
+
+
+class PreparedBatch:
+    """A batch planned in a read transaction, to be written in a write transaction later
+    (``write_prepared``). Building the rows is most of a batch's work; done before the write lock,
+    it overlaps another batch's writing instead of queueing behind it (SQLite has one writer)."""
+
+    def __init__(self, connection: sa.Connection, batch: Batch) -> None:
+        self.batch = batch
+        self._plan: _Plan | None
+        try:
+            self._plan = _plan(connection, batch)
+        except BatchError:
+            self._plan = None  # judged again on what is stored when the batch is written
+
+    def write(self, connection: sa.Connection) -> BatchResult:
+        """Write the planned batch in ``connection``'s write transaction. If a row the plan read has
+        changed since (another writer came first), the batch is planned again from what is stored
+        now, under the lock: the outcome is exactly that of planning it there in the first place."""
+        plan = self._plan
+        stored = _load(connection, list(self.batch.latest))
+        pools = _stored_pools(connection, list(stored)) if stored else {}
+        if (
+            plan is None
+            or stored.keys() != plan.stored.keys()
+            or pools != plan.stored_pools
+            or any(stored[k].row != plan.stored[k].row for k in stored)
+        ):
+            plan = _plan(connection, self.batch, stored=(stored, pools))
+        return _write(connection, self.batch, plan)
+
+
+def _plan(
+    connection: sa.Connection,
+    batch: Batch,
+    *,
+    stored: tuple[dict[str, _Stored], dict[str, list[str]]] | None = None,
+) -> _Plan:
+    """Work out every row the batch writes from the stored rows of its workloads (read here unless
+    given), without writing anything."""
+    if stored is None:
+        rows = _load(connection, list(batch.latest))
+        stored = (rows, _stored_pools(connection, list(rows)) if rows else {})
+    plan = _Plan(stored[0], stored[1], BatchResult(), RollupDeltas(connection.dialect.name))
+    resync_id = batch.resync.id if batch.resync else None
+    for workload_id, (index, obs) in batch.latest.items():
+        before = plan.stored.get(workload_id)
+        if before is not None and before.row["cluster_id"] != batch.cluster_id:
             raise BatchError(f"workloads[{index}]: workload {workload_id} belongs to another cluster")
         if before is not None and obs.revision <= before.row["revision"]:
-            result.ignored += 1
+            plan.result.ignored += 1
             continue
         observed_ms = (
             to_ms(obs.observed_at)
             if obs.observed_at
-            else (to_ms(obs.updated_at) if obs.updated_at else now_ms)
+            else (to_ms(obs.updated_at) if obs.updated_at else batch.now_ms)
         )
         previous = (
             None
@@ -170,23 +259,23 @@ def apply_batch(
         deleted_at = None if before is None else before.row["deleted_at"]
         if deleted_at is None and obs.deleted_at is not None:
             deleted_at = to_ms(obs.deleted_at)
-            result.deleted += 1
+            plan.result.deleted += 1
         if deleted_at is not None:
             clock = clock.stop(deleted_at)
         row = build_row(
             obs,
             workload_id=workload_id,
-            tenant_id=tenant_id,
+            tenant_id=batch.tenant_id,
             clock=clock,
             updated_at_ms=observed_ms,
             deleted_at_ms=deleted_at,
             completed_at_ms=change.completed_at_ms,
         )
         key = history_key(str(obs.phase), derived_values(obs))
-        row.update(revision=obs.revision, resync_id=resync.id if resync else None, history_key=key)
+        row.update(revision=obs.revision, resync_id=resync_id, history_key=key)
         if before is None or before.row["history_key"] != key:
             at = phase_at if before is None or before.row["phase"] != obs.phase else observed_ms
-            history.append(
+            plan.history.append(
                 {
                     "workload_id": workload_id,
                     "revision": obs.revision,
@@ -196,50 +285,57 @@ def apply_batch(
                 }
             )
         if before is None:
-            new_rows.append(row)
-            pools.extend(nodepool_rows(workload_id, obs.current_node_pools))
-            rollups.move(None, (), row, obs.current_node_pools)
+            plan.new_rows.append(row)
+            plan.pools.extend(nodepool_rows(workload_id, obs.current_node_pools))
+            plan.rollups.move(None, (), row, obs.current_node_pools)
         else:
-            changes.append((workload_id, {k: v for k, v in row.items() if before.row[k] != v}))
-            old_pools = stored_pools.get(workload_id, [])
+            plan.changes.append((workload_id, {k: v for k, v in row.items() if before.row[k] != v}))
+            old_pools = plan.stored_pools.get(workload_id, [])
             new_pools = old_pools
             if _pools_changed(before, obs.current_node_pools):
-                replaced_pools.append(workload_id)
-                pools.extend(nodepool_rows(workload_id, obs.current_node_pools))
+                plan.replaced_pools.append(workload_id)
+                plan.pools.extend(nodepool_rows(workload_id, obs.current_node_pools))
                 new_pools = obs.current_node_pools
-            rollups.move(before.row, old_pools, row, new_pools)
-        applied_records.append(obs)
-        result.applied += 1
+            plan.rollups.move(before.row, old_pools, row, new_pools)
+        plan.applied.append(obs)
+        plan.result.applied += 1
+    return plan
 
-    if applied_records:
-        upsert_organisation(connection, applied_records)
+
+def _write(connection: sa.Connection, batch: Batch, plan: _Plan) -> BatchResult:
+    """Everything the plan says, in the caller's write transaction."""
+    result = plan.result
+    if plan.applied:
+        upsert_organisation(connection, plan.applied)
         # The batch counts and indexes its own rows (one upsert per combination, one text-index
         # statement): the row triggers would cost more than the rows' own writes (migration 0009).
         with deferred_triggers(connection):
-            before_insert = last_rowid(connection) if new_rows else None
-            insert_rows(connection, workloads, new_rows)
+            before_insert = last_rowid(connection) if plan.new_rows else None
+            insert_rows(connection, workloads, plan.new_rows)
             index_rows_after(connection, before_insert)
-            _write_changes(connection, changes)
-            for part in _chunks(replaced_pools):
+            _write_changes(connection, plan.changes)
+            for part in _chunks(plan.replaced_pools):
                 connection.execute(
                     workload_nodepools.delete().where(workload_nodepools.c.workload_id.in_(part))
                 )
-            insert_rows(connection, workload_nodepools, pools)
-            rollups.write(connection)
-        insert_rows(connection, workload_history, history, skip_existing=True)
+            insert_rows(connection, workload_nodepools, plan.pools)
+            plan.rollups.write(connection)
+        insert_rows(connection, workload_history, plan.history, skip_existing=True)
 
-    if resync is not None:
-        seen = [wid for wid in latest if wid in stored]  # applied rows already carry the resync id
+    if batch.resync is not None:
+        # Applied rows already carry the resync id; the others seen are marked here.
+        seen = [wid for wid in batch.latest if wid in plan.stored]
         for part in _chunks(seen):
-            connection.execute(workloads.update().where(w.id.in_(part)).values(resync_id=resync.id))
-        if resync.final:
-            result.deleted += _delete_unseen(connection, cluster_id, resync.id, now_ms)
+            connection.execute(workloads.update().where(w.id.in_(part)).values(resync_id=batch.resync.id))
+        if batch.resync.final:
+            result.deleted += _delete_unseen(connection, batch.cluster_id, batch.resync.id, batch.now_ms)
 
+    applied_ids = [str(o.id) for o in plan.applied]
     try:
-        result.samples = store_samples(connection, cluster_id, samples, [str(o.id) for o in applied_records])
+        result.samples = store_samples(connection, batch.cluster_id, batch.samples, applied_ids)
     except UnknownSeriesWorkload as exc:
         raise BatchError(str(exc)) from None
-    _touch_cluster(connection, cluster_id, cluster_name, now_ms)
+    _touch_cluster(connection, batch.cluster_id, batch.cluster_name, batch.now_ms)
     return result
 
 

@@ -5,8 +5,9 @@ every other writer. A sync batch changes thousands of rows whose old values it h
 adds their moves up itself — one upsert per combination instead of a trigger run per row, which on
 SQLite cost more than the row's own write — inside ``deferred_triggers``, where the triggers stand
 aside (SQLite's text-index insert trigger too: the batch indexes its new rows in one statement,
-``text_search.index_rows_after``). Keys and GPU units are those of the triggers, to the rounding, so that a row counted here and
-later changed by another writer is taken away by the triggers exactly as they would have added it.
+``text_search.index_rows_after``). Keys and GPU units are those of the triggers, to the rounding, so
+that a row counted here and later changed by another writer is taken away by the triggers exactly as
+they would have added it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,7 +28,9 @@ from workplane.store.schema import (
     workload_pool_counts,
 )
 
-_NULLABLE = frozenset({"own_category", "own_priority"})
+_COUNTED = itemgetter(*COUNTED_COLUMNS)
+# The pool rollup's columns are among the counted ones: picked from a row's counted values.
+_POOLED = itemgetter(*(COUNTED_COLUMNS.index(c) for c in POOL_COUNTED_COLUMNS))
 _PG_SETTING = "workplane.rollups"  # read by the trigger functions of migration 0009
 
 
@@ -85,18 +89,29 @@ class RollupDeltas:
     ) -> None:
         """A workload row went from ``old`` (None: it did not exist) to ``new``, and its current pools
         from ``old_pools`` to ``new_pools``. A deleted row (``deleted_at`` set) counts nowhere."""
-        if old is not None and old["deleted_at"] is None:
-            self._add(old, set(old_pools), -1)
-        if new is not None and new["deleted_at"] is None:
-            self._add(new, set(new_pools), 1)
+        before = self._share(old, old_pools)
+        after = self._share(new, new_pools)
+        if before == after:
+            return  # most changes move no count (same combination, GPUs and pools)
+        if before is not None:
+            self._add(*before, -1)
+        if after is not None:
+            self._add(*after, 1)
 
-    def _add(self, row: Mapping[str, Any], pools: set[str], sign: int) -> None:
-        gpu = sign * gpu_micro(row["allocated_gpu"], self._dialect)
-        counted = tuple(row[c] for c in COUNTED_COLUMNS)
+    def _share(
+        self, row: Mapping[str, Any] | None, pools: Iterable[str]
+    ) -> tuple[tuple[Any, ...], int, frozenset[str]] | None:
+        """Where a row counts: its combination, its GPUs in millionths and its distinct pools."""
+        if row is None or row["deleted_at"] is not None:
+            return None
+        return _COUNTED(row), gpu_micro(row["allocated_gpu"], self._dialect), frozenset(pools)
+
+    def _add(self, counted: tuple[Any, ...], gpu: int, pools: frozenset[str], sign: int) -> None:
+        gpu *= sign
         total = self._counts.setdefault(counted, [0, 0])
         total[0] += sign
         total[1] += gpu
-        pooled = tuple(row[c] for c in POOL_COUNTED_COLUMNS)
+        pooled = _POOLED(counted)
         for pool in pools:
             total = self._pools.setdefault((*pooled, pool), [0, 0])
             total[0] += sign

@@ -1,0 +1,107 @@
+"""A batch planned before the write lock and written after it comes out exactly as if planned under
+the lock, even when another writer changed its workloads in between."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tests.factories import CLUSTER, wid
+from tests.store.test_counts import assert_rollups_exact
+from workplane.domain.catalog import CatalogSnapshot
+from workplane.domain.observation import Observation
+from workplane.store import ingest
+from workplane.store.catalog import CatalogCache
+from workplane.store.database import Database
+from workplane.store.schema import workload_history, workloads
+
+NOW = 1_800_000_000_000
+
+
+def _observations(names: range, revision: int, phase: str, pools: list[str]) -> list[Observation]:
+    return [
+        Observation.model_validate(
+            {
+                "id": str(wid(f"w{n}")),
+                "revision": revision,
+                "name": f"w{n}",
+                "projectId": "p1",
+                "projectName": "project-1",
+                "departmentId": "d1",
+                "departmentName": "department-1",
+                "type": "Training",
+                "phase": phase,
+                "createdAt": "2024-05-01T00:00:00Z",
+                "phaseUpdatedAt": f"2024-05-01T0{revision}:00:00Z",
+                "allocatedResources": {"gpu": 0.5 * revision} if phase == "Running" else None,
+                "currentNodePools": pools,
+            }
+        )
+        for n in names
+    ]
+
+
+def _apply(database: Database, observations: list[Observation]) -> ingest.BatchResult:
+    with database.write() as conn:
+        return ingest.apply_batch(
+            conn,
+            cluster_id=str(CLUSTER),
+            cluster_name=None,
+            observations=observations,
+            samples=[],
+            resync=None,
+            catalog=CatalogCache().get(conn),
+            tenant_id=1,
+            now_ms=NOW,
+        )
+
+
+def _prepare(database: Database, observations: list[Observation]) -> ingest.PreparedBatch:
+    with database.read() as conn:
+        checked = ingest.check_batch(
+            cluster_id=str(CLUSTER),
+            cluster_name=None,
+            observations=observations,
+            samples=[],
+            resync=None,
+            catalog=CatalogCache().get(conn),
+            tenant_id=1,
+            now_ms=NOW,
+        )
+        return ingest.PreparedBatch(conn, checked)
+
+
+def _state(database: Database) -> dict[str, tuple[str, int, float | None]]:
+    with database.read() as conn:
+        rows = conn.execute(
+            sa.select(workloads.c.name, workloads.c.phase, workloads.c.revision, workloads.c.allocated_gpu)
+        )
+        return {r.name: (r.phase, r.revision, r.allocated_gpu) for r in rows}
+
+
+def test_a_plan_overtaken_by_another_writer_is_made_again(
+    database: Database, catalog: CatalogSnapshot
+) -> None:
+    _apply(database, _observations(range(10), 1, "Pending", ["a"]))
+    prepared = _prepare(database, _observations(range(10), 2, "Running", ["a", "b"]))
+    # Another agent's batch lands first: w0-w4 reach revision 3 (newer than the prepared batch's).
+    _apply(database, _observations(range(5), 3, "Completed", ["b"]))
+    with database.write() as conn:
+        result = prepared.write(conn)
+    assert (result.applied, result.ignored) == (5, 5)
+    state = _state(database)
+    assert all(state[f"w{n}"] == ("Completed", 3, None) for n in range(5))
+    assert all(state[f"w{n}"] == ("Running", 2, 1.0) for n in range(5, 10))
+    assert_rollups_exact(database)
+    with database.read() as conn:
+        history = conn.execute(sa.select(sa.func.count()).select_from(workload_history)).scalar_one()
+    assert history == 10 + 5 + 5  # created, then Completed (w0-w4) or Running (w5-w9): no stale entry
+
+
+def test_a_plan_still_valid_is_written_as_planned(database: Database, catalog: CatalogSnapshot) -> None:
+    _apply(database, _observations(range(6), 1, "Pending", []))
+    prepared = _prepare(database, _observations(range(6), 2, "Running", ["a"]))
+    with database.write() as conn:
+        result = prepared.write(conn)
+    assert (result.applied, result.ignored) == (6, 0)
+    assert set(_state(database).values()) == {("Running", 2, 1.0)}
+    assert_rollups_exact(database)
