@@ -84,19 +84,13 @@ def _write_changes(connection: sa.Connection, changes: list[tuple[str, dict[str,
         update_rows(connection, workloads, rows)
 
 
-def _pools_changed(before: _Stored, pools: list[str]) -> bool:
-    if before.row["first_nodepool"] is None and not pools:
-        return False
-    previous: list[str] = orjson.loads(before.row["doc"])["currentNodePools"]
-    return previous != pools
-
-
 def _stored_pools(connection: sa.Connection, ids: list[str]) -> dict[str, list[str]]:
-    """The current pools of stored workloads, as their pool rows say (what the rollups counted)."""
-    pools: dict[str, list[str]] = {}
+    """The current pools of stored workloads, in order, as their pool rows say (what the rollups
+    counted, and what a new observation's pools are compared with)."""
+    found: dict[str, list[tuple[int, str]]] = {}
     for r in rows_by_key(connection, workload_nodepools, ids, key="workload_id"):
-        pools.setdefault(r["workload_id"], []).append(r["name"])
-    return pools
+        found.setdefault(r["workload_id"], []).append((r["position"], r["name"]))
+    return {workload_id: [name for _, name in sorted(rows)] for workload_id, rows in found.items()}
 
 
 def _latest(observations: list[Observation]) -> dict[str, tuple[int, Observation]]:
@@ -292,7 +286,7 @@ def _plan(
             plan.changes.append((workload_id, {k: v for k, v in row.items() if before.row[k] != v}))
             old_pools = plan.stored_pools.get(workload_id, [])
             new_pools = old_pools
-            if _pools_changed(before, obs.current_node_pools):
+            if old_pools != obs.current_node_pools:
                 plan.replaced_pools.append(workload_id)
                 plan.pools.extend(nodepool_rows(workload_id, obs.current_node_pools))
                 new_pools = obs.current_node_pools
