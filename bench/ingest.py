@@ -22,7 +22,15 @@ from typing import Any
 
 import orjson
 
-from bench.http_load import Server, get_token, sample_rss
+from bench.http_load import (
+    Server,
+    cpu_seconds,
+    get_token,
+    load_average,
+    machine_busy_seconds,
+    process_tree,
+    sample_rss,
+)
 from bench.load import POSTGRESQL, SQLITE, ensure_exists, make_target, wipe
 
 PHASES = (
@@ -121,6 +129,9 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             reader.start()
         assert server.process is not None
         rss_before = sample_rss(server.process.pid).total_mb
+        server_pids = process_tree(server.process.pid)
+        load = load_average()
+        server_cpu, machine_cpu = cpu_seconds(server_pids), machine_busy_seconds()
         started = time.perf_counter()
         threads = [
             threading.Thread(target=post_batches, args=(server.port, token, c, bodies[c], errors))
@@ -131,6 +142,8 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
+        server_cpu = cpu_seconds(server_pids) - server_cpu
+        machine_cpu = machine_busy_seconds() - machine_cpu
         stop.set()
         for reader in readers:
             reader.join(timeout=30)
@@ -149,13 +162,21 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "reader_requests": len(latencies),
         "reader_p50_ms": round(1000 * latencies[len(latencies) // 2], 2) if latencies else None,
         "server_rss_mb": [round(rss_before), round(rss_after)],
+        # CPU per observation: the server's processes (readers' requests included), and the whole
+        # machine's (the database server's, this benchmark's and anything else running) — on a busy
+        # machine the first is the steadier figure.
+        "server_cpu_us_per_observation": round(1e6 * server_cpu / observations),
+        "machine_cpu_us_per_observation": round(1e6 * machine_cpu / observations),
+        "load_average_before": load,
     }
     print(
         f"[{target.label}] {observations:,} observations in {elapsed:.1f} s = "
         f"{result['observations_per_s']:,}/s (target >= 20,000/s: "
         f"{'met' if observations / elapsed >= 20_000 else 'NOT met'}); "
         f"readers: {len(latencies)} list requests, p50 {result['reader_p50_ms']} ms; "
-        f"server RSS {result['server_rss_mb'][0]} -> {result['server_rss_mb'][1]} MB",
+        f"server RSS {result['server_rss_mb'][0]} -> {result['server_rss_mb'][1]} MB; CPU per observation: "
+        f"server {result['server_cpu_us_per_observation']} µs, machine "
+        f"{result['machine_cpu_us_per_observation']} µs (load average before: {load:.2f})",
         flush=True,
     )
     return result
