@@ -106,7 +106,12 @@ def test_insert_rows_and_rows_by_key(database: Database) -> None:
         insert_rows(conn, clusters, [])
         # More keys than one SQLite IN list holds, unknown keys among them.
         found = rows_by_key(conn, clusters, [r["id"] for r in rows] + ["new", "unknown"])
+        narrow = rows_by_key(conn, clusters, ["c0003", "new"], without=("name",))
     assert sorted(found, key=lambda r: r["id"]) == [*rows, {"id": "new", "name": "x", "last_sync_at": 1}]
+    assert sorted(narrow, key=lambda r: r["id"]) == [
+        {"id": "c0003", "last_sync_at": 3},
+        {"id": "new", "last_sync_at": 1},
+    ]
 
 
 def test_insert_rows_quotes_reserved_column_names(database: Database, catalog: CatalogSnapshot) -> None:

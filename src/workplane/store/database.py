@@ -186,13 +186,18 @@ def insert_rows(
 
 
 def rows_by_key(
-    connection: sa.Connection, table: sa.Table, keys: Sequence[Any], *, key: str = "id"
+    connection: sa.Connection,
+    table: sa.Table,
+    keys: Sequence[Any],
+    *,
+    key: str = "id",
+    without: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Every column of the rows whose ``key`` is one of ``keys``, as plain dicts (no ORM-style row
     objects: ingestion reads thousands per batch). PostgreSQL: one ``= ANY(array)`` query; SQLite: an
     ``IN (...)`` list per few hundred keys, well under its parameter limit."""
     quote = connection.dialect.identifier_preparer.quote
-    names = [c.name for c in table.columns]
+    names = [c.name for c in table.columns if c.name not in without]
     select = f"SELECT {', '.join(quote(c) for c in names)} FROM {quote(table.name)} WHERE {quote(key)}"
     if connection.dialect.name == "postgresql":
         result = connection.exec_driver_sql(f"{select} = ANY(%b)", (list(keys),))
