@@ -295,11 +295,18 @@ class Compiler:
     def search_word(self, word: str) -> sa.ColumnElement[bool]:
         # search_text is stored case-folded; the category is matched through the catalog and the phase
         # against the phases whose name contains the word (neither is in search_text).
-        clauses = [
-            self._substring("search_text", "=@", word),
-            self._category(lambda v: text_matches("=@", word, v)),
-        ]
         phases = [p.value for p in Phase if text_matches("=@", word, p.value)]
+        in_names = bool(phases) or any(text_matches("=@", word, c.name) for c in CATEGORIES)
+        # A word that is also part of a category or phase name can only be an OR of the three, and under
+        # an OR PostgreSQL cannot join the trigram side table: it would look it up once per row (seconds
+        # for a count of a million). Such a word (a fragment of "Running", "Train") is rarely selective
+        # anyway, so it keeps the plain predicate, which needs no index.
+        text = (
+            _like(self.c.search_text, "=@", word, folded=True)
+            if in_names
+            else self._substring("search_text", "=@", word)
+        )
+        clauses = [text, self._category(lambda v: text_matches("=@", word, v))]
         if phases:
             clauses.append(self.c.phase.in_(phases))
         return sa.or_(*clauses)
