@@ -4,19 +4,22 @@ the side table holding the text and its indexes stays in step with every write."
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.visitors import replacement_traverse
 
+from tests.conftest import POSTGRES_URL, _drop_postgres, _fresh_postgres
 from tests.factories import CLUSTER, load, wid, workload
-from workplane.domain.catalog import CatalogSnapshot
+from workplane.domain.catalog import CatalogSnapshot, TypeDefaults
 from workplane.domain.observation import Observation
 from workplane.query.compile import Compiler
 from workplane.query.filters import Sort, WorkloadQuery, parse_filter, parse_search
-from workplane.store import ingest, text_search
+from workplane.store import ingest, migrate, text_search
 from workplane.store import workloads as store
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
@@ -297,3 +300,51 @@ def test_side_table_follows_every_write(database: Database, catalog: CatalogSnap
     with database.write() as conn:
         conn.execute(sa.text("DELETE FROM workloads WHERE id = :id"), {"id": second})
     assert set(_side_rows(database)) == {third}
+
+
+def test_migration_fills_the_side_table_and_goes_back_down(tmp_path: Path) -> None:
+    """0010 copies the text of the workloads already stored and moves the trigram indexes; its
+    downgrade restores the indexes of 0004. On SQLite it changes nothing."""
+    lite = sa.create_engine(f"sqlite:///{tmp_path / 'migrate.db'}")
+    migrate.upgrade(lite)
+    assert "workload_text" in sa.inspect(lite).get_table_names()
+    assert "workload_search" not in sa.inspect(lite).get_table_names()
+    lite.dispose()
+    if not POSTGRES_URL:
+        pytest.skip("WORKPLANE_TEST_POSTGRES_URL is not set")
+    url, name = _fresh_postgres(POSTGRES_URL)
+    engine = sa.create_engine(url)
+    try:
+        migrate.upgrade(engine, "0008")
+        catalog = CatalogSnapshot({"Training": TypeDefaults("Training", "Train", "low")}, 1)
+        with engine.begin() as conn:
+            ids = store.create_workloads(
+                conn, [workload("Old-One"), workload("Old-Two")], catalog=catalog, tenant_id=1, now_ms=NOW
+            )
+            store.delete_workload(conn, ids[1], deleted_at_ms=NOW)
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT workload_id, name_lower FROM workload_search")).all()
+            assert sorted(rows) == sorted(zip(ids, ["old-one", "old-two"], strict=True))
+        assert _trigram_indexes(engine) == {
+            "workload_search": ["ix_workload_search_name_trgm", "ix_workload_search_text_trgm"],
+            "workloads": [],
+        }
+        with engine.begin() as conn:
+            command.downgrade(migrate.alembic_config(conn), "0008")
+        assert "workload_search" not in sa.inspect(engine).get_table_names()
+        assert _trigram_indexes(engine)["workloads"] == ["ix_workloads_name_trgm", "ix_workloads_search_trgm"]
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == migrate.heads()[0]
+    finally:
+        engine.dispose()
+        _drop_postgres(POSTGRES_URL, name)
+
+
+def _trigram_indexes(engine: sa.Engine) -> dict[str, list[str]]:
+    inspector = sa.inspect(engine)
+    tables = [t for t in ("workloads", "workload_search") if t in inspector.get_table_names()]
+    return {
+        t: sorted(str(i["name"]) for i in inspector.get_indexes(t) if str(i["name"]).endswith("_trgm"))
+        for t in tables
+    }
