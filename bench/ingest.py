@@ -1,6 +1,7 @@
 """Ingestion through the sync protocol, over real HTTP, while list requests are being served.
 
     .venv/bin/python -m bench.ingest [--db sqlite|postgresql|both] [--workloads N] [--batch N]
+        [--pg-database NAME]
 
 Starts ``workplane serve`` on a fresh store, then one agent per cluster posts batches of
 observations (each workload is created Pending, then Running, then Completed: three observations),
@@ -108,7 +109,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         size=args.workloads,
         out_dir=Path(args.out) / "ingest",
         pg_url=args.pg_url,
-        pg_database="workplane_ingest",
+        pg_database=args.pg_database,
     )
     if kind == POSTGRESQL:
         ensure_exists(target)
@@ -205,6 +206,11 @@ def main() -> None:
         "--pg-url",
         default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
         help="PostgreSQL server to create the benchmark database on",
+    )
+    parser.add_argument(
+        "--pg-database",
+        default="workplane_ingest",
+        help="scratch PostgreSQL database (dropped and recreated on every run)",
     )
     args = parser.parse_args()
     kinds = [SQLITE, POSTGRESQL] if args.db == "both" else [args.db]

@@ -2,7 +2,7 @@
 (``store.ingest.apply_batch``: reading the stored state, building rows, SQL) and committing.
 
     .venv/bin/python -m bench.ingest_stages [--db sqlite|postgresql|both] [--workloads N] [--batch N]
-        [--without-count-triggers]
+        [--without-count-triggers] [--pg-database NAME]
 
 One agent's batches (the bodies of ``bench.ingest``: each workload Pending, Running, Completed) go
 straight to the functions the sync route calls, with no HTTP and no concurrent readers. Prints
@@ -102,6 +102,11 @@ def main() -> None:
     parser.add_argument("--without-count-triggers", action="store_true")
     parser.add_argument("--out", default="bench/out", help="where the scratch stores go")
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--pg-database",
+        default="workplane_ingest_stages",
+        help="scratch PostgreSQL database (dropped and recreated on every run)",
+    )
     args = parser.parse_args()
     for kind in [SQLITE, POSTGRESQL] if args.db == "both" else [args.db]:
         target = make_target(
@@ -109,7 +114,7 @@ def main() -> None:
             size=args.workloads,
             out_dir=Path(args.out) / "ingest-stages",
             pg_url=args.pg_url,
-            pg_database="workplane_ingest_stages",
+            pg_database=args.pg_database,
         )
         run(target, args)
 

@@ -46,6 +46,7 @@ from workplane.query.filters import (
     text_matches,
 )
 from workplane.query.scopes import restrict
+from workplane.store import text_search
 from workplane.store.schema import workload_nodepools, workloads
 
 # Filter/sort field → the name of the stored column holding it (fields missing here are computed).
@@ -93,16 +94,22 @@ _NOT_NULL_SORT = frozenset(
 
 _MAX_MS = 2**62
 
+# The text operators a trigram index can answer (a NULL never satisfies them; ``name`` is never NULL).
+SUBSTRING_OPERATORS = frozenset({"=@", "=^", "=$"})
+
 
 def escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _like(column: sa.ColumnElement[Any], op: str, value: str, folded: bool = False) -> sa.ColumnElement[bool]:
+def _pattern(op: str, value: str) -> str:
     needle = escape_like(fold(value))
-    pattern = {"=@": f"%{needle}%", "!@": f"%{needle}%", "=^": f"{needle}%", "=$": f"%{needle}"}[op]
+    return {"=@": f"%{needle}%", "!@": f"%{needle}%", "=^": f"{needle}%", "=$": f"%{needle}"}[op]
+
+
+def _like(column: sa.ColumnElement[Any], op: str, value: str, folded: bool = False) -> sa.ColumnElement[bool]:
     subject = column if folded else sa.func.lower(column)
-    return subject.like(pattern, escape="\\")
+    return subject.like(_pattern(op, value), escape="\\")
 
 
 def text_predicate(column: sa.ColumnElement[Any], op: str, value: str) -> sa.ColumnElement[bool]:
@@ -265,10 +272,21 @@ class Compiler:
                 .exists()
             )
             return sa.not_(exists) if op in NEGATIVE_OPERATORS else exists
+        if name == "name" and op in SUBSTRING_OPERATORS:
+            return self._substring("name", op, term.text)
         column = self.c[COLUMNS[name]]
         if term.field.kind is Kind.TEXT:
             return text_predicate(column, op, term.text)
         return number_predicate(column, op, term.number)
+
+    def _substring(self, column: text_search.Column, op: str, value: str) -> sa.ColumnElement[bool]:
+        """A positive substring predicate on the name or the search text, through the trigram index
+        where the database answers it there (``text_search.substring``). ``!@`` stays a plain
+        predicate: no trigram index can answer NOT LIKE."""
+        plain = _like(self.c[column], op, value, folded=column == "search_text")
+        if self.table is not workloads:
+            return plain
+        return text_search.substring(column, plain, _pattern(op, value))
 
     def phase_in(self, phases: frozenset[str]) -> sa.ColumnElement[bool]:
         """The phase is one of ``phases`` (telemetry's ``filterByPhases``)."""
@@ -277,11 +295,18 @@ class Compiler:
     def search_word(self, word: str) -> sa.ColumnElement[bool]:
         # search_text is stored case-folded; the category is matched through the catalog and the phase
         # against the phases whose name contains the word (neither is in search_text).
-        clauses = [
-            _like(self.c.search_text, "=@", word, folded=True),
-            self._category(lambda v: text_matches("=@", word, v)),
-        ]
         phases = [p.value for p in Phase if text_matches("=@", word, p.value)]
+        in_names = bool(phases) or any(text_matches("=@", word, c.name) for c in CATEGORIES)
+        # A word that is also part of a category or phase name can only be an OR of the three, and under
+        # an OR PostgreSQL cannot join the trigram side table: it would look it up once per row (seconds
+        # for a count of a million). Such a word (a fragment of "Running", "Train") is rarely selective
+        # anyway, so it keeps the plain predicate, which needs no index.
+        text = (
+            _like(self.c.search_text, "=@", word, folded=True)
+            if in_names
+            else self._substring("search_text", "=@", word)
+        )
+        clauses = [text, self._category(lambda v: text_matches("=@", word, v))]
         if phases:
             clauses.append(self.c.phase.in_(phases))
         return sa.or_(*clauses)

@@ -12,9 +12,16 @@ from alembic.script import ScriptDirectory
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
-# Created by raw SQL in migration 0004 (per dialect) and absent from ``schema.metadata``: the FTS5
-# table (and its shadow tables) on SQLite, the pg_trgm indexes on PostgreSQL.
-TEXT_SEARCH_OBJECTS = ("workload_text", "ix_workloads_name_trgm", "ix_workloads_search_trgm")
+# Created by raw SQL per dialect and absent from ``schema.metadata``: the FTS5 table (and its shadow
+# tables) on SQLite (migration 0004); on PostgreSQL the ``workload_search`` table and its indexes
+# (0010), or, before 0010, the pg_trgm indexes on ``workloads``.
+TEXT_SEARCH_OBJECTS = (
+    "workload_text",
+    "workload_search",
+    "ix_workload_search_",
+    "ix_workloads_name_trgm",
+    "ix_workloads_search_trgm",
+)
 
 
 def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:

@@ -18,7 +18,7 @@ from workplane.domain.phases import Phase, PhaseClock
 from workplane.domain.record import Previous, WorkloadIn, build_row, set_doc_fields, transition
 from workplane.domain.text import fold
 from workplane.domain.timefmt import to_ms
-from workplane.query.compile import Compiler
+from workplane.query.compile import SUBSTRING_OPERATORS, Compiler
 from workplane.query.filters import Sort, WorkloadQuery
 from workplane.query.scopes import ScopeSet, restrict
 from workplane.store import text_search
@@ -261,9 +261,6 @@ class Page:
     has_more: bool
 
 
-_SUBSTRING_OPERATORS = frozenset({"=@", "=^", "=$"})
-
-
 def _where(
     connection: sa.Connection, query: WorkloadQuery, compiler: Compiler
 ) -> list[sa.ColumnElement[bool]]:
@@ -278,7 +275,7 @@ def _where(
     clauses = compiler.where(query)
     narrowed: set[int] | None = None
     lookups: list[tuple[text_search.Column, str]] = [
-        ("name", fold(t.text)) for t in query.terms if t.field.name == "name" and t.op in _SUBSTRING_OPERATORS
+        ("name", fold(t.text)) for t in query.terms if t.field.name == "name" and t.op in SUBSTRING_OPERATORS
     ]
     # A search word also matches the category and the phase, which the text index does not hold: the
     # index can narrow a word only when it is in no category's and no phase's name.

@@ -20,7 +20,9 @@ whether its transaction deferred them.
   fire only when a name changes or a row goes, which a batch leaves to them.)
 - PostgreSQL: the transaction sets ``workplane.rollups`` to ``deferred`` (``set_config(..., true)``,
   local to the transaction and to its connection, so concurrent writers are unaffected) and every
-  rollup trigger function returns at once when it is (PostgreSQL has no text-index trigger).
+  rollup trigger function returns at once when it is. (PostgreSQL's text index, the side table of
+  migration 0010, is kept by triggers of its own that a batch leaves on: they fire only for new rows
+  and changed text.)
 
 Every other writer — the store's own functions, the purge, hand-written SQL — is counted by the
 triggers as before.
