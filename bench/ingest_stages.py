@@ -2,14 +2,13 @@
 (``store.ingest.apply_batch``: reading the stored state, building rows, SQL) and committing.
 
     .venv/bin/python -m bench.ingest_stages [--db sqlite|postgresql|both] [--workloads N] [--batch N]
-        [--without-count-triggers] [--pg-database NAME]
+        [--pg-database NAME]
 
 One agent's batches (the bodies of ``bench.ingest``: each workload Pending, Running, Completed) go
 straight to the functions the sync route calls, with no HTTP and no concurrent readers. Prints
 microseconds per observation for each stage, as wall-clock time and as this process's CPU time (on a
 shared machine the CPU time is the steadier figure; on PostgreSQL the server's own work shows only in
-the wall-clock time). ``--without-count-triggers`` drops the live-count triggers of migration 0005
-from the scratch store first, to show what they cost.
+the wall-clock time).
 """
 
 from __future__ import annotations
@@ -18,26 +17,12 @@ import argparse
 import time
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from bench.ingest import _bodies, _cluster
 from bench.load import POSTGRESQL, SQLITE, Target, ensure_exists, make_target, open_database, wipe
 from workplane.api.sync import parse_batch
 from workplane.store.catalog import CatalogCache
 from workplane.store.ingest import apply_batch
 from workplane.store.setup import prepare_store
-
-_COUNT_TRIGGERS = {
-    SQLITE: (
-        "DROP TRIGGER workload_counts_insert",
-        "DROP TRIGGER workload_counts_delete",
-        "DROP TRIGGER workload_counts_update",
-    ),
-    POSTGRESQL: (
-        "DROP TRIGGER workload_counts_update ON workloads",
-        "DROP TRIGGER workload_counts_insert_delete ON workloads",
-    ),
-}
 
 
 def run(target: Target, args: argparse.Namespace) -> None:
@@ -46,10 +31,6 @@ def run(target: Target, args: argparse.Namespace) -> None:
     wipe(target)
     db = open_database(target)
     prepare_store(db, target.settings(), announce=False)
-    if args.without_count_triggers:
-        with db.write() as conn:
-            for statement in _COUNT_TRIGGERS[target.kind]:
-                conn.execute(sa.text(statement))
     cache = CatalogCache()
     cluster = _cluster(0)
     bodies = _bodies(cluster, args.workloads, args.batch)
@@ -84,9 +65,8 @@ def run(target: Target, args: argparse.Namespace) -> None:
     n = 3 * args.workloads
     total = sum(wall.values())
     stages = ", ".join(f"{s} {1e6 * wall[s] / n:.0f} ({1e6 * cpu[s] / n:.0f} CPU)" for s in wall)
-    triggers = "without" if args.without_count_triggers else "with"
     print(
-        f"[{target.label}, {triggers} count triggers] µs per observation: {stages}; "
+        f"[{target.label}] µs per observation: {stages}; "
         f"total {1e6 * total / n:.0f} µs = {n / total:,.0f} observations/s",
         flush=True,
     )
@@ -99,7 +79,6 @@ def main() -> None:
     parser.add_argument("--db", choices=[SQLITE, POSTGRESQL, "both"], default="both")
     parser.add_argument("--workloads", type=int, default=6_000, help="workloads (3 observations each)")
     parser.add_argument("--batch", type=int, default=2_000, help="workload items per sync batch")
-    parser.add_argument("--without-count-triggers", action="store_true")
     parser.add_argument("--out", default="bench/out", help="where the scratch stores go")
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     parser.add_argument(
