@@ -16,7 +16,7 @@ from workplane.api.openapi import error_responses, json_response
 from workplane.domain.observation import FullResync, Observation, SampleSeries
 from workplane.domain.record import NO_NUL_CHECKED
 from workplane.domain.timefmt import now_ms
-from workplane.store.ingest import BatchError, PreparedBatch, check_batch
+from workplane.store.ingest import BatchError, sync_batch
 
 router = APIRouter(prefix="/api/v1", tags=["Cluster sync"])
 
@@ -129,23 +129,17 @@ def sync_cluster(
         # Audited as a refused request (api.errors), with the caller and the cluster it wrote for.
         raise forbidden(f"permission denied: {agent.client_id} may not report for cluster {cluster_id}")
     try:
-        # Checked and planned in a read transaction, then written in a write transaction: on SQLite
-        # the write lock (one writer at a time) is held for the writing only, so another agent's batch
-        # is planned meanwhile. An error in the write transaction rolls the whole batch back.
-        with svc.db.read() as conn:
-            checked = check_batch(
-                cluster_id=cluster_id,
-                cluster_name=batch.cluster_name,
-                observations=batch.workloads,
-                samples=batch.samples,
-                resync=batch.full_resync,
-                catalog=svc.catalog.get(conn),
-                tenant_id=svc.settings.tenant_id,
-                now_ms=now_ms(),
-            )
-            prepared = PreparedBatch(conn, checked)
-        with svc.db.write() as conn:
-            result = prepared.write(conn)
+        result = sync_batch(
+            svc.db,
+            svc.catalog,
+            cluster_id=cluster_id,
+            cluster_name=batch.cluster_name,
+            observations=batch.workloads,
+            samples=batch.samples,
+            resync=batch.full_resync,
+            tenant_id=svc.settings.tenant_id,
+            now_ms=now_ms(),
+        )
     except BatchError as exc:
         raise bad_request(f"invalid batch: {exc}") from None
     answer = {

@@ -88,7 +88,7 @@ def _sqlite_on_connect(busy_timeout_ms: int, *, background_checkpoints: bool) ->
         cursor.execute("PRAGMA temp_store=MEMORY")
         # Copying the log into the database file is done by ``checkpoint`` from a thread of its own
         # when the server runs one: a writer that does it at commit stalls every writer behind it
-        # (about a third of a sync batch's time). Otherwise every 64 MiB of log instead of every 4 MiB:
+        # (a third of a sync batch's SQL time, measured). Otherwise every 64 MiB of log, not every 4 MiB:
         # large sync batches would pay for a checkpoint on nearly every commit.
         cursor.execute(f"PRAGMA wal_autocheckpoint={0 if background_checkpoints else 16384}")
         # The log file shrinks back to 64 MiB when it starts over, after a burst of writes.

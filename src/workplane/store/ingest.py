@@ -1,8 +1,9 @@
 """Applying sync batches: what agents observed becomes the inventory and its history.
 
-One batch is applied in one transaction, all or nothing. Per workload, an observation applies only
-when its ``revision`` is newer than the stored one, so repeated, retried and out-of-order batches
-change nothing twice. Derived facts (phase clock, completedAt, deletedAt, category/priority defaults)
+One batch is applied in one write transaction, all or nothing; the server works out its rows just
+before, in a read transaction (``sync_batch``, ``PreparedBatch``). Per workload, an observation
+applies only when its ``revision`` is newer than the stored one, so repeated, retried and out-of-order
+batches change nothing twice. Derived facts (phase clock, completedAt, deletedAt, category/priority defaults)
 come from ``domain``; rows are built by ``domain.record.build_row`` like every other write.
 """
 
@@ -22,7 +23,8 @@ from workplane.domain.phases import PhaseClock
 from workplane.domain.record import Previous, build_row, transition
 from workplane.domain.timefmt import to_ms
 from workplane.metrics.store import UnknownSeriesWorkload, store_samples
-from workplane.store.database import insert_rows, rows_by_key, update_rows, upsert
+from workplane.store.catalog import CatalogCache
+from workplane.store.database import Database, insert_rows, rows_by_key, update_rows, upsert
 from workplane.store.rollups import RollupDeltas, deferred_triggers
 from workplane.store.schema import clusters, workload_history, workload_nodepools, workloads
 from workplane.store.text_search import index_rows_after, last_rowid
@@ -188,6 +190,37 @@ def apply_batch(
         now_ms=now_ms,
     )
     return _write(connection, batch, _plan(connection, batch))
+
+
+def sync_batch(
+    db: Database,
+    catalogs: CatalogCache,
+    *,
+    cluster_id: str,
+    cluster_name: str | None,
+    observations: list[Observation],
+    samples: list[SampleSeries],
+    resync: FullResync | None,
+    tenant_id: int,
+    now_ms: int,
+) -> BatchResult:
+    """Check and plan a batch in a read transaction, then write it in a write transaction: on SQLite
+    the write lock (one writer at a time) is held for the writing only, so another agent's batch is
+    planned meanwhile. An error while writing rolls the whole batch back."""
+    with db.read() as connection:
+        batch = check_batch(
+            cluster_id=cluster_id,
+            cluster_name=cluster_name,
+            observations=observations,
+            samples=samples,
+            resync=resync,
+            catalog=catalogs.get(connection),
+            tenant_id=tenant_id,
+            now_ms=now_ms,
+        )
+        prepared = PreparedBatch(connection, batch)
+    with db.write() as connection:
+        return prepared.write(connection)
 
 
 class PreparedBatch:
