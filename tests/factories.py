@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from workplane.domain.observation import FullResync, Observation
 from workplane.domain.record import WorkloadIn
 from workplane.domain.timefmt import now_ms
+from workplane.store import ingest
 from workplane.store import workloads as store
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
@@ -50,3 +53,25 @@ def load(db: Database, *records: WorkloadIn, tenant_id: int = 1) -> list[str]:
             store.create_workload(conn, r, catalog=catalog, tenant_id=tenant_id, now_ms=now_ms())
             for r in records
         ]
+
+
+def sync(
+    db: Database,
+    observations: Sequence[Observation],
+    *,
+    resync: FullResync | None = None,
+    now: int = 1_800_000_000_000,
+) -> ingest.BatchResult:
+    """Apply one sync batch of ``CLUSTER``'s agent, in one write transaction, as the store does."""
+    with db.write() as conn:
+        return ingest.apply_batch(
+            conn,
+            cluster_id=str(CLUSTER),
+            cluster_name=None,
+            observations=list(observations),
+            samples=[],
+            resync=resync,
+            catalog=CatalogCache().get(conn),
+            tenant_id=1,
+            now_ms=now,
+        )

@@ -6,16 +6,18 @@ from __future__ import annotations
 import random
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import sqlalchemy as sa
+from alembic import command
 
-from tests.factories import CLUSTER, wid, workload
+from tests.factories import CLUSTER, sync, wid, workload
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import FullResync, Observation
 from workplane.query.compile import Compiler
 from workplane.query.filters import WorkloadQuery, parse_filter
 from workplane.store import catalog as catalog_store
-from workplane.store import ingest, rollups
+from workplane.store import ingest, migrate, rollups
 from workplane.store import workloads as store
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
@@ -129,22 +131,10 @@ QUERIES = [
 
 def test_counts_follow_every_kind_of_write(database: Database, catalog: CatalogSnapshot) -> None:
     rng = random.Random(7)
-    cache = CatalogCache()
     for round_ in range(1, 7):
         batch = [_observation(rng, rng.randrange(60), round_) for _ in range(40)]
         resync = FullResync(id=f"r{round_}", final=True) if round_ == 4 else None
-        with database.write() as conn:
-            ingest.apply_batch(
-                conn,
-                cluster_id=str(CLUSTER),
-                cluster_name=None,
-                observations=batch,
-                samples=[],
-                resync=resync,
-                catalog=cache.get(conn),
-                tenant_id=1,
-                now_ms=NOW,
-            )
+        sync(database, batch, resync=resync, now=NOW)
         for raw in QUERIES:
             query = WorkloadQuery(terms=parse_filter(raw))
             assert _aggregate(database, catalog, query) == _direct(database, catalog, query), (round_, raw)
@@ -187,20 +177,8 @@ HAND_WRITTEN = [
 
 def test_rollups_follow_hand_written_sql(database: Database, catalog: CatalogSnapshot) -> None:
     rng = random.Random(11)
-    cache = CatalogCache()
     batch = [_observation(rng, n, 1) for n in range(60)]
-    with database.write() as conn:
-        ingest.apply_batch(
-            conn,
-            cluster_id=str(CLUSTER),
-            cluster_name=None,
-            observations=batch,
-            samples=[],
-            resync=None,
-            catalog=cache.get(conn),
-            tenant_id=1,
-            now_ms=NOW,
-        )
+    sync(database, batch, now=NOW)
     assert_rollups_exact(database)
     for statement in HAND_WRITTEN:
         with database.write() as conn:
@@ -257,3 +235,31 @@ def test_a_batch_leaves_the_rollup_triggers_on(database: Database, catalog: Cata
     assert_rollups_exact(database)
     with database.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(triggers_deferred)).scalar_one() == 0
+
+
+def test_migration_0009_guards_the_triggers_and_goes_back_down(tmp_path: Path) -> None:
+    """SQLite: 0009 puts the guard on every rollup trigger and on the text index's insert trigger (not
+    on its update and delete triggers); its downgrade takes it off and drops the guard table."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'migrate.db'}")
+
+    def guarded() -> dict[str, bool]:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+            return {name: "triggers_deferred" in sql for name, sql in rows}
+
+    try:
+        migrate.upgrade(engine)
+        on = guarded()
+        assert {name for name, yes in on.items() if not yes} == {
+            "workload_text_update",
+            "workload_text_delete",
+        }
+        assert len(on) == 12
+        with engine.begin() as conn:
+            command.downgrade(migrate.alembic_config(conn), "0008")
+        assert set(guarded().values()) == {False}
+        assert "triggers_deferred" not in sa.inspect(engine).get_table_names()
+        migrate.upgrade(engine)
+        assert guarded() == on
+    finally:
+        engine.dispose()

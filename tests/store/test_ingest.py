@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from tests.factories import CLUSTER, wid
+from tests.factories import CLUSTER, sync, wid
 from tests.store.test_counts import assert_rollups_exact
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import Observation
@@ -40,21 +40,6 @@ def _observations(names: range, revision: int, phase: str, pools: list[str]) -> 
     ]
 
 
-def _apply(database: Database, observations: list[Observation]) -> ingest.BatchResult:
-    with database.write() as conn:
-        return ingest.apply_batch(
-            conn,
-            cluster_id=str(CLUSTER),
-            cluster_name=None,
-            observations=observations,
-            samples=[],
-            resync=None,
-            catalog=CatalogCache().get(conn),
-            tenant_id=1,
-            now_ms=NOW,
-        )
-
-
 def _prepare(database: Database, observations: list[Observation]) -> ingest.PreparedBatch:
     with database.read() as conn:
         checked = ingest.check_batch(
@@ -81,10 +66,10 @@ def _state(database: Database) -> dict[str, tuple[str, int, float | None]]:
 def test_a_plan_overtaken_by_another_writer_is_made_again(
     database: Database, catalog: CatalogSnapshot
 ) -> None:
-    _apply(database, _observations(range(10), 1, "Pending", ["a"]))
+    sync(database, _observations(range(10), 1, "Pending", ["a"]))
     prepared = _prepare(database, _observations(range(10), 2, "Running", ["a", "b"]))
     # Another agent's batch lands first: w0-w4 reach revision 3 (newer than the prepared batch's).
-    _apply(database, _observations(range(5), 3, "Completed", ["b"]))
+    sync(database, _observations(range(5), 3, "Completed", ["b"]))
     with database.write() as conn:
         result = prepared.write(conn)
     assert (result.applied, result.ignored) == (5, 5)
@@ -98,7 +83,7 @@ def test_a_plan_overtaken_by_another_writer_is_made_again(
 
 
 def test_a_plan_still_valid_is_written_as_planned(database: Database, catalog: CatalogSnapshot) -> None:
-    _apply(database, _observations(range(6), 1, "Pending", []))
+    sync(database, _observations(range(6), 1, "Pending", []))
     prepared = _prepare(database, _observations(range(6), 2, "Running", ["a"]))
     with database.write() as conn:
         result = prepared.write(conn)

@@ -15,15 +15,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.visitors import replacement_traverse
 
 from tests.conftest import POSTGRES_URL, _drop_postgres, _fresh_postgres
-from tests.factories import CLUSTER, load, wid, workload
+from tests.factories import CLUSTER, load, sync, wid, workload
 from workplane.domain.catalog import CatalogSnapshot, TypeDefaults
 from workplane.domain.observation import Observation
 from workplane.domain.record import WorkloadIn
 from workplane.query.compile import Compiler
 from workplane.query.filters import Sort, WorkloadQuery, parse_filter, parse_search
-from workplane.store import ingest, migrate, text_search
+from workplane.store import migrate, text_search
 from workplane.store import workloads as store
-from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
 from workplane.store.schema import workloads
 
@@ -48,18 +47,7 @@ def _sync(database: Database, records: list[WorkloadIn], revision: int = 1) -> N
         )
         for r in records
     ]
-    with database.write() as conn:
-        ingest.apply_batch(
-            conn,
-            cluster_id=str(CLUSTER),
-            cluster_name=None,
-            observations=observations,
-            samples=[],
-            resync=None,
-            catalog=CatalogCache().get(conn),
-            tenant_id=1,
-            now_ms=NOW,
-        )
+    sync(database, observations, now=NOW)
 
 
 @pytest.fixture(params=["store", "sync"])
@@ -259,18 +247,7 @@ def _observation(n: int, revision: int, **fields: Any) -> Observation:
 
 
 def _sync_observations(database: Database, *observations: Observation) -> None:
-    with database.write() as conn:
-        ingest.apply_batch(
-            conn,
-            cluster_id=str(CLUSTER),
-            cluster_name=None,
-            observations=list(observations),
-            samples=[],
-            resync=None,
-            catalog=CatalogCache().get(conn),
-            tenant_id=1,
-            now_ms=NOW,
-        )
+    sync(database, observations, now=NOW)
 
 
 def _side_rows(database: Database) -> dict[str, tuple[str, str, str]]:

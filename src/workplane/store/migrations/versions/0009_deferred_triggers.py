@@ -31,6 +31,7 @@ triggers as before.
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
@@ -40,15 +41,14 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
-_0007 = "workplane.store.migrations.versions.0007_telemetry_rollups"
 SQLITE_GUARD = "NOT EXISTS (SELECT 1 FROM triggers_deferred)"
-_0004 = "workplane.store.migrations.versions.0004_text_search_indexes"
-TEXT_INSERT = "workload_text_insert"
 PG_GUARD = "current_setting('workplane.rollups', true) = 'deferred'"
+TEXT_INSERT = "workload_text_insert"  # 0004's FTS5 insert trigger
 
 
-def _rollups() -> object:
-    return importlib.import_module(_0007)
+def _rollups() -> ModuleType:
+    """Migration 0007: its trigger and function statements are the ones guarded here."""
+    return importlib.import_module("workplane.store.migrations.versions.0007_telemetry_rollups")
 
 
 def _guarded_sqlite_trigger(statement: str) -> str:
@@ -71,27 +71,25 @@ def _guarded_pg_function(statement: str) -> str:
 
 
 def _sqlite_triggers(guarded: bool) -> list[str]:
-    rollups = _rollups()
-    statements: list[str] = rollups._sqlite_up()  # type: ignore[attr-defined]
+    statements: list[str] = _rollups()._sqlite_up()
     return [_guarded_sqlite_trigger(s) if guarded else s for s in statements]
 
 
 def _pg_functions(guarded: bool) -> list[str]:
-    rollups = _rollups()
-    functions = [s for s in rollups._postgresql_up() if s.startswith("CREATE FUNCTION")]  # type: ignore[attr-defined]
+    functions = [s for s in _rollups()._postgresql_up() if s.startswith("CREATE FUNCTION")]
     if guarded:
         return [_guarded_pg_function(s) for s in functions]
     return [s.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1) for s in functions]
 
 
 def _text_insert_trigger(guarded: bool) -> str:
-    text_search = importlib.import_module(_0004)
+    text_search = importlib.import_module("workplane.store.migrations.versions.0004_text_search_indexes")
     (statement,) = [s for s in text_search.SQLITE_UP if f"TRIGGER {TEXT_INSERT} " in s]
     return _guarded_sqlite_trigger(statement) if guarded else statement
 
 
 def _replace_sqlite_triggers(guarded: bool) -> None:
-    for name in (*_rollups().SQLITE_TRIGGERS, TEXT_INSERT):  # type: ignore[attr-defined]
+    for name in (*_rollups().SQLITE_TRIGGERS, TEXT_INSERT):
         op.execute(f"DROP TRIGGER IF EXISTS {name}")
     for statement in (*_sqlite_triggers(guarded), _text_insert_trigger(guarded)):
         op.execute(statement)
