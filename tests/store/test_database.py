@@ -13,8 +13,15 @@ from tests.factories import wid, workload
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.settings import Settings
 from workplane.store import workloads as store
-from workplane.store.database import Database, create_database, insert_rows, rows_by_key, update_rows
-from workplane.store.schema import clusters, workload_history, workloads
+from workplane.store.database import (
+    Database,
+    add_on_conflict,
+    create_database,
+    insert_rows,
+    rows_by_key,
+    update_rows,
+)
+from workplane.store.schema import clusters, workload_counts, workload_history, workloads
 
 
 def test_update_rows_sets_each_rows_own_values(database: Database) -> None:
@@ -156,3 +163,35 @@ def test_background_checkpoints_leave_the_log_to_their_owner(tmp_path: Path) -> 
         assert in_database_file() == 20_000
     finally:
         db.dispose()
+
+
+def test_add_on_conflict_adds_to_stored_counters(database: Database) -> None:
+    first = [
+        {
+            "key": "a",
+            "cluster_id": "c",
+            "department_id": "d",
+            "department_name": "D",
+            "project_id": "p",
+            "project_name": "P",
+            "type": "Training",
+            "phase": "Running",
+            "own_category": None,
+            "own_priority": None,
+            "n": 2,
+            "gpu_micro": 500_000,
+        },
+    ]
+    with database.write() as conn:
+        add_on_conflict(conn, workload_counts, first, key="key", sums=("n", "gpu_micro"))
+        add_on_conflict(
+            conn,
+            workload_counts,
+            [{**first[0], "n": -1, "gpu_micro": 250_000}, {**first[0], "key": "b", "n": 1, "gpu_micro": 0}],
+            key="key",
+            sums=("n", "gpu_micro"),
+        )
+        add_on_conflict(conn, workload_counts, [], key="key", sums=("n",))
+    with database.read() as conn:
+        found = {r.key: (r.n, r.gpu_micro) for r in conn.execute(sa.select(workload_counts))}
+    assert found == {"a": (1, 750_000), "b": (1, 0)}

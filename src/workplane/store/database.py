@@ -185,6 +185,30 @@ def insert_rows(
     )
 
 
+def add_on_conflict(
+    connection: sa.Connection,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    key: str,
+    sums: Sequence[str],
+) -> None:
+    """INSERT rows that all carry the same columns; where ``key`` already exists, add their ``sums``
+    columns to the stored ones instead (counters)."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    quote = connection.dialect.identifier_preparer.quote
+    marker = "%s" if connection.dialect.name == "postgresql" else "?"
+    name = quote(table.name)
+    added = ", ".join(f"{quote(c)} = {name}.{quote(c)} + excluded.{quote(c)}" for c in sums)
+    connection.exec_driver_sql(
+        f"INSERT INTO {name} ({', '.join(quote(c) for c in columns)}) "
+        f"VALUES ({', '.join(marker for _ in columns)}) ON CONFLICT ({quote(key)}) DO UPDATE SET {added}",
+        [tuple(r[c] for c in columns) for r in rows],
+    )
+
+
 def rows_by_key(
     connection: sa.Connection,
     table: sa.Table,

@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from workplane.store.database import add_on_conflict
 from workplane.store.schema import (
     COUNTED_COLUMNS,
     POOL_COUNTED_COLUMNS,
@@ -131,17 +132,4 @@ class RollupDeltas:
         ]
         for table, rows in ((workload_counts, counts), (workload_pool_counts, pools)):
             if rows:
-                _add_to(connection, table, rows)
-
-
-def _add_to(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    columns = list(rows[0])
-    quote = connection.dialect.identifier_preparer.quote
-    marker = "%s" if connection.dialect.name == "postgresql" else "?"
-    name = quote(table.name)
-    connection.exec_driver_sql(
-        f"INSERT INTO {name} ({', '.join(quote(c) for c in columns)}) "
-        f"VALUES ({', '.join(marker for _ in columns)}) ON CONFLICT (key) DO UPDATE SET "
-        f"n = {name}.n + excluded.n, gpu_micro = {name}.gpu_micro + excluded.gpu_micro",
-        [tuple(r[c] for c in columns) for r in rows],
-    )
+                add_on_conflict(connection, table, rows, key="key", sums=("n", "gpu_micro"))
