@@ -225,7 +225,7 @@ def sync_batch(
 
 class PreparedBatch:
     """A batch planned in a read transaction, to be written in a write transaction later
-    (``write_prepared``). Building the rows is most of a batch's work; done before the write lock,
+    (``write``). Building the rows is most of a batch's work; done before the write lock,
     it overlaps another batch's writing instead of queueing behind it (SQLite has one writer)."""
 
     def __init__(self, connection: sa.Connection, batch: Batch) -> None:
