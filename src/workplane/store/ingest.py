@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import orjson
 import sqlalchemy as sa
@@ -139,18 +139,22 @@ class _Plan:
     applied: list[Observation] = field(default_factory=list)
 
 
-def check_batch(
-    *,
-    cluster_id: str,
-    cluster_name: str | None,
-    observations: list[Observation],
-    samples: list[SampleSeries],
-    resync: FullResync | None,
-    catalog: CatalogSnapshot,
-    tenant_id: int,
-    now_ms: int,
-) -> Batch:
+class BatchArgs(TypedDict):
+    """A sync batch as the route received it (the keywords of ``check_batch``, ``apply_batch`` and
+    ``sync_batch``)."""
+
+    cluster_id: str
+    cluster_name: str | None
+    observations: list[Observation]
+    samples: list[SampleSeries]
+    resync: FullResync | None
+    tenant_id: int
+    now_ms: int
+
+
+def check_batch(*, catalog: CatalogSnapshot, **args: Unpack[BatchArgs]) -> Batch:
     """Validate each item on its own (no database needed); the first bad one refuses the batch."""
+    cluster_id, observations = args["cluster_id"], args["observations"]
     batch_cluster = uuid.UUID(cluster_id)
     for index, obs in enumerate(observations):
         if obs.id is None:
@@ -163,61 +167,31 @@ def check_batch(
             check_record(obs, catalog)
         except InvalidWorkload as exc:
             raise BatchError(f"workloads[{index}]: {exc}") from None
-    return Batch(cluster_id, cluster_name, _latest(observations), samples, resync, tenant_id, now_ms)
+    return Batch(
+        cluster_id,
+        args["cluster_name"],
+        _latest(observations),
+        args["samples"],
+        args["resync"],
+        args["tenant_id"],
+        args["now_ms"],
+    )
 
 
 def apply_batch(
-    connection: sa.Connection,
-    *,
-    cluster_id: str,
-    cluster_name: str | None,
-    observations: list[Observation],
-    samples: list[SampleSeries],
-    resync: FullResync | None,
-    catalog: CatalogSnapshot,
-    tenant_id: int,
-    now_ms: int,
+    connection: sa.Connection, *, catalog: CatalogSnapshot, **args: Unpack[BatchArgs]
 ) -> BatchResult:
     """Check, plan and write a batch in one write transaction."""
-    batch = check_batch(
-        cluster_id=cluster_id,
-        cluster_name=cluster_name,
-        observations=observations,
-        samples=samples,
-        resync=resync,
-        catalog=catalog,
-        tenant_id=tenant_id,
-        now_ms=now_ms,
-    )
+    batch = check_batch(catalog=catalog, **args)
     return _write(connection, batch, _plan(connection, batch))
 
 
-def sync_batch(
-    db: Database,
-    catalogs: CatalogCache,
-    *,
-    cluster_id: str,
-    cluster_name: str | None,
-    observations: list[Observation],
-    samples: list[SampleSeries],
-    resync: FullResync | None,
-    tenant_id: int,
-    now_ms: int,
-) -> BatchResult:
+def sync_batch(db: Database, catalogs: CatalogCache, **args: Unpack[BatchArgs]) -> BatchResult:
     """Check and plan a batch in a read transaction, then write it in a write transaction: on SQLite
     the write lock (one writer at a time) is held for the writing only, so another agent's batch is
     planned meanwhile. An error while writing rolls the whole batch back."""
     with db.read() as connection:
-        batch = check_batch(
-            cluster_id=cluster_id,
-            cluster_name=cluster_name,
-            observations=observations,
-            samples=samples,
-            resync=resync,
-            catalog=catalogs.get(connection),
-            tenant_id=tenant_id,
-            now_ms=now_ms,
-        )
+        batch = check_batch(catalog=catalogs.get(connection), **args)
         prepared = PreparedBatch(connection, batch)
     with db.write() as connection:
         return prepared.write(connection)
