@@ -5,7 +5,9 @@
         [--pg-database NAME]
 
 One agent's batches (the bodies of ``bench.ingest``: each workload Pending, Running, Completed) go
-straight to the functions the sync route calls, with no HTTP and no concurrent readers. Prints
+straight to the route's parser and to ``apply_batch``, which checks, plans and writes a batch in one
+write transaction (the route plans in a read transaction first, ``sync_batch``; with one agent the
+work is the same plus a second read of the stored rows), with no HTTP and no concurrent readers. Prints
 microseconds per observation for each stage, as wall-clock time and as this process's CPU time (on a
 shared machine the CPU time is the steadier figure; on PostgreSQL the server's own work shows only in
 the wall-clock time).

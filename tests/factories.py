@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from workplane.domain.observation import FullResync, Observation
 from workplane.domain.record import WorkloadIn
 from workplane.domain.timefmt import now_ms
@@ -55,6 +57,27 @@ def load(db: Database, *records: WorkloadIn, tenant_id: int = 1) -> list[str]:
         ]
 
 
+def sync_in(
+    conn: sa.Connection,
+    observations: Sequence[Observation],
+    *,
+    resync: FullResync | None = None,
+    now: int = 1_800_000_000_000,
+) -> ingest.BatchResult:
+    """Apply one sync batch of ``CLUSTER``'s agent inside the caller's write transaction."""
+    return ingest.apply_batch(
+        conn,
+        cluster_id=str(CLUSTER),
+        cluster_name=None,
+        observations=list(observations),
+        samples=[],
+        resync=resync,
+        catalog=CatalogCache().get(conn),
+        tenant_id=1,
+        now_ms=now,
+    )
+
+
 def sync(
     db: Database,
     observations: Sequence[Observation],
@@ -62,16 +85,6 @@ def sync(
     resync: FullResync | None = None,
     now: int = 1_800_000_000_000,
 ) -> ingest.BatchResult:
-    """Apply one sync batch of ``CLUSTER``'s agent, in one write transaction, as the store does."""
+    """Apply one sync batch of ``CLUSTER``'s agent in a write transaction of its own."""
     with db.write() as conn:
-        return ingest.apply_batch(
-            conn,
-            cluster_id=str(CLUSTER),
-            cluster_name=None,
-            observations=list(observations),
-            samples=[],
-            resync=resync,
-            catalog=CatalogCache().get(conn),
-            tenant_id=1,
-            now_ms=now,
-        )
+        return sync_in(conn, observations, resync=resync, now=now)

@@ -11,13 +11,13 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 
-from tests.factories import CLUSTER, sync, wid, workload
+from tests.factories import CLUSTER, sync, sync_in, wid, workload
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import FullResync, Observation
 from workplane.query.compile import Compiler
 from workplane.query.filters import WorkloadQuery, parse_filter
 from workplane.store import catalog as catalog_store
-from workplane.store import ingest, migrate, rollups
+from workplane.store import migrate, rollups
 from workplane.store import workloads as store
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
@@ -220,17 +220,7 @@ def test_a_batch_leaves_the_rollup_triggers_on(database: Database, catalog: Cata
     rng = random.Random(3)
     batch = [_observation(rng, n, 1) for n in range(20)]
     with database.write() as conn:
-        ingest.apply_batch(
-            conn,
-            cluster_id=str(CLUSTER),
-            cluster_name=None,
-            observations=batch,
-            samples=[],
-            resync=None,
-            catalog=CatalogCache().get(conn),
-            tenant_id=1,
-            now_ms=NOW,
-        )
+        sync_in(conn, batch, now=NOW)
         conn.execute(workloads.update().values(phase="Unknown"))  # same transaction, after the batch
     assert_rollups_exact(database)
     with database.read() as conn:

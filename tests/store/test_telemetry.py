@@ -11,13 +11,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.factories import CLUSTER, wid
+from tests.factories import CLUSTER, sync, wid
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import Observation
 from workplane.query.telemetry import GroupKey, TelemetryQuery, TelemetryType
-from workplane.store import ingest
 from workplane.store import telemetry as store
-from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
 from workplane.store.schema import workload_nodepools, workloads
 
@@ -55,18 +53,7 @@ def _observation(rng: random.Random, n: int) -> Observation:
 @pytest.fixture
 def inventory(database: Database, catalog: CatalogSnapshot) -> None:
     rng = random.Random(5)
-    with database.write() as conn:
-        ingest.apply_batch(
-            conn,
-            cluster_id=str(CLUSTER),
-            cluster_name=None,
-            observations=[_observation(rng, n) for n in range(120)],
-            samples=[],
-            resync=None,
-            catalog=CatalogCache().get(conn),
-            tenant_id=1,
-            now_ms=NOW,
-        )
+    sync(database, [_observation(rng, n) for n in range(120)], now=NOW)
 
 
 def _restrict(table: sa.Table) -> sa.ColumnElement[bool]:
