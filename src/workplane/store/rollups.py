@@ -119,17 +119,14 @@ class RollupDeltas:
             total[1] += gpu
 
     def write(self, connection: sa.Connection) -> None:
-        counts = [
-            {"key": _key(k), **dict(zip(COUNTED_COLUMNS, k, strict=True)), "n": n, "gpu_micro": g}
-            for k, (n, g) in self._counts.items()
-            if n or g
-        ]
-        pool_columns = (*POOL_COUNTED_COLUMNS, "nodepool")
-        pools = [
-            {"key": _key(k), **dict(zip(pool_columns, k, strict=True)), "n": n, "gpu_micro": g}
-            for k, (n, g) in self._pools.items()
-            if n or g
-        ]
-        for table, rows in ((workload_counts, counts), (workload_pool_counts, pools)):
-            if rows:
-                add_on_conflict(connection, table, rows, key="key", sums=("n", "gpu_micro"))
+        pooled = (*POOL_COUNTED_COLUMNS, "nodepool")
+        for table, columns, totals in (
+            (workload_counts, COUNTED_COLUMNS, self._counts),
+            (workload_pool_counts, pooled, self._pools),
+        ):
+            rows = [
+                {"key": _key(k), **dict(zip(columns, k, strict=True)), "n": n, "gpu_micro": g}
+                for k, (n, g) in totals.items()
+                if n or g
+            ]
+            add_on_conflict(connection, table, rows, key="key", sums=("n", "gpu_micro"))
