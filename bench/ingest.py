@@ -118,6 +118,8 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     print(f"[{target.label}] serialising {3 * args.workloads * len(agents):,} observations ...", flush=True)
     bodies = {c: _bodies(c, args.workloads, args.batch) for c in agents}
     env = {} if args.pin else {"WORKPLANE_PIN_CPUS": "false"}
+    if args.sync_processes is not None:
+        env["WORKPLANE_SYNC_PROCESSES"] = str(args.sync_processes)
     log_path = Path(args.out) / f"ingest-{kind}.log"
     with Server(target, workers=args.workers, log_path=log_path, env=env) as server:
         token, _ = get_token(target, server.port)
@@ -156,6 +158,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     result = {
         "database": target.label,
         "workers": args.workers,
+        "sync_processes": args.sync_processes,
         "pinned": args.pin,
         "observations": observations,
         "seconds": round(elapsed, 2),
@@ -195,6 +198,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2_000, help="workload items per sync batch")
     parser.add_argument("--readers", type=int, default=2, help="threads listing workloads meanwhile")
     parser.add_argument("--workers", type=int, default=1, help="server processes (workplane serve --workers)")
+    parser.add_argument(
+        "--sync-processes",
+        type=int,
+        help="worker processes applying sync batches, per server process (default: the server's own)",
+    )
     parser.add_argument(
         "--no-pin",
         dest="pin",

@@ -74,9 +74,14 @@ def backend_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 @pytest.fixture
 def settings(tmp_path: Path, backend_url: str) -> Settings:
-    # No background purge: tests that load old deletions must not race with it.
+    # No background purge: tests that load old deletions must not race with it. Sync batches are
+    # applied in the server process (tests/api/test_store_workers.py covers the worker processes).
     return Settings(
-        data_dir=tmp_path / "data", database_url=backend_url, migrate_on_start=False, retention_interval_s=0
+        data_dir=tmp_path / "data",
+        database_url=backend_url,
+        migrate_on_start=False,
+        retention_interval_s=0,
+        sync_processes=0,
     )
 
 

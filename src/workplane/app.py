@@ -20,6 +20,7 @@ from workplane.auth.cache import AccessCache
 from workplane.auth.tokens import TokenSigner
 from workplane.services.checkpoint import run_checkpoints
 from workplane.services.retention import run_metrics_maintenance, run_retention
+from workplane.services.store_workers import StoreWorkers
 from workplane.settings import Settings, load_settings
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, create_database
@@ -31,19 +32,17 @@ log = logging.getLogger("workplane")
 def build_services(
     settings: Settings, db: Database | None = None, *, auth_disabled: bool = False
 ) -> Services:
-    db = db or create_database(settings, background_checkpoints=_checkpoints_in_background(settings))
+    db = db or create_database(settings, background_checkpoints=settings.checkpoints_in_background)
+    catalog = CatalogCache()
     return Services(
         settings=settings,
         db=db,
-        catalog=CatalogCache(),
+        catalog=catalog,
         signer=TokenSigner.from_dir(settings.data_dir, tenant=str(settings.tenant_id)),
+        workers=StoreWorkers(settings, db, catalog, settings.sync_process_count),
         access=AccessCache(settings.access_cache_s),
         auth_disabled=auth_disabled,
     )
-
-
-def _checkpoints_in_background(settings: Settings) -> bool:
-    return settings.is_sqlite and settings.sqlite_checkpoint_interval_s > 0
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -52,8 +51,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        svc.workers.start()
         tasks = [asyncio.create_task(run_flusher(svc.refusals, svc.db))]
-        if _checkpoints_in_background(settings):
+        if settings.checkpoints_in_background:
             tasks.append(asyncio.create_task(run_checkpoints(svc.db, settings.sqlite_checkpoint_interval_s)))
         if settings.retention_interval_s > 0:
             tasks.append(
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(svc.workers.stop)
         try:  # refusals still buffered
             await asyncio.to_thread(svc.refusals.flush, svc.db)
         except Exception:

@@ -76,6 +76,15 @@ class Settings(BaseSettings):
         "64 MiB of log does it).",
     )
 
+    sync_processes: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="Worker processes per server process that apply agents' sync batches (validation, "
+        "rows, SQL), so that concurrent batches use several cores; 0: in the server process itself. "
+        "Default: one per CPU of the machine, at most 4 (none on a single-CPU machine).",
+    )
+
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
@@ -90,6 +99,18 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def checkpoints_in_background(self) -> bool:
+        """SQLite: the server copies the log into the database file from a task of its own."""
+        return self.is_sqlite and self.sqlite_checkpoint_interval_s > 0
+
+    @property
+    def sync_process_count(self) -> int:
+        if self.sync_processes is not None:
+            return self.sync_processes
+        cpus = os.cpu_count() or 1
+        return min(cpus, 4) if cpus > 1 else 0
 
 
 def _config_file_values(path: Path | None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -195,3 +196,45 @@ def test_add_on_conflict_adds_to_stored_counters(database: Database) -> None:
     with database.read() as conn:
         found = {r.key: (r.n, r.gpu_micro) for r in conn.execute(sa.select(workload_counts))}
     assert found == {"a": (1, 750_000), "b": (1, 0)}
+
+
+def test_a_sqlite_writer_waits_for_the_write_lock_then_takes_it(tmp_path: Path) -> None:
+    """A second writer waits (no error) while another holds SQLite's write lock, starts once it is
+    released (it sees what the first committed), and after ``db_busy_timeout_ms`` gives up with the
+    error the API turns into 503; the connection's own busy timeout is as configured afterwards."""
+    settings = Settings(data_dir=tmp_path, db_busy_timeout_ms=5000)
+    db = create_database(settings)
+    try:
+        with db.write() as conn:
+            conn.execute(sa.text("CREATE TABLE t (n INTEGER)"))
+        holding, release = threading.Event(), threading.Event()
+
+        def first() -> None:
+            with db.write() as conn:
+                conn.execute(sa.text("INSERT INTO t VALUES (1)"))
+                holding.set()
+                release.wait(timeout=10)
+
+        thread = threading.Thread(target=first)
+        thread.start()
+        assert holding.wait(timeout=10)
+        threading.Timer(0.3, release.set).start()
+        with db.write() as conn:  # waits for the first writer's commit
+            assert conn.execute(sa.text("SELECT count(*) FROM t")).scalar_one() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 5000
+        thread.join(timeout=10)
+    finally:
+        db.dispose()
+
+    impatient = create_database(Settings(data_dir=tmp_path, db_busy_timeout_ms=100))
+    other = sqlite3.connect(tmp_path / "workplane.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sa.exc.OperationalError, match="locked"), impatient.write():
+            pass
+        other.execute("COMMIT")
+        with impatient.write() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 100
+    finally:
+        other.close()
+        impatient.dispose()

@@ -29,6 +29,7 @@ from workplane.auth.rules import Access, Permission, administrator, load_access
 from workplane.auth.throttle import TokenThrottle
 from workplane.auth.tokens import InvalidToken, TokenSigner
 from workplane.query.scopes import ScopeSet
+from workplane.services.store_workers import StoreWorkers
 from workplane.settings import Settings
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
@@ -40,6 +41,7 @@ class Services:
     db: Database
     catalog: CatalogCache
     signer: TokenSigner
+    workers: StoreWorkers
     access: AccessCache = field(default_factory=lambda: AccessCache(2.0))
     throttle: TokenThrottle = field(default_factory=TokenThrottle)
     refusals: RefusalLog = field(default_factory=RefusalLog)

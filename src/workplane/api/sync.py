@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from workplane.api.deps import ClusterAgent, ServicesDep, forbidden
-from workplane.api.errors import bad_request
+from workplane.api.errors import ApiError, bad_request
 from workplane.api.openapi import error_responses, json_response
 from workplane.domain.observation import FullResync, Observation, SampleSeries
 from workplane.domain.record import NO_NUL_CHECKED
 from workplane.domain.timefmt import now_ms
+from workplane.services.store_workers import WorkersUnavailable
+from workplane.store.catalog import CatalogCache
+from workplane.store.database import Database
 from workplane.store.ingest import BatchError, sync_batch
 
 router = APIRouter(prefix="/api/v1", tags=["Cluster sync"])
@@ -81,27 +84,45 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return text or "body"
 
 
-async def _raw_body(request: Request) -> bytes:
-    return await request.body()
-
-
 def parse_batch(body: bytes) -> SyncBatch:
     """The whole request body validated in one call, straight from its JSON text: pydantic's parser
     builds the observations without an intermediate dict per item, which is most of what a
-    per-item ``model_validate`` used to cost. The first error names the item, as before."""
+    per-item ``model_validate`` used to cost. The first error names the item (``BatchError``)."""
     context = {NO_NUL_CHECKED: _NUL_ESCAPE not in body}
     try:
         return _BATCH.validate_json(body, context=context)
     except ValidationError as exc:
         first = exc.errors()[0]
         if first.get("type") == "json_invalid":
-            raise bad_request("invalid batch: body: not valid JSON") from None
+            raise BatchError("body: not valid JSON") from None
         where = _where(tuple(first.get("loc", ())))
-        raise bad_request(f"invalid batch: {where}: {first.get('msg', 'invalid')}") from None
+        raise BatchError(f"{where}: {first.get('msg', 'invalid')}") from None
 
 
-def _parsed_batch(body: Annotated[bytes, Depends(_raw_body)]) -> SyncBatch:
-    return parse_batch(body)
+def apply_body(
+    db: Database, catalogs: CatalogCache, body: bytes, *, cluster_id: str, tenant_id: int
+) -> bytes:
+    """Validate and apply one request body; the answer's JSON. A store task (``StoreWorkers``): it
+    runs in a worker process when the server has them, the body and the answer travelling as bytes."""
+    batch = parse_batch(body)
+    result = sync_batch(
+        db,
+        catalogs,
+        cluster_id=cluster_id,
+        cluster_name=batch.cluster_name,
+        observations=batch.workloads,
+        samples=batch.samples,
+        resync=batch.full_resync,
+        tenant_id=tenant_id,
+        now_ms=now_ms(),
+    )
+    answer = {
+        "applied": result.applied,
+        "ignored": result.ignored,
+        "deleted": result.deleted,
+        "samples": result.samples,
+    }
+    return orjson.dumps(answer)
 
 
 @router.post(
@@ -115,12 +136,7 @@ def _parsed_batch(body: Annotated[bytes, Depends(_raw_body)]) -> SyncBatch:
         "requestBody": {"required": True, "content": {"application/json": {"schema": _body_schema()}}}
     },
 )
-def sync_cluster(
-    svc: ServicesDep,
-    agent: ClusterAgent,
-    clusterId: str,
-    batch: Annotated[SyncBatch, Depends(_parsed_batch)],
-) -> Response:
+async def sync_cluster(svc: ServicesDep, agent: ClusterAgent, clusterId: str, request: Request) -> Response:
     try:
         cluster_id = str(uuid.UUID(clusterId))
     except ValueError:
@@ -128,24 +144,13 @@ def sync_cluster(
     if not agent.may_sync(cluster_id):
         # Audited as a refused request (api.errors), with the caller and the cluster it wrote for.
         raise forbidden(f"permission denied: {agent.client_id} may not report for cluster {cluster_id}")
+    body = await request.body()
     try:
-        result = sync_batch(
-            svc.db,
-            svc.catalog,
-            cluster_id=cluster_id,
-            cluster_name=batch.cluster_name,
-            observations=batch.workloads,
-            samples=batch.samples,
-            resync=batch.full_resync,
-            tenant_id=svc.settings.tenant_id,
-            now_ms=now_ms(),
+        answer = await svc.workers.run(
+            apply_body, body, cluster_id=cluster_id, tenant_id=svc.settings.tenant_id
         )
     except BatchError as exc:
         raise bad_request(f"invalid batch: {exc}") from None
-    answer = {
-        "applied": result.applied,
-        "ignored": result.ignored,
-        "deleted": result.deleted,
-        "samples": result.samples,
-    }
-    return Response(orjson.dumps(answer), media_type="application/json")
+    except WorkersUnavailable as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
+    return Response(answer, media_type="application/json")

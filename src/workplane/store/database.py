@@ -7,6 +7,8 @@ needs (upserts, case folding in LIKE) is a function of this module.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +23,7 @@ from workplane.settings import Settings
 
 _IMMEDIATE = "workplane_immediate"
 _IN_LIST = 500  # keys per SQLite IN (...) list
+_LOCK_POLL_S = 0.001  # how often a writer tries again for SQLite's write lock
 
 
 class Database:
@@ -98,9 +101,36 @@ def _sqlite_on_connect(busy_timeout_ms: int, *, background_checkpoints: bool) ->
     return on_connect
 
 
-def _sqlite_on_begin(connection: sa.Connection) -> None:
-    immediate = connection.get_execution_options().get(_IMMEDIATE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+def _sqlite_on_begin(busy_timeout_ms: int) -> Any:
+    def on_begin(connection: sa.Connection) -> None:
+        if connection.get_execution_options().get(_IMMEDIATE, False):
+            _begin_immediate(connection, busy_timeout_ms)
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+    return on_begin
+
+
+def _begin_immediate(connection: sa.Connection, busy_timeout_ms: int) -> None:
+    """BEGIN IMMEDIATE, waiting for another writer by trying again every millisecond. SQLite's own
+    busy handler sleeps in growing steps of up to 100 ms, so the lock sat unused for much of each
+    wait: with sync batches written by two processes, up to a third of the time (measured)."""
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + busy_timeout_ms / 1000
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() >= deadline:
+                    raise sa.exc.OperationalError("BEGIN IMMEDIATE", (), exc) from exc
+                time.sleep(_LOCK_POLL_S)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
 
 
 def create_database(
@@ -123,7 +153,7 @@ def create_database(
             settings.db_busy_timeout_ms, background_checkpoints=background_checkpoints
         )
         sa.event.listen(engine, "connect", on_connect)
-        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        sa.event.listen(engine, "begin", _sqlite_on_begin(settings.db_busy_timeout_ms))
     else:
         engine = sa.create_engine(
             url,

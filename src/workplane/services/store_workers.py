@@ -1,0 +1,136 @@
+"""Store work that is mostly Python, done in worker processes so that it uses every core.
+
+A server process runs Python on about one core (the GIL), and is kept on one CPU for its reads
+(``serving.pin_to_cpu``). A sync batch is nearly all Python work — validating the body, building
+rows and documents, binding parameters — so the server hands each batch to a pool of worker
+processes, each with its own connections to the store: two agents' batches are then worked on by two
+cores at once, whichever server process their connections landed on. SQLite still takes one writer at
+a time; a batch holds the lock only for its writing (``store.ingest.sync_batch``).
+
+A task is a module-level function called as ``function(db, catalogs, *args)`` with the worker's own
+``Database`` and ``CatalogCache``; its arguments and result travel pickled (a sync batch travels as
+the request body's bytes). Without workers (``sync_processes = 0``) the same function runs in the
+server's thread pool, on the server's own store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Concatenate, ParamSpec, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from workplane.settings import Settings
+from workplane.store.catalog import CatalogCache
+from workplane.store.database import Database, create_database
+
+log = logging.getLogger("workplane.store_workers")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+StoreTask = Callable[Concatenate[Database, CatalogCache, P], R]
+
+_PARENT_CHECK_S = 0.5
+
+# The worker process's store, set up once by ``_start``.
+_store: tuple[Database, CatalogCache] | None = None
+
+
+class WorkersUnavailable(RuntimeError):
+    """A worker process died while it held the task (the pool is restarted; the task can be retried)."""
+
+
+def _start(settings: Settings) -> None:
+    global _store
+    # Ctrl-C in a terminal reaches the whole process group: the server stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A spawned process inherits the server's single-CPU affinity; a worker may use any CPU.
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    _store = (
+        create_database(settings, background_checkpoints=settings.checkpoints_in_background),
+        CatalogCache(),
+    )
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Leave when the server process is gone. A server killed outright (SIGKILL, out of memory) cannot
+    stop its workers, and they would wait for tasks forever: each holds its own end of the task queue
+    open, so the queue never reports that the other end has gone."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK_S)
+    os._exit(0)
+
+
+def _run(function: StoreTask[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    if _store is None:
+        raise RuntimeError("store worker not started")
+    db, catalogs = _store
+    return function(db, catalogs, *args, **kwargs)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+class StoreWorkers:
+    """A pool of ``processes`` worker processes (0: run tasks in the server's own thread pool)."""
+
+    def __init__(self, settings: Settings, db: Database, catalogs: CatalogCache, processes: int) -> None:
+        self._settings = settings
+        self._db = db
+        self._catalogs = catalogs
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start the worker processes now (each imports the application and opens its store: a second
+        or two), so that the first batch does not wait for them."""
+        if self.processes <= 0:
+            return
+        self._pool = self._new_pool()
+        for _ in range(self.processes):
+            self._pool.submit(_ready)
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            self.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(self._settings,),
+        )
+
+    async def run(self, function: StoreTask[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """``function(db, catalogs, *args)`` in a worker process, or in the thread pool without one."""
+        pool = self._pool
+        if pool is None:
+            return await run_in_threadpool(function, self._db, self._catalogs, *args, **kwargs)
+        try:
+            task: functools.partial[R] = functools.partial(_run, function, *args, **kwargs)
+            return await asyncio.wrap_future(pool.submit(task))
+        except BrokenProcessPool:
+            # A worker was killed (out of memory, by hand): its task's transaction was rolled back
+            # by the database. Later tasks get a new pool; this one is answered as unavailable.
+            if self._pool is pool:
+                log.error("a store worker process died; starting new ones")
+                pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+            raise WorkersUnavailable("a store worker process stopped; try again") from None
+
+    def stop(self) -> None:
+        """Let running tasks finish, then stop the worker processes."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
