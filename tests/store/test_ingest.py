@@ -3,6 +3,10 @@ the lock, even when another writer changed its workloads in between."""
 
 from __future__ import annotations
 
+import threading
+import time
+
+import pytest
 import sqlalchemy as sa
 
 from tests.factories import CLUSTER, sync, wid
@@ -90,3 +94,52 @@ def test_a_plan_still_valid_is_written_as_planned(database: Database, catalog: C
     assert (result.applied, result.ignored) == (6, 0)
     assert set(_state(database).values()) == {("Running", 2, 1.0)}
     assert_rollups_exact(database)
+
+
+def test_postgresql_writers_wait_for_the_rows_a_batch_checks(
+    database: Database, catalog: CatalogSnapshot
+) -> None:
+    """PostgreSQL writers do not exclude one another: another transaction's uncommitted change to a
+    workload must not slip in between the batch's check of its rows and its own writes. The batch
+    waits for that transaction, then sees its change and plans again (without the row locks it would
+    write as planned and leave w1's hand-written project name in place)."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time")
+    sync(database, _observations(range(3), 1, "Pending", ["a"]))
+    prepared = _prepare(database, _observations(range(3), 2, "Running", ["a"]))
+    other = database.engine.connect()
+    transaction = other.begin()
+    other.execute(sa.text("UPDATE workloads SET project_name = 'renamed' WHERE name = 'w1'"))
+    outcome: list[ingest.BatchResult] = []
+
+    def write() -> None:
+        with database.write() as conn:
+            outcome.append(prepared.write(conn))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not _waiting_for_a_lock(database):
+            time.sleep(0.05)
+        assert _waiting_for_a_lock(database)
+    finally:
+        transaction.commit()
+        other.close()
+        writer.join(timeout=30)
+    assert outcome[0].applied == 3
+    with database.read() as conn:
+        names = dict(conn.execute(sa.select(workloads.c.name, workloads.c.project_name)).all())
+    assert names == {f"w{n}": "project-1" for n in range(3)}
+    assert_rollups_exact(database)
+
+
+def _waiting_for_a_lock(database: Database) -> bool:
+    with database.read() as conn:
+        waiting = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+    return bool(waiting)

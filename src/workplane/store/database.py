@@ -246,15 +246,19 @@ def rows_by_key(
     *,
     key: str = "id",
     without: Sequence[str] = (),
+    for_update: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every column of the rows whose ``key`` is one of ``keys``, as plain dicts (no ORM-style row
-    objects: ingestion reads thousands per batch). PostgreSQL: one ``= ANY(array)`` query; SQLite: an
-    ``IN (...)`` list per few hundred keys, well under its parameter limit."""
+    """Every column (but ``without``) of the rows whose ``key`` is one of ``keys``, as plain dicts (no
+    ORM-style row objects: ingestion reads thousands per batch). PostgreSQL: one ``= ANY(array)``
+    query, ``for_update`` locking the rows until the transaction ends; SQLite: an ``IN (...)`` list per
+    few hundred keys, well under its parameter limit (its write transaction already excludes every
+    other writer: nothing to lock)."""
     quote = connection.dialect.identifier_preparer.quote
     names = [c.name for c in table.columns if c.name not in without]
     select = f"SELECT {', '.join(quote(c) for c in names)} FROM {quote(table.name)} WHERE {quote(key)}"
     if connection.dialect.name == "postgresql":
-        result = connection.exec_driver_sql(f"{select} = ANY(%b)", (list(keys),))
+        lock = " FOR UPDATE" if for_update else ""
+        result = connection.exec_driver_sql(f"{select} = ANY(%b){lock}", (list(keys),))
         rows = result.cursor.fetchall()
         result.close()
         return [dict(zip(names, r, strict=True)) for r in rows]

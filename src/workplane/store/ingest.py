@@ -70,11 +70,12 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start : start + _CHUNK]
 
 
-def _load(connection: sa.Connection, ids: list[str]) -> dict[str, _Stored]:
+def _load(connection: sa.Connection, ids: list[str], *, lock: bool = False) -> dict[str, _Stored]:
     """The stored rows of these workloads, all but their documents: a batch rebuilds the document of
     every row it changes from the observation, so the stored one is never an input (and reading it
-    was most of the cost of reading a row)."""
-    rows = rows_by_key(connection, workloads, ids, without=("doc",))
+    was most of the cost of reading a row). ``lock``: PostgreSQL keeps other writers off these rows
+    until the transaction ends (``rows_by_key``)."""
+    rows = rows_by_key(connection, workloads, ids, without=("doc",), for_update=lock)
     return {r["id"]: _Stored(r) for r in rows}
 
 
@@ -214,9 +215,11 @@ class PreparedBatch:
         """Write the planned batch in ``connection``'s write transaction. If a row the plan read has
         changed since (another writer came first), the batch is planned again from what is stored
         now, under the lock: the outcome is exactly that of planning it there in the first place.
-        (A change to a document alone does not count: no plan reads a stored document.)"""
+        (A change to a document alone does not count: no plan reads a stored document.) On
+        PostgreSQL, where writers do not exclude one another, the rows read here stay locked until
+        the batch commits, so that none changes between this check and the batch's own writes."""
         plan = self._plan
-        stored = _load(connection, list(self.batch.latest))
+        stored = _load(connection, list(self.batch.latest), lock=True)
         pools = _stored_pools(connection, list(stored)) if stored else {}
         if (
             plan is None
