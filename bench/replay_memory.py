@@ -4,7 +4,8 @@
 
 Starts ``workplane serve`` on a fresh store, runs ``workplane replay --live`` from the start of the
 traces at ``--speed`` for ``--duration`` seconds, samples the server's RSS every second, and prints
-how it moved: flat means the first and the last quarter of the run hold about the same memory.
+how it moved, quarter by quarter, for the server and its sync worker processes together: flat means
+the last quarters hold about the same memory (caches fill early, then stay).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.http_load import Server, sample_rss
+from bench.http_load import RssSample, Server, sample_rss
 from bench.load import POSTGRESQL, SQLITE, ensure_exists, make_target, wipe
 from workplane.store.setup import ADMIN_FILE
 
@@ -65,28 +66,41 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
-        samples: list[tuple[float, float]] = []
+        samples: list[tuple[float, RssSample]] = []
         started = time.monotonic()
         while agent.poll() is None and time.monotonic() - started < args.duration + 120:
-            samples.append((time.monotonic() - started, sample_rss(server.process.pid).total_mb))
+            samples.append((time.monotonic() - started, sample_rss(server.process.pid)))
             time.sleep(1)
         agent.kill()
-    quarter = max(1, len(samples) // 4)
-    first = sum(m for _, m in samples[:quarter]) / quarter
-    last = sum(m for _, m in samples[-quarter:]) / quarter
-    peak = max(m for _, m in samples)
+    size = max(1, len(samples) // 4)
+    quarters = [samples[i * size : (i + 1) * size] or samples[-size:] for i in range(4)]
+
+    def mean(values: list[float]) -> int:
+        return round(sum(values) / len(values))
+
+    total = [mean([m.total_mb for _, m in q]) for q in quarters]
+    anon = [mean([m.anon_mb for _, m in q]) for q in quarters]
+    peak = max(m.total_mb for _, m in samples)
+    last = samples[-1][1]
     result = {
         "database": target.label,
         "speed": args.speed,
         "seconds": round(samples[-1][0]),
-        "rss_first_quarter_mb": round(first),
-        "rss_last_quarter_mb": round(last),
+        # The server's processes together (the server and its sync workers): resident memory, and the
+        # part of it that is the processes' own (not pages of mapped files), per quarter of the run.
+        "rss_quarters_mb": total,
+        "rss_anon_quarters_mb": anon,
+        "rss_first_quarter_mb": total[0],
+        "rss_last_quarter_mb": total[-1],
         "rss_peak_mb": round(peak),
+        "rss_last_by_process_mb": {str(pid): round(mb) for pid, mb in last.per_process_mb.items()},
         "agent_exit": agent.returncode,
     }
     print(
-        f"[{target.label}] live replay at {args.speed:g}x for {result['seconds']} s: server RSS "
-        f"{first:.0f} MB (first quarter) -> {last:.0f} MB (last quarter), peak {peak:.0f} MB"
+        f"[{target.label}] live replay at {args.speed:g}x for {result['seconds']} s: server RSS by quarter "
+        f"{' -> '.join(str(t) for t in total)} MB (own memory {' -> '.join(str(a) for a in anon)} MB), "
+        f"peak {peak:.0f} MB; at the end, by process: "
+        f"{', '.join(f'{mb:.0f}' for mb in last.per_process_mb.values())} MB"
     )
     (out / f"replay-memory-{args.db}.json").write_text(json.dumps(result, indent=2))
 
