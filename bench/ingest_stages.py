@@ -1,21 +1,21 @@
-"""Where the time of a sync batch goes, in process: parsing and validating the body, then applying it
-(``store.ingest.apply_batch``: reading the stored state, building rows, SQL) and committing.
+"""Where the time of a sync batch goes, in process, step by step as a sync worker runs it
+(``store.ingest.sync_batch``): parsing and validating the body; planning it in a read transaction
+(reading the stored rows, building every row, document, history entry and rollup move); writing it in a
+write transaction (reading the stored rows again to check the plan, then the SQL); committing.
 
     .venv/bin/python -m bench.ingest_stages [--db sqlite|postgresql|both] [--workloads N] [--batch N]
         [--pg-database NAME]
 
-One agent's batches (the bodies of ``bench.ingest``: each workload Pending, Running, Completed) go
-straight to the route's parser and to ``apply_batch``, which checks, plans and writes a batch in one
-write transaction (the route plans in a read transaction first, ``sync_batch``; with one agent the
-work is the same plus a second read of the stored rows), with no HTTP and no concurrent readers. Prints
-microseconds per observation for each stage, as wall-clock time and as this process's CPU time (on a
-shared machine the CPU time is the steadier figure; on PostgreSQL the server's own work shows only in
-the wall-clock time).
+One agent's batches (the bodies of ``bench.ingest``: each workload Pending, Running, Completed), with
+no HTTP, no worker process and no concurrent readers. Prints microseconds per observation for each
+step, as wall-clock time and as this process's CPU time (on a shared machine the CPU time is the
+steadier figure; on PostgreSQL the server's own work shows only in the wall-clock time).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -23,8 +23,10 @@ from bench.ingest import _bodies, _cluster
 from bench.load import POSTGRESQL, SQLITE, Target, ensure_exists, make_target, open_database, wipe
 from workplane.api.sync import parse_batch
 from workplane.store.catalog import CatalogCache
-from workplane.store.ingest import apply_batch
+from workplane.store.ingest import PreparedBatch, check_batch
 from workplane.store.setup import prepare_store
+
+STAGES = ("parse", "plan", "write", "commit")
 
 
 def run(target: Target, args: argparse.Namespace) -> None:
@@ -36,33 +38,34 @@ def run(target: Target, args: argparse.Namespace) -> None:
     cache = CatalogCache()
     cluster = _cluster(0)
     bodies = _bodies(cluster, args.workloads, args.batch)
-    wall = {"parse": 0.0, "apply": 0.0, "commit": 0.0}
-    cpu = {"parse": 0.0, "apply": 0.0, "commit": 0.0}
+    wall = dict.fromkeys(STAGES, 0.0)
+    cpu = dict.fromkeys(STAGES, 0.0)
     for body in bodies:
-        c0, t0 = time.process_time(), time.perf_counter()
+        # The steps of ``store.ingest.sync_batch``, as a sync worker runs them, with the clock read
+        # between them.
+        marks = [(time.perf_counter(), time.process_time())]
         batch = parse_batch(body)
-        c1, t1 = time.process_time(), time.perf_counter()
-        with db.write() as conn:
-            apply_batch(
-                conn,
+        marks.append((time.perf_counter(), time.process_time()))
+        with db.read() as conn:
+            checked = check_batch(
+                catalog=cache.get(conn),
                 cluster_id=cluster,
                 cluster_name=batch.cluster_name,
                 observations=batch.workloads,
                 samples=batch.samples,
                 resync=batch.full_resync,
-                catalog=cache.get(conn),
                 tenant_id=1,
                 now_ms=int(time.time() * 1000),
             )
-            c2, t2 = time.process_time(), time.perf_counter()
-        c3, t3 = time.process_time(), time.perf_counter()
-        for stage, (wa, wb, ca, cb) in {
-            "parse": (t0, t1, c0, c1),
-            "apply": (t1, t2, c1, c2),
-            "commit": (t2, t3, c2, c3),
-        }.items():
-            wall[stage] += wb - wa
-            cpu[stage] += cb - ca
+            prepared = PreparedBatch(conn, checked)
+        marks.append((time.perf_counter(), time.process_time()))
+        with db.write() as conn:
+            prepared.write(conn)
+            marks.append((time.perf_counter(), time.process_time()))
+        marks.append((time.perf_counter(), time.process_time()))
+        for stage, (before, after) in zip(STAGES, itertools.pairwise(marks), strict=True):
+            wall[stage] += after[0] - before[0]
+            cpu[stage] += after[1] - before[1]
     db.dispose()
     n = 3 * args.workloads
     total = sum(wall.values())
