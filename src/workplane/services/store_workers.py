@@ -96,8 +96,8 @@ class StoreWorkers:
         self._pool: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
-        """Start the worker processes now (each imports the application and opens its store: a second
-        or two), so that the first batch does not wait for them."""
+        """Start the worker processes now (each imports the application and opens its store, ~0.3 s),
+        so that the first batch does not wait for them."""
         if self.processes <= 0:
             return
         self._pool = self._new_pool()
