@@ -35,6 +35,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Full, Queue
@@ -48,6 +49,9 @@ from workplane.domain.timefmt import format_ms, now_ms
 
 JsonObject = dict[str, Any]
 BATCH_SIZE = 2000
+# Batches of a resync with the server at once: the server applies concurrent batches in parallel
+# (one per sync worker process, by default one per CPU).
+IN_FLIGHT = 2
 DAY_MS = 86_400_000
 
 
@@ -254,13 +258,17 @@ class Sender:
         *,
         batch_size: int = BATCH_SIZE,
         progress: Progress | None = None,
+        in_flight: int = IN_FLIGHT,
     ) -> None:
         if not 1 <= batch_size <= 20_000:
             raise ValueError("batch size must be between 1 and 20,000")
+        if in_flight < 1:
+            raise ValueError("at least one batch must be in flight")
         self.inventory = inventory
         self.transport = transport
         self.batch_size = batch_size
         self.progress = progress or Progress()
+        self.in_flight = in_flight
 
     def _body(self, cluster: Cluster, items: list[JsonObject], resync: JsonObject | None = None) -> bytes:
         body: JsonObject = {"clusterName": cluster.name, "workloads": items}
@@ -299,14 +307,40 @@ class Sender:
 
     def resync(self, points: Mapping[str, tuple[int, TimeMap]]) -> None:
         """A full resync of every cluster: trace ``key``'s state at ``points[key] = (trace ms, time map)``.
-        The next batch is built while the server applies the current one."""
-        for batch in _prefetched(self._resync_batches(points)):
-            self._post(batch)
-            at = format_trace_time(points[batch.cluster.key][0])
-            if batch.last:
-                self.progress.maybe_report(f"{batch.cluster.name} at {at}", force=True)
-            else:
-                self.progress.maybe_report(f"resync of {batch.cluster.name} at {at}")
+        The next batches are built while the server applies the current ones, and up to ``in_flight``
+        batches are with the server at once (it works on them in parallel, one per sync worker
+        process): each workload is in one batch only, so they may be applied in any order — except a
+        cluster's final batch, which ends its resync (what none of its batches reported is deleted)
+        and so is sent only once every batch before it has been applied."""
+        sent: list[tuple[_Batch, Future[JsonObject]]] = []
+        with ThreadPoolExecutor(self.in_flight, thread_name_prefix="replay-send") as pool:
+            for batch in _prefetched(self._resync_batches(points)):
+                if batch.last:
+                    self._settle(sent, at_most=0)
+                    self._post(batch)
+                else:
+                    self._settle(sent, at_most=self.in_flight - 1)
+                    sent.append((batch, pool.submit(self.transport.sync, batch.cluster.id, batch.body)))
+                at = format_trace_time(points[batch.cluster.key][0])
+                if batch.last:
+                    self.progress.maybe_report(f"{batch.cluster.name} at {at}", force=True)
+                else:
+                    self.progress.maybe_report(f"resync of {batch.cluster.name} at {at}")
+            self._settle(sent, at_most=0)
+
+    def _settle(self, sent: list[tuple[_Batch, Future[JsonObject]]], *, at_most: int) -> None:
+        """Wait until at most ``at_most`` of the ``sent`` batches are unanswered, counting the answered
+        ones (an error raises here)."""
+        while sent:
+            answered = [(b, f) for b, f in sent if f.done()]
+            if not answered and len(sent) <= at_most:
+                return
+            if not answered:
+                wait([f for _, f in sent], return_when=FIRST_COMPLETED)
+                continue
+            for entry in answered:
+                sent.remove(entry)
+                self.progress.add(entry[0].count, entry[1].result())
 
     def changes(self, trace: Trace, after_ms: int, until_ms: int, tm: TimeMap) -> int:
         """Send the steps of ``trace`` with ``after_ms < at <= until_ms``; returns how many."""
