@@ -196,3 +196,20 @@ def assert_error_body(
     for marker in LEAK_MARKERS:
         assert marker not in text, (marker, text)
     return body
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, theirs, ...), as /proc lists them now."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found.extend([int(child), *descendants(int(child))])
+    return found
+
+
+def still_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False

@@ -11,22 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.server import running_server
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
-        found.extend(int(c) for c in children)
-    return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
+from tests.server import descendants, running_server, still_running
 
 
 def test_two_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
@@ -40,7 +25,7 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
                 )
                 assert answer.status_code == 200
                 assert answer.json() == {"count": 0}
-        workers = [p for p in _children(server.process.pid) if Path(f"/proc/{p}/cmdline").exists()]
+        workers = [p for p in descendants(server.process.pid) if Path(f"/proc/{p}/cmdline").exists()]
         # The spawn start method adds a small resource-tracker process next to the two workers.
         assert len(workers) >= 2
         server.process.send_signal(signal.SIGTERM)
@@ -48,9 +33,9 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
         # The resource tracker leaves when it reads the end of its pipe, a moment after the parent has
         # gone: give every child a few seconds (a worker left running would stay past them).
         deadline = time.monotonic() + 5
-        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        while any(still_running(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not [pid for pid in workers if _running(pid)]
+        assert not [pid for pid in workers if still_running(pid)]
 
 
 def test_the_server_checkpoints_sqlite_in_the_background(tmp_path: Path) -> None:

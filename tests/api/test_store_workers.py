@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from tests.api.test_sync import CLUSTER_A, CLUSTER_B, obs, sync
 from tests.conftest import admin_client
-from tests.server import running_server
+from tests.server import descendants, running_server, still_running
 from workplane.api.deps import Services
 from workplane.app import build_services
 from workplane.settings import Settings
@@ -112,32 +112,17 @@ def test_a_killed_worker_is_replaced(pooled: tuple[TestClient, Services]) -> Non
     assert victim not in {portal.call(svc.workers.run, worker_pid) for _ in range(4)}
 
 
-def _descendants(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            found.extend([int(child), *_descendants(int(child))])
-    return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-
-
 def test_workers_leave_with_a_killed_server(tmp_path: Path) -> None:
     """SIGKILL gives the server no chance to stop its workers: they notice and leave by themselves."""
     with running_server(tmp_path / "data", env={"WORKPLANE_SYNC_PROCESSES": "2"}) as server:
         with server.client() as client:
             answer = client.post(f"/api/v1/clusters/{CLUSTER_A}/sync", json={"workloads": [obs(1, 1)]})
             assert answer.status_code == 200, answer.text
-        workers = _descendants(server.process.pid)
+        workers = descendants(server.process.pid)
         assert len(workers) >= 2
         server.process.send_signal(signal.SIGKILL)
         server.process.wait(timeout=10)
         deadline = time.monotonic() + 10
-        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        while any(still_running(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not [pid for pid in workers if _running(pid)]
+        assert not [pid for pid in workers if still_running(pid)]
