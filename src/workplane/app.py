@@ -51,8 +51,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        svc.workers.start()
         tasks = [asyncio.create_task(run_flusher(svc.refusals, svc.db))]
+        if svc.workers.processes > 0:
+            tasks.append(asyncio.create_task(svc.workers.retire_when_idle()))
         if settings.checkpoints_in_background:
             tasks.append(asyncio.create_task(run_checkpoints(svc.db, settings.sqlite_checkpoint_interval_s)))
         if settings.retention_interval_s > 0:

@@ -119,6 +119,8 @@ def _run_server(args: argparse.Namespace, settings: Settings, services: Services
         {
             "WORKPLANE_DATA_DIR": str(settings.data_dir),
             "WORKPLANE_MIGRATE_ON_START": "false",
+            # Each process's share of the CPUs for its sync worker processes depends on how many there are.
+            "WORKPLANE_WORKERS": str(settings.workers),
         }
     )
     if settings.database_url is not None:

@@ -82,7 +82,8 @@ class Settings(BaseSettings):
         le=64,
         description="Worker processes per server process that apply agents' sync batches (validation, "
         "rows, SQL), so that concurrent batches use several cores; 0: in the server process itself. "
-        "Default: one per CPU of the machine, at most 4 (none on a single-CPU machine).",
+        "They start with the first batch and stop after a minute without one. Default: the machine's "
+        "CPUs divided among the server processes, at most 4 (none on a single-CPU machine).",
     )
 
     @field_validator("data_dir")
@@ -107,10 +108,11 @@ class Settings(BaseSettings):
 
     @property
     def sync_process_count(self) -> int:
+        """``sync_processes``, or by default the machine's CPUs shared among the server processes."""
         if self.sync_processes is not None:
             return self.sync_processes
         cpus = os.cpu_count() or 1
-        return min(cpus, 4) if cpus > 1 else 0
+        return min(cpus // self.workers, 4) if cpus > 1 else 0
 
 
 def _config_file_values(path: Path | None) -> dict[str, Any]:

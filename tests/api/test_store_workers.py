@@ -3,6 +3,7 @@ default on a multi-core machine; the other protocol tests apply them in the serv
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -18,6 +19,7 @@ from tests.conftest import admin_client
 from tests.server import descendants, running_server, still_running
 from workplane.api.deps import Services
 from workplane.app import build_services
+from workplane.services.store_workers import StoreWorkers
 from workplane.settings import Settings
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
@@ -126,3 +128,41 @@ def test_workers_leave_with_a_killed_server(tmp_path: Path) -> None:
         while any(still_running(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not [pid for pid in workers if still_running(pid)]
+
+
+def test_workers_start_with_the_first_task_and_stop_when_idle(settings: Settings, services: Services) -> None:
+    """A server that only answers reads has no worker processes; they start with the first batch,
+    stop after ``idle_s`` without one, and start again with the next."""
+    workers = StoreWorkers(settings, services.db, services.catalog, 2, idle_s=0.3)
+
+    async def scenario() -> None:
+        assert not workers.started
+        first = {await workers.run(worker_pid) for _ in range(6)}
+        assert workers.started
+        assert os.getpid() not in first
+        assert not workers.retire()  # just used
+        await asyncio.sleep(0.4)
+        assert workers.retire()
+        assert not workers.started
+        deadline = time.monotonic() + 10
+        while any(still_running(pid) for pid in first) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert not [pid for pid in first if still_running(pid)]
+        again = await workers.run(worker_pid)
+        assert again not in first
+        workers.stop()
+        assert await workers.run(worker_pid) == os.getpid()  # after stop: the server's own threads
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("cpus", "server_processes", "expected"),
+    [(1, 1, 0), (2, 1, 2), (2, 2, 1), (2, 3, 0), (8, 2, 4), (64, 1, 4)],
+)
+def test_the_default_shares_the_cpus_among_server_processes(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, server_processes: int, expected: int
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    assert Settings(workers=server_processes).sync_process_count == expected
+    assert Settings(workers=server_processes, sync_processes=3).sync_process_count == 3

@@ -10,7 +10,8 @@ a time; a batch holds the lock only for its writing (``store.ingest.sync_batch``
 A task is a module-level function called as ``function(db, catalogs, *args)`` with the worker's own
 ``Database`` and ``CatalogCache``; its arguments and result travel pickled (a sync batch travels as
 the request body's bytes). Without workers (``sync_processes = 0``) the same function runs in the
-server's thread pool, on the server's own store.
+server's thread pool, on the server's own store. The workers start with the first task and stop after
+a while without one (``StoreWorkers``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ R = TypeVar("R")
 StoreTask = Callable[Concatenate[Database, CatalogCache, P], R]
 
 _PARENT_CHECK_S = 0.5
+IDLE_S = 60.0  # worker processes stop after this long without a task
+_RETIRE_CHECK_S = 5.0
 
 # The worker process's store, set up once by ``_start``.
 _store: tuple[Database, CatalogCache] | None = None
@@ -86,51 +89,89 @@ def _ready() -> int:
 
 
 class StoreWorkers:
-    """A pool of ``processes`` worker processes (0: run tasks in the server's own thread pool)."""
+    """A pool of ``processes`` worker processes (0: run tasks in the server's own thread pool).
 
-    def __init__(self, settings: Settings, db: Database, catalogs: CatalogCache, processes: int) -> None:
+    The processes exist while there is work for them: they start with the first task (each imports
+    the application and opens its store, ~0.3 s) and stop after ``idle_s`` without one (``retire``),
+    so a server that only answers reads keeps the memory of one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        catalogs: CatalogCache,
+        processes: int,
+        *,
+        idle_s: float = IDLE_S,
+    ) -> None:
         self._settings = settings
         self._db = db
         self._catalogs = catalogs
         self.processes = processes
+        self.idle_s = idle_s
         self._pool: ProcessPoolExecutor | None = None
+        self._running = 0
+        self._last_used = time.monotonic()
+        self._closed = False
 
-    def start(self) -> None:
-        """Start the worker processes now (each imports the application and opens its store, ~0.3 s),
-        so that the first batch does not wait for them."""
-        if self.processes <= 0:
-            return
-        self._pool = self._new_pool()
-        for _ in range(self.processes):
-            self._pool.submit(_ready)
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            self.processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start,
-            initargs=(self._settings,),
-        )
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start,
+                initargs=(self._settings,),
+            )
+            # All of them at once: the executor starts a process only when a task finds none idle.
+            for _ in range(self.processes):
+                self._pool.submit(_ready)
+        return self._pool
 
     async def run(self, function: StoreTask[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """``function(db, catalogs, *args)`` in a worker process, or in the thread pool without one."""
-        pool = self._pool
-        if pool is None:
+        if self.processes <= 0 or self._closed:
             return await run_in_threadpool(function, self._db, self._catalogs, *args, **kwargs)
+        pool = self._ensure_pool()
+        self._running += 1
         try:
             task: functools.partial[R] = functools.partial(_run, function, *args, **kwargs)
             return await asyncio.wrap_future(pool.submit(task))
         except BrokenProcessPool:
             # A worker was killed (out of memory, by hand): its task's transaction was rolled back
-            # by the database. Later tasks get a new pool; this one is answered as unavailable.
+            # by the database. Later tasks get new workers; this one is answered as unavailable.
             if self._pool is pool:
                 log.error("a store worker process died; starting new ones")
                 pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
+                self._pool = None
             raise WorkersUnavailable("a store worker process stopped; try again") from None
+        finally:
+            self._running -= 1
+            self._last_used = time.monotonic()
+
+    @property
+    def started(self) -> bool:
+        """Whether worker processes are running (or starting) now."""
+        return self._pool is not None
+
+    def retire(self) -> bool:
+        """Stop the worker processes if none has had a task for ``idle_s``; whether it did."""
+        pool = self._pool
+        if pool is None or self._running or time.monotonic() - self._last_used < self.idle_s:
+            return False
+        self._pool = None
+        pool.shutdown(wait=False)
+        return True
+
+    async def retire_when_idle(self) -> None:
+        """``retire`` every few seconds until cancelled (the server runs it as a task)."""
+        while True:
+            await asyncio.sleep(min(self.idle_s, _RETIRE_CHECK_S))
+            self.retire()
 
     def stop(self) -> None:
-        """Let running tasks finish, then stop the worker processes."""
+        """Let running tasks finish, then stop the worker processes (tasks after this run in the
+        server's thread pool)."""
+        self._closed = True
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
