@@ -25,7 +25,7 @@ import orjson
 
 from bench.http_load import (
     Server,
-    cpu_seconds,
+    cpu_by_process,
     get_token,
     load_average,
     machine_busy_seconds,
@@ -132,9 +132,10 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             reader.start()
         assert server.process is not None
         rss_before = sample_rss(server.process.pid).total_mb
-        server_pids = process_tree(server.process.pid)
+        # Per process: the sync worker processes start with the first batch, after this.
+        server_start = cpu_by_process(process_tree(server.process.pid))
         load = load_average()
-        server_cpu, machine_cpu = cpu_seconds(server_pids), machine_busy_seconds()
+        machine_cpu = machine_busy_seconds()
         started = time.perf_counter()
         threads = [
             threading.Thread(target=post_batches, args=(server.port, token, c, bodies[c], errors))
@@ -145,7 +146,8 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
-        server_cpu = cpu_seconds(server_pids) - server_cpu
+        server_end = cpu_by_process(process_tree(server.process.pid))
+        server_cpu = sum(cpu - server_start.get(pid, 0.0) for pid, cpu in server_end.items())
         machine_cpu = machine_busy_seconds() - machine_cpu
         stop.set()
         for reader in readers:
