@@ -75,7 +75,6 @@ class Settings(BaseSettings):
         "file from a thread of its own, so that no writer waits for it (0: the writer that commits past "
         "64 MiB of log does it).",
     )
-
     sync_processes: int | None = Field(
         default=None,
         ge=0,

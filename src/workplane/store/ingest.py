@@ -100,6 +100,14 @@ def _stored_pools(connection: sa.Connection, ids: list[str]) -> dict[str, list[s
     return {workload_id: [name for _, name in sorted(rows)] for workload_id, rows in found.items()}
 
 
+def _read_stored(
+    connection: sa.Connection, ids: list[str], *, lock: bool = False
+) -> tuple[dict[str, _Stored], dict[str, list[str]]]:
+    """What a plan is worked out from: the stored rows of these workloads and their pools."""
+    rows = _load(connection, ids, lock=lock)
+    return rows, (_stored_pools(connection, list(rows)) if rows else {})
+
+
 def _latest(observations: list[Observation]) -> dict[str, tuple[int, Observation]]:
     """Per workload id, the observation with the highest revision (and its index in the batch)."""
     latest: dict[str, tuple[int, Observation]] = {}
@@ -219,8 +227,7 @@ class PreparedBatch:
         PostgreSQL, where writers do not exclude one another, the rows read here stay locked until
         the batch commits, so that none changes between this check and the batch's own writes."""
         plan = self._plan
-        stored = _load(connection, list(self.batch.latest), lock=True)
-        pools = _stored_pools(connection, list(stored)) if stored else {}
+        stored, pools = _read_stored(connection, list(self.batch.latest), lock=True)
         if (
             plan is None
             or stored.keys() != plan.stored.keys()
@@ -240,8 +247,7 @@ def _plan(
     """Work out every row the batch writes from the stored rows of its workloads (read here unless
     given), without writing anything."""
     if stored is None:
-        rows = _load(connection, list(batch.latest))
-        stored = (rows, _stored_pools(connection, list(rows)) if rows else {})
+        stored = _read_stored(connection, list(batch.latest))
     plan = _Plan(stored[0], stored[1], BatchResult(), RollupDeltas(connection.dialect.name))
     resync_id = batch.resync.id if batch.resync else None
     for workload_id, (index, obs) in batch.latest.items():
