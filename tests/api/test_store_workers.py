@@ -4,6 +4,7 @@ default on a multi-core machine; the other protocol tests apply them in the serv
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import threading
@@ -19,7 +20,7 @@ from tests.conftest import admin_client
 from tests.server import descendants, running_server, still_running
 from workplane.api.deps import Services
 from workplane.app import build_services
-from workplane.services.store_workers import StoreWorkers
+from workplane.services.store_workers import GC_YOUNG_THRESHOLD, StoreWorkers
 from workplane.settings import Settings
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
@@ -28,6 +29,12 @@ from workplane.store.database import Database
 def worker_pid(_db: Database, _catalogs: CatalogCache) -> int:
     """A store task: the process that runs it."""
     return os.getpid()
+
+
+def collector_state(_db: Database, _catalogs: CatalogCache) -> tuple[int, int]:
+    """A store task: the young-generation threshold of the process that runs it, and how many objects
+    it keeps out of collections."""
+    return gc.get_threshold()[0], gc.get_freeze_count()
 
 
 @pytest.fixture
@@ -56,6 +63,19 @@ def test_batches_are_applied_by_worker_processes(pooled: tuple[TestClient, Servi
     assert sync(client, {"workloads": [obs(n, 2, "Running") for n in range(30)]})["applied"] == 30
     counts = client.get("/api/v1/workloads/count", params={"filterBy": "phase==Running"}).json()
     assert counts == {"count": 30}
+
+
+def test_workers_collect_garbage_for_batches(pooled: tuple[TestClient, Services]) -> None:
+    """Worker processes leave what they imported out of garbage collections and collect the young
+    generation rarely; the server process keeps Python's defaults."""
+    client, svc = pooled
+    portal = client.portal
+    assert portal is not None
+    for _ in range(4):
+        threshold, frozen = portal.call(svc.workers.run, collector_state)
+        assert threshold == GC_YOUNG_THRESHOLD
+        assert frozen > 10_000  # the application's modules, schema and validators
+    assert gc.get_threshold()[0] != GC_YOUNG_THRESHOLD
 
 
 def test_a_bad_batch_is_refused_whole_by_a_worker(pooled: tuple[TestClient, Services]) -> None:

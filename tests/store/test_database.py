@@ -19,6 +19,7 @@ from workplane.store.database import (
     add_on_conflict,
     create_database,
     insert_rows,
+    keys_present,
     rows_by_key,
     update_rows,
 )
@@ -120,6 +121,22 @@ def test_insert_rows_and_rows_by_key(database: Database) -> None:
         {"id": "c0003", "last_sync_at": 3},
         {"id": "new", "last_sync_at": 1},
     ]
+
+
+def test_keys_present_finds_the_keys_of_rows_meeting_the_conditions(database: Database) -> None:
+    rows = [{"id": f"c{n:04d}", "name": f"n{n % 3}", "last_sync_at": n} for n in range(1203)]
+    # More keys than one SQLite IN list holds, unknown and repeated keys among them.
+    asked = [r["id"] for r in rows] + ["unknown", "c0004"]
+    with database.write() as conn:
+        insert_rows(conn, clusters, rows)
+        every = keys_present(conn, clusters, "id", asked)
+        named = keys_present(conn, clusters, "id", asked, name="n1")
+        both = keys_present(conn, clusters, "id", ["c0001", "c0004", "c0007"], name="n1", last_sync_at=4)
+        none = keys_present(conn, clusters, "id", [])
+    assert every == {r["id"] for r in rows}
+    assert named == {r["id"] for r in rows if r["name"] == "n1"}
+    assert both == {"c0004"}
+    assert none == set()
 
 
 def test_insert_rows_quotes_reserved_column_names(database: Database, catalog: CatalogSnapshot) -> None:

@@ -30,7 +30,7 @@ from workplane.metrics.idle import gpus_idle, idle_fields
 from workplane.metrics.sampling import Steps
 from workplane.metrics.series import Samples
 from workplane.query.scopes import ScopeSet, restrict
-from workplane.store.database import insert_ignore
+from workplane.store.database import insert_ignore, keys_present
 from workplane.store.schema import metric_chunks, workload_history, workloads
 
 BLOCK_MS = 86_400_000  # one UTC day per compacted chunk
@@ -70,11 +70,7 @@ def store_samples(
     those in ``observed`` (just updated from an observation, which may change their allocation).
     Returns the number of samples."""
     ids = sorted({s.workload_id.lower() for s in samples})
-    known: set[str] = set()
-    for part in _parts(ids):
-        known.update(
-            connection.execute(sa.select(w.id).where(w.id.in_(part), w.cluster_id == cluster_id)).scalars()
-        )
+    known = keys_present(connection, workloads, "id", ids, cluster_id=cluster_id)
     chunks = []
     utilisation: set[str] = set()
     for index, series in enumerate(samples):
@@ -104,16 +100,9 @@ def store_samples(
 
 
 def _with_utilisation(connection: sa.Connection, ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for part in _parts(ids):
-        found.update(
-            connection.execute(
-                sa.select(c.workload_id)
-                .where(c.workload_id.in_(part), c.metric == MeasuredMetric.GPU_UTILIZATION.value)
-                .distinct()
-            ).scalars()
-        )
-    return found
+    return keys_present(
+        connection, metric_chunks, "workload_id", ids, metric=MeasuredMetric.GPU_UTILIZATION.value
+    )
 
 
 # --- reading ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import multiprocessing
 import os
@@ -77,9 +78,34 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
+# Young collections every this many new container objects (Python's default: 700).
+GC_YOUNG_THRESHOLD = 50_000
+_collector_tuned = False
+
+
+def _tune_collector() -> None:
+    """Set this worker's cyclic garbage collector, once, after the task's modules are imported.
+
+    A sync batch makes a few hundred thousand objects that all live until it ends. With Python's
+    default thresholds the collector runs every 700 new objects, and every tenth run also walks
+    everything the process holds (the modules, the schema, the validators): measured on sync batches
+    (``bench.ingest_stages``), a fifth of their CPU time, 164 -> 132 µs per observation. What exists
+    once the modules are imported lives as long as the process, so it is left out of collections
+    (``gc.freeze``), and young collections run every ``GC_YOUNG_THRESHOLD`` objects; cycles a batch
+    leaves behind are still collected. (The server process keeps the defaults: on a list page over
+    HTTP the same setting made no difference, 485-533 requests/s with either.)"""
+    global _collector_tuned
+    if not _collector_tuned:
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+        _collector_tuned = True
+
+
 def _run(function: StoreTask[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     if _store is None:
         raise RuntimeError("store worker not started")
+    _tune_collector()  # here, once the task's modules are imported (unpickling the task did it)
     db, catalogs = _store
     return function(db, catalogs, *args, **kwargs)
 
