@@ -83,7 +83,7 @@ GC_YOUNG_THRESHOLD = 50_000
 _collector_tuned = False
 
 
-def _tune_collector() -> None:
+def tune_collector() -> None:
     """Set this worker's cyclic garbage collector, once, after the task's modules are imported.
 
     A sync batch makes a few hundred thousand objects that all live until it ends. With Python's
@@ -105,7 +105,7 @@ def _tune_collector() -> None:
 def _run(function: StoreTask[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     if _store is None:
         raise RuntimeError("store worker not started")
-    _tune_collector()  # here, once the task's modules are imported (unpickling the task did it)
+    tune_collector()  # here, once the task's modules are imported (unpickling the task did it)
     db, catalogs = _store
     return function(db, catalogs, *args, **kwargs)
 
