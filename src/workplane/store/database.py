@@ -277,10 +277,10 @@ def keys_present(
     connection: sa.Connection, table: sa.Table, key: str, keys: Sequence[Any], **equal: Any
 ) -> set[Any]:
     """Which of ``keys`` are values of the column ``key`` in rows of ``table`` whose ``equal`` columns
-    hold the given values. PostgreSQL: one ``= ANY(array)`` query, the array in binary (an ``IN``
-    list of a few hundred parameters costs it milliseconds to plan each time, and a text array
-    twice as long to send as a binary one: a sync batch's lookup of 2,000 ids took 4.4 ms, now 1.8);
-    SQLite: an ``IN (...)`` list per few hundred keys."""
+    hold the given values. PostgreSQL: one ``= ANY(array)`` query, the array in binary. (A sync batch
+    looks up its 2,000 workload ids: as four ``IN`` lists of 500 parameters, each planned anew, that
+    took 12 ms; now 4. Sent as text, the same array takes 4.4 ms to 1.8 in binary, alone.) SQLite: an
+    ``IN (...)`` list per few hundred keys."""
     if not keys:
         return set()
     quote = connection.dialect.identifier_preparer.quote
