@@ -3,7 +3,9 @@
     .venv/bin/python -m bench.ingest [--db sqlite|postgresql|both] [--workloads N] [--batch N]
         [--pg-database NAME]
 
-Starts ``workplane serve`` on a fresh store, then one agent per cluster posts batches of
+Starts ``workplane serve`` on a fresh store — empty, or with ``--inventory N`` a copy of the read
+benchmark's N-workload inventory (``python -m bench load --size N``, loaded first when missing), to
+measure ingestion into a store of a realistic size — then one agent per cluster posts batches of
 observations (each workload is created Pending, then Running, then Completed: three observations),
 while reader threads list a filtered page in a loop. Request bodies are serialised before the clock
 starts, so the figure is the server's rate, not the client's. Prints observations/s, the readers'
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import shutil
 import threading
 import time
 import uuid
@@ -22,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 
+from bench import inventory
 from bench.http_load import (
     Server,
     cpu_by_process,
@@ -32,7 +37,7 @@ from bench.http_load import (
     process_tree,
     sample_rss,
 )
-from bench.load import POSTGRESQL, SQLITE, ensure_exists, make_target, wipe
+from bench.load import POSTGRESQL, SQLITE, Target, ensure_exists, load, make_target, wipe
 
 PHASES = (
     ("Pending", "2024-05-01T10:00:00Z"),
@@ -103,6 +108,30 @@ def _read_loop(port: int, token: str, stop: threading.Event, latencies: list[flo
     conn.close()
 
 
+def _copy_inventory(target: Target, args: argparse.Namespace) -> None:
+    """Make the (wiped) ``target`` a copy of the read benchmark's inventory of ``args.inventory``
+    workloads, loading that first if it is not there: the SQLite files, or a PostgreSQL database
+    created from it as a template; the data directory (signing key, administrator credential) too."""
+    source = make_target(
+        target.kind, size=args.inventory, out_dir=Path(args.out), pg_url=args.pg_url, pg_database=None
+    )
+    load(source, inventory.build_plan(args.inventory, inventory.read_trace()), batch_size=2_000, force=False)
+    started = time.perf_counter()
+    shutil.rmtree(target.data_dir, ignore_errors=True)
+    shutil.copytree(source.data_dir, target.data_dir)
+    if target.kind == POSTGRESQL:
+        engine = sa.create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.pg_database}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{target.pg_database}" TEMPLATE "{source.pg_database}"'))
+        engine.dispose()
+    print(
+        f"[{target.label}] starting from a copy of the {args.inventory:,}-workload inventory "
+        f"(copied in {time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
+
+
 def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     target = make_target(
         kind,
@@ -114,6 +143,8 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     if kind == POSTGRESQL:
         ensure_exists(target)
     wipe(target)
+    if args.inventory:
+        _copy_inventory(target, args)
     agents = [_cluster(n) for n in range(args.agents)]
     print(f"[{target.label}] serialising {3 * args.workloads * len(agents):,} observations ...", flush=True)
     bodies = {c: _bodies(c, args.workloads, args.batch) for c in agents}
@@ -159,6 +190,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     latencies.sort()
     result = {
         "database": target.label,
+        "inventory": args.inventory,
         "workers": args.workers,
         "sync_processes": args.sync_processes,
         "pinned": args.pin,
@@ -176,7 +208,8 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "load_average_before": load,
     }
     print(
-        f"[{target.label}] {observations:,} observations in {elapsed:.1f} s = "
+        f"[{target.label}{f', into {args.inventory:,} workloads' if args.inventory else ''}] "
+        f"{observations:,} observations in {elapsed:.1f} s = "
         f"{result['observations_per_s']:,}/s (target >= 20,000/s: "
         f"{'met' if observations / elapsed >= 20_000 else 'NOT met'}); "
         f"readers: {len(latencies)} list requests, p50 {result['reader_p50_ms']} ms; "
@@ -197,6 +230,14 @@ def main() -> None:
         "--workloads", type=int, default=20_000, help="workloads per agent (3 observations each)"
     )
     parser.add_argument("--agents", type=int, default=2, help="concurrent agents, one cluster each")
+    parser.add_argument(
+        "--inventory",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start from a copy of the read benchmark's N-workload inventory (python -m bench load "
+        "--size N; loaded first if missing) instead of an empty store (default: 0, empty)",
+    )
     parser.add_argument("--batch", type=int, default=2_000, help="workload items per sync batch")
     parser.add_argument("--readers", type=int, default=2, help="threads listing workloads meanwhile")
     parser.add_argument("--workers", type=int, default=1, help="server processes (workplane serve --workers)")
