@@ -1,7 +1,7 @@
 """Ingestion through the sync protocol, over real HTTP, while list requests are being served.
 
     .venv/bin/python -m bench.ingest [--db sqlite|postgresql|both] [--workloads N] [--batch N]
-        [--pg-database NAME]
+        [--inventory N] [--pg-database NAME]
 
 Starts ``workplane serve`` on a fresh store — empty, or with ``--inventory N`` a copy of the read
 benchmark's N-workload inventory (``python -m bench load --size N``, loaded first when missing), to
@@ -264,6 +264,8 @@ def main() -> None:
         help="scratch PostgreSQL database (dropped and recreated on every run)",
     )
     args = parser.parse_args()
+    if args.inventory < 0:
+        parser.error("--inventory: a number of workloads, 0 or more")
     kinds = [SQLITE, POSTGRESQL] if args.db == "both" else [args.db]
     results = [run(kind, args) for kind in kinds]
     out = Path(args.out) / "ingest.json"
