@@ -240,6 +240,34 @@ def add_on_conflict(
     )
 
 
+def _select_where_key_in(
+    connection: sa.Connection,
+    head: str,
+    key: str,
+    keys: Sequence[Any],
+    *,
+    tail: str = "",
+    params: Sequence[Any] = (),
+) -> Sequence[Any]:
+    """The rows of ``head WHERE key IN keys tail`` (``tail``: more SQL, with ``params``).
+    PostgreSQL: one ``= ANY(array)`` query, the array sent in binary; SQLite: an ``IN (...)`` list per
+    few hundred keys, well under its parameter limit."""
+    quoted = connection.dialect.identifier_preparer.quote(key)
+    if connection.dialect.name == "postgresql":
+        result = connection.exec_driver_sql(f"{head} WHERE {quoted} = ANY(%b){tail}", (list(keys), *params))
+        rows = result.cursor.fetchall()
+        result.close()
+        return rows
+    found: list[Any] = []
+    for start in range(0, len(keys), _IN_LIST):
+        part = tuple(keys[start : start + _IN_LIST])
+        listed = ", ".join("?" for _ in part)
+        result = connection.exec_driver_sql(f"{head} WHERE {quoted} IN ({listed}){tail}", (*part, *params))
+        found.extend(result.cursor.fetchall())
+        result.close()
+    return found
+
+
 def rows_by_key(
     connection: sa.Connection,
     table: sa.Table,
@@ -250,58 +278,32 @@ def rows_by_key(
     for_update: bool = False,
 ) -> list[dict[str, Any]]:
     """Every column (but ``without``) of the rows whose ``key`` is one of ``keys``, as plain dicts (no
-    ORM-style row objects: ingestion reads thousands per batch). PostgreSQL: one ``= ANY(array)``
-    query, ``for_update`` locking the rows until the transaction ends; SQLite: an ``IN (...)`` list per
-    few hundred keys, well under its parameter limit (its write transaction already excludes every
-    other writer: nothing to lock)."""
+    ORM-style row objects: ingestion reads thousands per batch). ``for_update``: PostgreSQL locks the
+    rows until the transaction ends (SQLite's write transaction already excludes every other writer:
+    nothing to lock)."""
     quote = connection.dialect.identifier_preparer.quote
     names = [c.name for c in table.columns if c.name not in without]
-    select = f"SELECT {', '.join(quote(c) for c in names)} FROM {quote(table.name)} WHERE {quote(key)}"
-    if connection.dialect.name == "postgresql":
-        lock = " FOR UPDATE" if for_update else ""
-        result = connection.exec_driver_sql(f"{select} = ANY(%b){lock}", (list(keys),))
-        rows = result.cursor.fetchall()
-        result.close()
-        return [dict(zip(names, r, strict=True)) for r in rows]
-    found: list[dict[str, Any]] = []
-    for start in range(0, len(keys), _IN_LIST):
-        part = tuple(keys[start : start + _IN_LIST])
-        result = connection.exec_driver_sql(f"{select} IN ({', '.join('?' for _ in part)})", part)
-        rows = result.cursor.fetchall()
-        result.close()
-        found.extend(dict(zip(names, r, strict=True)) for r in rows)
-    return found
+    head = f"SELECT {', '.join(quote(c) for c in names)} FROM {quote(table.name)}"
+    lock = " FOR UPDATE" if for_update and connection.dialect.name == "postgresql" else ""
+    rows = _select_where_key_in(connection, head, key, keys, tail=lock)
+    return [dict(zip(names, r, strict=True)) for r in rows]
 
 
 def keys_present(
     connection: sa.Connection, table: sa.Table, key: str, keys: Sequence[Any], **equal: Any
 ) -> set[Any]:
     """Which of ``keys`` are values of the column ``key`` in rows of ``table`` whose ``equal`` columns
-    hold the given values. PostgreSQL: one ``= ANY(array)`` query, the array in binary. (A sync batch
-    looks up its 2,000 workload ids: as four ``IN`` lists of 500 parameters, each planned anew, that
-    took 12 ms; now 4. Sent as text, the same array takes 4.4 ms to 1.8 in binary, alone.) SQLite: an
-    ``IN (...)`` list per few hundred keys."""
+    hold the given values. (A sync batch looks up its 2,000 workload ids: as four SQLAlchemy ``IN``
+    lists of 500 parameters, each planned anew by PostgreSQL, that took 12 ms; as one binary array, 4.
+    Sent as text, the same array takes 4.4 ms to 1.8 in binary, alone.)"""
     if not keys:
         return set()
     quote = connection.dialect.identifier_preparer.quote
-    postgres = connection.dialect.name == "postgresql"
-    marker = "%s" if postgres else "?"
-    select = f"SELECT DISTINCT {quote(key)} FROM {quote(table.name)} WHERE "
+    marker = "%s" if connection.dialect.name == "postgresql" else "?"
+    head = f"SELECT DISTINCT {quote(key)} FROM {quote(table.name)}"
     conditions = "".join(f" AND {quote(column)} = {marker}" for column in equal)
-    if postgres:
-        result = connection.exec_driver_sql(
-            f"{select}{quote(key)} = ANY(%b){conditions}", (list(keys), *equal.values())
-        )
-        return {row[0] for row in result}
-    found: set[Any] = set()
-    for start in range(0, len(keys), _IN_LIST):
-        part = tuple(keys[start : start + _IN_LIST])
-        listed = ", ".join("?" for _ in part)
-        result = connection.exec_driver_sql(
-            f"{select}{quote(key)} IN ({listed}){conditions}", (*part, *equal.values())
-        )
-        found.update(row[0] for row in result)
-    return found
+    rows = _select_where_key_in(connection, head, key, keys, tail=conditions, params=tuple(equal.values()))
+    return {row[0] for row in rows}
 
 
 def update_rows(
