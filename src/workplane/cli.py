@@ -109,9 +109,9 @@ def _run_server(args: argparse.Namespace, settings: Settings, services: Services
             from workplane.serving import pin_to_cpu
 
             pin_to_cpu(0)
-        uvicorn.run(
-            create_app(settings, services), host=settings.host, port=settings.port, log_level=args.log_level
-        )
+        from workplane.serving import uvicorn_config
+
+        uvicorn.Server(uvicorn_config(create_app(settings, services), settings, args.log_level)).run()
         return 0
     services.db.dispose()
     # Worker processes rebuild the settings from the environment; the store is already prepared.

@@ -14,8 +14,53 @@ import signal
 import socket
 import time
 from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from workplane.settings import Settings
 
 FACTORY = "workplane.app:create_app_from_env"
+
+
+class ErrorShapedProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, answering what its parser refuses (a malformed request line, a control
+    character in a header) with Run:ai's ``Error`` body instead of uvicorn's plain-text one."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = orjson.dumps(
+            {"code": 400, "message": f"invalid HTTP request: {msg}", "details": "Bad request"}
+        )
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        for name, value in self.server_state.default_headers:
+            head.extend([name, b": ", value, b"\r\n"])
+        head.append(
+            b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        )
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+
+def uvicorn_config(app: Any, settings: Settings, log_level: str, *, factory: bool = False) -> uvicorn.Config:
+    """The one uvicorn configuration every way of serving uses. Forwarded headers are believed only
+    from ``trusted_proxies``: uvicorn's own default trusts them from 127.0.0.1, which would let any local
+    client name its own address (and so dodge the token throttle and forge the audit log)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        factory=factory,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        http=ErrorShapedProtocol,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
+    )
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -42,10 +87,12 @@ def pin_to_cpu(index: int) -> None:
 def _worker(index: int, host: str, port: int, log_level: str, pin: bool) -> None:
     import uvicorn
 
+    from workplane.settings import load_settings
+
     if pin:
         pin_to_cpu(index)
     sock = _listen(host, port)
-    config = uvicorn.Config(FACTORY, factory=True, log_level=log_level)
+    config = uvicorn_config(FACTORY, load_settings(), log_level, factory=True)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -7,13 +7,14 @@ import time: ``load_settings()`` is called by the CLI and by ``create_app``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -84,6 +85,41 @@ class Settings(BaseSettings):
         "They start with the first batch and stop after a minute without one. Default: the machine's "
         "CPUs divided among the server processes, at most 4 (none on a single-CPU machine).",
     )
+
+    max_body_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description="Largest request body accepted, bytes, except agents' sync batches (400 beyond it).",
+    )
+    max_sync_body_bytes: int = Field(
+        default=64 << 20,
+        ge=1024,
+        description="Largest sync batch body accepted, bytes (400 beyond it); a batch of 20,000 workloads "
+        "as the trace replay sends them is about 15 MB.",
+    )
+    query_timeout_ms: int = Field(
+        default=10_000,
+        ge=100,
+        le=600_000,
+        description="Longest a read query may run; past it the database cancels it and the request gets "
+        "503 (PostgreSQL's statement_timeout, SQLite's progress handler). A query is also cancelled when "
+        "its client disconnects.",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed. Empty (default): the peer address is the client, whatever "
+        "the headers say.",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        # The environment gives "10.0.0.1, 10.1.0.0/16"; the config file a list. Each must parse.
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        for item in items or ():
+            ipaddress.ip_network(str(item), strict=False)
+        return items
 
     @field_validator("data_dir")
     @classmethod

@@ -25,6 +25,7 @@ from workplane.auth import audit, credentials
 from workplane.auth import rules as access_rules
 from workplane.auth.rules import ROLE_PERMISSIONS, ROLE_SCOPES, KeyKind, Role
 from workplane.domain.timefmt import format_ms, now_ms
+from workplane.domain.values import INT64_MAX
 from workplane.query.scopes import Scope, ScopeType
 from workplane.store.schema import access_keys
 from workplane.store.schema import access_rules as rules_table
@@ -374,7 +375,7 @@ async def list_roles(_admin: AccessAdmin) -> Response:
 async def list_audit(
     svc: ServicesDep,
     _admin: AccessAdmin,
-    after: Annotated[int, Query(ge=0, description="Entries with a larger id.")] = 0,
+    after: Annotated[int, Query(ge=0, le=INT64_MAX, description="Entries with a larger id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     actor: Annotated[str | None, Query(description="Only this actor's entries.")] = None,
     action: Annotated[str | None, Query(description="Only this action, e.g. request.refused.")] = None,

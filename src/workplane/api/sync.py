@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from workplane.api.deps import ClusterAgent, ServicesDep, forbidden
 from workplane.api.errors import ApiError, bad_request
@@ -37,6 +37,13 @@ class SyncBatch(BaseModel):
     full_resync: FullResync | None = Field(default=None, alias="fullResync")
     workloads: list[Observation] = Field(default_factory=list, max_length=MAX_ITEMS)
     samples: list[SampleSeries] = Field(default_factory=list, max_length=MAX_ITEMS)
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
 
 
 # The request body as the API description shows it: items as plain objects (the Observation schema is

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workplane.domain.values import INT64_MAX
+
 _RELOAD_INTERVAL_S = 5.0  # how often an issuing process looks for a rotated key
 _MIN_RELOAD_S = 1.0  # unknown kids reload the ring at most this often (no disk I/O per forged token)
 _UNSAFE = {">": "\\u003e", "?": "\\u003f", "~": "\\u007e", "\x7f": "\\u007f"}
@@ -173,7 +175,10 @@ class TokenSigner:
         try:
             payload = json.loads(_unb64(payload_b64))
             claims = Claims(
-                str(payload["sub"]), str(payload.get("role", "")), int(payload["iat"]), int(payload["exp"])
+                str(payload["sub"]),
+                str(payload.get("role", "")),
+                _numeric_date(payload["iat"]),
+                _numeric_date(payload["exp"]),
             )
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise InvalidToken("malformed token payload") from exc
@@ -184,6 +189,19 @@ class TokenSigner:
         if self.tenant is not None and tenant is not None and str(tenant) != self.tenant:
             raise InvalidToken("token of another tenant")
         return claims
+
+
+def _numeric_date(value: object) -> int:
+    """A JWT NumericDate (seconds, RFC 7519): a finite number within 64 bits. Python's JSON parser
+    reads ``1e400`` as infinity and ``NaN`` as NaN, which ``int()`` would turn into an OverflowError."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("a NumericDate is a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a NumericDate is finite")
+    seconds = int(value)
+    if not 0 <= seconds <= INT64_MAX:
+        raise ValueError("a NumericDate is within 64 bits")
+    return seconds
 
 
 def _stamp(data_dir: Path | None) -> tuple[float, ...]:

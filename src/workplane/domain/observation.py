@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from datetime import datetime
@@ -12,6 +13,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workplane.domain.record import WorkloadIn, allocated_gpu
+from workplane.domain.values import TimeMs
 
 
 class Observation(WorkloadIn):
@@ -47,11 +49,11 @@ class MeasuredMetric(StrEnum):
 class SampleSeries(BaseModel):
     """Samples of one measured metric of one workload: parallel arrays of epoch-ms times and values."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", allow_inf_nan=False)
 
     workload_id: str = Field(alias="workloadId", pattern=r"^[0-9a-fA-F-]{36}$")
     metric: MeasuredMetric
-    timestamps: list[int] = Field(min_length=1, max_length=100_000)
+    timestamps: list[TimeMs] = Field(min_length=1, max_length=100_000)
     values: list[float] = Field(min_length=1, max_length=100_000)
 
     @model_validator(mode="after")
@@ -96,17 +98,19 @@ def quantity_to_number(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
-    match = _QUANTITY.match(str(value))
-    if match is None:
-        return None
-    number, suffix = match.groups()
-    try:
-        if suffix in _SUFFIX:
-            return float(number) * _SUFFIX[suffix]
-        return float(number + suffix)  # exponent form, e.g. 1e3
-    except ValueError:
-        return None
+        number = float(value)
+    else:
+        match = _QUANTITY.match(str(value))
+        if match is None:
+            return None
+        text, suffix = match.groups()
+        try:
+            # exponent form ("1e3") when the suffix is not a unit
+            number = float(text) * _SUFFIX[suffix] if suffix in _SUFFIX else float(text + suffix)
+        except ValueError:
+            return None
+    # "1e999" overflows to infinity: unreadable, like any other quantity no store can hold.
+    return number if math.isfinite(number) else None
 
 
 def _resource(resources: dict[str, Any] | None, key: str, part: str) -> float | None:

@@ -20,6 +20,7 @@ from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.phases import TERMINAL_PHASES, Phase, PhaseClock
 from workplane.domain.text import fold
 from workplane.domain.timefmt import format_ms, from_ms, to_ms
+from workplane.domain.values import Count, JsonObject
 
 # Keys appended at read time; never stored in ``doc``.
 DYNAMIC_KEYS = (
@@ -52,7 +53,7 @@ _K8S_PHASE_OF = {
     Phase.FAILED: "Failed",
 }
 
-JsonObject = dict[str, Any]
+JsonDict = dict[str, Any]
 
 # Validation context key: the caller has already made sure that no text in the input holds a NUL
 # (``api.sync`` looks for the JSON escape in the raw body once, instead of every field of every item).
@@ -96,7 +97,11 @@ class WorkloadIn(BaseModel):
     are time accumulated before this record's current phase (normally 0; the store adds the rest).
     """
 
-    model_config = ConfigDict(populate_by_name=True, extra="forbid", alias_generator=None)
+    # Non-finite numbers are refused (no store can hold them); free-form JSON fields are checked by
+    # ``values.JsonObject`` for the same and for integers beyond 64 bits.
+    model_config = ConfigDict(
+        populate_by_name=True, extra="forbid", alias_generator=None, allow_inf_nan=False
+    )
 
     id: uuid.UUID | None = None
     cluster_id: uuid.UUID = Field(alias="clusterId")
@@ -123,7 +128,7 @@ class WorkloadIn(BaseModel):
     phase_updated_at: datetime | None = Field(default=None, alias="phaseUpdatedAt")
     updated_at: datetime | None = Field(default=None, alias="updatedAt")
     completed_at: datetime | None = Field(default=None, alias="completedAt")
-    running_pods: int = Field(default=0, ge=0, alias="runningPods")
+    running_pods: Count = Field(default=0, alias="runningPods")
     requested_pods: JsonObject = Field(default_factory=dict, alias="requestedPods")
     workload_requested_resources: JsonObject | None = Field(default=None, alias="workloadRequestedResources")
     pods_requested_resources: JsonObject | None = Field(default=None, alias="podsRequestedResources")
@@ -144,7 +149,7 @@ class WorkloadIn(BaseModel):
     # Accepted from agents but never served: the upstream schema marks it writeOnly.
     children_ids: list[JsonObject] = Field(default_factory=list, alias="childrenIds")
     actions_support: JsonObject = Field(default_factory=dict, alias="actionsSupport")
-    idle_gpus: int | None = Field(default=None, ge=0, alias="idleGpus")
+    idle_gpus: Count | None = Field(default=None, alias="idleGpus")
     idle_allocated_gpus: float | None = Field(default=None, ge=0, alias="idleAllocatedGpus")
     guaranteed_runtime_ends_at: datetime | None = Field(default=None, alias="guaranteedRuntimeEndsAt")
     ai_application_id: str | None = Field(default=None, alias="aiApplicationId")
@@ -154,8 +159,8 @@ class WorkloadIn(BaseModel):
     pending_scheduling_messages: list[PendingSchedulingMessage] | None = Field(
         default=None, alias="pendingSchedulingMessages"
     )
-    total_pending_time_seconds: int = Field(default=0, ge=0, alias="totalPendingTimeSeconds")
-    total_running_time_seconds: int = Field(default=0, ge=0, alias="totalRunningTimeSeconds")
+    total_pending_time_seconds: Count = Field(default=0, alias="totalPendingTimeSeconds")
+    total_running_time_seconds: Count = Field(default=0, alias="totalRunningTimeSeconds")
 
     @model_validator(mode="after")
     def _no_nul(self, info: ValidationInfo) -> WorkloadIn:
@@ -232,7 +237,7 @@ def build_row(
     namespace = namespace_of(w)
     gpu = allocated_gpu(w)
     cluster_id = str(w.cluster_id)
-    doc: JsonObject = {
+    doc: JsonDict = {
         "tenantId": tenant_id,
         "id": workload_id,
         "clusterId": cluster_id,
@@ -413,7 +418,7 @@ def render(
         if row.own_preemptible is not None
         else (priority.preemptible if priority is not None else None)
     )
-    tail: JsonObject = {
+    tail: JsonDict = {
         "category": catalog.category_of(row.type, row.own_category),
         "priorityClassName": priority.name if priority is not None else row.own_priority,
         "priority": priority.value if priority is not None else None,
