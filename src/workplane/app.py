@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from workplane import __version__
 from workplane.api import access, errors, health, metrics, properties, sync, telemetry, token, workloads
 from workplane.api.deps import Services
-from workplane.api.edge import EdgeGuard
+from workplane.api.edge import CancelOnDisconnect, EdgeGuard
 from workplane.api.openapi import build_openapi
 from workplane.api.ui import router as dashboard_router
 from workplane.auth.audit import run_flusher
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = svc
     errors.install(app)
+    app.add_middleware(CancelOnDisconnect)
     app.add_middleware(
         EdgeGuard, max_body_bytes=settings.max_body_bytes, max_sync_body_bytes=settings.max_sync_body_bytes
     )

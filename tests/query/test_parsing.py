@@ -115,6 +115,12 @@ BAD_TERMS = [
     ("nodepool!@", "empty"),
     ("createdAt>=", "empty"),
     ("name==a\x00b", "NUL"),
+    # A closed set's impossible value is a typo, not an empty answer (docs/decisions/0014).
+    ("phase==running", "Running"),
+    ("phase==Runing", "one of"),
+    ("phase!=Running,", "one of"),
+    ("category==train", "Train"),
+    ("priorityClassName!=Low", "one of"),
     *[(f"createdAt{op}2024-05-01", "does not apply") for op in ("=@", "!@", "=^", "=$")],
     *[(f"allocatedGPU{op}1", "does not apply") for op in ("=@", "!@", "=^", "=$")],
     *[(f"totalPendingTimeSeconds{op}1", "does not apply") for op in ("=@", "!@", "=^", "=$")],
@@ -569,3 +575,16 @@ def test_api_reads_an_unencoded_plus_in_an_offset(client: TestClient, database: 
         answer = client.get(f"/api/v1/workloads/count?filterBy=createdAt{op}2024-05-01T14:00:00+02:00")
         assert answer.status_code == 200, answer.text
         assert answer.json() == {"count": count}, op
+
+
+def test_term_and_word_counts_are_bounded() -> None:
+    from workplane.query.filters import MAX_SEARCH_WORDS, MAX_TERMS
+
+    assert len(parse_filter(["name=@a"] * MAX_TERMS)) == MAX_TERMS
+    with pytest.raises(QueryError, match=f"more than {MAX_TERMS} terms"):
+        parse_filter(["name=@a"] * (MAX_TERMS + 1))
+    with pytest.raises(QueryError, match=f"more than {MAX_TERMS} terms"):
+        parse_filter([",".join(["name=@a"] * 1000)])  # one value, many terms
+    assert len(parse_search(" ".join(["w"] * MAX_SEARCH_WORDS))) == MAX_SEARCH_WORDS
+    with pytest.raises(QueryError, match=f"more than {MAX_SEARCH_WORDS} words"):
+        parse_search(" ".join(["w"] * (MAX_SEARCH_WORDS + 1)))

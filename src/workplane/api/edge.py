@@ -13,11 +13,14 @@ Both answer 400 in Run:ai's ``Error`` shape, saying what was wrong.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from workplane.api.errors import error_response
+from workplane.store.database import CURRENT_CANCEL, QueryCancel
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -50,6 +53,11 @@ def _target_problem(scope: Scope) -> str | None:
     if "\x00" in scope.get("path", "") or b"\x00" in scope.get("raw_path", b""):
         return "invalid request: the path contains a NUL character"
     if b"\x00" in query or b"%00" in query:
+        text = query.decode("latin-1")
+        for name, value in parse_qsl(text, keep_blank_values=True):
+            if "\x00" in name or "\x00" in value:
+                shown = name.replace("\x00", "\\0")[:40]
+                return f"invalid {shown}: the value contains a NUL character"
         return "invalid request: the query string contains a NUL character"
     return None
 
@@ -130,3 +138,47 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, message: str) -> None:
     await error_response(400, message)(scope, receive, send)
+
+
+class CancelOnDisconnect:
+    """Stops a GET request's database read when its client disconnects before the answer: a reader
+    that gives up does not leave a query running to its timeout. The request gets a ``QueryCancel``
+    (``store.database``) that ``Database.read`` attaches its connection to; a watcher waits for the
+    client's ``http.disconnect`` while the route runs."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        cancel = QueryCancel()
+        token = CURRENT_CANCEL.set(cancel)
+        messages: asyncio.Queue[Message] = asyncio.Queue()
+        answered = False
+
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    # Once the answer has started the reads are over (servers also report the end of
+                    # an answered request as a disconnect). Cancelling a PostgreSQL query is a round
+                    # trip of its own: off the event loop.
+                    if not answered:
+                        await asyncio.to_thread(cancel.cancel)
+                    await messages.put(message)
+                    return
+                await messages.put(message)
+
+        async def sending(message: Message) -> None:
+            nonlocal answered
+            answered = True
+            await send(message)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self.app(scope, messages.get, sending)
+        finally:
+            watcher.cancel()
+            CURRENT_CANCEL.reset(token)

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workplane.query.filters import QueryError
+from workplane.store.database import is_cancelled_query
 
 log = logging.getLogger("workplane.api")
 
@@ -129,7 +130,16 @@ def install(app: FastAPI) -> None:
         return error_response(exc.status_code, message, headers=dict(exc.headers or {}))
 
     @app.exception_handler(sqlalchemy.exc.OperationalError)
-    async def _database_unavailable(_request: Request, exc: sqlalchemy.exc.OperationalError) -> Response:
+    async def _database_unavailable(request: Request, exc: sqlalchemy.exc.OperationalError) -> Response:
+        if is_cancelled_query(exc):
+            settings = getattr(getattr(request.app.state, "services", None), "settings", None)
+            limit = getattr(settings, "query_timeout_ms", None)
+            log.warning("query stopped (timeout or client gone): %s %s", request.method, request.url.path)
+            return error_response(
+                503,
+                f"the query took longer than {limit} ms and was stopped; narrow the filter or retry later",
+                headers={"Retry-After": "5"},
+            )
         # Locked SQLite (busy_timeout passed) or PostgreSQL down / restarting: retryable.
         log.warning("database unavailable: %s", exc.orig)
         return error_response(

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 
+from workplane.domain.catalog import CATEGORIES, PRIORITIES
+from workplane.domain.phases import Phase
 from workplane.domain.text import fold
 from workplane.domain.timefmt import InvalidTime, parse_time, to_ms_exact
 from workplane.query.scopes import ScopeSet
@@ -87,6 +89,19 @@ _NUMBER_LITERAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9
 
 # The longest filter value or search text accepted (characters).
 MAX_VALUE_LENGTH = 1024
+# The most filter terms (all filterBy values together) and search words one request may give. Each
+# is a predicate over the whole inventory; without a bound one request could ask for unbounded work.
+# The dashboard and the official client send a handful.
+MAX_TERMS = 32
+MAX_SEARCH_WORDS = 16
+
+# Text fields whose values form a closed set: ``==``/``!=`` with any other value can never match (or
+# always does), which is a typo to report, not an empty answer to give (docs/decisions/0014).
+CLOSED_SETS: dict[str, tuple[str, ...]] = {
+    "phase": tuple(p.value for p in Phase),
+    "category": tuple(c.name for c in CATEGORIES),
+    "priorityClassName": tuple(p.name for p in PRIORITIES),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +116,14 @@ class Term:
         return f"{self.field.name}{self.op}{self.text}"
 
 
-def split_terms(raw_values: list[str]) -> list[str]:
+def split_terms(raw_values: list[str], param: str = "filterBy") -> list[str]:
     terms: list[str] = []
     for raw in raw_values:
         if raw == "":
             continue
         terms.extend(_SPLIT.split(raw))
+        if len(terms) > MAX_TERMS:
+            raise QueryError(param, f"more than {MAX_TERMS} terms; combine or narrow them")
     return terms
 
 
@@ -132,6 +149,9 @@ def parse_term(text: str, param: str = "filterBy", fields: dict[str, FieldSpec] 
             param,
             f"term {text!r}: operator {op} does not apply to the {spec.kind.value} field {name}",
         )
+    allowed = CLOSED_SETS.get(name)
+    if allowed is not None and op in ("==", "!=") and value not in allowed:
+        raise QueryError(param, f"term {text!r}: {name} is one of {', '.join(allowed)} (case-sensitive)")
     if spec.kind is Kind.TIME:
         try:
             return Term(spec, op, value, to_ms_exact(parse_time(value)))
@@ -148,7 +168,7 @@ def parse_term(text: str, param: str = "filterBy", fields: dict[str, FieldSpec] 
 def parse_filter(
     raw_values: list[str], param: str = "filterBy", fields: dict[str, FieldSpec] | None = None
 ) -> list[Term]:
-    return [parse_term(t, param, fields) for t in split_terms(raw_values)]
+    return [parse_term(t, param, fields) for t in split_terms(raw_values, param)]
 
 
 def parse_search(text: str | None, param: str = "search") -> list[str]:
@@ -160,7 +180,10 @@ def parse_search(text: str | None, param: str = "search") -> list[str]:
         raise QueryError(param, f"{text!r} contains a NUL character")
     if len(text) > MAX_VALUE_LENGTH:
         raise QueryError(param, f"{text[:40]!r}... is longer than {MAX_VALUE_LENGTH}")
-    return [fold(w) for w in text.split()]
+    words = text.split()
+    if len(words) > MAX_SEARCH_WORDS:
+        raise QueryError(param, f"more than {MAX_SEARCH_WORDS} words")
+    return [fold(w) for w in words]
 
 
 def text_matches(op: str, value: str, subject: str | None) -> bool:

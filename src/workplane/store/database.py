@@ -8,9 +8,11 @@ needs (upserts, case folding in LIKE) is a function of this module.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +28,59 @@ _IN_LIST = 500  # keys per SQLite IN (...) list
 _LOCK_POLL_S = 0.001  # how often a writer tries again for SQLite's write lock
 
 
+class QueryCancel:
+    """Lets another thread stop the read a request is running: the server's edge calls ``cancel`` when
+    the client disconnects (``api.edge.CancelOnDisconnect``), so an abandoned query stops using a
+    database core at once instead of running to its timeout."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stop: Callable[[], None] | None = None
+        self.cancelled = False
+
+    def attach(self, stop: Callable[[], None]) -> None:
+        """Route a later ``cancel`` to ``stop``; a read whose request is already cancelled does not
+        start (neither database can interrupt a statement before it runs)."""
+        with self._lock:
+            if self.cancelled:
+                raise sa.exc.OperationalError("read not started", None, _CancelledBeforeStart())
+            self._stop = stop
+
+    def detach(self) -> None:
+        with self._lock:
+            self._stop = None
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            stop = self._stop
+        if stop is not None:
+            stop()
+
+
+class _CancelledBeforeStart(Exception):
+    sqlstate = "57014"  # what PostgreSQL reports for a cancelled statement: ``is_cancelled_query``
+
+
+# The current request's cancel handle; set by the HTTP edge, read by ``Database.read`` in whatever
+# thread the request's reads run (contextvars follow ``run_in_threadpool``).
+CURRENT_CANCEL: ContextVar[QueryCancel | None] = ContextVar("workplane_query_cancel", default=None)
+
+
+def is_cancelled_query(exc: BaseException) -> bool:
+    """Whether a driver error is a read stopped by ``query_timeout_ms`` or by a cancel: PostgreSQL's
+    query_canceled (57014), SQLite's "interrupted"."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) == "57014":
+        return True
+    return isinstance(orig, sqlite3.OperationalError) and str(orig) == "interrupted"
+
+
 class Database:
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, query_timeout_ms: int = 0) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.query_timeout_ms = query_timeout_ms
 
     @property
     def is_sqlite(self) -> bool:
@@ -37,9 +88,34 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        """A read transaction: list and count in one request see the same snapshot."""
+        """A read transaction: list and count in one request see the same snapshot. It runs for at
+        most ``query_timeout_ms`` (then the driver raises what ``is_cancelled_query`` recognises), and
+        stops early when the request's ``QueryCancel`` fires."""
         with self.engine.connect() as connection, connection.begin():
-            yield connection
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            cancel = CURRENT_CANCEL.get()
+            if self.is_sqlite:
+                assert isinstance(raw, sqlite3.Connection)
+                stop = raw.interrupt
+                if self.query_timeout_ms:
+                    deadline = time.monotonic() + self.query_timeout_ms / 1000
+                    # Called every 10,000 virtual-machine steps (well under a millisecond); a non-zero
+                    # answer aborts the statement with "interrupted".
+                    raw.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+            else:
+                stop = raw.cancel_safe
+                if self.query_timeout_ms:
+                    connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(self.query_timeout_ms)}")
+            if cancel is not None:
+                cancel.attach(stop)
+            try:
+                yield connection
+            finally:
+                if cancel is not None:
+                    cancel.detach()
+                if self.is_sqlite and self.query_timeout_ms:
+                    raw.set_progress_handler(None, 0)
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
@@ -170,7 +246,7 @@ def create_database(
                 "prepare_threshold": None,
             },
         )
-    return Database(engine)
+    return Database(engine, settings.query_timeout_ms)
 
 
 def insert_ignore(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
