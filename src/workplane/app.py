@@ -60,7 +60,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if settings.retention_interval_s > 0:
             tasks.append(
                 asyncio.create_task(
-                    run_retention(svc.db, settings.deleted_retention_days, settings.retention_interval_s)
+                    run_retention(
+                        svc.db,
+                        settings.deleted_retention_days,
+                        settings.retention_interval_s,
+                        also=[svc.throttle.purge],
+                    )
                 )
             )
             tasks.append(

@@ -32,9 +32,10 @@ def obs(
         "id": wid(n, cluster),
         "revision": revision,
         "name": f"job-{n}",
-        "projectId": "p1",
+        # A project and a department belong to one cluster: each cluster reports its own.
+        "projectId": "p1" if cluster == CLUSTER_A else f"p1-{cluster[:8]}",
         "projectName": "team-a",
-        "departmentId": "d1",
+        "departmentId": "d1" if cluster == CLUSTER_A else f"d1-{cluster[:8]}",
         "departmentName": "research",
         "type": "Training",
         "phase": phase,

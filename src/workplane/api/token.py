@@ -14,6 +14,7 @@ from workplane.api.errors import ApiError, bad_request
 from workplane.api.openapi import error_responses, json_response
 from workplane.api.params import strip_enum_prefix
 from workplane.auth.credentials import Principal, authenticate
+from workplane.auth.throttle import Attempt
 
 router = APIRouter(prefix="/api/v1", tags=["Tokens"])
 
@@ -74,21 +75,32 @@ async def issue_token(request: Request, svc: ServicesDep) -> Response:
         raise bad_request("invalid token request: clientId and clientSecret are required")
     request.state.attempted_client_id = client_id[:128]
     address = client_address(request)
-    # Throttled before any secret is checked: a guesser spends no scrypt time of ours either.
-    wait = svc.throttle.retry_after(client_id, address)
-    if wait:
-        raise ApiError(429, "too many failed token requests; retry later", headers={"Retry-After": str(wait)})
+    # Throttled before any secret is checked: a guesser spends no scrypt time of ours either. The
+    # request is counted as a failure first and given back on success (``auth.throttle``).
+    attempt = await run_in_threadpool(_begin, svc, client_id, address)
+    if attempt.wait_s:
+        wait = str(attempt.wait_s)
+        raise ApiError(429, "too many failed token requests; retry later", headers={"Retry-After": wait})
     # scrypt takes tens of milliseconds: keep it off the event loop.
     principal = await run_in_threadpool(_check, svc, client_id, secret)
     if principal is None:
-        svc.throttle.failed(client_id, address)
         raise ApiError(401, "invalid client credentials")
-    svc.throttle.succeeded(client_id, address)
+    await run_in_threadpool(_succeeded, svc, attempt, client_id, address)
     lifetime = svc.settings.token_lifetime_s
     token = svc.signer.issue(principal.client_id, principal.role, lifetime)
     return Response(
         orjson.dumps({"accessToken": token, "expiresIn": lifetime}), media_type="application/json"
     )
+
+
+def _begin(svc: ServicesDep, client_id: str, address: str) -> Attempt:
+    with svc.db.write() as conn:
+        return svc.throttle.begin(conn, client_id, address)
+
+
+def _succeeded(svc: ServicesDep, attempt: Attempt, client_id: str, address: str) -> None:
+    with svc.db.write() as conn:
+        svc.throttle.succeeded(conn, attempt, client_id, address)
 
 
 def _check(svc: ServicesDep, client_id: str, secret: str) -> Principal | None:

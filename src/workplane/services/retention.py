@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
 
+import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 
 from workplane.domain.timefmt import now_ms
@@ -18,17 +20,25 @@ log = logging.getLogger("workplane.retention")
 _COMPACT_ROUND = 100  # blocks merged per transaction
 
 
-def purge_once(db: Database, retention_days: float) -> int:
+# Other state that expires, purged in the same round (e.g. the token throttle's old counts).
+Purge = Callable[[sa.Connection], int]
+
+
+def purge_once(db: Database, retention_days: float, also: Sequence[Purge] = ()) -> int:
     cutoff = now_ms() - int(retention_days * 86_400_000)
     with db.write() as connection:
+        for purge in also:
+            purge(connection)
         return purge_deleted(connection, older_than_ms=cutoff)
 
 
-async def run_retention(db: Database, retention_days: float, interval_s: float) -> None:
+async def run_retention(
+    db: Database, retention_days: float, interval_s: float, also: Sequence[Purge] = ()
+) -> None:
     """Purge now, then every ``interval_s`` seconds, until cancelled."""
     while True:
         try:
-            purged = await run_in_threadpool(purge_once, db, retention_days)
+            purged = await run_in_threadpool(purge_once, db, retention_days, also)
             if purged:
                 log.info("purged %d workloads deleted more than %s days ago", purged, retention_days)
         except Exception:  # a failed run (database briefly down) must not stop the next ones

@@ -29,6 +29,7 @@ from workplane.store.rollups import RollupDeltas, deferred_triggers
 from workplane.store.schema import clusters, workload_history, workload_nodepools, workloads
 from workplane.store.text_search import index_rows_after, last_rowid
 from workplane.store.workloads import (
+    ForeignOrganisation,
     InvalidWorkload,
     check_record,
     mark_deleted,
@@ -323,7 +324,10 @@ def _write(connection: sa.Connection, batch: Batch, plan: _Plan) -> BatchResult:
     """Everything the plan says, in the caller's write transaction."""
     result = plan.result
     if plan.applied:
-        upsert_organisation(connection, plan.applied)
+        try:
+            upsert_organisation(connection, plan.applied)
+        except ForeignOrganisation as exc:
+            raise BatchError(f"workloads: {exc}") from None
         # The batch counts and indexes its own rows (one upsert per combination, one text-index
         # statement): the row triggers would cost more than the rows' own writes (migration 0009).
         with deferred_triggers(connection):

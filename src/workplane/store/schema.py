@@ -237,6 +237,18 @@ access_rules = sa.Table(
     sa.UniqueConstraint("subject", "role", "scope_type", "scope_id", name="uq_access_rules_grant"),
 )
 
+# The token endpoint's throttle (``auth.throttle``), shared by every server process: failed attempts
+# per client id ("client:<id>") and per address ("address:<ip>"), and the addresses that obtained a
+# token for a client id ("known:<id> <ip>", ``last_ms`` the success). Times are epoch ms.
+token_throttle = sa.Table(
+    "token_throttle",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_ms", sa.BigInteger, nullable=False),
+    sa.Column("blocked_until_ms", sa.BigInteger, nullable=False),
+)
+
 # Who did what, when: every change of credentials, rules and the catalog, and every refused request.
 audit_log = sa.Table(
     "audit_log",

@@ -98,6 +98,41 @@ def upsert_organisation(connection: sa.Connection, records: Sequence[WorkloadIn]
     upsert(connection, clusters, list(cluster_rows.values()), [])
     upsert(connection, departments, list(department_rows.values()), ["name"])
     upsert(connection, projects, list(project_rows.values()), ["name", "department_id"])
+    _check_owners(connection, departments, "department", department_rows)
+    _check_owners(connection, projects, "project", project_rows)
+
+
+class ForeignOrganisation(ValueError):
+    """A record names a project or department that belongs to another cluster."""
+
+
+def _check_owners(
+    connection: sa.Connection, table: sa.Table, kind: str, rows: dict[str, dict[str, Any]]
+) -> None:
+    """A project or department belongs to the cluster that first reported it, as in Run:ai, where
+    each is created under one cluster: another cluster's agent cannot put workloads into it (and so
+    before its viewers). Checked after the upsert, in the writer's transaction: a concurrent first
+    report of the same id by two clusters is decided by whichever upsert took the row first."""
+    by_cluster: dict[str, list[str]] = {}
+    for row in rows.values():
+        by_cluster.setdefault(row["cluster_id"], []).append(row["id"])
+    for cluster_id, ids in by_cluster.items():
+        # Rows from before ids were bound (no cluster) are claimed by their first reporter now.
+        connection.execute(
+            table.update()
+            .where(table.c.id.in_(ids), table.c.cluster_id.is_(None))
+            .values(cluster_id=cluster_id)
+        )
+        foreign = connection.execute(
+            sa.select(table.c.id, table.c.cluster_id)
+            .where(table.c.id.in_(ids), table.c.cluster_id != cluster_id)
+            .limit(1)
+        ).first()
+        if foreign is not None:
+            raise ForeignOrganisation(
+                f"{kind} {foreign.id!r} belongs to cluster {foreign.cluster_id}, not to {cluster_id}: "
+                f"a {kind} belongs to one cluster"
+            )
 
 
 def nodepool_rows(workload_id: str, pools: list[str]) -> list[dict[str, Any]]:
