@@ -50,6 +50,12 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the inventory ----------------------------------------------------------------------------------
 
 PROJECTS = [("1", "proj-a", "10", "dept-x"), ("2", "proj-b", "10", "dept-x"), ("3", "proj-c", "20", "dept-y")]
+# A project or department belongs to one cluster: the second cluster's have ids of their own.
+PROJECTS2 = [
+    ("4", "proj-d", "30", "dept-z"),
+    ("5", "proj-e", "30", "dept-z"),
+    ("6", "proj-f", "20b", "dept-w"),
+]
 TYPES = [("Training", None), ("Workspace", None), ("RayJob", None), ("RayJob", "Build"), ("Inference", None)]
 PHASES = ["Running", "Pending", "Completed", "Running", "Failed", "Pending", "Stopped"]
 POOLS = [[], ["pool-1"], ["pool-2"], ["pool-1", "pool-2"], ["pool-2", "pool-1", "pool-2"]]
@@ -73,11 +79,12 @@ def _inventory(database: Database, catalog: CatalogSnapshot, n: int = 45) -> Non
     combinations mix), some updated after creation and some deleted."""
     records = []
     for i in range(n):
-        project_id, project_name, department_id, department_name = PROJECTS[i % 3]
+        cluster = CLUSTER if i % 4 else CLUSTER2
+        project_id, project_name, department_id, department_name = (PROJECTS if i % 4 else PROJECTS2)[i % 3]
         type_name, category = TYPES[i % 5]
         phase = PHASES[i % 7]
         fields: dict[str, Any] = {
-            "clusterId": CLUSTER if i % 4 else CLUSTER2,
+            "clusterId": cluster,
             "projectId": project_id,
             "projectName": project_name,
             "departmentId": department_id,
@@ -97,14 +104,15 @@ def _inventory(database: Database, catalog: CatalogSnapshot, n: int = 45) -> Non
     with database.write() as conn:
         # Moves between groups after creation: another phase and project, other pools, more GPUs.
         for i in (1, 8, 13):
+            project_id, project_name, department_id, department_name = (PROJECTS if i % 4 else PROJECTS2)[2]
             moved = records[i].model_copy(
                 update={
                     "phase": "Running",
                     "current_node_pools": ["pool-3"],
-                    "project_id": "3",
-                    "project_name": "proj-c",
-                    "department_id": "20",
-                    "department_name": "dept-y",
+                    "project_id": project_id,
+                    "project_name": project_name,
+                    "department_id": department_id,
+                    "department_name": department_name,
                 }
             )
             store.update_workload(conn, moved, catalog=catalog, tenant_id=1, now_ms=NOW)

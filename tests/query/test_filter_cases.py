@@ -19,8 +19,11 @@ from tests.query.conftest import Loaded
 from tests.query.inventory import LIVE, NOW_MS, label_of, load_inventory
 from workplane.domain.catalog import NATIVE_GROUP, CatalogSnapshot, catalog_id
 from workplane.query.filters import Sort, WorkloadQuery, parse_filter, parse_search
+from workplane.query.scopes import ScopeSet
 from workplane.store import workloads as store
 from workplane.store.database import Database
+
+EVERYTHING = ScopeSet.everything()
 
 
 @dataclass(frozen=True)
@@ -293,7 +296,10 @@ CASES: list[Case] = [
 
 def _query_layer(loaded: Loaded, case: Case) -> tuple[list[str], int]:
     query = WorkloadQuery(
-        deleted=case.deleted, terms=parse_filter(list(case.filters)), words=parse_search(case.search)
+        scope=EVERYTHING,
+        deleted=case.deleted,
+        terms=parse_filter(list(case.filters)),
+        words=parse_search(case.search),
     )
     with loaded.db.read() as conn:
         page = store.list_workloads(
@@ -378,7 +384,7 @@ def test_catalog_without_the_type_leaves_category_and_priority_null(inventory: L
     for term, expected in cases.items():
         labels = []
         for deleted in (False, True):
-            query = WorkloadQuery(deleted=deleted, terms=parse_filter([term]))
+            query = WorkloadQuery(scope=EVERYTHING, deleted=deleted, terms=parse_filter([term]))
             with inventory.db.read() as conn:
                 page = store.list_workloads(
                     conn, query, sort=Sort(), offset=0, limit=500, catalog=catalog, now_ms=NOW_MS

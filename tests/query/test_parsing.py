@@ -27,6 +27,7 @@ from workplane.domain.text import fold
 from workplane.domain.timefmt import format_ms, to_ms
 from workplane.query.compile import Compiler, sort_field
 from workplane.query.filters import (
+    CLOSED_SETS,
     FIELDS,
     MAX_VALUE_LENGTH,
     NEGATIVE_OPERATORS,
@@ -45,10 +46,13 @@ from workplane.query.filters import (
     split_terms,
     text_matches,
 )
+from workplane.query.scopes import ScopeSet
 from workplane.settings import Settings
 from workplane.store import workloads as store
 from workplane.store.database import Database, create_database
 from workplane.store.schema import clusters, departments, projects, workloads
+
+EVERYTHING = ScopeSet.everything()
 
 # --- splitting ------------------------------------------------------------------------------------
 
@@ -348,6 +352,9 @@ def terms(draw: st.DrawFn) -> str:
             value = draw(st.sampled_from([*POOLS, "%", "_"]))
         else:
             value = draw(text)
+        closed = CLOSED_SETS.get(name)
+        if closed is not None and op in ("==", "!=") and value not in closed:
+            value = draw(st.sampled_from(sorted(closed)))  # anything else is a 400, tested above
         return f"{name}{op}{value}"
     op = draw(st.sampled_from(sorted(ORDERED_OPERATORS)))
     if kind is Kind.TIME:
@@ -485,7 +492,7 @@ def test_sql_agrees_with_python(
 
     parsed = [parse_term(t) for t in filters]
     words = parse_search(" ".join(search) if search else None)
-    query = WorkloadQuery(deleted=deleted, terms=parsed, words=words)
+    query = WorkloadQuery(scope=EVERYTHING, deleted=deleted, terms=parsed, words=words)
     field, order = sort
     with db.read() as conn:
         page = store.list_workloads(

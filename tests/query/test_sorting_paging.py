@@ -17,8 +17,11 @@ from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.phases import PhaseClock
 from workplane.domain.timefmt import parse_to_ms, to_ms
 from workplane.query.filters import FIELDS, Sort, SortOrder, WorkloadQuery
+from workplane.query.scopes import ScopeSet
 from workplane.store import workloads as store
 from workplane.store.database import Database
+
+EVERYTHING = ScopeSet.everything()
 
 
 def _clock(label: str) -> PhaseClock:
@@ -94,7 +97,7 @@ def _store_order(loaded: Loaded, sort: Sort, deleted: bool = False) -> list[str]
     with loaded.db.read() as conn:
         page = store.list_workloads(
             conn,
-            WorkloadQuery(deleted=deleted),
+            WorkloadQuery(scope=EVERYTHING, deleted=deleted),
             sort=sort,
             offset=0,
             limit=500,
@@ -180,7 +183,7 @@ def test_next_exactly_when_more_rows_follow(inventory: Loaded) -> None:
         with inventory.db.read() as conn:
             page = store.list_workloads(
                 conn,
-                WorkloadQuery(),
+                WorkloadQuery(scope=EVERYTHING),
                 sort=Sort(),
                 offset=offset,
                 limit=limit,
@@ -204,7 +207,10 @@ def test_deleted_flag_and_counts(inventory: Loaded) -> None:
         deleted = params.get("deleted") == "true"
         with inventory.db.read() as conn:
             count = store.count_workloads(
-                conn, WorkloadQuery(deleted=deleted), catalog=inventory.catalog, now_ms=NOW_MS
+                conn,
+                WorkloadQuery(scope=EVERYTHING, deleted=deleted),
+                catalog=inventory.catalog,
+                now_ms=NOW_MS,
             )
         assert count == len(labels)
 
@@ -266,7 +272,7 @@ def test_clock_sort_ties_on_whole_seconds(database: Database, catalog: CatalogSn
         def order(o: SortOrder) -> list[str]:
             page = store.list_workloads(
                 conn,
-                WorkloadQuery(),
+                WorkloadQuery(scope=EVERYTHING),
                 sort=Sort("totalPendingTimeSeconds", o),
                 offset=0,
                 limit=10,

@@ -16,6 +16,7 @@ from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import FullResync, Observation
 from workplane.query.compile import Compiler
 from workplane.query.filters import WorkloadQuery, parse_filter
+from workplane.query.scopes import ScopeSet
 from workplane.store import catalog as catalog_store
 from workplane.store import migrate, rollups
 from workplane.store import workloads as store
@@ -30,6 +31,8 @@ from workplane.store.schema import (
     workload_pool_counts,
     workloads,
 )
+
+EVERYTHING = ScopeSet.everything()
 
 NOW = 1_800_000_000_000
 PHASES = ["Pending", "Running", "Completed", "Failed"]
@@ -136,7 +139,7 @@ def test_counts_follow_every_kind_of_write(database: Database, catalog: CatalogS
         resync = FullResync(id=f"r{round_}", final=True) if round_ == 4 else None
         sync(database, batch, resync=resync, now=NOW)
         for raw in QUERIES:
-            query = WorkloadQuery(terms=parse_filter(raw))
+            query = WorkloadQuery(scope=EVERYTHING, terms=parse_filter(raw))
             assert _aggregate(database, catalog, query) == _direct(database, catalog, query), (round_, raw)
         assert_rollups_exact(database)
     # Store-level writes and the purge move the counts too.
@@ -148,7 +151,7 @@ def test_counts_follow_every_kind_of_write(database: Database, catalog: CatalogS
         store.purge_deleted(conn, older_than_ms=NOW)
         conn.execute(workloads.update().where(workloads.c.name == "w2").values(phase="Degraded"))
     for raw in QUERIES:
-        query = WorkloadQuery(terms=parse_filter(raw))
+        query = WorkloadQuery(scope=EVERYTHING, terms=parse_filter(raw))
         assert _aggregate(database, catalog, query) == _direct(database, catalog, query), raw
     assert_rollups_exact(database)
 
@@ -190,7 +193,7 @@ def test_counts_follow_a_change_of_type_defaults(database: Database, catalog: Ca
     from tests.factories import load
 
     load(database, workload("a", type="RayJob"), workload("b", type="RayJob", category="Build"))
-    query = WorkloadQuery(terms=parse_filter(["category==Deploy"]))
+    query = WorkloadQuery(scope=EVERYTHING, terms=parse_filter(["category==Deploy"]))
     assert _aggregate(database, catalog, query) == 0
     with database.write() as conn:
         row = conn.execute(sa.text("SELECT id FROM workload_types WHERE name = 'RayJob'")).scalar_one()

@@ -21,10 +21,13 @@ from workplane.domain.observation import Observation
 from workplane.domain.record import WorkloadIn
 from workplane.query.compile import Compiler
 from workplane.query.filters import Sort, WorkloadQuery, parse_filter, parse_search
+from workplane.query.scopes import ScopeSet
 from workplane.store import migrate, text_search
 from workplane.store import workloads as store
 from workplane.store.database import Database
 from workplane.store.schema import workloads
+
+EVERYTHING = ScopeSet.everything()
 
 NOW = 1_800_000_000_000
 
@@ -89,7 +92,9 @@ def test_index_and_scan_agree(
 ) -> None:
     # With a cap of 2 most needles are "broad" and take the scan path; with the real cap, the index.
     monkeypatch.setattr(text_search, "CAP", cap)
-    query = WorkloadQuery(terms=parse_filter([filter_by] if filter_by else []), words=parse_search(search))
+    query = WorkloadQuery(
+        scope=EVERYTHING, terms=parse_filter([filter_by] if filter_by else []), words=parse_search(search)
+    )
     names, count = _names(database, catalog, query)
     assert sorted(names) == sorted(expected)
     assert count == len(expected)
@@ -131,7 +136,9 @@ def test_substring_predicates_compile_per_database() -> None:
     """SQLite keeps the plain LIKE on workloads (its FTS5 narrowing is separate); PostgreSQL asks
     workload_search where a trigram index can serve the predicate."""
     compiler = Compiler(CatalogSnapshot({}, 1), NOW)
-    query = WorkloadQuery(terms=parse_filter(["name=@abc", "name=^d", "name=$e"]), words=parse_search("fgh"))
+    query = WorkloadQuery(
+        scope=EVERYTHING, terms=parse_filter(["name=@abc", "name=^d", "name=$e"]), words=parse_search("fgh")
+    )
     statement = sa.select(workloads.c.id).where(*compiler.where(query))
     lite = str(statement.compile(dialect=sqlite.dialect()))
     pg = str(statement.compile(dialect=postgresql.dialect()))
@@ -142,7 +149,10 @@ def test_substring_predicates_compile_per_database() -> None:
     assert "lower(workloads.name)" not in pg
     assert "workloads.search_text" not in pg
     # Neither a negative operator nor a word that also matches a phase or category name (an OR).
-    for plain in (WorkloadQuery(terms=parse_filter(["name!@abc"])), WorkloadQuery(words=parse_search("run"))):
+    for plain in (
+        WorkloadQuery(scope=EVERYTHING, terms=parse_filter(["name!@abc"])),
+        WorkloadQuery(scope=EVERYTHING, words=parse_search("run")),
+    ):
         statement = sa.select(workloads.c.id).where(*compiler.where(plain))
         assert "workload_search" not in str(statement.compile(dialect=postgresql.dialect()))
 
@@ -198,12 +208,18 @@ def _queries() -> list[WorkloadQuery]:
     for needle in NEEDLES:
         for op in ("=@", "=^", "=$", "!@"):
             for deleted in (False, True):
-                queries.append(WorkloadQuery(terms=parse_filter([f"name{op}{needle}"]), deleted=deleted))
+                queries.append(
+                    WorkloadQuery(
+                        scope=EVERYTHING, terms=parse_filter([f"name{op}{needle}"]), deleted=deleted
+                    )
+                )
     for word in WORDS:
-        queries.append(WorkloadQuery(words=parse_search(word)))
-        queries.append(WorkloadQuery(words=parse_search(f"{word} team"), deleted=True))
+        queries.append(WorkloadQuery(scope=EVERYTHING, words=parse_search(word)))
+        queries.append(WorkloadQuery(scope=EVERYTHING, words=parse_search(f"{word} team"), deleted=True))
     queries.append(
-        WorkloadQuery(terms=parse_filter(["name=@ab", "phase==Running"]), words=parse_search("img"))
+        WorkloadQuery(
+            scope=EVERYTHING, terms=parse_filter(["name=@ab", "phase==Running"]), words=parse_search("img")
+        )
     )
     return queries
 
@@ -269,7 +285,7 @@ def _side_rows(database: Database) -> dict[str, tuple[str, str, str]]:
 
 
 def _named(database: Database, catalog: CatalogSnapshot, raw: str, deleted: bool = False) -> list[str]:
-    query = WorkloadQuery(terms=parse_filter([raw]), deleted=deleted)
+    query = WorkloadQuery(scope=EVERYTHING, terms=parse_filter([raw]), deleted=deleted)
     with database.read() as conn:
         page = store.list_workloads(
             conn, query, sort=Sort(), offset=0, limit=100, catalog=catalog, now_ms=NOW

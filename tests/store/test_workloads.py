@@ -19,10 +19,13 @@ from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.record import WorkloadIn, render
 from workplane.domain.timefmt import to_ms
 from workplane.query.filters import Sort, WorkloadQuery, parse_filter
+from workplane.query.scopes import ScopeSet
 from workplane.store import migrate
 from workplane.store import workloads as store
 from workplane.store.database import Database
 from workplane.store.schema import clusters, departments, metadata, projects, workload_nodepools, workloads
+
+EVERYTHING = ScopeSet.everything()
 
 SPEC = Path(__file__).parents[2] / "src" / "workplane" / "api" / "spec" / "runai-openapi-workloads.json"
 
@@ -60,7 +63,7 @@ def matching(
     with database.read() as conn:
         return store.count_workloads(
             conn,
-            WorkloadQuery(deleted=deleted, terms=parse_filter(list(terms))),
+            WorkloadQuery(scope=EVERYTHING, deleted=deleted, terms=parse_filter(list(terms))),
             catalog=catalog,
             now_ms=now_ms,
         )
@@ -254,7 +257,13 @@ def test_delete_stops_the_clocks_and_sets_deleted_at(database: Database, catalog
     assert matching(database, catalog, deleted_ms, "deletedAt==2024-05-01T12:10:00Z", deleted=True) == 2
     with database.read() as conn:
         page = store.list_workloads(
-            conn, WorkloadQuery(), sort=Sort(), offset=0, limit=10, catalog=catalog, now_ms=deleted_ms
+            conn,
+            WorkloadQuery(scope=EVERYTHING),
+            sort=Sort(),
+            offset=0,
+            limit=10,
+            catalog=catalog,
+            now_ms=deleted_ms,
         )
     assert page.rows == []
 
@@ -359,7 +368,13 @@ def test_get_returns_workload_detailed(database: Database, catalog: CatalogSnaps
     # A listed row renders the same record, without pendingSchedulingMessages.
     with database.read() as conn:
         page = store.list_workloads(
-            conn, WorkloadQuery(), sort=Sort(), offset=0, limit=10, catalog=catalog, now_ms=T0_MS
+            conn,
+            WorkloadQuery(scope=EVERYTHING),
+            sort=Sort(),
+            offset=0,
+            limit=10,
+            catalog=catalog,
+            now_ms=T0_MS,
         )
     listed = {r.id: orjson.loads(render(r, catalog, T0_MS)) for r in page.rows}
     assert set(listed[str(wid("w"))]) == readable - optional_strings

@@ -241,13 +241,14 @@ class Sort:
     order: SortOrder = SortOrder.ASC
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkloadQuery:
     """Everything that selects workloads: shared by list, count and telemetry."""
 
+    # The caller's scopes (``query.scopes``), always given: the API takes them from the caller's
+    # access rules; the server's own readers (retention, tests, benchmarks) say
+    # ``ScopeSet.everything()`` in so many words. No default, so a reader that forgets reads nothing.
+    scope: ScopeSet
     deleted: bool = False
     terms: list[Term] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
-    # The caller's scopes (``query.scopes``). The API always sets them from the caller's access rules;
-    # the default, everything, is for the server's own readers (retention, tests, benchmarks).
-    scope: ScopeSet = field(default_factory=ScopeSet.everything)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from workplane.query.filters import FIELDS, Term, WorkloadQuery
+from workplane.query.scopes import ScopeSet
 
 MAX_GROUP_BY = 2
 
@@ -66,5 +67,7 @@ class TelemetryQuery:
         return [Term(FIELDS[name], "==", value) for name, value in given if value is not None]
 
     def selection(self) -> WorkloadQuery:
-        """The workloads counted, before ``phases``: live ones, through the list's own terms."""
-        return WorkloadQuery(terms=self.terms)
+        """The workloads counted, before ``phases``: live ones, through the list's own terms. The
+        caller's scopes are not part of it: the store's telemetry functions take them as their
+        required ``restrict``."""
+        return WorkloadQuery(terms=self.terms, scope=ScopeSet.everything())

@@ -266,7 +266,7 @@ def workload_telemetry(
     *,
     catalog: CatalogSnapshot,
     now_ms: int,
-    restrict: Restriction | None = None,
+    restrict: Restriction | None,
 ) -> list[TelemetryValue]:
     """The telemetry values, ordered by their group values (and, for the pending-time distribution,
     by bucket within each combination). Only live workloads are counted."""
