@@ -46,6 +46,7 @@ import orjson
 from workplane.agents.client import ServerUnavailable
 from workplane.agents.traces import PENDING, RUNNING, Cluster, Inventory, Trace, Workload
 from workplane.domain.timefmt import format_ms, now_ms
+from workplane.files import write_private
 
 JsonObject = dict[str, Any]
 BATCH_SIZE = 2000
@@ -395,10 +396,9 @@ class Timeline:
         return TimeMap(self.starts[key], self.wall_ms, self.speed)
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = {"starts": self.starts, "wall_ms": self.wall_ms, "speed": self.speed}
         temporary = path.with_suffix(path.suffix + ".tmp")
-        temporary.write_text(json.dumps(state, sort_keys=True) + "\n", encoding="utf-8")
+        write_private(temporary, json.dumps(state, sort_keys=True) + "\n")
         temporary.replace(path)
 
     @classmethod

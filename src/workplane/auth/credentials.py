@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from workplane.auth.rules import TENANT_SCOPE_ID, KeyKind, Role, grant
+from workplane.files import write_private
 from workplane.query.scopes import Scope, ScopeType
 from workplane.store.schema import access_keys
 
@@ -205,8 +206,4 @@ def create_admin(connection: sa.Connection, *, now_ms: int) -> str:
 
 
 def write_credential_file(path: Path, client_id: str, secret: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"WORKPLANE_CLIENT_ID={client_id}\nWORKPLANE_CLIENT_SECRET={secret}\n")
-    os.chmod(path, 0o600)
+    write_private(path, f"WORKPLANE_CLIENT_ID={client_id}\nWORKPLANE_CLIENT_SECRET={secret}\n")

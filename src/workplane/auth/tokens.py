@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import math
-import os
 import secrets
 import threading
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from workplane.domain.values import INT64_MAX
+from workplane.files import private_dir, write_private
 
 _RELOAD_INTERVAL_S = 5.0  # how often an issuing process looks for a rotated key
 _MIN_RELOAD_S = 1.0  # unknown kids reload the ring at most this often (no disk I/O per forged token)
@@ -248,29 +248,20 @@ def rotate_signing_key(data_dir: Path, keep_s: int, now: float | None = None) ->
     before the new one replaces it."""
     old = load_or_create_key(data_dir / "signing.key")
     folder = data_dir / PREVIOUS_DIR
-    folder.mkdir(mode=0o700, exist_ok=True)
+    private_dir(folder)
     until = int(now if now is not None else time.time()) + keep_s
-    _write_private(folder / f"{key_id(old)}.{until}.key", old.hex())
+    write_private(folder / f"{key_id(old)}.{until}.key", old.hex())
     new = secrets.token_bytes(32)
     staged = data_dir / "signing.key.new"
-    _write_private(staged, new.hex())
+    write_private(staged, new.hex())
     staged.replace(data_dir / "signing.key")
     return key_id(new)
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
 
 
 def load_or_create_key(path: Path) -> bytes:
     """The signing key, generated on first use and kept readable by the owner only."""
     if path.exists():
         return bytes.fromhex(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key.hex())
+    write_private(path, key.hex(), exclusive=True)
     return key

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from workplane.files import private_sqlite_file
 from workplane.settings import Settings
 
 _IMMEDIATE = "workplane_immediate"
@@ -219,7 +220,7 @@ def create_database(
     if url.startswith("sqlite"):
         db_path = sa.make_url(url).database
         if db_path and db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(Path(db_path))
         engine = sa.create_engine(
             url,
             pool_size=settings.db_pool_size,
