@@ -27,9 +27,37 @@ if TYPE_CHECKING:
 FACTORY = "workplane.app:create_app_from_env"
 
 
+# The request line and headers together; a browser's stay under 16 KiB. uvicorn's httptools protocol
+# sets no limit of its own and would buffer a header value for as long as a client keeps sending it.
+MAX_HEAD_BYTES = 64 * 1024
+
+
 class ErrorShapedProtocol(HttpToolsProtocol):
     """uvicorn's HTTP protocol, answering what its parser refuses (a malformed request line, a control
-    character in a header) with Run:ai's ``Error`` body instead of uvicorn's plain-text one."""
+    character in a header) with Run:ai's ``Error`` body instead of uvicorn's plain-text one, and
+    refusing a request head longer than ``MAX_HEAD_BYTES``."""
+
+    _reading_head = True
+    _head_bytes = 0
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_head, self._head_bytes = True, 0
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._reading_head and not self.transport.is_closing():
+            # Counted after the parser has seen the chunk, so the head's memory stays within the limit
+            # plus one read (a pipelined request's previous body may count towards it: harmless).
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self.send_400_response(
+                    f"the request line and headers are longer than {MAX_HEAD_BYTES:,} bytes"
+                )
 
     def send_400_response(self, msg: str) -> None:
         body = orjson.dumps(
