@@ -12,7 +12,17 @@ from urllib.parse import urlencode
 
 import orjson
 
-from bench.inventory import COMPLETED, ORIGIN_S, PENDING, RUNNING, TILE_SPAN_S, Plan, Planned, project_name
+from bench.inventory import (
+    COMPLETED,
+    DEPARTMENTS,
+    ORIGIN_S,
+    PENDING,
+    RUNNING,
+    TILE_SPAN_S,
+    Plan,
+    Planned,
+    project_name,
+)
 
 LIST, COUNT, GET, TELEMETRY = "list", "count", "get", "telemetry"
 PAGE = 50
@@ -30,6 +40,7 @@ COUNT_TARGET = Target("p50 <= 100 ms", 100.0)
 GET_TARGET = Target("p50 <= 2 ms", 2.0)
 TELEMETRY_TARGET = Target("p50 <= 50 ms", 50.0)
 HTTP_RPS_TARGET = 500.0
+RESEARCH_04 = DEPARTMENTS[4][0]  # research in the biggest ITP cluster
 RSS_TARGET_MB = 300.0
 
 
@@ -222,7 +233,7 @@ def telemetry_cases(plan: Plan) -> list[Case]:
     live = [p for p in plan.items if p.deleted_s is None]
     pending = sum(1 for p in live if p.phase == PENDING)
     gpus = sum(p.job.num_gpu for p in live if p.phase == RUNNING)  # only Running workloads hold GPUs
-    research = sum(1 for p in live if p.department_name == "research" and p.phase in (RUNNING, PENDING))
+    research = sum(1 for p in live if p.department_id == RESEARCH_04 and p.phase in (RUNNING, PENDING))
     return [
         Case(
             "t1",
@@ -256,7 +267,7 @@ def telemetry_cases(plan: Plan) -> list[Case]:
             telemetry=(
                 ("telemetryType", "WORKLOADS_COUNT"),
                 ("groupBy", "Category,Phase"),
-                ("departmentId", "10"),
+                ("departmentId", RESEARCH_04),
                 ("filterByPhases", "Running,Pending"),
             ),
             expect=research,

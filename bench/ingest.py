@@ -62,9 +62,10 @@ def _bodies(cluster: str, workloads: int, batch: int) -> list[bytes]:
                         "id": str(uuid.uuid5(uuid.UUID(cluster), str(n))),
                         "revision": round_ + 1,
                         "name": f"train-{n}",
-                        "projectId": f"p{n % 20}",
+                        # A project and a department belong to one cluster: each agent has its own.
+                        "projectId": f"{cluster[:8]}-p{n % 20}",
                         "projectName": f"project-{n % 20}",
-                        "departmentId": f"d{n % 4}",
+                        "departmentId": f"{cluster[:8]}-d{n % 4}",
                         "departmentName": f"department-{n % 4}",
                         "type": "Training",
                         "phase": phase,

@@ -12,7 +12,8 @@ documented constants; nothing is random):
 - id: ``uuid5(NAMESPACE, "<tile>:<job_id>")``; name ``job-<first 12 hex digits of the id>``.
 - Run:ai cluster: one per ITP cluster (``clusterId = uuid5(NAMESPACE, "itp-clusterNN")``).
 - Project: one per (ITP cluster, tile): name ``itpNN-TT``, id ``"<tile+1><NN>"``; department by ITP
-  cluster: 01–04 ``research`` (id 10), 05–07 ``product`` (20), 08–10 ``platform`` (30).
+  cluster: 01–04 ``research``, 05–07 ``product``, 08–10 ``platform``, with an id per cluster (a department
+  belongs to one cluster): group number and cluster number, e.g. ``1004`` (research, 04), ``2005``.
 - type ``Training``; ``submittedBy`` null (the trace has no user); namespace ``runai-<project>``;
   images ``[IMAGE]``; requestedNodePools ``["default"]``.
 - createdAt = submission. Phase as of the snapshot:
@@ -57,11 +58,14 @@ PENDING_PER_10K = 300
 DELETED_PER_10K = 400
 IMAGE = "nvcr.io/nvidia/pytorch:21.03-py3"
 DEFAULT_POOL = "default"
-DEPARTMENTS = (
+_DEPARTMENT_GROUPS = (
     dict.fromkeys((1, 2, 3, 4), ("10", "research"))
     | dict.fromkeys((5, 6, 7), ("20", "product"))
     | dict.fromkeys((8, 9, 10), ("30", "platform"))
 )
+# A department belongs to one Run:ai cluster (here one per ITP cluster), so its id joins the group's
+# number and the cluster's: research of cluster 04 is "1004".
+DEPARTMENTS = {cluster: (f"{gid}{cluster:02d}", name) for cluster, (gid, name) in _DEPARTMENT_GROUPS.items()}
 
 PENDING, RUNNING, COMPLETED = "Pending", "Running", "Completed"
 
@@ -94,6 +98,10 @@ class Planned:
     @property
     def project_name(self) -> str:
         return project_name(self.job.cluster, self.tile)
+
+    @property
+    def department_id(self) -> str:
+        return DEPARTMENTS[self.job.cluster][0]
 
     @property
     def department_name(self) -> str:

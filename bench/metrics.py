@@ -132,7 +132,7 @@ def _workload_item(workload_id: str, n: int, gpus: int, created: int) -> dict[st
         "name": f"train-{n}",
         "projectId": f"p{n % 10}",
         "projectName": f"project-{n % 10}",
-        "departmentId": "d0",
+        "departmentId": f"d{n % 2}",  # a department belongs to one cluster, as its projects do
         "departmentName": "research",
         "type": "Training",
         "phase": "Running",

@@ -279,14 +279,50 @@ class Compiler:
             return text_predicate(column, op, term.text)
         return number_predicate(column, op, term.number)
 
+    def _pool_terms(self, terms: list[Term]) -> sa.ColumnElement[bool]:
+        """Several node-pool terms in one correlated subquery over the workload's pools: for each
+        term, whether any pool satisfies its positive form, negated for ``!=``/``!@``. (One EXISTS
+        per term, as ``term`` gives a single one, is one semi- or anti-join each, and PostgreSQL's
+        planner weighs join orders among them: 0.7 s of planning for 32 terms.) With no pools the
+        aggregates are NULL and coalesce to "no pool matches", as NOT EXISTS would say."""
+        holds = []
+        for term in terms:
+            positive = {"!=": "==", "!@": "=@"}.get(term.op, term.op)
+            matched = sa.func.coalesce(
+                sa.func.max(
+                    sa.case((text_predicate(workload_nodepools.c.name, positive, term.text), 1), else_=0)
+                ),
+                0,
+            )
+            holds.append(matched == 0 if term.op in NEGATIVE_OPERATORS else matched == 1)
+        return (
+            sa.select(sa.and_(*holds))
+            .where(workload_nodepools.c.workload_id == self.c.id)
+            .correlate_except(workload_nodepools)
+            .scalar_subquery()
+        ) == sa.true()
+
     def _substring(self, column: text_search.Column, op: str, value: str) -> sa.ColumnElement[bool]:
         """A positive substring predicate on the name or the search text, through the trigram index
         where the database answers it there (``text_search.substring``). ``!@`` stays a plain
         predicate: no trigram index can answer NOT LIKE."""
-        plain = _like(self.c[column], op, value, folded=column == "search_text")
+        return self._substrings([(column, op, value)])
+
+    def _substrings(self, parts: list[tuple[text_search.Column, str, str]]) -> sa.ColumnElement[bool]:
+        """All of ``parts`` (column, operator, value) as ``_substring`` gives each, in one look-up."""
+        plain = [
+            (c, _like(self.c[c], op, v, folded=c == "search_text"), _pattern(op, v)) for c, op, v in parts
+        ]
         if self.table is not workloads:
-            return plain
-        return text_search.substring(column, plain, _pattern(op, value))
+            return sa.and_(*(p for _c, p, _pattern in plain))
+        return text_search.substrings(plain)
+
+    @staticmethod
+    def _word_in_names(word: str) -> bool:
+        """Whether a search word is part of a phase's or a category's name (so it also matches those)."""
+        return any(text_matches("=@", word, p.value) for p in Phase) or any(
+            text_matches("=@", word, c.name) for c in CATEGORIES
+        )
 
     def phase_in(self, phases: frozenset[str]) -> sa.ColumnElement[bool]:
         """The phase is one of ``phases`` (telemetry's ``filterByPhases``)."""
@@ -296,7 +332,7 @@ class Compiler:
         # search_text is stored case-folded; the category is matched through the catalog and the phase
         # against the phases whose name contains the word (neither is in search_text).
         phases = [p.value for p in Phase if text_matches("=@", word, p.value)]
-        in_names = bool(phases) or any(text_matches("=@", word, c.name) for c in CATEGORIES)
+        in_names = self._word_in_names(word)
         # A word that is also part of a category or phase name can only be an OR of the three, and under
         # an OR PostgreSQL cannot join the trigram side table: it would look it up once per row (seconds
         # for a count of a million). Such a word (a fragment of "Running", "Train") is rarely selective
@@ -317,8 +353,28 @@ class Compiler:
         ]
         if not query.scope.tenant:
             clauses.append(restrict(self.table, query.scope))
-        clauses.extend(self.term(t) for t in query.terms)
-        clauses.extend(self.search_word(word) for word in query.words)
+        # The positive substrings of names and search words go into one look-up (``_substrings``): on
+        # PostgreSQL one EXISTS on the trigram side table, whatever the number of terms and words.
+        indexed: list[tuple[text_search.Column, str, str]] = []
+        pools: list[Term] = []
+        for term in query.terms:
+            if term.field.name == "name" and term.op in SUBSTRING_OPERATORS:
+                indexed.append(("name", term.op, term.text))
+            elif term.field.name == "nodepool" and "nodepool" not in self.c:
+                pools.append(term)
+            else:
+                clauses.append(self.term(term))
+        if len(pools) == 1:
+            clauses.append(self.term(pools[0]))
+        elif pools:
+            clauses.append(self._pool_terms(pools))
+        for word in query.words:
+            if self._word_in_names(word):
+                clauses.append(self.search_word(word))
+            else:  # ``search_word`` of such a word is its substring alone (the other clauses are false)
+                indexed.append(("search_text", "=@", word))
+        if indexed:
+            clauses.append(self._substrings(indexed))
         return clauses
 
     # --- sorting -----------------------------------------------------------------------------

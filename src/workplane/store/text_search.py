@@ -17,6 +17,7 @@ the sort index by itself (``candidates`` returns None there).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -124,9 +125,17 @@ def substring(column: Column, plain: sa.ColumnElement[bool], pattern: str) -> sa
     matches categories and phases) an uncorrelated IN is a subplan that hashes every matching id —
     or, past ``work_mem``, rescans them per row — where EXISTS probes the side table's primary key.
     """
+    return substrings([(column, plain, pattern)])
+
+
+def substrings(parts: Sequence[tuple[Column, sa.ColumnElement[bool], str]]) -> sa.ColumnElement[bool]:
+    """All of ``parts`` (each as ``substring`` takes it) at once: on PostgreSQL one EXISTS holding
+    every LIKE. One EXISTS per part would be one semi-join each, and the planner weighs join orders
+    among them: 2.3 s of planning for 32 filter terms and search words on 20,000 rows, growing faster
+    than linearly with the terms, where one EXISTS plans in milliseconds whatever their number."""
     indexed = (
         sa.exists()
         .where(workload_search.c.workload_id == workloads.c.id)
-        .where(_INDEXED[column].like(pattern, escape="\\"))
+        .where(*(_INDEXED[column].like(pattern, escape="\\") for column, _plain, pattern in parts))
     )
-    return _Substring(plain, indexed)
+    return _Substring(sa.and_(*(plain for _column, plain, _pattern in parts)), indexed)
