@@ -63,8 +63,8 @@ class SlurmCluster:
         root: Path,
         *,
         accounting: bool = True,
-        cpus: int = 2,
-        memory_mb: int = 4000,
+        cpus: int = 8,
+        memory_mb: int = 8000,
         gpus: int = 2,
         min_job_age_s: int = 300,
         max_array_size: int = 1001,
@@ -106,7 +106,11 @@ class SlurmCluster:
         return self
 
     def stop(self) -> None:
-        # slurmd first: it may ignore SIGTERM while it retries registering with a slurmctld that is gone.
+        # Jobs first: their slurmstepd would outlive slurmd.
+        if "slurmctld" in self.processes and self.processes["slurmctld"].poll() is None:
+            self._cancel_all()
+        # slurmd before slurmctld: it may ignore SIGTERM while it retries registering with a slurmctld
+        # that is gone.
         for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):
             process = self.processes.pop(name, None)
             if process is not None:
@@ -118,6 +122,23 @@ class SlurmCluster:
                 ):
                     DEFAULT_MUNGE_SOCKET.unlink()
             self._linked_munge = False
+
+    def _cancel_all(self, timeout_s: float = 10.0) -> None:
+        subprocess.run(
+            ["timeout", "5", "scancel", "--user=root"], env=self.env, capture_output=True, check=False
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            answer = subprocess.run(
+                ["timeout", "2", "squeue", "-h", "-t", "CG,R,CF,S", "-o", "%i"],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if answer.returncode == 0 and not answer.stdout.strip():
+                return
+            time.sleep(0.2)
 
     def __enter__(self) -> SlurmCluster:
         return self.start()
@@ -364,6 +385,8 @@ class SlurmCluster:
             f"MaxArraySize={self.max_array_size}",
             "MaxJobCount=200000",
             "ReturnToService=2",
+            # More CPUs and memory than the machine has, so that test jobs run side by side.
+            "SlurmdParameters=config_overrides",
             "SchedulerParameters=sched_interval=1,bf_interval=1",
             "SlurmctldTimeout=10",
             "SlurmdTimeout=10",

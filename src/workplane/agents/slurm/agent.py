@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
@@ -39,6 +39,7 @@ from workplane.agents.replay import Transport
 from workplane.agents.slurm import usage
 from workplane.agents.slurm.commands import Slurm, SlurmCommandError
 from workplane.agents.slurm.jobs import (
+    HOLDING,
     Organisation,
     SlurmJob,
     accounting_jobs,
@@ -66,6 +67,7 @@ class Sent:
     digest: int
     finished: bool
     batch: bool | None
+    running: bool  # the phase sent was Running
     misses: int = 0
 
 
@@ -221,10 +223,14 @@ class SlurmAgent:
         return orjson.dumps(item(job, self.cluster_name, self.organisation))
 
     def _remember(self, job: SlurmJob, data: bytes) -> Sent:
-        return Sent(None if job.finished else data, hash(data), job.finished, job.batch)
+        running = job.state in HOLDING
+        return Sent(None if job.finished else data, hash(data), job.finished, job.batch, running)
 
-    def _observe(self, job: SlurmJob, out: _Batches) -> bool:
-        """Send ``job`` if it changed since it was last sent; returns whether it was sent."""
+    def _observe(self, job: SlurmJob, out: _Batches, later: list[bytes] | None = None) -> bool:
+        """Send ``job`` if it changed since it was last sent; returns whether it was sent. A job last
+        sent before it started that has run and finished since is sent Running first, and finished in
+        ``later`` (the next batch: a batch keeps one item per workload), so that the server counts its
+        running time."""
         before = self.sent.get(job.key)
         if job.batch is None and before is not None:
             job.batch = before.batch  # accounting rows do not always tell
@@ -232,7 +238,12 @@ class SlurmAgent:
         if before is not None and before.digest == hash(data) and (before.finished or before.item == data):
             before.misses = 0
             return False
-        out.add(data)
+        skipped_running = before is not None and not before.finished and not before.running
+        if later is not None and skipped_running and job.finished and job.start_s is not None:
+            out.add(self._encode(replace(job, state="RUNNING", end_s=None)))
+            later.append(data)
+        else:
+            out.add(data)
         self.sent[job.key] = self._remember(job, data)
         return True
 
@@ -281,10 +292,11 @@ class SlurmAgent:
         self._refresh_parents()
         seen: set[str] = set()
         running: dict[str, str] = {}
+        later: list[bytes] = []
         with _Batches(self, revision) as out:
             for job in self._queue():
                 seen.add(job.key)
-                self._observe(job, out)
+                self._observe(job, out, later)
                 self._note_running(job, running)
             stats.jobs = len(seen)
             # The queue was read whole: what it lacks is gone from slurmctld.
@@ -295,13 +307,17 @@ class SlurmAgent:
                     known = self.sent.get(job.key)
                     if job.key in seen or (known is not None and known.finished):
                         continue  # the queue's word, or already sent finished
-                    if self._observe(job, out):
+                    if self._observe(job, out, later):
                         stats.from_accounting += 1
                 self._accounted_until_s = now_s
                 vanished = [key for key in vanished if not self.sent[key].finished]
-                stats.from_accounting += self._look_up(vanished, out)
+                stats.from_accounting += self._look_up(vanished, out, later)
             stats.deleted = self._give_up(vanished, out, revision)
         stats.sent = out.sent
+        if later:
+            with _Batches(self, self._next_revision()) as out:
+                for data in later:
+                    out.add(data)
         self._running = running
         self.polls += 1
         stats.seconds = time.monotonic() - started
@@ -318,13 +334,13 @@ class SlurmAgent:
             assert self.cluster_name is not None
             running[job.raw_id] = workload_id(self.cluster_name, job.key)
 
-    def _look_up(self, keys: list[str], out: _Batches) -> int:
+    def _look_up(self, keys: list[str], out: _Batches, later: list[bytes]) -> int:
         """Ask accounting about live jobs that left the queue; returns how many it told about."""
         found = 0
         for start in range(0, len(keys), LOOKUP_CHUNK):
             chunk = keys[start : start + LOOKUP_CHUNK]
             for job in accounting_jobs(self.slurm.accounting_of(chunk)):
-                if job.key in self.sent and self._observe(job, out):
+                if job.key in self.sent and self._observe(job, out, later):
                     found += 1
         return found
 

@@ -168,8 +168,17 @@ def _number(value: str) -> float:
 
 
 def _exit_code(value: str) -> int | None:
+    """sacct's ``code:signal``."""
     code = value.strip().split(":")[0]
     return int(code) if code.isdigit() else None
+
+
+def _wait_status(value: str) -> int | None:
+    """squeue's exit_code, a raw wait status: the exit code is its high byte (None when signalled)."""
+    status = value.strip()
+    if not status.isdigit():
+        return None
+    return int(status) >> 8 if int(status) & 0x7F == 0 else None
 
 
 # squeue -O fields, in order; the job name is last, so that a '|' in it cannot shift the others.
@@ -238,7 +247,7 @@ def from_squeue(line: str) -> SlurmJob | None:
         gpus_requested=requested_gpus or (tres_gpus(allocated) if ran else 0.0),
         gpus_allocated=tres_gpus(allocated) if ran else 0.0,
         batch=batch.strip() == "1" if batch.strip() in ("0", "1") else None,
-        exit_code=_exit_code(exit_code),
+        exit_code=_wait_status(exit_code),
         ran=ran,
     )
 
