@@ -90,7 +90,7 @@ class SlurmCluster:
 
     def start(self) -> SlurmCluster:
         self.root.mkdir(parents=True, exist_ok=True)
-        for sub in ("munge", "state", "spool", "log", "dev", "db"):
+        for sub in ("munge", "state", "spool", "log", "dev", "db", "jobs"):
             (self.root / sub).mkdir(exist_ok=True)
         try:
             self._start_munge()
@@ -159,8 +159,16 @@ class SlurmCluster:
     # -- clients ---------------------------------------------------------------------------------
 
     def run(self, *args: str, timeout_s: float = 30.0, check: bool = True) -> str:
+        # From the cluster's own directory: a batch job's output (slurm-<id>.out) lands where it was
+        # submitted.
         answer = subprocess.run(
-            list(args), env=self.env, capture_output=True, text=True, timeout=timeout_s, check=False
+            list(args),
+            env=self.env,
+            cwd=self.root / "jobs",
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
         )
         if check and answer.returncode != 0:
             raise SlurmError(f"{' '.join(args)}: exit {answer.returncode}: {answer.stderr.strip()}")

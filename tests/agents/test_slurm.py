@@ -144,7 +144,7 @@ def history(api: TestClient, key: str) -> list[str]:
 def test_jobs_as_workloads(slurm: SlurmCluster, api: TestClient) -> None:
     agent = make_agent(slurm, api)
     agent.resync()
-    gpu = slurm.sbatch("-A", "team-a", "--gres=gpu:1", "-J", "gpu", "--wrap", "sleep 15")
+    gpu = slurm.sbatch("-A", "team-a", "--gres=gpu:1", "-J", "gpu", "--wrap", "sleep 8")
     array = slurm.sbatch("-A", "team-a", "--array=0-2", "-J", "arr", "--wrap", "sleep 2")
     failing = slurm.sbatch("-J", "failing", "--wrap", "exit 3")
     cancelled = slurm.sbatch("-A", "team-a", "-J", "cancelled", "--wrap", "sleep 60")
@@ -176,8 +176,8 @@ def test_jobs_as_workloads(slurm: SlurmCluster, api: TestClient) -> None:
     finished = ("COMPLETED", "FAILED", "CANCELLED")
     until(lambda: all(state(slurm, k).split()[0] in finished for k in keys if k != gpu), "jobs end")
     agent.poll()
-    view = accounting_view(slurm, [gpu, array, failing, cancelled, blocked])
-    for key in keys:
+    view = accounting_view(slurm, [array, failing, cancelled])
+    for key in keys[1:]:  # the GPU job may end at any moment now: it is compared below
         assert_matches_accounting(api, key, view[key])
     assert workload(api, failing)["phaseMessage"] == "Failed: exit code 3"
     assert workload(api, cancelled)["phaseMessage"] == "Cancelled"
@@ -207,6 +207,24 @@ def test_job_between_two_polls_comes_from_accounting(slurm: SlurmCluster, api: T
     assert_matches_accounting(api, quick, accounting_view(slurm, [quick])[quick])
     assert workload(api, quick)["type"] == "Training"  # its batch step says it was a batch job
     assert agent.poll().sent == 0  # and it is not sent again
+
+
+def test_pending_array_task_cancelled(slurm: SlurmCluster, api: TestClient) -> None:
+    # Cancelled before it started, a pending array task leaves no record, not even in accounting.
+    agent = make_agent(slurm, api)
+    held = slurm.sbatch("-A", "team-a", "--hold", "--array=0-2", "-J", "held", "--wrap", "true")
+    agent.resync()
+    assert workload(api, f"{held}_1")["phaseMessage"] == "JobHeldUser"
+    slurm.run("scancel", f"{held}_1")
+    agent.poll()
+    cancelled = workload(api, f"{held}_1")
+    assert (cancelled["phase"], cancelled["phaseMessage"], cancelled["deletedAt"]) == (
+        "Stopped",
+        "Cancelled",
+        None,
+    )
+    assert workload(api, f"{held}_0")["phase"] == "Pending"
+    slurm.run("scancel", held)
 
 
 def test_restart_of_agent_and_slurmctld_loses_and_duplicates_nothing(
@@ -239,10 +257,15 @@ def test_restart_of_agent_and_slurmctld_loses_and_duplicates_nothing(
     live = list_all(api)
     names = Counter(w["name"] for w in live)
     assert all(count == 1 for count in names.values()), names
-    assert set(before) <= {w["id"] for w in live}
+    # Every workload from before is still there, and nothing was deleted, unless Slurm itself no longer
+    # knows the job (a pending array task cancelled before it started leaves no record anywhere).
+    gone = {before[i]["additionalFields"]["slurmJobId"] for i in set(before) - {w["id"] for w in live}}
+    gone |= {w["additionalFields"]["slurmJobId"] for w in list_all(api, deleted=True)}
+    if gone:
+        known = set(queue_view(slurm)) | set(accounting_view(slurm, sorted(gone)))
+        assert not known & gone, gone
     assert workload(api, long)["phase"] == "Running"
     assert workload(api, after_restart)["createdAt"]
-    assert list_all(api, deleted=True) == []
     # The queue, as Slurm shows it, is in the API with the same phases.
     for key, job in queue_view(slurm).items():
         assert workload(api, key)["phase"] == PHASES[job["job_state"]][0], key
@@ -258,7 +281,7 @@ def test_cpu_and_memory_samples(slurm: SlurmCluster, api: TestClient) -> None:
     time.sleep(2)  # a few seconds of CPU time, seen by slurmd's 1 s accounting
     assert agent.sample() >= 1  # memory only: CPU needs two samples
     time.sleep(2)
-    assert agent.sample() == 2
+    assert agent.sample() >= 2  # memory and CPU (other tests' jobs may still run)
     start, end = "2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z"
     answer = api.get(
         f"/api/v1/workloads/{workload_id(NAME, job)}/metrics",

@@ -38,6 +38,11 @@ SACCT = [
     "billing=1,cpu=1,mem=500M,node=1||0:0|None assigned|wrap",
     "20|20|COMPLETED|None|1796513100|1796513101|1796513160|root|team-a|debug|1|2|cpu=2,gres/gpu=1|cpu=2,gres/gpu=1|0:0|vm|interactive",
     "20.0|20.0|COMPLETED||1796513101|1796513101|1796513160||||1|2||cpu=2|0:0|vm|bash",
+    # An array cancelled before any task started: one record for its tasks; a placeholder before it.
+    "30|30|CANCELLED by 0|None|1796514807|1796514809|1796514809|root|root||0|0|||0:0|"
+    "None assigned|allocation",
+    "30_[0,2-3%2]|30|CANCELLED by 0|JobHeldUser|1796514807|1796514809|1796514809|root|root|debug|1|1|"
+    "billing=1,cpu=1,mem=500M,node=1||0:0|None assigned|held",
 ]
 ORG = Organisation(parents={"team-a": "research", "research": "root"})
 
@@ -98,7 +103,8 @@ def test_failed_job_exit_code_and_default_project() -> None:
 
 def test_accounting_rows() -> None:
     jobs = {job.key: job for job in accounting_jobs(SACCT)}
-    assert set(jobs) == {"2_0", "9", "20"}
+    assert set(jobs) == {"2_0", "9", "20", "30_0", "30_2", "30_3"}
+    assert jobs["30_3"].state == "CANCELLED"
     assert jobs["2_0"].batch is True  # it has a batch step
     assert jobs["20"].batch is False  # steps, none of them batch: an interactive allocation
     assert item(jobs["20"], "c", ORG)["type"] == "Workspace"

@@ -86,8 +86,12 @@ class Slurm:
         return out
 
     def queue(self) -> Iterator[str]:
-        """Every job slurmctld holds, each array task on its own line (``-r``), finished ones too."""
-        return self.lines("squeue", ["--noheader", "--array", "--states=all", "-O", squeue_format()])
+        """Every job slurmctld holds, each array task on its own line, finished ones too."""
+        return self.lines("squeue", self.queue_args())
+
+    @staticmethod
+    def queue_args() -> list[str]:
+        return ["--noheader", "--array", "--states=all", "-O", squeue_format()]
 
     def finished_between(self, start_s: int, end_s: int) -> Iterator[str]:
         """Accounting rows (jobs and their steps) of the jobs that finished in [start, end]."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from workplane.domain.timefmt import format_ms
@@ -113,7 +113,8 @@ def _epoch(value: str) -> int | None:
 
 def _int(value: str, default: int = 0) -> int:
     value = value.strip()
-    return int(value) if value.isdigit() else default
+    # Slurm prints its "no value" (0xfffffffe) for counts it does not know.
+    return int(value) if value.isdigit() and int(value) < 2**31 else default
 
 
 def memory_mib(value: str) -> float | None:
@@ -277,7 +278,9 @@ SACCT_FIELDS = (
 def from_sacct(line: str) -> SlurmJob | None:
     """One ``sacct`` row of a job (not of a step) as a job; None for a step or an unreadable line."""
     values = line.rstrip("\n").split("|", len(SACCT_FIELDS) - 1)
-    if len(values) != len(SACCT_FIELDS) or "." in values[0]:
+    # A step's row, or a job slurmdbd has heard of but not yet been told about (no nodes requested:
+    # a placeholder named "allocation").
+    if len(values) != len(SACCT_FIELDS) or "." in values[0] or values[10].strip() == "0":
         return None
     (key, raw, state, reason, submit, start, end, user, account, partition, nodes, cpus) = values[:12]
     (requested, allocated, exit_code, node_list, name) = values[12:]
@@ -435,10 +438,25 @@ def accounting_jobs(lines: Iterable[str]) -> Iterator[SlurmJob]:
             steps.add(job_id[len(current.key) + 1 :])
             continue
         if current is not None:
-            yield _with_steps(current, steps)
+            yield from array_tasks(_with_steps(current, steps))
         current, steps = from_sacct(line), set()
     if current is not None:
-        yield _with_steps(current, steps)
+        yield from array_tasks(_with_steps(current, steps))
+
+
+def array_tasks(job: SlurmJob) -> Iterator[SlurmJob]:
+    """The tasks of an accounting row that stands for several (``12_[0,2-4%2]``: an array whose tasks
+    never started, which accounting keeps as one record); any other job as it is."""
+    base, bracket, spec = job.key.partition("_[")
+    if not bracket:
+        yield job
+        return
+    for part in spec.rstrip("]").split("%")[0].split(","):
+        first, _, last = part.partition("-")
+        if not first.isdigit() or not (last or first).isdigit():
+            continue
+        for task in range(int(first), int(last or first) + 1):
+            yield replace(job, key=f"{base}_{task}")
 
 
 def _with_steps(job: SlurmJob, steps: set[str]) -> SlurmJob:
