@@ -63,11 +63,20 @@ def queue_jobs(slurm: SlurmCluster, jobs: int) -> None:
     submitted = 0
     while submitted < jobs:
         size = min(ARRAY_SIZE, jobs - submitted)
-        slurm.sbatch("--hold", f"--array=0-{size - 1}", "-A", "bench", "-J", "bench", "--wrap", "sleep 600")
+        array = slurm.sbatch(
+            "--hold", f"--array=0-{size - 1}", "-A", "bench", "-J", "bench", "--wrap", "sleep 600"
+        )
+        # Updating each task on its own gives it a job record of its own: slurmctld then holds as many
+        # records as if every job had been submitted alone (quicker than 10,000 sbatch calls).
+        slurm.run("scontrol", "update", "jobid=" + ",".join(f"{array}_{i}" for i in range(size)), "nice=1")
         submitted += size
     for _ in range(4):  # a few running jobs, so that running ones are read too
         slurm.sbatch("-A", "bench", "-J", "running", "--wrap", "sleep 600")
-    say(f"queued {jobs:,} held array tasks and 4 running jobs in {time.monotonic() - started:.1f} s")
+    records = len(json.loads(slurm.run("squeue", "--json"))["jobs"])
+    say(
+        f"queued {jobs:,} held jobs (array tasks, each its own job record: slurmctld holds {records:,}) "
+        f"and 4 running jobs in {time.monotonic() - started:.1f} s"
+    )
 
 
 def held_jobs(slurm: SlurmCluster, count: int) -> list[str]:

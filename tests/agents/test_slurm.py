@@ -209,6 +209,16 @@ def test_job_between_two_polls_comes_from_accounting(slurm: SlurmCluster, api: T
     assert agent.poll().sent == 0  # and it is not sent again
 
 
+def test_interactive_allocation_is_a_workspace(slurm: SlurmCluster, api: TestClient) -> None:
+    slurm.run("salloc", "--no-shell", "-A", "team-a", "-J", "interactive", "--time=5")
+    key = next(k for k, job in queue_view(slurm).items() if job["name"] == "interactive")
+    agent = make_agent(slurm, api)
+    agent.resync()
+    record = workload(api, key)
+    assert (record["type"], record["phase"], record["runningPods"]) == ("Workspace", "Running", 1)
+    slurm.run("scancel", key)
+
+
 def test_pending_array_task_cancelled(slurm: SlurmCluster, api: TestClient) -> None:
     # Cancelled before it started, a pending array task leaves no record, not even in accounting.
     agent = make_agent(slurm, api)
