@@ -324,3 +324,20 @@ def test_command_line_with_an_agent_key(slurm: SlurmCluster, tmp_path: Path) -> 
         assert record["clusterId"] == CLUSTER_ID
         assert record["name"] == f"cli-{job}"
         assert record["phase"] in ("Pending", "Running")
+
+
+def test_without_accounting_a_vanished_job_is_deleted(slurm: SlurmCluster, api: TestClient) -> None:
+    # Last in the module: it leaves a workload deleted that accounting knows.
+    agent = make_agent(slurm, api)
+    agent.accounting = False  # as on a cluster without slurmdbd
+    job = slurm.sbatch("-A", "team-a", "-J", "unaccounted", "--wrap", "sleep 2")
+    until(
+        lambda: job in queue_view(slurm) and queue_view(slurm)[job]["job_state"] == "RUNNING", "the job runs"
+    )
+    agent.resync()
+    until(lambda: job not in queue_view(slurm), "the job is purged")
+    stats = agent.poll()
+    assert stats.vanished == 1
+    record = workload(api, job)
+    assert record["phase"] == "Running"  # as last seen: only slurmctld told, and it forgot
+    assert record["deletedAt"] is not None
