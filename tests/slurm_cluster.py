@@ -115,6 +115,7 @@ class SlurmCluster:
             process = self.processes.pop(name, None)
             if process is not None:
                 _terminate(process)
+        self._kill_strays()
         if self._linked_munge:
             with contextlib.suppress(OSError):
                 if DEFAULT_MUNGE_SOCKET.is_symlink() and os.readlink(DEFAULT_MUNGE_SOCKET) == str(
@@ -123,9 +124,38 @@ class SlurmCluster:
                     DEFAULT_MUNGE_SOCKET.unlink()
             self._linked_munge = False
 
-    def _cancel_all(self, timeout_s: float = 10.0) -> None:
+    def _kill_strays(self) -> None:
+        """SIGKILL what is left of this cluster's jobs — their scripts run from its spool directory —
+        with the slurmstepd above each and every process below: a step outlives slurmd when its job
+        could not be cancelled."""
+        spool = f"{self.root / 'spool'}/"
+        parents: dict[int, int] = {}
+        roots: set[int] = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                pid = int(entry.name)
+                parents[pid] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if spool in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    roots.add(pid)
+        for pid in list(roots):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{parents[pid]}/comm").read_text().startswith("slurmstepd"):
+                    roots.add(parents[pid])
+        victims = set(roots)
+        grew = True
+        while grew:  # every descendant
+            below = {pid for pid, parent in parents.items() if parent in victims} - victims
+            victims |= below
+            grew = bool(below)
+        for pid in victims:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _cancel_all(self, timeout_s: float = 30.0) -> None:
         subprocess.run(
-            ["timeout", "5", "scancel", "--user=root"], env=self.env, capture_output=True, check=False
+            ["timeout", "60", "scancel", "--user=root"], env=self.env, capture_output=True, check=False
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
