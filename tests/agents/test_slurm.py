@@ -219,6 +219,19 @@ def test_interactive_allocation_is_a_workspace(slurm: SlurmCluster, api: TestCli
     slurm.run("scancel", key)
 
 
+def test_heterogeneous_job_components_are_workloads(slurm: SlurmCluster, api: TestClient) -> None:
+    het = slurm.sbatch(
+        "-A", "team-a", "-J", "het", "-c1", "--hold", "--wrap", "true", ":", "-c2", "--wrap", "true"
+    )
+    agent = make_agent(slurm, api)
+    agent.resync()
+    first, second = workload(api, f"{het}+0"), workload(api, f"{het}+1")
+    assert (first["name"], second["name"]) == (f"het-{het}+0", f"het-{het}+1")
+    assert first["workloadRequestedResources"]["cpu"] == {"request": 1}
+    assert second["workloadRequestedResources"]["cpu"] == {"request": 2}
+    slurm.run("scancel", het)
+
+
 def test_pending_array_task_cancelled(slurm: SlurmCluster, api: TestClient) -> None:
     # Cancelled before it started, a pending array task leaves no record, not even in accounting.
     agent = make_agent(slurm, api)
