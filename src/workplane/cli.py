@@ -1,5 +1,6 @@
 """The ``workplane`` command: ``serve``, ``replay``, ``db upgrade``, and the administrator's
-``access-key``, ``access-rule``, ``audit`` and ``signing-key`` (``workplane.access_cli``).
+``access-key``, ``access-rule``, ``audit`` and ``signing-key`` (``workplane.access_cli``); ``agent slurm``
+(``workplane.agent_cli``).
 
 Every flag has a ``WORKPLANE_*`` environment variable and a config-file key of the same name
 (``<data-dir>/workplane.toml`` or the file named by ``WORKPLANE_CONFIG``); flags win. ``replay`` is a
@@ -239,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     from workplane.access_cli import add_parsers
 
     add_parsers(commands)
+    from workplane import agent_cli
+
+    agent_cli.add_parsers(commands)
 
     db = commands.add_parser("db", help="store administration")
     db_commands = db.add_subparsers(dest="db_command", required=True)
