@@ -72,6 +72,20 @@ def backend_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         _drop_postgres(POSTGRES_URL, cleanup)
 
 
+@pytest.fixture(params=BACKENDS)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store never migrated, per backend: a SQLite file not yet there, a PostgreSQL database of its
+    own (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrate.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("WORKPLANE_TEST_POSTGRES_URL is not set")
+    url, name = _fresh_postgres(POSTGRES_URL)
+    yield url
+    _drop_postgres(POSTGRES_URL, name)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, backend_url: str) -> Settings:
     # No background purge: tests that load old deletions must not race with it. Sync batches are

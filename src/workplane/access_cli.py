@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -33,26 +34,34 @@ def _connect(server: str) -> httpx.Client:
 connect: Callable[[str], httpx.Client] = _connect
 
 
-def _client(args: argparse.Namespace) -> httpx.Client:
+def _sign_in(client: httpx.Client, args: argparse.Namespace) -> None:
+    """Exchange the administrator key for a token and keep it on ``client`` for the calls that follow."""
     from workplane.cli import _replay_credentials
 
     client_id, secret = _replay_credentials(args)
-    client = connect(args.server)
     answer = client.post(
         "/api/v1/token",
         json={"grantType": "client_credentials", "clientId": client_id, "clientSecret": secret},
     )
     _check(answer)
-    client.headers["Authorization"] = f"Bearer {answer.json()['accessToken']}"
-    return client
+    body = _body(answer)
+    token = body.get("accessToken") if isinstance(body, dict) else None
+    if not isinstance(token, str):
+        raise CommandError(f"{args.server} answered the token request without a token: is it workplane?")
+    client.headers["Authorization"] = f"Bearer {token}"
+
+
+def _body(answer: httpx.Response) -> Any:
+    try:
+        return answer.json()
+    except ValueError:
+        return None
 
 
 def _check(answer: httpx.Response) -> None:
     if answer.status_code >= 400:
-        try:
-            message = answer.json().get("message", answer.text)
-        except ValueError:
-            message = answer.text
+        body = _body(answer)
+        message = body.get("message", answer.text) if isinstance(body, dict) else answer.text
         raise CommandError(f"{answer.status_code}: {message}")
 
 
@@ -61,7 +70,10 @@ def _print(value: Any) -> None:
 
 
 def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> Any:
-    with _client(args) as client:
+    # One client for the token and the call: an httpx client is opened by its first request and cannot
+    # be entered (``with``) after that, so it is closed with ``closing`` rather than re-entered.
+    with closing(connect(args.server)) as client:
+        _sign_in(client, args)
         answer = client.request(method, path, **kwargs)
         _check(answer)
         return answer.json() if answer.content else None
@@ -169,11 +181,28 @@ def _run(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except (CommandError, httpx.TransportError) as exc:
+        except CommandError as exc:
             print(f"workplane {args.command}: {exc}", file=sys.stderr)
+            return 1
+        except httpx.TransportError as exc:  # no server there, a timeout, a broken connection
+            print(
+                f"workplane {args.command}: cannot reach the server at {args.server}: {_reason(exc)}",
+                file=sys.stderr,
+            )
+            return 1
+        except httpx.InvalidURL as exc:
+            print(f"workplane {args.command}: --server {args.server} is not a URL: {exc}", file=sys.stderr)
             return 1
 
     return run
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    """The transport error as a few words (``[Errno 111] Connection refused`` → ``connection refused``)."""
+    text = str(exc).strip() or type(exc).__name__
+    if "] " in text and text.startswith("["):
+        text = text.split("] ", 1)[1]
+    return " ".join(text.split()).lower()
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -58,8 +59,15 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args, host=host, port=args.port, workers=1 if args.no_auth else args.workers)
     if args.no_auth and settings.host not in LOOPBACK:
         settings = settings.model_copy(update={"host": "127.0.0.1"})
-    services = build_services(settings, auth_disabled=args.no_auth)
-    prepare_store(services.db, settings)
+    sock = _take_address(settings)
+    try:
+        if settings.port == 0:  # the port the system chose, for the messages and the demo
+            settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+        services = build_services(settings, auth_disabled=args.no_auth)
+        prepare_store(services.db, settings)
+    except BaseException:
+        sock.close()
+        raise
     store = f"SQLite {settings.data_dir / 'workplane.db'}" if settings.is_sqlite else "PostgreSQL"
     print(f"workplane {__version__}: serving on http://{settings.host}:{settings.port} ({store})", flush=True)
     if args.no_auth:
@@ -76,7 +84,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  dashboard: {local_url(settings.host, settings.port)}/", flush=True)
     demo = _start_demo(settings) if args.demo else None
     try:
-        return _run_server(args, settings, services)
+        return _run_server(args, settings, services, sock)
     finally:
         if demo is not None:
             demo.stop()
@@ -100,7 +108,19 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _run_server(args: argparse.Namespace, settings: Settings, services: Services) -> int:
+def _take_address(settings: Settings) -> socket.socket:
+    """Bind the server's address before anything is written: a taken port is one line naming it, with
+    no store migrated, no key made and no "serving on" said. Several server processes bind their own
+    sockets (``serving.run_workers``); this one only holds the port for them, without accepting."""
+    from workplane.serving import listen
+
+    if settings.workers > 1 and settings.port == 0:
+        raise ValueError("several workers need a fixed --port")
+    several = settings.workers > 1
+    return listen(settings.host, settings.port, share_port=several, accept=not several)
+
+
+def _run_server(args: argparse.Namespace, settings: Settings, services: Services, sock: socket.socket) -> int:
     import uvicorn
 
     from workplane.app import create_app
@@ -112,8 +132,11 @@ def _run_server(args: argparse.Namespace, settings: Settings, services: Services
             pin_to_cpu(0)
         from workplane.serving import uvicorn_config
 
-        uvicorn.Server(uvicorn_config(create_app(settings, services), settings, args.log_level)).run()
+        uvicorn.Server(uvicorn_config(create_app(settings, services), settings, args.log_level)).run(
+            sockets=[sock]
+        )
         return 0
+    sock.close()  # each server process binds its own (SO_REUSEPORT)
     services.db.dispose()
     # Worker processes rebuild the settings from the environment; the store is already prepared.
     os.environ.update(
@@ -330,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Alembic announces each of its plugins at INFO on every start; the migrations it runs stay visible.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # httpx logs every request it makes at INFO: the client commands' output is their answer alone.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
         result: int = args.run(args)

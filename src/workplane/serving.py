@@ -8,6 +8,7 @@ process bound with SO_REUSEPORT, the kernel spreads connections over the process
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import signal
@@ -91,13 +92,39 @@ def uvicorn_config(app: Any, settings: Settings, log_level: str, *, factory: boo
     )
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+class CannotListen(ValueError):
+    """The address to serve on cannot be had: taken by another process, not this machine's, or not
+    allowed. Found before anything is written (``listen`` comes before the store is prepared)."""
+
+
+def display_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen(host: str, port: int, *, share_port: bool, accept: bool = True) -> socket.socket:
+    """A socket bound to ``host:port`` and, with ``accept``, listening. ``share_port`` (SO_REUSEPORT)
+    lets the server processes of one ``--workers N`` server each bind the port; a single process does
+    not share it, so a second server on a taken port fails here instead of splitting its connections."""
+    where = display_address(host, port)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise CannotListen(f"cannot listen on {where}: {exc.strerror or exc}") from None
     sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if share_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        if accept:
+            sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = (exc.strerror or str(exc)).lower()
+        hint = " (is another server running there? --port or WORKPLANE_PORT picks another)"
+        raise CannotListen(
+            f"cannot listen on {where}: {reason}{hint if exc.errno == errno.EADDRINUSE else ''}"
+        ) from None
     return sock
 
 
@@ -119,7 +146,7 @@ def _worker(index: int, host: str, port: int, log_level: str, pin: bool) -> None
 
     if pin:
         pin_to_cpu(index)
-    sock = _listen(host, port)
+    sock = listen(host, port, share_port=True)
     config = uvicorn_config(FACTORY, load_settings(), log_level, factory=True)
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -248,6 +248,8 @@ def test_open_endpoints_need_no_token(anonymous: TestClient) -> None:
     assert anonymous.get("/api/v1/health").json() == {"status": "ok"}
     assert anonymous.get("/api/openapi.json").status_code == 200
     assert anonymous.get("/api/docs").json()["openapi"].startswith("3.")
+    assert anonymous.get("/openapi.json").json()["openapi"].startswith("3.")
+    assert anonymous.get("/api/docs", headers={"Accept": "text/html"}).text.startswith("<!doctype html>")
 
 
 # --- 503: the database is locked or unreachable ----------------------------------------------------

@@ -76,12 +76,12 @@ def test_the_dashboard_is_not_part_of_the_api_description(client: TestClient) ->
 
 
 def test_every_file_the_page_names_exists() -> None:
-    """index.html's links and every module import resolve to a served asset (a typo would be a blank
+    """The pages' links and every module import resolve to a served asset (a typo would be a blank
     page in the browser, and nothing else would notice)."""
     served = assets()
-    index = (STATIC / "index.html").read_text()
-    for ref in re.findall(r'(?:href|src)="/ui/([^"]+)"', index):
-        assert ref in served, ref
+    for page in STATIC.glob("*.html"):  # the dashboard and the API reference (/api/docs)
+        for ref in re.findall(r'(?:href|src)="/ui/([^"]+)"', page.read_text()):
+            assert ref in served, (page.name, ref)
     for module in STATIC.glob("js/*.js"):
         for ref in re.findall(r"""(?:from|import\()\s*'\./([^']+)'""", module.read_text()):
             assert f"js/{ref}" in served, (module.name, ref)

@@ -50,3 +50,12 @@ def token(client: TestClient, credential: Credential) -> str:
 
 def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
+
+
+def printed_credential(out: str) -> Credential:
+    """The credential ``workplane access-key create|rotate`` printed (its ``client id:``/``client secret:``
+    lines)."""
+    fields = dict(
+        line.strip().split(":", 1) for line in out.splitlines() if line.strip().startswith("client ")
+    )
+    return Credential(fields["client id"].strip(), fields["client secret"].strip())

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.auth.helpers import Credential, bearer, token
+from tests.auth.helpers import bearer, printed_credential, token
 from tests.factories import CLUSTER
 from workplane import access_cli
 from workplane.api.deps import Services
@@ -39,13 +39,6 @@ def cli(services: Services, admin_secret: str, monkeypatch: pytest.MonkeyPatch, 
     return run
 
 
-def _secret(out: str) -> Credential:
-    fields = dict(
-        line.strip().split(":", 1) for line in out.splitlines() if line.strip().startswith("client ")
-    )
-    return Credential(fields["client id"].strip(), fields["client secret"].strip())
-
-
 def test_create_list_rotate_and_revoke_a_key(cli: Any, anonymous: TestClient, tmp_path: Path) -> None:
     written = tmp_path / "ci.env"
     code, out, _ = cli(
@@ -61,7 +54,7 @@ def test_create_list_rotate_and_revoke_a_key(cli: Any, anonymous: TestClient, tm
         str(written),
     )
     assert code == 0
-    created = _secret(out)
+    created = printed_credential(out)
     assert created.client_id == "ci-bot"
     assert written.stat().st_mode & 0o777 == 0o600
     assert f"WORKPLANE_CLIENT_SECRET={created.secret}" in written.read_text()
@@ -75,7 +68,7 @@ def test_create_list_rotate_and_revoke_a_key(cli: Any, anonymous: TestClient, tm
     assert created.secret not in out
 
     code, out, _ = cli("access-key", "rotate", "ci-bot")
-    rotated = _secret(out)
+    rotated = printed_credential(out)
     assert code == 0
     assert rotated.secret != created.secret
     token(anonymous, rotated)
@@ -99,7 +92,7 @@ def test_agent_keys_need_their_cluster(cli: Any) -> None:
         "access-key", "create", "--name", "agent", "--kind", "agent", "--cluster", str(CLUSTER)
     )
     assert code == 0
-    agent = _secret(out)
+    agent = printed_credential(out)
     code, out, _ = cli("access-rule", "list", "--subject", agent.client_id)
     (rule,) = json.loads(out)
     assert (rule["roleName"], rule["scopeType"], rule["scopeId"]) == (
@@ -111,7 +104,7 @@ def test_agent_keys_need_their_cluster(cli: Any) -> None:
 
 def test_grant_list_and_revoke_rules(cli: Any, anonymous: TestClient) -> None:
     code, out, _ = cli("access-key", "create", "--name", "researcher")
-    researcher = _secret(out)
+    researcher = printed_credential(out)
     headers = bearer(token(anonymous, researcher))
     assert anonymous.get("/api/v1/workloads", headers=headers).status_code == 403
 
@@ -145,7 +138,7 @@ def test_commands_need_an_administrator(cli: Any, services: Services, tmp_path: 
     code, out, _ = cli(
         "access-key", "create", "--name", "viewer", "--write-credentials", str(tmp_path / "v.env")
     )
-    viewer = _secret(out)
+    viewer = printed_credential(out)
     cli("access-rule", "grant", viewer.client_id, "project-viewer", "project", "1")
     code = main(["access-key", "list", "--credentials-file", str(tmp_path / "v.env")])
     assert code == 1

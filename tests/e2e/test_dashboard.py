@@ -235,11 +235,25 @@ def test_keyboard_opens_a_workload_and_its_page_shows_the_record(
     expect_rows(page, [target])
 
 
-def test_an_unknown_workload_is_a_message(page: Any, dashboard_server: Server) -> None:
+@pytest.mark.parametrize("workload_id", ["00000000-0000-4000-8000-000000000000", "not-a-workload-id"])
+def test_an_unknown_workload_is_a_not_found_page(
+    page: Any, dashboard_server: Server, workload_id: str
+) -> None:
+    page.set_viewport_size({"width": 1280, "height": 900})
     signed_in(page, dashboard_server)
-    page.goto("/#/workloads/00000000-0000-4000-8000-000000000000")
-    alert = page.wait_for_selector(".message.error")
-    assert "HTTP 404" in alert.inner_text()
+    page.goto(f"/#/workloads/{workload_id}")
+    notice = page.wait_for_selector(".message.not-found")
+    assert page.inner_text(".page-head h1") == "Workload not found"
+    text = notice.inner_text()
+    assert workload_id in text
+    assert ("HTTP 404" if workload_id.startswith("0000") else "HTTP 400") in text
+    assert page.title() == "Workload not found · workplane"
+    # No empty record or metrics around it: nothing but the notice and the way back.
+    assert not page.is_visible("section.metrics")
+    assert not page.query_selector_all(".detail > *")
+    shoot(page, f"workload-not-found-{workload_id[:4]}")
+    page.click(".not-found a")
+    wait_for_table(page)
 
 
 def test_the_dashboard_never_shadows_the_api(dashboard_server: Server) -> None:

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from tests.conftest import BACKENDS, POSTGRES_URL, _drop_postgres, _fresh_postgres
 from workplane.auth.credentials import ADMIN_CLIENT_ID, authenticate
 from workplane.auth.rules import Permission, load_access
 from workplane.store import migrate
@@ -23,18 +19,6 @@ def _old_hash(secret: str) -> str:
     salt = os.urandom(16)
     digest = hashlib.scrypt(secret.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
     return f"scrypt${2**14}$8$1${salt.hex()}${digest.hex()}"
-
-
-@pytest.fixture(params=BACKENDS)
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migrate.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("WORKPLANE_TEST_POSTGRES_URL is not set")
-    url, name = _fresh_postgres(POSTGRES_URL)
-    yield url
-    _drop_postgres(POSTGRES_URL, name)
 
 
 def test_the_administrator_key_becomes_an_administrator_rule(empty_url: str) -> None:

@@ -72,8 +72,8 @@ def assets() -> dict[str, Asset]:
     return found
 
 
-def _serve(asset: Asset, if_none_match: str | None) -> Response:
-    headers = {"ETag": asset.etag, "Cache-Control": "no-cache", **SECURITY_HEADERS}
+def serve_asset(asset: Asset, if_none_match: str | None, **extra_headers: str) -> Response:
+    headers = {"ETag": asset.etag, "Cache-Control": "no-cache", **SECURITY_HEADERS, **extra_headers}
     if if_none_match is not None and asset.etag in {tag.strip() for tag in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
     return Response(asset.body, media_type=asset.content_type, headers=headers)
@@ -84,7 +84,7 @@ IfNoneMatch = Annotated[str | None, Header()]
 
 @router.get("/")
 def dashboard(if_none_match: IfNoneMatch = None) -> Response:
-    return _serve(assets()["index.html"], if_none_match)
+    return serve_asset(assets()["index.html"], if_none_match)
 
 
 @router.get("/ui/{asset:path}")
@@ -92,4 +92,4 @@ def dashboard_asset(asset: Annotated[str, Path()], if_none_match: IfNoneMatch = 
     found = assets().get(asset)
     if found is None:
         raise not_found(f"no such dashboard file: {asset}")
-    return _serve(found, if_none_match)
+    return serve_asset(found, if_none_match)

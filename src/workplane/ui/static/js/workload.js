@@ -49,6 +49,17 @@ function show(value) {
   return String(value);
 }
 
+/** The requested pod count as a number, with the bounds of elastic and batch workloads after it:
+ * "4", "2 (min 1, max 8)". */
+function requestedPods(requested) {
+  if (!requested) return null;
+  const bounds = ['min', 'max', 'parallelism', 'completions']
+    .filter((key) => requested[key] != null).map((key) => `${key} ${num(requested[key])}`);
+  if (requested.number == null && !bounds.length) return null;
+  const number = requested.number == null ? '—' : num(requested.number);
+  return bounds.length ? `${number} (${bounds.join(', ')})` : number;
+}
+
 function section(title, rows, extra) {
   return h('section', { class: 'card fields' }, h('h2', {}, title),
     h('dl', {}, rows.map(([label, value]) => [h('dt', {}, label), h('dd', {}, value instanceof Node ? value : show(value))])),
@@ -121,7 +132,8 @@ export function mount(root, route) {
   const rangeBar = h('div', { class: 'segmented', role: 'group', 'aria-label': 'Time range' });
   const metricsSlot = h('div', { class: 'message-slot' });
   const chartGrid = h('div', { class: 'charts' });
-  const metrics = h('section', { class: 'metrics' },
+  // Shown once there is a workload to show metrics of.
+  const metrics = h('section', { class: 'metrics', hidden: true },
     h('div', { class: 'section-head' }, h('h2', {}, 'Metrics'), rangeBar), metricsSlot, chartGrid);
 
   root.append(h('section', { class: 'page' },
@@ -162,7 +174,7 @@ export function mount(root, route) {
         take('Phase reason', 'phaseReason'), take('Phase since', 'phaseUpdatedAt', when(w.phaseUpdatedAt)),
         take('Kubernetes phase', 'k8sPhase'), take('Kubernetes phase since', 'k8sPhaseUpdatedAt', when(w.k8sPhaseUpdatedAt)),
         take('Running pods', 'runningPods'),
-        take('Requested pods', 'requestedPods', w.requestedPods ? Object.entries(w.requestedPods).filter(([, v]) => v != null).map(([k, v]) => `${k} ${v}`).join(', ') || '—' : null),
+        take('Requested pods', 'requestedPods', requestedPods(w.requestedPods)),
       ]),
       section('Organisation', [
         take('Cluster', 'clusterId', h('span', {}, clusterName(w.clusterId), ' ', h('code', { class: 'muted' }, w.clusterId))),
@@ -260,6 +272,7 @@ export function mount(root, route) {
       record = w;
       fill(slot);
       renderRecord(w);
+      metrics.hidden = false;
       if (first) {
         markRendered('workload');
         renderRanges();
@@ -270,13 +283,31 @@ export function mount(root, route) {
       }
     } catch (error) {
       if (error.name === 'AbortError') return;
-      if (!quiet || !record) {
-        fill(slot, errorMessage(error, error.status === 404 ? 'Finding this workload' : 'Loading the workload'));
+      if (record && (error.status === 404 || error.status === 400)) {
+        record = null; // gone since it was shown (purged, or access withdrawn)
+      }
+      if (!record && (error.status === 404 || error.status === 400)) {
+        notFound(error);
+      } else if (!quiet || !record) {
+        fill(slot, errorMessage(error, 'Loading the workload'));
         fill(head, h('h1', {}, 'Workload'));
       }
     } finally {
       if (inFlight === controller) inFlight = null;
     }
+  }
+
+  /** No such workload (404), or not a workload id at all (400): say so, in place of the record. */
+  function notFound(error) {
+    document.title = 'Workload not found · workplane';
+    metrics.hidden = true;
+    fill(body);
+    fill(head, h('h1', {}, 'Workload not found'));
+    fill(slot, h('div', { class: 'message info not-found', role: 'status' },
+      h('p', {}, 'There is no workload ', h('code', {}, id), ' that you can see. It may never have existed, ',
+        'have been deleted longer ago than the retention period, or belong to a project you have no access to.'),
+      h('p', { class: 'details' }, `The server said (HTTP ${error.status}): ${error.message}`),
+      h('a', { href: lastListHash() }, 'Back to the workloads')));
   }
 
   load();

@@ -11,20 +11,28 @@ import { writeHash } from './state.js';
 const PAGE_SIZES = [25, 50, 100, 200];
 const SEARCH_DELAY_MS = 300;
 
-const shortDate = new Intl.DateTimeFormat('en-GB', {
+const shortDateParts = new Intl.DateTimeFormat('en-GB', {
   month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false, timeZone: 'UTC',
 });
+/** "14 Nov 22:51" (UTC; the full time is the cell's title): as narrow as a date and time can be read. */
+const shortDate = {
+  format(date) {
+    const part = Object.fromEntries(shortDateParts.formatToParts(date).map(({ type, value }) => [type, value]));
+    return `${part.day} ${part.month.slice(0, 3)} ${part.hour}:${part.minute}`;
+  },
+};
 
 // [header, sortBy field (null: the API cannot sort on it), cell]
 const COLUMNS = [
-  ['Name', 'name', (w) => h('a', { href: `#/workloads/${w.id}`, tabindex: -1, class: 'name' }, w.name)],
+  ['Name', 'name', (w) => h('a', { href: `#/workloads/${w.id}`, tabindex: -1, class: 'name' }, w.name), 'wrap'],
   ['Type', 'type', (w) => w.type],
   ['Phase', 'phase', (w) => h('span', { class: phaseClass(w.phase) }, w.phase)],
-  ['Project', 'projectName', (w) => w.projectName],
+  ['Project', 'projectName', (w) => w.projectName, 'wrap'],
   ['Department', 'departmentName', (w) => w.departmentName],
-  ['Cluster', 'clusterId', (w) => h('span', { title: w.clusterId }, clusterName(w.clusterId))],
+  ['Cluster', 'clusterId', (w) => h('span', { title: w.clusterId, dataset: { cluster: w.clusterId } }, clusterName(w.clusterId))],
   ['Category', 'category', (w) => w.category ?? '—'],
-  ['Priority', 'priority', (w) => (w.priorityClassName ? `${w.priorityClassName} (${w.priority ?? '—'})` : '—')],
+  ['Priority', 'priority', (w) => (w.priorityClassName
+    ? h('span', { title: `${w.priorityClassName} (priority ${w.priority ?? '—'})` }, w.priorityClassName) : '—')],
   ['Pods', null, (w) => `${w.runningPods ?? 0} / ${w.requestedPods?.number ?? '—'}`, 'num'],
   ['GPUs', 'allocatedGPU', (w) => num(w.allocatedResources?.gpu ?? 0), 'num'],
   ['Created', 'createdAt', (w) => h('time', { datetime: w.createdAt, title: when(w.createdAt) }, shortDate.format(new Date(w.createdAt)))],
@@ -44,8 +52,12 @@ function columnsFor(state) {
 /** The view's state, all of it in the URL. */
 function readState(params) {
   const limit = Number(params.get('limit'));
+  const terms = params.getAll('filter');
   return {
-    filters: params.getAll('filter').map(parseTerm).filter(Boolean),
+    filters: terms.map(parseTerm).filter(Boolean),
+    // Terms of the address that are no filter at all (a hand-edited or truncated link): not sent, and
+    // the page says so rather than showing more than was asked for without a word.
+    dropped: terms.filter((term) => !parseTerm(term)),
     search: params.get('q') || '',
     sort: params.get('sort') || '',
     order: params.get('order') === 'desc' ? 'desc' : 'asc',
@@ -91,6 +103,7 @@ export function mount(root, route) {
   const deletedToggle = h('input', { type: 'checkbox', id: 'show-deleted' });
   const chips = h('div', { class: 'chips', 'aria-label': 'Active filters' });
   const slot = h('div', { class: 'message-slot' });
+  const notice = h('div', { class: 'message-slot' });
   const thead = h('thead');
   const tbody = h('tbody');
   const table = h('table', { class: 'grid workloads' }, h('caption', { class: 'visually-hidden' }, 'Workloads'), thead, tbody);
@@ -144,6 +157,7 @@ export function mount(root, route) {
     h('div', { class: 'toolbar' }, search,
       h('label', { class: 'toggle', for: 'show-deleted' }, deletedToggle, ' Deleted workloads')),
     h('div', { class: 'filter-bar' }, chips, addForm),
+    notice,
     slot,
     h('div', { class: 'table-wrap' }, table),
     pager));
@@ -165,7 +179,7 @@ export function mount(root, route) {
   }
 
   function change(patch, { push = true } = {}) {
-    state = { ...state, ...patch };
+    state = { ...state, dropped: [], ...patch };
     writeHash('workloads', stateParams(state), { push });
     performance.mark('page-start');
     load('page-start');
@@ -175,6 +189,11 @@ export function mount(root, route) {
     document.title = 'Workloads · workplane';
     if (document.activeElement !== search) search.value = state.search;
     deletedToggle.checked = state.deleted;
+    fill(notice, state.dropped.length ? h('div', { class: 'message warning dropped-filters', role: 'status' },
+      h('strong', {}, state.dropped.length === 1 ? 'A filter in the address was ignored' : `${state.dropped.length} filters in the address were ignored`),
+      ' (a filter is a field, an operator such as == or =@, and a value, e.g. phase==Running): ',
+      state.dropped.map((term, i) => [i ? ', ' : null, h('code', {}, term || '(empty)')]),
+      '. The table shows the workloads without ', state.dropped.length === 1 ? 'it.' : 'them.') : null);
     fill(chips, ...state.filters.map((term, i) => {
       const label = `${fieldInfo(term.field).label} ${operatorLabel(term.op)} ${term.value}`;
       return h('span', { class: 'chip', title: formatTerm(term) },
@@ -189,11 +208,15 @@ export function mount(root, route) {
     if (state.filters.length > 1) {
       chips.append(h('button', { type: 'button', class: 'link', onClick: () => change({ filters: [], offset: 0 }) }, 'Clear all'));
     }
+    // Each column's width is set by its class (app.css): the table is laid out to the page's width,
+    // whatever the rows hold, and a cell too narrow for its text ends in an ellipsis (the full text in
+    // its title), so no column ever hides behind a horizontal scroll.
     fill(thead, h('tr', {}, columnsFor(state).map(([label, field, , cls]) => {
-      if (!field) return h('th', { scope: 'col', class: cls }, label);
+      const classes = [cls, `col-${(field || label).toLowerCase()}`].filter(Boolean).join(' ');
+      if (!field) return h('th', { scope: 'col', class: classes }, label);
       const active = state.sort === field;
       const sortState = active ? (state.order === 'desc' ? 'descending' : 'ascending') : null;
-      return h('th', { scope: 'col', class: cls, 'aria-sort': sortState },
+      return h('th', { scope: 'col', class: classes, 'aria-sort': sortState },
         h('button', {
           type: 'button', class: `sort${active ? ' active' : ''}`, dataset: { sort: field },
           onClick: () => change({ sort: field, order: active && state.order === 'asc' ? 'desc' : 'asc', offset: 0 }),
@@ -208,7 +231,10 @@ export function mount(root, route) {
       return;
     }
     fill(tbody, ...workloads.map((w) => h('tr', { tabindex: 0, dataset: { id: w.id }, 'aria-label': `Workload ${w.name}` },
-      columnsFor(state).map(([, , cell, cls]) => h('td', { class: cls }, cell(w))))));
+      columnsFor(state).map(([, , cell, cls]) => {
+        const content = cell(w);
+        return h('td', { class: cls, title: typeof content === 'string' ? content : null }, content);
+      }))));
   }
 
   function renderPager(next) {
@@ -268,7 +294,7 @@ export function mount(root, route) {
       // cells when they arrive.
       learnClusterNames(api.get).then((learnt) => {
         if (learnt && !controller.signal.aborted) {
-          for (const cell of tbody.querySelectorAll('td span[title]')) cell.textContent = clusterName(cell.title);
+          for (const cell of tbody.querySelectorAll('td span[data-cluster]')) cell.textContent = clusterName(cell.dataset.cluster);
         }
       });
     } catch (error) {
