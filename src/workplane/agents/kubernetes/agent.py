@@ -305,7 +305,14 @@ class KubernetesAgent:
             since = verdict.since or _first_sight(verdict.phase, grouping.workload, pods, known is None)
             self._phases[workload_id] = (verdict.phase.value, since)
         return build_item(
-            state, grouping, pods, verdict, revision=0, phase_since=since, labels=self.config.labels
+            self.config.cluster_id,
+            state,
+            grouping,
+            pods,
+            verdict,
+            revision=0,
+            phase_since=since,
+            labels=self.config.labels,
         )
 
     def changes(self) -> list[JsonObject]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import uuid
 from pathlib import Path
@@ -104,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("no context in the configuration")
     except (ConfigError, OSError) as exc:
         raise ValueError(f"cannot read the Kubernetes configuration: {exc}") from None
+    # The client logs every request at INFO: a watched cluster would drown what the agent says.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     settings = AgentConfig(
         cluster_id=cluster_id,
         cluster_name=args.cluster_name,

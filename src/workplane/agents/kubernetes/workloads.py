@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,12 @@ def project_of(state: ClusterState, namespace: str, labels: Labels) -> tuple[str
     project = state.namespaces.get(namespace, {}).get(labels.project) or namespace
     department = state.queues.get(project) or DEFAULT_DEPARTMENT
     return project, department
+
+
+def org_id(cluster_id: str, what: str, name: str) -> str:
+    """A project's or department's id: the same name in two clusters is two projects (as in Run:ai,
+    where each cluster has its own), so the id is derived from the cluster and the name."""
+    return str(uuid.uuid5(uuid.UUID(cluster_id), f"{what}:{name}"))
 
 
 def _request(request: float | None, limit: float | None) -> JsonObject:
@@ -90,6 +97,7 @@ def _desired_pods(group: Owner | Pod, pods: list[Pod]) -> int:
 
 
 def build_item(
+    cluster_id: str,
     state: ClusterState,
     grouping: Grouping,
     pods: list[Pod],
@@ -109,9 +117,9 @@ def build_item(
         "revision": revision,
         "name": node.name,
         "namespace": namespace,
-        "projectId": project,
+        "projectId": org_id(cluster_id, "project", project),
         "projectName": project,
-        "departmentId": department,
+        "departmentId": org_id(cluster_id, "department", department),
         "departmentName": department,
         "type": grouping.type,
         "phase": verdict.phase.value,
