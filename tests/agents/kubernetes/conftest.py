@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.agents.kubernetes.apiserver import BUILTIN, FakeCluster, Kind
+from tests.conftest import BACKENDS, POSTGRES_URL, _drop_postgres, _fresh_postgres
 from tests.server import Server, running_server
 from workplane.agents.kubernetes.command import cluster_id_for
 
@@ -36,10 +37,20 @@ WAIT_S = 30.0
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("workplane")) as started:
-        yield started
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A ``workplane serve`` process on a store of its own: SQLite, or a fresh PostgreSQL database."""
+    database_url = name = None
+    if request.param == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip("WORKPLANE_TEST_POSTGRES_URL is not set")
+        database_url, name = _fresh_postgres(POSTGRES_URL)
+    try:
+        with running_server(tmp_path_factory.mktemp("workplane"), database_url) as started:
+            yield started
+    finally:
+        if name is not None and POSTGRES_URL:
+            _drop_postgres(POSTGRES_URL, name)
 
 
 @pytest.fixture
