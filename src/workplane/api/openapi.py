@@ -20,6 +20,14 @@ _LOCAL_SCHEMAS: dict[str, Any] = {
             "next": {"type": "integer", "description": "offset of the next page; absent on the last page"},
         },
     },
+    "HistoryPage": {
+        "type": "object",
+        "required": ["records"],
+        "properties": {
+            "records": {"$ref": "#/components/schemas/HistoryRecords1"},
+            "next": {"type": "integer", "description": "offset of the next page; absent on the last page"},
+        },
+    },
     "WorkloadsCount": {"type": "object", "required": ["count"], "properties": {"count": {"type": "integer"}}},
     "CategoriesPage": {
         "type": "object",

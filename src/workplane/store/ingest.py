@@ -374,8 +374,16 @@ def _touch_cluster(connection: sa.Connection, cluster_id: str, name: str | None,
 def history_of(connection: sa.Connection, workload_id: str) -> list[dict[str, Any]]:
     """The workload's history entries, oldest first (phase and derived values at each change)."""
     rows = connection.execute(
-        sa.select(workload_history.c.at_ms, workload_history.c.phase, workload_history.c["values"])
+        sa.select(
+            workload_history.c.at_ms,
+            workload_history.c.phase,
+            workload_history.c["values"],
+            workload_history.c.revision,
+        )
         .where(workload_history.c.workload_id == workload_id)
         .order_by(workload_history.c.at_ms, workload_history.c.revision)
     ).all()
-    return [{"at_ms": r.at_ms, "phase": r.phase, "values": orjson.loads(r[2])} for r in rows]
+    return [
+        {"at_ms": r.at_ms, "phase": r.phase, "values": orjson.loads(r[2]), "revision": r.revision}
+        for r in rows
+    ]
