@@ -17,6 +17,7 @@ from workplane.api import (
     health,
     history,
     metrics,
+    pods,
     properties,
     sync,
     telemetry,
@@ -113,7 +114,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         EdgeGuard, max_body_bytes=settings.max_body_bytes, max_sync_body_bytes=settings.max_sync_body_bytes
     )
     # telemetry before workloads: /workloads/telemetry must not be taken for /workloads/{workloadId}.
-    for module in (health, token, telemetry, workloads, history, metrics, properties, sync, access):
+    for module in (health, token, telemetry, workloads, history, pods, metrics, properties, sync, access):
         app.include_router(module.router)
     app.include_router(dashboard_router)  # the dashboard: / and /ui/..., nothing under /api
 

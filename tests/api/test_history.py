@@ -33,14 +33,21 @@ def test_history_lists_each_phase_change_once_oldest_first(client: TestClient) -
     assert page["next"] == 2
 
 
+def viewers(client: TestClient, anonymous: TestClient) -> tuple[dict[str, str], dict[str, str]]:
+    """Authorization headers of a viewer of another project, and of the viewer of project p1."""
+    headers = []
+    for name, project in (("outsider", "another-project"), ("insider", "p1")):
+        key = create_key(client, name)
+        grant(client, key.client_id, "project-viewer", "project", project)
+        headers.append(bearer(token(anonymous, key)))
+    return headers[0], headers[1]
+
+
 def test_history_is_scoped_like_the_workload(client: TestClient, anonymous: TestClient) -> None:
     _report_phases(client)
-    outsider = create_key(client, "outsider")
-    grant(client, outsider.client_id, "project-viewer", "project", "another-project")
-    insider = create_key(client, "insider")
-    grant(client, insider.client_id, "project-viewer", "project", "p1")
+    outsider, insider = viewers(client, anonymous)
     path = f"/api/v1/workloads/{wid(1)}/history"
-    assert_error(anonymous.get(path, headers=bearer(token(anonymous, outsider))), 404, wid(1))
-    assert anonymous.get(path, headers=bearer(token(anonymous, insider))).status_code == 200
+    assert_error(anonymous.get(path, headers=outsider), 404, wid(1))
+    assert anonymous.get(path, headers=insider).status_code == 200
     assert_error(client.get("/api/v1/workloads/not-a-uuid/history"), 400, "not-a-uuid")
     assert_error(client.get(f"/api/v1/workloads/{wid(99)}/history"), 404, wid(99))

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from workplane.api.deps import ServicesDep, WorkloadReader, readable
-from workplane.api.errors import bad_request, not_found
+from workplane.api.deps import ServicesDep, WorkloadReader
 from workplane.api.openapi import error_responses, json_response
+from workplane.api.workload_parts import require_readable, workload_id_of
 from workplane.domain.timefmt import format_ms
-from workplane.store import workloads as store
 from workplane.store.ingest import history_of
 
 router = APIRouter(prefix="/api/v1", tags=["Workloads"])
@@ -54,14 +52,9 @@ def get_workload_history(
     offset: Annotated[int, Query(ge=0, le=2_147_483_647, description="Records to skip.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size, 1..500.")] = 50,
 ) -> Response:
-    try:
-        workload_id = str(uuid.UUID(workloadId))
-    except ValueError:
-        raise bad_request(f"invalid workloadId: {workloadId!r} is not a UUID") from None
+    workload_id = workload_id_of(workloadId)
     with svc.db.read() as conn:
-        # Scoped as the workload itself: outside the caller's scopes it does not exist.
-        if store.get_workload(conn, workload_id, scope=readable(access)) is None:
-            raise not_found(f"workload {workload_id} not found")
+        require_readable(conn, access, workload_id)
         records = phase_updates(history_of(conn, workload_id))
     page: dict[str, Any] = {"records": records[offset : offset + limit]}
     if offset + limit < len(records):

@@ -28,6 +28,14 @@ _LOCAL_SCHEMAS: dict[str, Any] = {
             "next": {"type": "integer", "description": "offset of the next page; absent on the last page"},
         },
     },
+    "PodsPage": {
+        "type": "object",
+        "required": ["pods"],
+        "properties": {
+            "pods": {"$ref": "#/components/schemas/Pods1"},
+            "next": {"type": "integer", "description": "offset of the next page; absent on the last page"},
+        },
+    },
     "WorkloadsCount": {"type": "object", "required": ["count"], "properties": {"count": {"type": "integer"}}},
     "CategoriesPage": {
         "type": "object",
@@ -52,6 +60,7 @@ _LOCAL_SCHEMAS: dict[str, Any] = {
             "ignored": {"type": "integer", "description": "observations not newer than the stored state"},
             "deleted": {"type": "integer", "description": "workloads marked deleted by this batch"},
             "samples": {"type": "integer", "description": "metric samples stored"},
+            "pods": {"type": "integer", "description": "pod observations applied (when the batch had pods)"},
         },
     },
     "Health": {"type": "object", "properties": {"status": {"type": "string"}}},

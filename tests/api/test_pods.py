@@ -1,0 +1,93 @@
+"""Pods in the sync protocol and GET /api/v1/workloads/{workloadId}/pods: order, deletion, scope."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.api.test_history import viewers
+from tests.api.test_sync import CLUSTER_A, CLUSTER_B, obs, sync, wid
+from tests.server import assert_error
+
+
+def pid(n: int) -> str:
+    return str(uuid.uuid5(uuid.UUID(CLUSTER_A), f"pod{n}"))
+
+
+def pod(n: int, workload: int, revision: int, phase: str = "Running", **extra: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": pid(n),
+        "workloadId": wid(workload),
+        "revision": revision,
+        "name": f"job-{workload}-pod-{n}",
+        "createdAt": f"2024-05-01T10:00:0{n}Z",
+        "k8sPhase": phase,
+        "nodeName": "node-1",
+        "containers": [{"name": "main", "image": "perl:5.34.0"}],
+        "requestedResources": {"gpu": {"request": 1}},
+    }
+    item.update(extra)
+    return item
+
+
+def _pods(client: TestClient, workload: int, **params: Any) -> list[dict[str, Any]]:
+    answer = client.get(f"/api/v1/workloads/{wid(workload)}/pods", params=params)
+    assert answer.status_code == 200, answer.text
+    found: list[dict[str, Any]] = answer.json()["pods"]
+    return found
+
+
+def test_pods_come_with_their_workload_newest_revision_first(client: TestClient) -> None:
+    result = sync(client, {"workloads": [obs(1, 1)], "pods": [pod(1, 1, 5, "Pending"), pod(2, 1, 5)]})
+    assert result["pods"] == 2
+    # An older observation of a pod changes nothing; a newer one does.
+    assert sync(client, {"pods": [pod(1, 1, 4, "Failed")]})["pods"] == 0
+    sync(client, {"pods": [pod(1, 1, 6, "Running", nodeName="node-2")]})
+    served = _pods(client, 1)
+    assert [(p["name"], p["k8sPhase"], p["nodeName"]) for p in served] == [
+        ("job-1-pod-1", "Running", "node-2"),
+        ("job-1-pod-2", "Running", "node-1"),
+    ]
+    first = served[0]
+    assert (first["workloadId"], first["clusterId"], first["projectId"]) == (wid(1), CLUSTER_A, "p1")
+    assert first["containers"] == [{"name": "main", "image": "perl:5.34.0"}]
+    assert first["priorityClassName"] == ""
+    assert first["deletedAt"] is None
+    assert {"k8sPhaseUpdatedAt", "updatedAt", "tenantId"} <= set(first)
+    page = client.get(f"/api/v1/workloads/{wid(1)}/pods", params={"limit": 1}).json()
+    assert (len(page["pods"]), page["next"]) == (1, 1)
+
+
+def test_deleted_pods_and_pods_a_full_resync_leaves_out(client: TestClient) -> None:
+    sync(client, {"workloads": [obs(1, 1)], "pods": [pod(1, 1, 1), pod(2, 1, 1), pod(3, 1, 1)]})
+    sync(client, {"pods": [pod(1, 1, 2, deletedAt="2024-05-01T11:00:00Z")]})
+    assert [p["name"] for p in _pods(client, 1)] == ["job-1-pod-2", "job-1-pod-3"]
+    assert [p["name"] for p in _pods(client, 1, deleted="true")] == ["job-1-pod-1"]
+    sync(
+        client, {"fullResync": {"id": "r1", "final": True}, "workloads": [obs(1, 3)], "pods": [pod(2, 1, 3)]}
+    )
+    assert [p["name"] for p in _pods(client, 1)] == ["job-1-pod-2"]
+    assert len(_pods(client, 1, deleted="true")) == 2
+
+
+def test_a_pod_must_belong_to_a_workload_of_the_batchs_cluster(client: TestClient) -> None:
+    sync(client, {"workloads": [obs(1, 1)]})
+    answer = client.post(f"/api/v1/clusters/{CLUSTER_A}/sync", json={"pods": [pod(1, 42, 1)]})
+    assert_error(answer, 400, "pods[0]", wid(42))
+    other = client.post(f"/api/v1/clusters/{CLUSTER_B}/sync", json={"pods": [pod(2, 1, 1)]})
+    assert_error(other, 400, "pods[0]")
+    bad = client.post(f"/api/v1/clusters/{CLUSTER_A}/sync", json={"pods": [{**pod(3, 1, 1), "k8sPhase": ""}]})
+    assert_error(bad, 400, "pods[0].k8sPhase")
+    assert _pods(client, 1) == []
+
+
+def test_pods_are_scoped_like_their_workload(client: TestClient, anonymous: TestClient) -> None:
+    sync(client, {"workloads": [obs(1, 1)], "pods": [pod(1, 1, 1)]})
+    outsider, insider = viewers(client, anonymous)
+    path = f"/api/v1/workloads/{wid(1)}/pods"
+    assert_error(anonymous.get(path, headers=outsider), 404, wid(1))
+    seen = anonymous.get(path, headers=insider)
+    assert [p["id"] for p in seen.json()["pods"]] == [pid(1)]
+    assert_error(client.get(path, params={"deleted": "maybe"}), 400, "deleted")
