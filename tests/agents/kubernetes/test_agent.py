@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from runai import models
+from runai.api_client import ApiClient
+from runai.configuration import Configuration
+from runai.runai_client import RunaiClient
 
 from tests.agents.kubernetes import manifests as m
 from tests.agents.kubernetes.apiserver import FakeCluster
@@ -24,6 +28,26 @@ def _workload(agent: Agent, name: str, **expected: Any) -> dict[str, Any] | None
     if found is None or any(found.get(k) != v for k, v in expected.items()):
         return None
     return found
+
+
+def _pods(
+    agent: Agent, workload_id: str, *, deleted: bool = False, count: int | None = None, **expected: Any
+) -> list[Any] | None:
+    """The workload's pods through runapy (``get_workload_pods``), parsed by the client's own model,
+    once there are ``count`` of them (when given) and each has the expected fields."""
+    configuration = Configuration(
+        client_id=agent.server.client_id,
+        client_secret=agent.server.client_secret,
+        runai_base_url=agent.server.base_url,
+    )
+    with RunaiClient(ApiClient(configuration)) as runai:
+        page = runai.workloads.pods.get_workload_pods(workload_id, deleted=True if deleted else None).data
+    pods = [models.Pod1.from_dict(p) for p in page["pods"]]
+    if count is not None and len(pods) != count:
+        return None
+    if not pods or any(p.to_dict().get(k) != v for p in pods for k, v in expected.items()):
+        return None
+    return pods
 
 
 def _setup_cluster(cluster: FakeCluster) -> None:
@@ -64,6 +88,11 @@ def test_workloads_follow_the_cluster(agent: Agent, cluster: FakeCluster) -> Non
         assert pi["runningPods"] == 1
         assert pi["allocatedResources"]["gpu"] == 1
         assert pi["currentNodePools"] == ["a100"]
+        # Its pod, as runapy reads it.
+        pods = wait_for("the Job's pod", lambda: _pods(agent, pi["id"], k8sPhase="Running"), agent)
+        assert [(p.name, p.node_name, p.current_node_pool) for p in pods] == [("pi-x7k2p", "node-1", "a100")]
+        assert pods[0].containers[0].image == "perl:5.34.0"
+        assert pods[0].workload_id == pi["id"]
 
         # A Deployment's pods are grouped through its ReplicaSet; a namespace without the project
         # label is its own project.

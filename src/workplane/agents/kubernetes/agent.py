@@ -44,12 +44,33 @@ from workplane.agents.kubernetes.kinds import (
     served_in,
 )
 from workplane.agents.kubernetes.objects import Owner, Pod
-from workplane.agents.kubernetes.workloads import Labels, build_item, workload_verdict
+from workplane.agents.kubernetes.workloads import Labels, build_item, pod_item, workload_verdict
 from workplane.domain.phases import Phase
 from workplane.domain.timefmt import format_ms, now_ms
 
 JsonObject = dict[str, Any]
 log = logging.getLogger("workplane.agent.kubernetes")
+
+
+# A workload's item (None when only its pods changed) and the items of its pods that changed.
+Unit = tuple[JsonObject | None, list[JsonObject]]
+MAX_PODS_PER_BATCH = 40_000  # the protocol takes 50,000
+
+
+def _chunks(units: list[Unit], batch_size: int) -> list[tuple[list[JsonObject], list[JsonObject]]]:
+    """Batches of at most ``batch_size`` workloads; a workload's pods travel in its batch."""
+    chunks: list[tuple[list[JsonObject], list[JsonObject]]] = [([], [])]
+    for workload, pods in units:
+        workloads, held = chunks[-1]
+        if len(workloads) >= batch_size or (
+            len(held) + len(pods) > MAX_PODS_PER_BATCH and (workloads or held)
+        ):
+            chunks.append(([], []))
+            workloads, held = chunks[-1]
+        if workload is not None:
+            workloads.append(workload)
+        held.extend(pods)
+    return chunks
 
 
 class Transport(Protocol):
@@ -109,6 +130,8 @@ class KubernetesAgent:
         self._reported: dict[str, JsonObject] = {}  # workload id -> the item last sent
         self._phases: dict[str, tuple[str, str]] = {}  # workload id -> (phase, since)
         self._revisions: dict[str, int] = {}
+        self._pods_reported: dict[str, JsonObject] = {}  # pod uid -> the item last sent
+        self._workload_pods: dict[str, set[str]] = {}  # workload id -> pods reported under it
         self.resyncs = 0
 
     # -- discovery -------------------------------------------------------------------------------
@@ -315,41 +338,72 @@ class KubernetesAgent:
             labels=self.config.labels,
         )
 
-    def changes(self) -> list[JsonObject]:
-        """Items for the workloads that changed since the last batch (deletions included)."""
+    def _pod_changes(self, workload_id: str, *, everything: bool = False) -> list[JsonObject]:
+        """Items for the pods of a reported workload that changed (all of them when ``everything``),
+        and the deletions of those it no longer has."""
+        items = []
+        now_text = _now_text()
+        current = {pod.uid: pod for pod in self.state.workload_pod_list(workload_id)}
+        for uid in self._workload_pods.get(workload_id, set()) - current.keys():
+            last = self._pods_reported.pop(uid, None)
+            if last is not None and not everything:
+                items.append({**last, "revision": self._revision(uid), "deletedAt": now_text})
+        for uid, pod in current.items():
+            item = pod_item(self.state, pod, workload_id, now_text)
+            if not everything and self._pods_reported.get(uid) == item:
+                continue
+            self._pods_reported[uid] = item
+            items.append({**item, "revision": self._revision(uid)})
+        self._workload_pods[workload_id] = set(current)
+        return items
+
+    def _forget(self, workload_id: str) -> list[JsonObject]:
+        """Drop a workload that is gone; the deletions of the pods reported under it."""
+        self._reported.pop(workload_id, None)
+        self._phases.pop(workload_id, None)
+        gone = []
+        for uid in self._workload_pods.pop(workload_id, set()):
+            last = self._pods_reported.pop(uid, None)
+            if last is not None:
+                gone.append({**last, "revision": self._revision(uid), "deletedAt": _now_text()})
+        return gone
+
+    def changes(self) -> list[Unit]:
+        """The workloads that changed since the last batch, with their pods (deletions included)."""
         self.state.regroup()
         dirty, self.state.dirty = self.state.dirty, set()
-        items = []
+        units: list[Unit] = []
         for workload_id in dirty:
             item = self._item(workload_id)
             last = self._reported.get(workload_id)
             if item is None:
                 if last is not None:
                     gone = {**last, "revision": self._revision(workload_id), "deletedAt": _now_text()}
-                    items.append(gone)
-                    del self._reported[workload_id]
-                    self._phases.pop(workload_id, None)
+                    units.append((gone, self._forget(workload_id)))
                 continue
+            pods = self._pod_changes(workload_id)
             if last is not None and {**last, "revision": 0} == item:
+                if pods:
+                    units.append((None, pods))
                 continue
             self._reported[workload_id] = item
-            items.append({**item, "revision": self._revision(workload_id)})
-        return items
+            units.append(({**item, "revision": self._revision(workload_id)}, pods))
+        return units
 
-    def everything(self) -> list[JsonObject]:
-        """Items for every workload the cluster has now (a full resync)."""
+    def everything(self) -> list[Unit]:
+        """Every workload the cluster has now, with its pods (a full resync)."""
         live = self.state.live_workloads()
         self.state.dirty = set()
         for workload_id in [w for w in self._reported if w not in live]:
-            del self._reported[workload_id]
-            self._phases.pop(workload_id, None)
-        items = []
+            self._forget(workload_id)
+        units: list[Unit] = []
         for workload_id in live:
             item = self._item(workload_id)
             if item is not None:
                 self._reported[workload_id] = item
-                items.append({**item, "revision": self._revision(workload_id)})
-        return items
+                pods = self._pod_changes(workload_id, everything=True)
+                units.append(({**item, "revision": self._revision(workload_id)}, pods))
+        return units
 
     async def _send(self, body: JsonObject) -> JsonObject:
         return await asyncio.to_thread(self.transport.sync, self.config.cluster_id, orjson.dumps(body))
@@ -360,16 +414,17 @@ class KubernetesAgent:
             return  # the first lists are not all in yet
         outages = self.transport.outages
         resync, self._resync = self._resync, False
-        items = self.everything() if resync else self.changes()
-        if not items and not resync:
+        units = self.everything() if resync else self.changes()
+        if not units and not resync:
             return
         started = time.monotonic()
-        size = self.config.batch_size
-        chunks = [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+        chunks = _chunks(units, self.config.batch_size)
         resync_id = f"k8s-{int(time.time())}-{secrets.token_hex(4)}"
         try:
-            for index, chunk in enumerate(chunks):
-                body: JsonObject = {"clusterName": self.config.cluster_name, "workloads": chunk}
+            for index, (workloads, pods) in enumerate(chunks):
+                body: JsonObject = {"clusterName": self.config.cluster_name, "workloads": workloads}
+                if pods:
+                    body["pods"] = pods
                 if resync:
                     body["fullResync"] = {"id": resync_id, "final": index == len(chunks) - 1}
                 await self._send(body)
@@ -388,7 +443,7 @@ class KubernetesAgent:
         if resync:
             self.resyncs += 1
             self.say(
-                f"kubernetes agent: full resync {self.resyncs}: {len(items):,} workloads "
+                f"kubernetes agent: full resync {self.resyncs}: {len(units):,} workloads "
                 f"in {time.monotonic() - started:.1f} s"
             )
 

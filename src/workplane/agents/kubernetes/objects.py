@@ -180,6 +180,8 @@ class Pod:
     deleting: bool
     started_at: str | None
     images: tuple[str, ...]
+    containers: tuple[tuple[str, str], ...]  # (name, image)
+    ip: str | None
     priority_class: str | None
     resources: Resources = field(default_factory=Resources)
 
@@ -223,6 +225,8 @@ class Pod:
             deleting=bool(meta.get("deletionTimestamp")),
             started_at=status.get("startTime"),
             images=tuple(str(c["image"]) for c in containers if c.get("image")),
+            containers=tuple((str(c.get("name", "")), str(c.get("image", ""))) for c in containers),
+            ip=status.get("podIP"),
             priority_class=spec.get("priorityClassName"),
             resources=pod_resources(spec, annotations),
         )

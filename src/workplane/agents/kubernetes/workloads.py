@@ -152,3 +152,24 @@ def build_item(
 
 def workload_verdict(grouping: Grouping, pods: list[Pod]) -> Verdict:
     return workload_phase(grouping.workload, grouping.group, pods)
+
+
+def pod_item(state: ClusterState, pod: Pod, workload_id: str, now_text: str) -> JsonObject:
+    """A pod as a sync item (``docs/sync-protocol.md``); the revision is the caller's."""
+    placed = pod.node is not None and pod.active
+    item: JsonObject = {
+        "id": pod.uid,
+        "workloadId": workload_id,
+        "name": pod.name,
+        "createdAt": pod.created_at or now_text,
+        "k8sPhase": pod.phase,
+        "nodeName": pod.node,
+        "containers": [{"name": name, "image": image} for name, image in pod.containers if name],
+        "requestedResources": requested([pod.resources]),
+        "allocatedResources": allocated([pod]) if placed else None,
+        "currentNodePool": (state.node_pools.get(pod.node) or DEFAULT_NODE_POOL) if pod.node else None,
+        "ip": pod.ip,
+    }
+    if pod.priority_class:
+        item["priorityClassName"] = pod.priority_class
+    return item
