@@ -91,3 +91,43 @@ def test_pods_are_scoped_like_their_workload(client: TestClient, anonymous: Test
     seen = anonymous.get(path, headers=insider)
     assert [p["id"] for p in seen.json()["pods"]] == [pid(1)]
     assert_error(client.get(path, params={"deleted": "maybe"}), 400, "deleted")
+
+
+def event(n: int, workload: int, revision: int, at: str, **extra: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": str(uuid.uuid5(uuid.UUID(CLUSTER_A), f"event{n}")),
+        "workloadId": wid(workload),
+        "revision": revision,
+        "createdAt": at,
+        "type": "Normal",
+        "message": f"event {n}",
+        "reason": "Scheduled",
+        "source": "default-scheduler",
+        "involvedObject": {"uid": pid(1), "kind": "Pod", "name": "job-1-pod-1", "namespace": "team-a"},
+    }
+    item.update(extra)
+    return item
+
+
+def test_events_newest_first_repeated_ones_updated_scoped(client: TestClient, anonymous: TestClient) -> None:
+    batch = {
+        "workloads": [obs(1, 1)],
+        "events": [event(1, 1, 1, "2024-05-01T10:00:00Z"), event(2, 1, 1, "2024-05-01T10:01:00Z")],
+    }
+    assert sync(client, batch)["events"] == 2
+    # The same event again, repeated later (Kubernetes bumps its count and time): updated, not added.
+    sync(client, {"events": [event(1, 1, 2, "2024-05-01T10:05:00Z", message="event 1 (x2)")]})
+    path = f"/api/v1/workloads/{wid(1)}/events"
+    newest_first = client.get(path).json()["events"]
+    assert [e["message"] for e in newest_first] == ["event 1 (x2)", "event 2"]
+    assert newest_first[0]["involvedObject"]["kind"] == "Pod"
+    assert newest_first[0]["clusterId"] == CLUSTER_A
+    oldest_first = client.get(path, params={"sortOrder": "asc", "limit": 1}).json()
+    assert ([e["message"] for e in oldest_first["events"]], oldest_first["next"]) == (["event 2"], 1)
+    assert_error(client.get(path, params={"sortOrder": "up"}), 400, "sortOrder")
+    stray = client.post(
+        f"/api/v1/clusters/{CLUSTER_A}/sync", json={"events": [event(3, 42, 1, "2024-05-01T10:00:00Z")]}
+    )
+    assert_error(stray, 400, "events[0]", wid(42))
+    outsider, _insider = viewers(client, anonymous)
+    assert_error(anonymous.get(path, headers=outsider), 404, wid(1))

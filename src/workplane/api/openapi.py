@@ -28,6 +28,14 @@ _LOCAL_SCHEMAS: dict[str, Any] = {
             "next": {"type": "integer", "description": "offset of the next page; absent on the last page"},
         },
     },
+    "EventsPage": {
+        "type": "object",
+        "required": ["events"],
+        "properties": {
+            "events": {"$ref": "#/components/schemas/Events"},
+            "next": {"type": "integer", "description": "offset of the next page; absent on the last page"},
+        },
+    },
     "PodsPage": {
         "type": "object",
         "required": ["pods"],
@@ -61,6 +69,7 @@ _LOCAL_SCHEMAS: dict[str, Any] = {
             "deleted": {"type": "integer", "description": "workloads marked deleted by this batch"},
             "samples": {"type": "integer", "description": "metric samples stored"},
             "pods": {"type": "integer", "description": "pod observations applied (when the batch had pods)"},
+            "events": {"type": "integer", "description": "events applied (when the batch had events)"},
         },
     },
     "Health": {"type": "object", "properties": {"status": {"type": "string"}}},

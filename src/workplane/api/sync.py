@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from workplane.api.deps import ClusterAgent, ServicesDep, forbidden
 from workplane.api.errors import ApiError, bad_request
 from workplane.api.openapi import error_responses, json_response
+from workplane.domain.events import EventObservation
 from workplane.domain.observation import FullResync, Observation, SampleSeries
 from workplane.domain.pods import PodObservation
 from workplane.domain.record import NO_NUL_CHECKED
@@ -40,6 +41,7 @@ class SyncBatch(BaseModel):
     workloads: list[Observation] = Field(default_factory=list, max_length=MAX_ITEMS)
     samples: list[SampleSeries] = Field(default_factory=list, max_length=MAX_ITEMS)
     pods: list[PodObservation] = Field(default_factory=list, max_length=MAX_PODS)
+    events: list[EventObservation] = Field(default_factory=list, max_length=MAX_PODS)
 
     @field_validator("cluster_name")
     @classmethod
@@ -63,6 +65,7 @@ class _DocumentedBatch(BaseModel):
     workloads: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_ITEMS)
     samples: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_ITEMS)
     pods: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_PODS)
+    events: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_PODS)
 
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:
@@ -127,6 +130,7 @@ def apply_body(
         tenant_id=tenant_id,
         now_ms=now_ms(),
         pods=batch.pods,
+        events=batch.events,
     )
     answer = {
         "applied": result.applied,
@@ -134,8 +138,11 @@ def apply_body(
         "deleted": result.deleted,
         "samples": result.samples,
     }
-    if batch.pods:  # only then: an agent that sends no pods sees the answer it always did
+    # Only then: an agent that sends no pods or events sees the answer it always did.
+    if batch.pods:
         answer["pods"] = result.pods
+    if batch.events:
+        answer["events"] = result.events
     return orjson.dumps(answer)
 
 

@@ -18,6 +18,7 @@ import orjson
 import sqlalchemy as sa
 
 from workplane.domain.catalog import CatalogSnapshot
+from workplane.domain.events import EventObservation
 from workplane.domain.observation import FullResync, Observation, SampleSeries, derived_values, history_key
 from workplane.domain.phases import PhaseClock
 from workplane.domain.pods import PodObservation
@@ -26,6 +27,7 @@ from workplane.domain.timefmt import to_ms
 from workplane.metrics.store import UnknownSeriesWorkload, store_samples
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, insert_rows, rows_by_key, update_rows, upsert
+from workplane.store.events import apply_events
 from workplane.store.pods import PodError, apply_pods, delete_unseen_pods
 from workplane.store.rollups import RollupDeltas, deferred_triggers
 from workplane.store.schema import clusters, workload_history, workload_nodepools, workloads
@@ -54,6 +56,7 @@ class BatchResult:
     deleted: int = 0
     samples: int = 0
     pods: int = 0
+    events: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -134,6 +137,7 @@ class Batch:
     tenant_id: int
     now_ms: int
     pods: list[PodObservation] = field(default_factory=list)
+    events: list[EventObservation] = field(default_factory=list)
 
 
 @dataclass
@@ -165,6 +169,7 @@ class BatchArgs(TypedDict):
     tenant_id: int
     now_ms: int
     pods: NotRequired[list[PodObservation]]
+    events: NotRequired[list[EventObservation]]
 
 
 def check_batch(*, catalog: CatalogSnapshot, **args: Unpack[BatchArgs]) -> Batch:
@@ -191,6 +196,7 @@ def check_batch(*, catalog: CatalogSnapshot, **args: Unpack[BatchArgs]) -> Batch
         args["tenant_id"],
         args["now_ms"],
         args.get("pods", []),
+        args.get("events", []),
     )
 
 
@@ -358,6 +364,7 @@ def _write(connection: sa.Connection, batch: Batch, plan: _Plan) -> BatchResult:
             tenant_id=batch.tenant_id,
             now_ms=batch.now_ms,
         )
+        result.events = apply_events(connection, cluster_id=batch.cluster_id, events=batch.events)
     except PodError as exc:
         raise BatchError(str(exc)) from None
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -29,11 +30,43 @@ _UPDATED = [
 
 
 class PodError(ValueError):
-    """A pod item that cannot be applied (its workload is not this cluster's): the batch is refused."""
+    """A pod or event item that cannot be applied (its workload is not this cluster's): the batch is
+    refused."""
 
 
-def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
+def chunked(items: Sequence[str]) -> list[Sequence[str]]:
     return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+class Reported(Protocol):
+    id: uuid.UUID
+    revision: int
+
+
+R = TypeVar("R", bound=Reported)
+
+
+def newest_by_id(items: list[R]) -> dict[str, tuple[int, R]]:
+    """Each item's newest observation in the batch (the highest revision), with its index there."""
+    latest: dict[str, tuple[int, R]] = {}
+    for index, item in enumerate(items):
+        key = str(item.id)
+        if key not in latest or item.revision > latest[key][1].revision:
+            latest[key] = (index, item)
+    return latest
+
+
+def cluster_workloads(connection: sa.Connection, cluster_id: str, ids: set[str]) -> dict[str, str]:
+    """Which of ``ids`` are workloads of the cluster, with their project ids."""
+    projects: dict[str, str] = {}
+    for part in chunked(sorted(ids)):
+        rows = connection.execute(
+            sa.select(workloads.c.id, workloads.c.project_id).where(
+                workloads.c.id.in_(part), workloads.c.cluster_id == cluster_id
+            )
+        )
+        projects.update({row.id: row.project_id for row in rows})
+    return projects
 
 
 def apply_pods(
@@ -47,24 +80,12 @@ def apply_pods(
 ) -> int:
     """Upsert the batch's pods that are newer than the stored ones (the highest revision of each pod in
     the batch wins); the number applied. Runs in the batch's write transaction, after its workloads."""
-    latest: dict[str, tuple[int, PodObservation]] = {}
-    for index, pod in enumerate(pods):
-        key = str(pod.id)
-        if key not in latest or pod.revision > latest[key][1].revision:
-            latest[key] = (index, pod)
+    latest = newest_by_id(pods)
     if not latest:
         return 0
-    workload_ids = sorted({str(pod.workload_id) for _, pod in latest.values()})
-    projects: dict[str, str] = {}
-    for part in _chunks(workload_ids):
-        rows = connection.execute(
-            sa.select(workloads.c.id, workloads.c.project_id).where(
-                workloads.c.id.in_(part), workloads.c.cluster_id == cluster_id
-            )
-        )
-        projects.update({row.id: row.project_id for row in rows})
+    projects = cluster_workloads(connection, cluster_id, {str(pod.workload_id) for _, pod in latest.values()})
     stored: dict[str, Any] = {}
-    for part in _chunks(list(latest)):
+    for part in chunked(list(latest)):
         rows = connection.execute(
             sa.select(
                 p.id, p.cluster_id, p.revision, p.k8s_phase, p.k8s_phase_updated_at, p.deleted_at
@@ -107,7 +128,7 @@ def apply_pods(
         upsert(connection, workload_pods, changes, _UPDATED)
     if resync_id is not None:
         seen = [key for key in latest if key not in {c["id"] for c in changes}]
-        for part in _chunks(seen):
+        for part in chunked(seen):
             connection.execute(workload_pods.update().where(p.id.in_(part)).values(resync_id=resync_id))
     return len(changes)
 

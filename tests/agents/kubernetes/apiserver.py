@@ -54,6 +54,7 @@ CORE = (
     Kind("", "v1", "Pod", "pods"),
     Kind("", "v1", "Namespace", "namespaces", namespaced=False),
     Kind("", "v1", "Node", "nodes", namespaced=False),
+    Kind("", "v1", "Event", "events"),
 )
 BUILTIN = (
     *CORE,

@@ -12,6 +12,8 @@ Where each comes from:
 - ``training_workload`` / ``runaijob_of``: a Run:ai TrainingWorkload (``run.ai/v2alpha1``) as
   ``runai submit`` creates it (its spec fields wrap values in ``{"value": …}``), and the RunaiJob
   (``run.ai/v1``) it owns, which owns the pods.
+- ``scheduler_event``: the ``FailedScheduling`` Event kube-scheduler records about a pod it cannot
+  place (``v1 Event``: involvedObject, reason, message, source, first/last timestamps, count).
 - Pod statuses follow what the kubelet and scheduler write: ``PodScheduled`` False with reason
   ``Unschedulable`` and the scheduler's message while pending; ``nodeName``, ``startTime``,
   ``Ready`` and running container states once running.
@@ -279,3 +281,29 @@ def succeeded(p: JsonObject) -> JsonObject:
         "terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": "2026-12-01T10:05:00Z"}
     }
     return out
+
+
+def scheduler_event(p: JsonObject) -> JsonObject:
+    meta = p["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta['name']}.17c3a5f0e1d2b4a6", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+        },
+        "reason": "FailedScheduling",
+        "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu. preemption: 0/2 nodes are "
+        "available: 2 No preemption victims found for incoming pod.",
+        "source": {"component": "default-scheduler"},
+        "firstTimestamp": "2026-12-01T10:00:00Z",
+        "lastTimestamp": "2026-12-01T10:00:00Z",
+        "count": 1,
+        "type": "Warning",
+        "reportingComponent": "default-scheduler",
+    }

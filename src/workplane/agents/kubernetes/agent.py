@@ -43,7 +43,7 @@ from workplane.agents.kubernetes.kinds import (
     owner_kinds,
     served_in,
 )
-from workplane.agents.kubernetes.objects import Owner, Pod
+from workplane.agents.kubernetes.objects import Event, Owner, Pod
 from workplane.agents.kubernetes.workloads import Labels, build_item, pod_item, workload_verdict
 from workplane.domain.phases import Phase
 from workplane.domain.timefmt import format_ms, now_ms
@@ -55,6 +55,7 @@ log = logging.getLogger("workplane.agent.kubernetes")
 # A workload's item (None when only its pods changed) and the items of its pods that changed.
 Unit = tuple[JsonObject | None, list[JsonObject]]
 MAX_PODS_PER_BATCH = 40_000  # the protocol takes 50,000
+MAX_EVENTS_PER_BATCH = 10_000
 
 
 def _chunks(units: list[Unit], batch_size: int) -> list[tuple[list[JsonObject], list[JsonObject]]]:
@@ -132,6 +133,8 @@ class KubernetesAgent:
         self._revisions: dict[str, int] = {}
         self._pods_reported: dict[str, JsonObject] = {}  # pod uid -> the item last sent
         self._workload_pods: dict[str, set[str]] = {}  # workload id -> pods reported under it
+        self._seen_events: dict[str, Event] = {}
+        self._dirty_events: set[str] = set()  # events to report once their workload is reported
         self.resyncs = 0
 
     # -- discovery -------------------------------------------------------------------------------
@@ -168,7 +171,7 @@ class KubernetesAgent:
             else:
                 served.append(found)
         self.served, self.absent = served, absent
-        self.state.watched = {(s.kind, s.group) for s in served if s.kind not in ("Pod", "Namespace", "Node")}
+        self.state.watched = {(s.kind, s.group) for s in served if s.group != CORE}
 
     # -- lists and watches -----------------------------------------------------------------------
 
@@ -180,6 +183,13 @@ class KubernetesAgent:
                 self.state.remove_pod(str(meta.get("uid")))
             else:
                 self.state.put_pod(Pod.from_object(obj))
+        elif served.group == CORE and kind == "Event":
+            if event == "DELETED":  # expired: what was reported stays in the workload's events
+                self._seen_events.pop(str(meta.get("uid")), None)
+            else:
+                seen = Event.from_object(obj)
+                self._seen_events[seen.uid] = seen
+                self._dirty_events.add(seen.uid)
         elif served.group == CORE and kind == "Namespace":
             name = str(meta.get("name"))
             labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
@@ -245,6 +255,9 @@ class KubernetesAgent:
         if served.group == CORE and served.kind == "Pod":
             for uid in [u for u in state.pods if u not in seen]:
                 state.remove_pod(uid)
+        elif served.group == CORE and served.kind == "Event":
+            for uid in [u for u in self._seen_events if u not in seen]:
+                del self._seen_events[uid]
         elif served.group == CORE and served.kind in ("Namespace", "Node"):
             held = state.namespaces if served.kind == "Namespace" else state.node_pools
             for name in [n for n in held if n not in seen]:
@@ -357,6 +370,55 @@ class KubernetesAgent:
         self._workload_pods[workload_id] = set(current)
         return items
 
+    def event_items(self, *, everything: bool = False) -> list[JsonObject]:
+        """Items for the events whose workload has been reported (at most MAX_EVENTS_PER_BATCH; the
+        rest wait for the next round), all of them in a full resync."""
+        if everything:
+            self._dirty_events |= set(self._seen_events)
+        items: list[JsonObject] = []
+        for uid in list(self._dirty_events):
+            if len(items) >= MAX_EVENTS_PER_BATCH:
+                break
+            seen = self._seen_events.get(uid)
+            if seen is None:
+                self._dirty_events.discard(uid)
+                continue
+            workload_id = self._workload_of(seen.involved_uid)
+            if workload_id is None or workload_id not in self._reported:
+                known = seen.involved_uid in self.state.pods or seen.involved_uid in self.state.owners
+                if not known:  # about a node, a service, …: no workload's event
+                    self._dirty_events.discard(uid)
+                continue  # its pod or workload is not reported yet: next round
+            self._dirty_events.discard(uid)
+            items.append(
+                {
+                    "id": seen.uid,
+                    "workloadId": workload_id,
+                    "revision": seen.revision,
+                    "createdAt": seen.at or _now_text(),
+                    "type": seen.type,
+                    "message": seen.message,
+                    "reason": seen.reason,
+                    "source": seen.source,
+                    "involvedObject": {
+                        "uid": seen.involved_uid,
+                        "kind": seen.involved_kind,
+                        "name": seen.involved_name,
+                        "namespace": seen.namespace,
+                    },
+                }
+            )
+        return items
+
+    def _workload_of(self, uid: str) -> str | None:
+        """The workload a pod or owner belongs to."""
+        workload_id = self.state.pod_workload.get(uid)
+        if workload_id is not None:
+            return workload_id
+        owner = self.state.owners.get(uid)
+        grouping = self.state.grouping(owner) if owner is not None else None
+        return grouping.workload.uid if grouping is not None else None
+
     def _forget(self, workload_id: str) -> list[JsonObject]:
         """Drop a workload that is gone; the deletions of the pods reported under it."""
         self._reported.pop(workload_id, None)
@@ -415,7 +477,8 @@ class KubernetesAgent:
         outages = self.transport.outages
         resync, self._resync = self._resync, False
         units = self.everything() if resync else self.changes()
-        if not units and not resync:
+        events = self.event_items(everything=resync)
+        if not units and not events and not resync:
             return
         started = time.monotonic()
         chunks = _chunks(units, self.config.batch_size)
@@ -425,6 +488,8 @@ class KubernetesAgent:
                 body: JsonObject = {"clusterName": self.config.cluster_name, "workloads": workloads}
                 if pods:
                     body["pods"] = pods
+                if events and index == len(chunks) - 1:  # after every workload they may name
+                    body["events"] = events
                 if resync:
                     body["fullResync"] = {"id": resync_id, "final": index == len(chunks) - 1}
                 await self._send(body)

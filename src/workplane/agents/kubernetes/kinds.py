@@ -66,7 +66,7 @@ def owner_kinds() -> tuple[Wanted, ...]:
     return tuple(w for w in wanted if w.kind != "Pod")
 
 
-CORE_KINDS = (Wanted("Pod", CORE), Wanted("Namespace", CORE), Wanted("Node", CORE))
+CORE_KINDS = (Wanted("Pod", CORE), Wanted("Namespace", CORE), Wanted("Node", CORE), Wanted("Event", CORE))
 QUEUE_KIND = Wanted("Queue", QUEUE_GROUP)
 
 

@@ -234,3 +234,44 @@ class Pod:
     @property
     def active(self) -> bool:
         return self.phase in ("Pending", "Running", "Unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A Kubernetes event (``v1 Event``) about a pod or an owner: what the workload's events show."""
+
+    uid: str
+    revision: int
+    involved_uid: str
+    involved_kind: str
+    involved_name: str
+    namespace: str
+    type: str
+    reason: str | None
+    message: str
+    source: str | None
+    at: str | None
+
+    @classmethod
+    def from_object(cls, obj: JsonObject) -> Event:
+        meta = obj.get("metadata") or {}
+        involved = obj.get("involvedObject") or {}
+        source = obj.get("source") or {}
+        version = str(meta.get("resourceVersion") or "")
+        return cls(
+            uid=str(meta.get("uid", "")),
+            # One object's resourceVersions order its own changes (a repeated event's count and time).
+            revision=int(version) if version.isdigit() else 0,
+            involved_uid=str(involved.get("uid", "")),
+            involved_kind=str(involved.get("kind", "")),
+            involved_name=str(involved.get("name", "")),
+            namespace=str(involved.get("namespace") or meta.get("namespace") or ""),
+            type=str(obj.get("type") or "Normal"),
+            reason=obj.get("reason"),
+            message=str(obj.get("message") or ""),
+            source=source.get("component") or obj.get("reportingComponent") or None,
+            at=obj.get("lastTimestamp")
+            or obj.get("eventTime")
+            or obj.get("firstTimestamp")
+            or meta.get("creationTimestamp"),
+        )
