@@ -127,7 +127,8 @@ def apply_pods(
     if changes:
         upsert(connection, workload_pods, changes, _UPDATED)
     if resync_id is not None:
-        seen = [key for key in latest if key not in {c["id"] for c in changes}]
+        written = {c["id"] for c in changes}
+        seen = [key for key in latest if key not in written]
         for part in chunked(seen):
             connection.execute(workload_pods.update().where(p.id.in_(part)).values(resync_id=resync_id))
     return len(changes)
