@@ -22,7 +22,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -72,6 +72,36 @@ def _chunks(units: list[Unit], batch_size: int) -> list[tuple[list[JsonObject], 
             workloads.append(workload)
         held.extend(pods)
     return chunks
+
+
+class Sent:
+    """The items last sent, by id, kept as their JSON bytes: a dict per pod of a 100,000-pod cluster
+    would hold several times the memory. A deletion is sent as the last item plus ``deletedAt``."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, bytes] = {}
+
+    def put(self, key: str, item: JsonObject) -> bool:
+        """Remember ``item``; whether it is the one already sent."""
+        data = orjson.dumps(item)
+        if self._items.get(key) == data:
+            return True
+        self._items[key] = data
+        return False
+
+    def get(self, key: str) -> JsonObject | None:
+        data = self._items.get(key)
+        return orjson.loads(data) if data is not None else None
+
+    def pop(self, key: str) -> JsonObject | None:
+        data = self._items.pop(key, None)
+        return orjson.loads(data) if data is not None else None
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
 
 
 class Transport(Protocol):
@@ -128,10 +158,10 @@ class KubernetesAgent:
         self.absent: list[Wanted] = []
         self._listed: set[str] = set()
         self._resync = True
-        self._reported: dict[str, JsonObject] = {}  # workload id -> the item last sent
+        self._reported = Sent()  # workload id -> the item last sent
         self._phases: dict[str, tuple[str, str]] = {}  # workload id -> (phase, since)
         self._revisions: dict[str, int] = {}
-        self._pods_reported: dict[str, JsonObject] = {}  # pod uid -> the item last sent
+        self._pods_reported = Sent()  # pod uid -> the item last sent
         self._workload_pods: dict[str, set[str]] = {}  # workload id -> pods reported under it
         self._seen_events: dict[str, Event] = {}
         self._dirty_events: set[str] = set()  # events to report once their workload is reported
@@ -358,14 +388,13 @@ class KubernetesAgent:
         now_text = _now_text()
         current = {pod.uid: pod for pod in self.state.workload_pod_list(workload_id)}
         for uid in self._workload_pods.get(workload_id, set()) - current.keys():
-            last = self._pods_reported.pop(uid, None)
+            last = self._pods_reported.pop(uid)
             if last is not None and not everything:
                 items.append({**last, "revision": self._revision(uid), "deletedAt": now_text})
         for uid, pod in current.items():
             item = pod_item(self.state, pod, workload_id, now_text)
-            if not everything and self._pods_reported.get(uid) == item:
+            if self._pods_reported.put(uid, item) and not everything:
                 continue
-            self._pods_reported[uid] = item
             items.append({**item, "revision": self._revision(uid)})
         self._workload_pods[workload_id] = set(current)
         return items
@@ -421,11 +450,11 @@ class KubernetesAgent:
 
     def _forget(self, workload_id: str) -> list[JsonObject]:
         """Drop a workload that is gone; the deletions of the pods reported under it."""
-        self._reported.pop(workload_id, None)
+        self._reported.pop(workload_id)
         self._phases.pop(workload_id, None)
         gone = []
         for uid in self._workload_pods.pop(workload_id, set()):
-            last = self._pods_reported.pop(uid, None)
+            last = self._pods_reported.pop(uid)
             if last is not None:
                 gone.append({**last, "revision": self._revision(uid), "deletedAt": _now_text()})
         return gone
@@ -437,18 +466,17 @@ class KubernetesAgent:
         units: list[Unit] = []
         for workload_id in dirty:
             item = self._item(workload_id)
-            last = self._reported.get(workload_id)
             if item is None:
+                last = self._reported.get(workload_id)
                 if last is not None:
                     gone = {**last, "revision": self._revision(workload_id), "deletedAt": _now_text()}
                     units.append((gone, self._forget(workload_id)))
                 continue
             pods = self._pod_changes(workload_id)
-            if last is not None and {**last, "revision": 0} == item:
+            if self._reported.put(workload_id, item):  # unchanged
                 if pods:
                     units.append((None, pods))
                 continue
-            self._reported[workload_id] = item
             units.append(({**item, "revision": self._revision(workload_id)}, pods))
         return units
 
@@ -462,7 +490,7 @@ class KubernetesAgent:
         for workload_id in live:
             item = self._item(workload_id)
             if item is not None:
-                self._reported[workload_id] = item
+                self._reported.put(workload_id, item)
                 pods = self._pod_changes(workload_id, everything=True)
                 units.append(({**item, "revision": self._revision(workload_id)}, pods))
         return units
