@@ -22,7 +22,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -58,20 +58,24 @@ MAX_PODS_PER_BATCH = 40_000  # the protocol takes 50,000
 MAX_EVENTS_PER_BATCH = 10_000
 
 
-def _chunks(units: list[Unit], batch_size: int) -> list[tuple[list[JsonObject], list[JsonObject]]]:
-    """Batches of at most ``batch_size`` workloads; a workload's pods travel in its batch."""
-    chunks: list[tuple[list[JsonObject], list[JsonObject]]] = [([], [])]
+Chunk = tuple[list[JsonObject], list[JsonObject]]
+
+
+def _chunks(units: Iterable[Unit], batch_size: int) -> Iterator[Chunk]:
+    """Batches of at most ``batch_size`` workloads, each yielded as soon as it is full (a resync of
+    a large cluster is never held whole); a workload's pods travel in its batch."""
+    workloads: list[JsonObject] = []
+    held: list[JsonObject] = []
     for workload, pods in units:
-        workloads, held = chunks[-1]
         if len(workloads) >= batch_size or (
             len(held) + len(pods) > MAX_PODS_PER_BATCH and (workloads or held)
         ):
-            chunks.append(([], []))
-            workloads, held = chunks[-1]
+            yield workloads, held
+            workloads, held = [], []
         if workload is not None:
             workloads.append(workload)
         held.extend(pods)
-    return chunks
+    yield workloads, held
 
 
 class Sent:
@@ -482,23 +486,30 @@ class KubernetesAgent:
             units.append(({**item, "revision": self._revision(workload_id)}, pods))
         return units
 
-    def everything(self) -> list[Unit]:
-        """Every workload the cluster has now, with its pods (a full resync)."""
+    def everything(self) -> Iterator[Unit]:
+        """Every workload the cluster has now, with its pods (a full resync), one at a time."""
         live = self.state.live_workloads()
         self.state.dirty = set()
         for workload_id in [w for w in self._reported if w not in live]:
             self._forget(workload_id)
-        units: list[Unit] = []
         for workload_id in live:
             item = self._item(workload_id)
             if item is not None:
                 self._reported.put(workload_id, item)
                 pods = self._pod_changes(workload_id, everything=True)
-                units.append(({**item, "revision": self._revision(workload_id)}, pods))
-        return units
+                yield {**item, "revision": self._revision(workload_id)}, pods
 
     async def _send(self, body: JsonObject) -> JsonObject:
         return await asyncio.to_thread(self.transport.sync, self.config.cluster_id, orjson.dumps(body))
+
+    def _body(self, chunk: Chunk, resync_id: str | None, *, final: bool) -> JsonObject:
+        workloads, pods = chunk
+        body: JsonObject = {"clusterName": self.config.cluster_name, "workloads": workloads}
+        if pods:
+            body["pods"] = pods
+        if resync_id is not None:
+            body["fullResync"] = {"id": resync_id, "final": final}
+        return body
 
     async def flush(self) -> None:
         """One round: a full resync when one is due, else the changes."""
@@ -506,23 +517,31 @@ class KubernetesAgent:
             return  # the first lists are not all in yet
         outages = self.transport.outages
         resync, self._resync = self._resync, False
-        units = self.everything() if resync else self.changes()
-        events = self.event_items(everything=resync)
-        if not units and not events and not resync:
-            return
+        units: Iterable[Unit] = self.everything() if resync else self.changes()
+        if not resync:
+            units = list(units)
+            if not units and not self._dirty_events:
+                return
         started = time.monotonic()
-        chunks = _chunks(units, self.config.batch_size)
         resync_id = f"k8s-{int(time.time())}-{secrets.token_hex(4)}"
+        sent = 0
         try:
-            for index, (workloads, pods) in enumerate(chunks):
-                body: JsonObject = {"clusterName": self.config.cluster_name, "workloads": workloads}
-                if pods:
-                    body["pods"] = pods
-                if events and index == len(chunks) - 1:  # after every workload they may name
-                    body["events"] = events
-                if resync:
-                    body["fullResync"] = {"id": resync_id, "final": index == len(chunks) - 1}
+            # Each batch is sent once the next is built: the last one, which ends a resync and carries
+            # the events (they name workloads of the earlier ones), is known only then.
+            held: Chunk | None = None
+            for chunk in _chunks(units, self.config.batch_size):
+                if held is not None:
+                    await self._send(self._body(held, resync_id if resync else None, final=False))
+                    sent += len(held[0])
+                held = chunk
+            assert held is not None  # _chunks yields at least one
+            body = self._body(held, resync_id if resync else None, final=True)
+            events = self.event_items(everything=resync)
+            if events:
+                body["events"] = events
+            if body["workloads"] or body.get("pods") or events or resync:
                 await self._send(body)
+            sent += len(held[0])
         except ServerUnavailable as exc:
             self.say(f"kubernetes agent: server unavailable ({exc}); a full resync follows")
             self._resync = True
@@ -538,7 +557,7 @@ class KubernetesAgent:
         if resync:
             self.resyncs += 1
             self.say(
-                f"kubernetes agent: full resync {self.resyncs}: {len(units):,} workloads "
+                f"kubernetes agent: full resync {self.resyncs}: {sent:,} workloads "
                 f"in {time.monotonic() - started:.1f} s"
             )
 
