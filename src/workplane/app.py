@@ -11,7 +11,19 @@ from typing import Any
 from fastapi import FastAPI
 
 from workplane import __version__
-from workplane.api import access, errors, health, metrics, properties, sync, telemetry, token, workloads
+from workplane.api import (
+    access,
+    errors,
+    health,
+    history,
+    metrics,
+    pods,
+    properties,
+    sync,
+    telemetry,
+    token,
+    workloads,
+)
 from workplane.api.deps import Services
 from workplane.api.edge import CancelOnDisconnect, EdgeGuard
 from workplane.api.openapi import build_openapi
@@ -102,7 +114,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         EdgeGuard, max_body_bytes=settings.max_body_bytes, max_sync_body_bytes=settings.max_sync_body_bytes
     )
     # telemetry before workloads: /workloads/telemetry must not be taken for /workloads/{workloadId}.
-    for module in (health, token, telemetry, workloads, metrics, properties, sync, access):
+    for module in (health, token, telemetry, workloads, history, pods, metrics, properties, sync, access):
         app.include_router(module.router)
     app.include_router(dashboard_router)  # the dashboard: / and /ui/..., nothing under /api
 

@@ -155,24 +155,9 @@ def _run_server(args: argparse.Namespace, settings: Settings, services: Services
 
 
 def _replay_credentials(args: argparse.Namespace) -> tuple[str, str]:
-    from workplane.agents.client import read_credentials
+    from workplane.agents.client import agent_credentials
 
-    if args.client_id or args.client_secret:
-        if not (args.client_id and args.client_secret):
-            raise ValueError("give both --client-id and --client-secret (or --credentials-file)")
-        return str(args.client_id), str(args.client_secret)
-    if args.credentials_file:
-        return read_credentials(Path(args.credentials_file))
-    client_id, secret = os.environ.get("WORKPLANE_CLIENT_ID"), os.environ.get("WORKPLANE_CLIENT_SECRET")
-    if client_id and secret:
-        return client_id, secret
-    default = Path("data") / "admin-credentials.env"
-    if default.is_file():
-        return read_credentials(default)
-    raise ValueError(
-        "no credentials: give --client-id and --client-secret, or --credentials-file "
-        "<data-dir>/admin-credentials.env"
-    )
+    return agent_credentials(args.client_id, args.client_secret, args.credentials_file)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -260,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     _add_replay_parser(commands)
+    _add_agent_parsers(commands)
     from workplane.access_cli import add_parsers
 
     add_parsers(commands)
@@ -275,6 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_agent_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    agent = commands.add_parser(
+        "agent", help="run a cluster agent (reports a cluster through the sync protocol)"
+    )
+    agents = agent.add_subparsers(dest="agent_command", required=True)
+    from workplane.agents.kubernetes.command import add_parser as add_kubernetes_agent
+
+    add_kubernetes_agent(agents)
+
+
 def _add_replay_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay = commands.add_parser(
         "replay",
@@ -284,17 +280,9 @@ def _add_replay_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "default) or live (--live). Trace times are seconds from the start of each trace (1400809), "
         "a duration (16.2d, 36h, 90m) or start, busiest, end.",
     )
-    replay.add_argument(
-        "--server", default="http://127.0.0.1:8080", help="base URL of the server (default %(default)s)"
-    )
-    replay.add_argument("--client-id", help="access key client id (default: from --credentials-file)")
-    replay.add_argument("--client-secret", help="access key secret (default: from --credentials-file)")
-    replay.add_argument(
-        "--credentials-file",
-        help="file with WORKPLANE_CLIENT_ID= and WORKPLANE_CLIENT_SECRET= lines, e.g. "
-        "<data-dir>/admin-credentials.env (default: those environment variables, else "
-        "./data/admin-credentials.env)",
-    )
+    from workplane.agents.client import add_connection_flags
+
+    add_connection_flags(replay)
     replay.add_argument(
         "--traces", default="itp,openb,dlrm", help="comma-separated traces to replay (default %(default)s)"
     )

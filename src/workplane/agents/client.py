@@ -8,7 +8,9 @@ protocol is idempotent. A 4xx other than 401 is the batch's fault and is raised 
 
 from __future__ import annotations
 
+import argparse
 import http.client
+import os
 import socket
 import time
 import urllib.error
@@ -50,6 +52,45 @@ def read_credentials(path: Path) -> tuple[str, str]:
         return values["WORKPLANE_CLIENT_ID"], values["WORKPLANE_CLIENT_SECRET"]
     except KeyError:
         raise ValueError(f"{path}: needs WORKPLANE_CLIENT_ID= and WORKPLANE_CLIENT_SECRET= lines") from None
+
+
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """An agent command's flags for the server it reports to and the access key it signs in with."""
+    parser.add_argument(
+        "--server", default="http://127.0.0.1:8080", help="base URL of the server (default %(default)s)"
+    )
+    parser.add_argument("--client-id", help="access key client id (default: from --credentials-file)")
+    parser.add_argument("--client-secret", help="access key secret (default: from --credentials-file)")
+    parser.add_argument(
+        "--credentials-file",
+        help="file with WORKPLANE_CLIENT_ID= and WORKPLANE_CLIENT_SECRET= lines, e.g. "
+        "<data-dir>/admin-credentials.env (default: those environment variables, else "
+        "./data/admin-credentials.env)",
+    )
+
+
+def agent_credentials(
+    client_id: str | None, client_secret: str | None, credentials_file: str | None
+) -> tuple[str, str]:
+    """An agent's (client id, secret): from the flags, else the credentials file, else the
+    ``WORKPLANE_CLIENT_ID`` / ``WORKPLANE_CLIENT_SECRET`` environment, else
+    ``./data/admin-credentials.env``."""
+    if client_id or client_secret:
+        if not (client_id and client_secret):
+            raise ValueError("give both --client-id and --client-secret (or --credentials-file)")
+        return client_id, client_secret
+    if credentials_file:
+        return read_credentials(Path(credentials_file))
+    env_id, env_secret = os.environ.get("WORKPLANE_CLIENT_ID"), os.environ.get("WORKPLANE_CLIENT_SECRET")
+    if env_id and env_secret:
+        return env_id, env_secret
+    default = Path("data") / "admin-credentials.env"
+    if default.is_file():
+        return read_credentials(default)
+    raise ValueError(
+        "no credentials: give --client-id and --client-secret, or --credentials-file "
+        "<data-dir>/admin-credentials.env"
+    )
 
 
 _CONNECTION_ERRORS = (

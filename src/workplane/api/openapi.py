@@ -20,6 +20,30 @@ _LOCAL_SCHEMAS: dict[str, Any] = {
             "next": {"type": "integer", "description": "offset of the next page; absent on the last page"},
         },
     },
+    "HistoryPage": {
+        "type": "object",
+        "required": ["records"],
+        "properties": {
+            "records": {"$ref": "#/components/schemas/HistoryRecords1"},
+            "next": {"type": "integer", "description": "offset of the next page; absent on the last page"},
+        },
+    },
+    "EventsPage": {
+        "type": "object",
+        "required": ["events"],
+        "properties": {
+            "events": {"$ref": "#/components/schemas/Events"},
+            "next": {"type": "integer", "description": "offset of the next page; absent on the last page"},
+        },
+    },
+    "PodsPage": {
+        "type": "object",
+        "required": ["pods"],
+        "properties": {
+            "pods": {"$ref": "#/components/schemas/Pods1"},
+            "next": {"type": "integer", "description": "offset of the next page; absent on the last page"},
+        },
+    },
     "WorkloadsCount": {"type": "object", "required": ["count"], "properties": {"count": {"type": "integer"}}},
     "CategoriesPage": {
         "type": "object",
@@ -44,6 +68,8 @@ _LOCAL_SCHEMAS: dict[str, Any] = {
             "ignored": {"type": "integer", "description": "observations not newer than the stored state"},
             "deleted": {"type": "integer", "description": "workloads marked deleted by this batch"},
             "samples": {"type": "integer", "description": "metric samples stored"},
+            "pods": {"type": "integer", "description": "pod observations applied (when the batch had pods)"},
+            "events": {"type": "integer", "description": "events applied (when the batch had events)"},
         },
     },
     "Health": {"type": "object", "properties": {"status": {"type": "string"}}},

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from workplane.api.deps import ClusterAgent, ServicesDep, forbidden
 from workplane.api.errors import ApiError, bad_request
 from workplane.api.openapi import error_responses, json_response
+from workplane.domain.events import EventObservation
 from workplane.domain.observation import FullResync, Observation, SampleSeries
+from workplane.domain.pods import PodObservation
 from workplane.domain.record import NO_NUL_CHECKED
 from workplane.domain.timefmt import now_ms
 from workplane.services.store_workers import WorkersUnavailable
@@ -24,6 +26,7 @@ from workplane.store.ingest import BatchError, sync_batch
 router = APIRouter(prefix="/api/v1", tags=["Cluster sync"])
 
 MAX_ITEMS = 20_000
+MAX_PODS = 50_000
 
 
 class SyncBatch(BaseModel):
@@ -37,6 +40,8 @@ class SyncBatch(BaseModel):
     full_resync: FullResync | None = Field(default=None, alias="fullResync")
     workloads: list[Observation] = Field(default_factory=list, max_length=MAX_ITEMS)
     samples: list[SampleSeries] = Field(default_factory=list, max_length=MAX_ITEMS)
+    pods: list[PodObservation] = Field(default_factory=list, max_length=MAX_PODS)
+    events: list[EventObservation] = Field(default_factory=list, max_length=MAX_PODS)
 
     @field_validator("cluster_name")
     @classmethod
@@ -59,6 +64,8 @@ class _DocumentedBatch(BaseModel):
     full_resync: FullResync | None = Field(default=None, alias="fullResync")
     workloads: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_ITEMS)
     samples: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_ITEMS)
+    pods: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_PODS)
+    events: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_PODS)
 
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:
@@ -122,6 +129,8 @@ def apply_body(
         resync=batch.full_resync,
         tenant_id=tenant_id,
         now_ms=now_ms(),
+        pods=batch.pods,
+        events=batch.events,
     )
     answer = {
         "applied": result.applied,
@@ -129,6 +138,11 @@ def apply_body(
         "deleted": result.deleted,
         "samples": result.samples,
     }
+    # Only then: an agent that sends no pods or events sees the answer it always did.
+    if batch.pods:
+        answer["pods"] = result.pods
+    if batch.events:
+        answer["events"] = result.events
     return orjson.dumps(answer)
 
 

@@ -12,19 +12,23 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, Unpack
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import orjson
 import sqlalchemy as sa
 
 from workplane.domain.catalog import CatalogSnapshot
+from workplane.domain.events import EventObservation
 from workplane.domain.observation import FullResync, Observation, SampleSeries, derived_values, history_key
 from workplane.domain.phases import PhaseClock
+from workplane.domain.pods import PodObservation
 from workplane.domain.record import Previous, build_row, transition
 from workplane.domain.timefmt import to_ms
 from workplane.metrics.store import UnknownSeriesWorkload, store_samples
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, insert_rows, rows_by_key, update_rows, upsert
+from workplane.store.events import apply_events
+from workplane.store.pods import PodError, apply_pods, delete_unseen_pods
 from workplane.store.rollups import RollupDeltas, deferred_triggers
 from workplane.store.schema import clusters, workload_history, workload_nodepools, workloads
 from workplane.store.text_search import index_rows_after, last_rowid
@@ -51,6 +55,8 @@ class BatchResult:
     ignored: int = 0
     deleted: int = 0
     samples: int = 0
+    pods: int = 0
+    events: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -130,6 +136,8 @@ class Batch:
     resync: FullResync | None
     tenant_id: int
     now_ms: int
+    pods: list[PodObservation] = field(default_factory=list)
+    events: list[EventObservation] = field(default_factory=list)
 
 
 @dataclass
@@ -160,6 +168,8 @@ class BatchArgs(TypedDict):
     resync: FullResync | None
     tenant_id: int
     now_ms: int
+    pods: NotRequired[list[PodObservation]]
+    events: NotRequired[list[EventObservation]]
 
 
 def check_batch(*, catalog: CatalogSnapshot, **args: Unpack[BatchArgs]) -> Batch:
@@ -185,6 +195,8 @@ def check_batch(*, catalog: CatalogSnapshot, **args: Unpack[BatchArgs]) -> Batch
         args["resync"],
         args["tenant_id"],
         args["now_ms"],
+        args.get("pods", []),
+        args.get("events", []),
     )
 
 
@@ -343,6 +355,19 @@ def _write(connection: sa.Connection, batch: Batch, plan: _Plan) -> BatchResult:
             plan.rollups.write(connection)
         insert_rows(connection, workload_history, plan.history, skip_existing=True)
 
+    try:
+        result.pods = apply_pods(
+            connection,
+            cluster_id=batch.cluster_id,
+            pods=batch.pods,
+            resync_id=batch.resync.id if batch.resync is not None else None,
+            tenant_id=batch.tenant_id,
+            now_ms=batch.now_ms,
+        )
+        result.events = apply_events(connection, cluster_id=batch.cluster_id, events=batch.events)
+    except PodError as exc:
+        raise BatchError(str(exc)) from None
+
     if batch.resync is not None:
         # Applied rows already carry the resync id; the others seen are marked here.
         seen = [wid for wid in batch.latest if wid in plan.stored]
@@ -350,6 +375,7 @@ def _write(connection: sa.Connection, batch: Batch, plan: _Plan) -> BatchResult:
             connection.execute(workloads.update().where(w.id.in_(part)).values(resync_id=batch.resync.id))
         if batch.resync.final:
             result.deleted += _delete_unseen(connection, batch.cluster_id, batch.resync.id, batch.now_ms)
+            delete_unseen_pods(connection, batch.cluster_id, batch.resync.id, batch.now_ms)
 
     applied_ids = [str(o.id) for o in plan.applied]
     try:
@@ -374,8 +400,16 @@ def _touch_cluster(connection: sa.Connection, cluster_id: str, name: str | None,
 def history_of(connection: sa.Connection, workload_id: str) -> list[dict[str, Any]]:
     """The workload's history entries, oldest first (phase and derived values at each change)."""
     rows = connection.execute(
-        sa.select(workload_history.c.at_ms, workload_history.c.phase, workload_history.c["values"])
+        sa.select(
+            workload_history.c.at_ms,
+            workload_history.c.phase,
+            workload_history.c["values"],
+            workload_history.c.revision,
+        )
         .where(workload_history.c.workload_id == workload_id)
         .order_by(workload_history.c.at_ms, workload_history.c.revision)
     ).all()
-    return [{"at_ms": r.at_ms, "phase": r.phase, "values": orjson.loads(r[2])} for r in rows]
+    return [
+        {"at_ms": r.at_ms, "phase": r.phase, "values": orjson.loads(r[2]), "revision": r.revision}
+        for r in rows
+    ]

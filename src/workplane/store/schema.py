@@ -7,6 +7,8 @@ points (SQLite's default BINARY collation already does, UTF-8 byte order being c
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -351,3 +353,52 @@ workload_pool_counts = sa.Table(
 # (migration 0009, ``store.rollups.deferred_triggers``): those triggers then leave its rows alone.
 # Always empty when committed.
 triggers_deferred = sa.Table("triggers_deferred", metadata, sa.Column("id", sa.Integer, primary_key=True))
+
+
+def _reported_part_columns() -> list[sa.Column[Any]]:
+    """The columns every reported part of a workload (a pod, an event) starts with: its id, the
+    workload it goes with, the reporting cluster, the revision that orders its observations, and when
+    it was created."""
+    return [
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column(
+            "workload_id", sa.String(36), sa.ForeignKey("workloads.id", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column("cluster_id", sa.String(36), nullable=False),
+        sa.Column("revision", sa.BigInteger, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    ]
+
+
+# The pods of workloads, as agents report them (migration 0012). A pod belongs to one workload and
+# goes with it; ``document`` is the served record's stored part (``domain.pods.pod_document``).
+workload_pods = sa.Table(
+    "workload_pods",
+    metadata,
+    *_reported_part_columns(),
+    sa.Column("k8s_phase", sa.String(32), nullable=False),
+    sa.Column("k8s_phase_updated_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    sa.Column("resync_id", sa.String(64), nullable=True),
+    sa.Column("document", sa.Text, nullable=False),
+)
+# A workload's pods in creation order (the pods route's page), and a cluster's live pods (a resync).
+sa.Index(
+    "ix_workload_pods_workload", workload_pods.c.workload_id, workload_pods.c.created_at, workload_pods.c.id
+)
+sa.Index("ix_workload_pods_cluster", workload_pods.c.cluster_id, workload_pods.c.deleted_at)
+
+# Kubernetes events about workloads and their pods, as agents report them (migration 0012).
+workload_events = sa.Table(
+    "workload_events",
+    metadata,
+    *_reported_part_columns(),
+    sa.Column("document", sa.Text, nullable=False),
+)
+sa.Index(
+    "ix_workload_events_workload",
+    workload_events.c.workload_id,
+    workload_events.c.created_at,
+    workload_events.c.id,
+)

@@ -1,0 +1,170 @@
+"""Writing the pods of a sync batch, and reading a workload's pods."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import orjson
+import sqlalchemy as sa
+
+from workplane.domain.pods import PodObservation, pod_document
+from workplane.domain.timefmt import format_ms, to_ms
+from workplane.store.database import upsert
+from workplane.store.schema import workload_pods, workloads
+
+p = workload_pods.c
+_CHUNK = 500
+_UPDATED = [
+    "workload_id",
+    "revision",
+    "k8s_phase",
+    "k8s_phase_updated_at",
+    "updated_at",
+    "deleted_at",
+    "resync_id",
+    "document",
+]
+
+
+class PodError(ValueError):
+    """A pod or event item that cannot be applied (its workload is not this cluster's): the batch is
+    refused."""
+
+
+def chunked(items: Sequence[str]) -> list[Sequence[str]]:
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+class Reported(Protocol):
+    id: uuid.UUID
+    revision: int
+
+
+R = TypeVar("R", bound=Reported)
+
+
+def newest_by_id(items: list[R]) -> dict[str, tuple[int, R]]:
+    """Each item's newest observation in the batch (the highest revision), with its index there."""
+    latest: dict[str, tuple[int, R]] = {}
+    for index, item in enumerate(items):
+        key = str(item.id)
+        if key not in latest or item.revision > latest[key][1].revision:
+            latest[key] = (index, item)
+    return latest
+
+
+def cluster_workloads(connection: sa.Connection, cluster_id: str, ids: set[str]) -> dict[str, str]:
+    """Which of ``ids`` are workloads of the cluster, with their project ids."""
+    projects: dict[str, str] = {}
+    for part in chunked(sorted(ids)):
+        rows = connection.execute(
+            sa.select(workloads.c.id, workloads.c.project_id).where(
+                workloads.c.id.in_(part), workloads.c.cluster_id == cluster_id
+            )
+        )
+        projects.update({row.id: row.project_id for row in rows})
+    return projects
+
+
+def apply_pods(
+    connection: sa.Connection,
+    *,
+    cluster_id: str,
+    pods: list[PodObservation],
+    resync_id: str | None,
+    tenant_id: int,
+    now_ms: int,
+) -> int:
+    """Upsert the batch's pods that are newer than the stored ones (the highest revision of each pod in
+    the batch wins); the number applied. Runs in the batch's write transaction, after its workloads."""
+    latest = newest_by_id(pods)
+    if not latest:
+        return 0
+    projects = cluster_workloads(connection, cluster_id, {str(pod.workload_id) for _, pod in latest.values()})
+    stored: dict[str, Any] = {}
+    for part in chunked(list(latest)):
+        rows = connection.execute(
+            sa.select(
+                p.id, p.cluster_id, p.revision, p.k8s_phase, p.k8s_phase_updated_at, p.deleted_at
+            ).where(p.id.in_(part))
+        )
+        stored.update({row.id: row for row in rows})
+    changes = []
+    for key, (index, pod) in latest.items():
+        workload_id = str(pod.workload_id)
+        if workload_id not in projects:
+            raise PodError(f"pods[{index}]: workload {workload_id} is not a workload of cluster {cluster_id}")
+        before = stored.get(key)
+        if before is not None and before.cluster_id != cluster_id:
+            raise PodError(f"pods[{index}]: pod {key} belongs to another cluster")
+        if before is not None and before.revision >= pod.revision:
+            continue
+        phase_at = (
+            now_ms if before is None or before.k8s_phase != pod.k8s_phase else before.k8s_phase_updated_at
+        )
+        deleted_at = before.deleted_at if before is not None else None
+        if deleted_at is None and pod.deleted_at is not None:
+            deleted_at = to_ms(pod.deleted_at)
+        document = {**pod_document(pod, cluster_id, projects[workload_id]), "tenantId": tenant_id}
+        changes.append(
+            {
+                "id": key,
+                "workload_id": workload_id,
+                "cluster_id": cluster_id,
+                "revision": pod.revision,
+                "created_at": to_ms(pod.created_at),
+                "k8s_phase": pod.k8s_phase,
+                "k8s_phase_updated_at": phase_at,
+                "updated_at": now_ms,
+                "deleted_at": deleted_at,
+                "resync_id": resync_id,
+                "document": orjson.dumps(document).decode(),
+            }
+        )
+    if changes:
+        upsert(connection, workload_pods, changes, _UPDATED)
+    if resync_id is not None:
+        written = {c["id"] for c in changes}
+        seen = [key for key in latest if key not in written]
+        for part in chunked(seen):
+            connection.execute(workload_pods.update().where(p.id.in_(part)).values(resync_id=resync_id))
+    return len(changes)
+
+
+def delete_unseen_pods(connection: sa.Connection, cluster_id: str, resync_id: str, now_ms: int) -> None:
+    """End of a full resync: live pods of the cluster that no batch of it reported are gone."""
+    unseen = sa.or_(p.resync_id.is_(None), p.resync_id != resync_id)
+    connection.execute(
+        workload_pods.update()
+        .where(p.cluster_id == cluster_id, p.deleted_at.is_(None), unseen)
+        .values(deleted_at=now_ms, updated_at=now_ms)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PodsPage:
+    pods: list[str]  # each a served record's JSON text
+    has_more: bool
+
+
+def workload_pods_page(
+    connection: sa.Connection, workload_id: str, *, deleted: bool | None, offset: int, limit: int
+) -> PodsPage:
+    """A workload's pods in creation order (live ones; ``deleted=True``: the deleted ones)."""
+    statement = sa.select(p.document, p.k8s_phase_updated_at, p.updated_at, p.deleted_at).where(
+        p.workload_id == workload_id, p.deleted_at.is_not(None) if deleted else p.deleted_at.is_(None)
+    )
+    rows = connection.execute(statement.order_by(p.created_at, p.id).offset(offset).limit(limit + 1)).all()
+    pods = [_render(row) for row in rows[:limit]]
+    return PodsPage(pods, len(rows) > limit)
+
+
+def _render(row: Any) -> str:
+    document = orjson.loads(row.document)
+    document["k8sPhaseUpdatedAt"] = format_ms(row.k8s_phase_updated_at)
+    document["updatedAt"] = format_ms(row.updated_at)
+    document["deletedAt"] = format_ms(row.deleted_at)
+    return orjson.dumps(document).decode()
