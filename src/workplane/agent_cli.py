@@ -83,9 +83,8 @@ def _run_slurm(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    agent = commands.add_parser("agent", help="cluster agents that report a cluster's jobs to a server")
-    kinds = agent.add_subparsers(dest="agent_kind", required=True)
+def add_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``workplane agent slurm``, among the ``agent`` command's kinds (``cli._add_agent_parsers``)."""
     slurm = kinds.add_parser(
         "slurm",
         help="report a Slurm cluster's jobs as workloads (sync protocol)",

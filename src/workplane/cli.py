@@ -249,9 +249,6 @@ def build_parser() -> argparse.ArgumentParser:
     from workplane.access_cli import add_parsers
 
     add_parsers(commands)
-    from workplane import agent_cli
-
-    agent_cli.add_parsers(commands)
 
     db = commands.add_parser("db", help="store administration")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -266,9 +263,11 @@ def _add_agent_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "agent", help="run a cluster agent (reports a cluster through the sync protocol)"
     )
     agents = agent.add_subparsers(dest="agent_command", required=True)
+    from workplane.agent_cli import add_parser as add_slurm_agent
     from workplane.agents.kubernetes.command import add_parser as add_kubernetes_agent
 
     add_kubernetes_agent(agents)
+    add_slurm_agent(agents)
 
 
 def _add_replay_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
