@@ -94,6 +94,9 @@ _NOT_NULL_SORT = frozenset(
 
 _MAX_MS = 2**62
 
+# A negative node-pool term holds when no pool satisfies its positive form.
+POSITIVE_FORM = {"!=": "==", "!@": "=@"}
+
 # The text operators a trigram index can answer (a NULL never satisfies them; ``name`` is never NULL).
 SUBSTRING_OPERATORS = frozenset({"=@", "=^", "=$"})
 
@@ -261,7 +264,7 @@ class Compiler:
                 raise QueryError("filterBy", f"{term.source!r} cannot be answered per node pool")
             return text_predicate(self.c.nodepool, op, term.text)
         if name == "nodepool":
-            positive = {"!=": "==", "!@": "=@"}.get(op, op)
+            positive = POSITIVE_FORM.get(op, op)
             exists = (
                 sa.select(sa.literal(1))
                 .where(workload_nodepools.c.workload_id == self.c.id)
@@ -287,7 +290,7 @@ class Compiler:
         aggregates are NULL and coalesce to "no pool matches", as NOT EXISTS would say."""
         holds = []
         for term in terms:
-            positive = {"!=": "==", "!@": "=@"}.get(term.op, term.op)
+            positive = POSITIVE_FORM.get(term.op, term.op)
             matched = sa.func.coalesce(
                 sa.func.max(
                     sa.case((text_predicate(workload_nodepools.c.name, positive, term.text), 1), else_=0)
