@@ -108,7 +108,7 @@ class SlurmCluster:
     def stop(self) -> None:
         # Jobs first: their slurmstepd would outlive slurmd.
         if "slurmctld" in self.processes and self.processes["slurmctld"].poll() is None:
-            self._cancel_all()
+            self.cancel_all()
         # slurmd before slurmctld: it may ignore SIGTERM while it retries registering with a slurmctld
         # that is gone.
         for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):
@@ -153,7 +153,8 @@ class SlurmCluster:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
 
-    def _cancel_all(self, timeout_s: float = 30.0) -> None:
+    def cancel_all(self, timeout_s: float = 30.0) -> None:
+        """Cancel every job and wait (bounded) until none is running or completing."""
         subprocess.run(
             ["timeout", "60", "scancel", "--user=root"], env=self.env, capture_output=True, check=False
         )

@@ -343,6 +343,10 @@ def test_without_accounting_a_vanished_job_is_deleted(slurm: SlurmCluster, api: 
     # Last in the module: it leaves a workload deleted that accounting knows.
     agent = make_agent(slurm, api)
     agent.accounting = False  # as on a cluster without slurmdbd
+    # Earlier tests' jobs gone first: one of them ending and being purged between this test's resync
+    # and its poll (a busy machine) would vanish too.
+    slurm.cancel_all()
+    until(lambda: not queue_view(slurm), "earlier jobs are purged")
     job = slurm.sbatch("-A", "team-a", "-J", "unaccounted", "--wrap", "sleep 2")
     until(
         lambda: job in queue_view(slurm) and queue_view(slurm)[job]["job_state"] == "RUNNING", "the job runs"
