@@ -1,4 +1,4 @@
-"""GET /api/v1/workloads/{workloadId}/metrics (SEMANTICS.md section 8)."""
+"""GET /api/v1/workloads/{workloadId}/metrics (docs/contract.md §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parsing of ``filterBy``, ``search`` and ``sortBy`` into typed terms (SEMANTICS.md section 5).
+"""Parsing of ``filterBy``, ``search`` and ``sortBy`` into typed terms (docs/contract.md §5).
 
 Nothing here touches SQL; ``compile`` turns the terms into WHERE and ORDER BY clauses.
 """
