@@ -31,6 +31,7 @@ from workplane.api.ui import router as dashboard_router
 from workplane.auth.audit import run_flusher
 from workplane.auth.cache import AccessCache
 from workplane.auth.tokens import TokenSigner
+from workplane.metrics.prometheus import PrometheusClient
 from workplane.services.checkpoint import run_checkpoints
 from workplane.services.retention import run_metrics_maintenance, run_retention
 from workplane.services.store_workers import StoreWorkers
@@ -54,6 +55,7 @@ def build_services(
         signer=TokenSigner.from_dir(settings.data_dir, tenant=str(settings.tenant_id)),
         workers=StoreWorkers(settings, db, catalog, settings.sync_process_count),
         access=AccessCache(settings.access_cache_s),
+        prometheus=PrometheusClient(settings) if settings.metrics_backend == "prometheus" else None,
         auth_disabled=auth_disabled,
     )
 
@@ -98,6 +100,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             log.exception("could not write the audit log")
         if services is None:  # we created the engine, so we close it
             svc.db.dispose()
+            if svc.prometheus is not None:
+                svc.prometheus.close()
 
     app = FastAPI(
         title="workplane",
