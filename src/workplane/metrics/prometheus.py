@@ -41,8 +41,9 @@ from workplane.metrics.types import WorkloadMetricType
 from workplane.settings import Settings
 
 RETRY_AFTER_S = 5
-# Steps shorter than this read the raw samples (a range of a few ms is no use to Prometheus).
-MIN_STEP_MS = 1000
+# Steps shorter than this read the raw samples: a range of a few ms is no use to Prometheus, and
+# rate() and increase() need two samples in a window (scrape intervals are up to a minute).
+MIN_STEP_MS = {Kind.GAUGE: 1000, Kind.COUNTER: 120_000, Kind.HISTOGRAM_MEAN: 120_000}
 # Counters: how far before ``start`` the raw read reaches for the sample each rate starts from.
 COUNTER_LOOKBACK_MS = 5 * 60 * 1000
 
@@ -163,7 +164,7 @@ class PrometheusSource:
     def _points(self, recipe: Recipe, window: Grid, left_open: bool) -> list[Point]:
         span = window.end_ms - window.start_ms
         step = span // max(window.count - 1, 1)
-        if window.raw or step < MIN_STEP_MS:
+        if window.raw or step < MIN_STEP_MS[recipe.kind]:
             return sample_measured(self._raw(recipe, window, left_open), window)
         first = window.bounds[1]
         last = first + step * (len(window.times) - 1)
