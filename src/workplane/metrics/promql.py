@@ -46,7 +46,7 @@ class Labels(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Recipe:
-    names: tuple[str, ...]  # metric names (a histogram's base name); several are added up
+    names: tuple[str, ...]  # metric names (a histogram's base name); several are summed (aggregate sum)
     labels: Labels
     kind: Kind
     aggregate: str  # "avg" or "sum" over the series
@@ -116,12 +116,7 @@ def _union(parts: Sequence[str]) -> str:
 
 
 def _per_series(function: str, name: str, recipe: Recipe, pods: Pods, window: str) -> str:
-    parts = [f"{function}({s}[{window}])" for s in selectors(name, recipe, pods)]
-    if len(recipe.names) > 1:
-        # Functions drop the metric name: tag each name's series so that TX and RX of one GPU stay
-        # two series rather than a clash of identical label sets.
-        parts = [f'label_replace({p}, "workplane_series", {quoted(name)}, "", "")' for p in parts]
-    return _union(parts)
+    return _union([f"{function}({s}[{window}])" for s in selectors(name, recipe, pods)])
 
 
 def window_expression(recipe: Recipe, pods: Pods, window: str) -> str:
@@ -132,8 +127,11 @@ def window_expression(recipe: Recipe, pods: Pods, window: str) -> str:
         count = _per_series("increase", f"{base}_count", recipe, pods, window)
         return f"sum({total}) / sum({count})"
     function = "rate" if recipe.kind is Kind.COUNTER else "avg_over_time"
-    inner = _union([_per_series(function, name, recipe, pods, window) for name in recipe.names])
-    expression = f"{recipe.aggregate}({inner})"
+    # Several names are summed name by name: functions drop the metric name, so TX and RX of one GPU
+    # in one vector would clash as identical label sets (and DCGM reports the two together).
+    expression = " + ".join(
+        f"{recipe.aggregate}({_per_series(function, name, recipe, pods, window)})" for name in recipe.names
+    )
     return f"{expression} * {recipe.factor}" if recipe.factor != 1 else expression
 
 
