@@ -56,6 +56,7 @@ class Pod:
     gpus: int = 1
     exported: bool = False  # DCGM series carry exported_pod / exported_namespace
     inference: bool = False  # serves NIM metrics
+    idle_after: int | None = None  # its GPUs report 0 % from this sample index on
 
 
 @dataclass
@@ -138,7 +139,8 @@ class Fleet:
         yield from family("DCGM_FI_DEV_GPU_UTIL", "gauge")
         for pod in self.pods:
             for gpu in range(pod.gpus):
-                values = [self.utilisation(pod.index, gpu, k) for k in k_all]
+                idle = self.samples if pod.idle_after is None else pod.idle_after
+                values = [self.utilisation(pod.index, gpu, k) if k < idle else 0 for k in k_all]
                 yield from series("DCGM_FI_DEV_GPU_UTIL", self._gpu_labels(pod, gpu), values)
         for namespace, name in self.strangers:
             labels = f'gpu="0",namespace="{namespace}",pod="{name}"'

@@ -33,6 +33,7 @@ from workplane.auth.cache import AccessCache
 from workplane.auth.tokens import TokenSigner
 from workplane.metrics.prometheus import PrometheusClient
 from workplane.services.checkpoint import run_checkpoints
+from workplane.services.prometheus_idle import run_idle_refresh
 from workplane.services.retention import run_metrics_maintenance, run_retention
 from workplane.services.store_workers import StoreWorkers
 from workplane.settings import Settings, load_settings
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     )
                 )
             )
+            if svc.prometheus is not None:  # idle GPUs from Prometheus' utilisation, every minute
+                tasks.append(asyncio.create_task(run_idle_refresh(svc.db, svc.prometheus)))
         yield
         for task in tasks:
             task.cancel()

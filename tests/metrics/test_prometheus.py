@@ -28,6 +28,7 @@ from tests.server import assert_error
 from workplane.api.deps import Services
 from workplane.app import build_services
 from workplane.domain.timefmt import format_ms, parse_to_ms
+from workplane.services.prometheus_idle import refresh_idle_from_prometheus
 from workplane.settings import Settings
 from workplane.store.database import Database
 
@@ -43,6 +44,8 @@ TRAIN = Fleet(
     strangers=[(NAMESPACE, "job-9-pod-1"), ("elsewhere", "job-1-pod-1")],
 )
 SERVE = Fleet(NAMESPACE, [Pod(2, "job-2-pod-3", inference=True)], T0, WEEK // 15_000)
+# GPUs at 0 % for the last 6 minutes of the week (more than the idle rule's 5), from a busy start.
+IDLE = Fleet(NAMESPACE, [Pod(3, "job-3-pod-4", gpus=2, idle_after=WEEK // 15_000 - 24)], T0, WEEK // 15_000)
 GAUGES = ("GPU_UTILIZATION", "GPU_MEMORY_USAGE_BYTES", "NVLINK_BANDWIDTH_TOTAL", "CPU_MEMORY_USAGE_BYTES")
 
 pytestmark = pytest.mark.skipif(
@@ -53,7 +56,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), [TRAIN, SERVE])
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), [TRAIN, SERVE, IDLE])
     server.backfill()
     server.start()
     yield server
@@ -371,3 +374,27 @@ def test_a_prometheus_that_never_answers_gives_503_within_the_timeout(
             thread.join(timeout=5)
             for connection in held:
                 connection.close()
+
+
+def test_idle_gpus_follow_prometheus_utilisation(client: TestClient, services: Services) -> None:
+    _load(client)
+    observed = format_ms(T0)
+    sync(
+        client,
+        {
+            "workloads": [obs(3, 1, allocatedResources={"gpu": 2}, observedAt=observed)],
+            "pods": [pod(4, 3, 1, name="job-3-pod-4")],
+        },
+    )
+    assert services.prometheus is not None
+    last = T0 + WEEK - 15_000  # the last sample
+    # At the week's end: workload 3's GPUs have reported only 0 for 6 minutes, workload 1's are busy.
+    assert refresh_idle_from_prometheus(services.db, services.prometheus, last) == 2
+    idle = {n: client.get(f"/api/v1/workloads/{wid(n)}").json() for n in (1, 3)}
+    assert (idle[3]["idleGpus"], idle[3]["idleAllocatedGpus"]) == (2, 2.0)
+    assert (idle[1]["idleGpus"], idle[1]["idleAllocatedGpus"]) == (0, 0.0)
+    listed = client.get("/api/v1/workloads", params={"filterBy": "idleGpus>=1"}).json()["workloads"]
+    assert [w["id"] for w in listed] == [wid(3)]
+    # Five minutes into the zeros is not more than five minutes: not idle yet.
+    assert refresh_idle_from_prometheus(services.db, services.prometheus, last - 60_000) == 1
+    assert client.get(f"/api/v1/workloads/{wid(3)}").json()["idleGpus"] == 0

@@ -34,8 +34,9 @@ import httpx
 import orjson
 
 from workplane.metrics.backend import BackendUnavailable
+from workplane.metrics.idle import IDLE_AFTER_MS, gpus_idle
 from workplane.metrics.promql import RECIPES, Kind, Pods, Recipe, raw_selectors, window_expression
-from workplane.metrics.sampling import Grid, Point, sample_measured
+from workplane.metrics.sampling import Grid, Point, grid, sample_measured
 from workplane.metrics.series import Samples
 from workplane.metrics.types import WorkloadMetricType
 from workplane.settings import Settings
@@ -199,6 +200,15 @@ class PrometheusSource:
         values = _combine(recipe, runs)
         times = [t for t in sorted(values) if t >= window.start_ms]
         return [Samples(times, [values[t] for t in times], 0)] if times else []
+
+
+def gpus_idle_now(client: PrometheusClient, pods: Pods, now_ms: int) -> bool | None:
+    """The idle rule (``metrics.idle``) over the workload-level GPU utilisation of the last three idle
+    periods: zeros all through them are idle whatever came before. None: no sample then."""
+    window = grid(now_ms - 3 * IDLE_AFTER_MS, now_ms, 0)
+    source = PrometheusSource(client, pods)
+    runs = source._raw(RECIPES[WorkloadMetricType.GPU_UTILIZATION], window, client.left_open_ranges())
+    return gpus_idle(runs)
 
 
 def _increments(times: list[int], values: list[float]) -> Iterable[tuple[int, float, int]]:
