@@ -4,11 +4,12 @@ configured back end (the embedded store, or Prometheus), derived ones from the w
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
 
 from workplane.api.deps import Services, ServicesDep, WorkloadReader, readable
@@ -165,7 +166,31 @@ def _readable_facts(conn: sa.Connection, access: WorkloadReader, workloadId: str
     return facts
 
 
-_TYPES_DESCRIPTION = "Metric types, comma-joined or repeated."
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """The query of both metrics routes: the types (parsed by each route, whose enums differ), the
+    points and the answer's format."""
+
+    types: list[str] | None
+    window: Grid
+    accept: str | None
+
+
+async def asked(
+    metric_type: Annotated[
+        list[str] | None, Query(alias="metricType", description="Metric types, comma-joined or repeated.")
+    ] = None,
+    start: Annotated[str | None, Query(description="Start of the range (RFC 3339).")] = None,
+    end: Annotated[str | None, Query(description="End of the range (RFC 3339).")] = None,
+    number_of_samples: Annotated[
+        str | None, Query(alias="numberOfSamples", description="Points, 0..1000 (0: raw samples).")
+    ] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Asked:
+    return Asked(metric_type, _window(start, end, number_of_samples), accept)
+
+
+AskedDep = Annotated[Asked, Depends(asked)]
 
 
 @router.get(
@@ -185,18 +210,10 @@ def get_workload_metrics(
     svc: ServicesDep,
     access: WorkloadReader,
     workloadId: str,
-    metric_type: Annotated[
-        list[str] | None, Query(alias="metricType", description=_TYPES_DESCRIPTION)
-    ] = None,
-    start: Annotated[str | None, Query(description="Start of the range (RFC 3339).")] = None,
-    end: Annotated[str | None, Query(description="End of the range (RFC 3339).")] = None,
-    number_of_samples: Annotated[
-        str | None, Query(alias="numberOfSamples", description="Points, 0..1000 (0: raw samples).")
-    ] = None,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+    asked: AskedDep,
 ) -> Response:
-    types = parse_metric_types(metric_type)
-    window = _window(start, end, number_of_samples)
+    types = parse_metric_types(asked.types)
+    window = asked.window
     with svc.db.read() as conn:
         facts = _readable_facts(conn, access, workloadId)
         source: SampleSource | MeasuredSource = _prometheus(svc, conn, facts.id) or ChunkStore(conn)
@@ -204,7 +221,7 @@ def get_workload_metrics(
             answer = workload_metrics(conn, source, facts, types, window, now_ms())
         except BackendUnavailable as exc:
             raise _unavailable(exc) from None
-    return _answer(answer, accept)
+    return _answer(answer, asked.accept)
 
 
 @router.get(
@@ -224,22 +241,14 @@ def get_workload_pod_metrics(
     access: WorkloadReader,
     workloadId: str,
     podId: str,
-    metric_type: Annotated[
-        list[str] | None, Query(alias="metricType", description=_TYPES_DESCRIPTION)
-    ] = None,
-    start: Annotated[str | None, Query(description="Start of the range (RFC 3339).")] = None,
-    end: Annotated[str | None, Query(description="End of the range (RFC 3339).")] = None,
-    number_of_samples: Annotated[
-        str | None, Query(alias="numberOfSamples", description="Points, 0..1000 (0: raw samples).")
-    ] = None,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+    asked: AskedDep,
 ) -> Response:
     try:
         pod_id = str(uuid.UUID(podId))
     except ValueError:
         raise bad_request(f"invalid podId: {podId!r} is not a UUID") from None
-    types = parse_types(metric_type, PodMetricType)
-    window = _window(start, end, number_of_samples)
+    types = parse_types(asked.types, PodMetricType)
+    window = asked.window
     with svc.db.read() as conn:
         facts = _readable_facts(conn, access, workloadId)
         pods = pods_of(conn, facts.id, pod_id)
@@ -250,4 +259,4 @@ def get_workload_pod_metrics(
             answer = pod_metrics(source, facts.type, types, window)
         except BackendUnavailable as exc:
             raise _unavailable(exc) from None
-    return _answer(answer, accept)
+    return _answer(answer, asked.accept)
