@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -231,12 +232,26 @@ class Fleet:
 class PrometheusServer:
     """One private Prometheus under ``root``, serving the blocks backfilled from a ``Fleet``."""
 
-    def __init__(self, root: Path, fleets: list[Fleet], *, retention_days: int = 3650) -> None:
+    def __init__(
+        self,
+        root: Path,
+        fleets: list[Fleet],
+        *,
+        retention_days: int = 3650,
+        web_config: Path | None = None,
+        ready_check: dict[str, Any] | None = None,
+    ) -> None:
+        """``web_config``: Prometheus' web configuration (TLS, basic auth); ``ready_check``: what the
+        readiness probe then needs (httpx's ``verify``, ``auth``)."""
         self.root = root
         self.fleets = fleets
         self.retention_days = retention_days
+        self.web_config = web_config
+        self.ready_check = ready_check or {}
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        tls = web_config is not None and "tls_server_config" in web_config.read_text()
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.data = root / "data"
 
@@ -270,6 +285,7 @@ class PrometheusServer:
         source.unlink()
 
     def start(self) -> PrometheusServer:
+        self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "prometheus.yml"
         config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
         log = (self.root / "prometheus.log").open("ab")
@@ -280,6 +296,7 @@ class PrometheusServer:
                 f"--storage.tsdb.path={self.data}",
                 f"--storage.tsdb.retention.time={self.retention_days}d",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                *([f"--web.config.file={self.web_config}"] if self.web_config else []),
             ],
             stdout=log,
             stderr=log,
@@ -289,7 +306,7 @@ class PrometheusServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"prometheus exited with {self.process.returncode}; see {self.root}")
             try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/-/ready", timeout=1, **self.ready_check).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from tests.api.test_pods import pid, pod
 from tests.api.test_sync import obs, sync, wid
@@ -398,3 +402,59 @@ def test_idle_gpus_follow_prometheus_utilisation(client: TestClient, services: S
     # Five minutes into the zeros is not more than five minutes: not idle yet.
     assert refresh_idle_from_prometheus(services.db, services.prometheus, last - 60_000) == 1
     assert client.get(f"/api/v1/workloads/{wid(3)}").json()["idleGpus"] == 0
+
+
+# bcrypt of "workplane-test-password" (4 rounds: the test's cost is the hash check per request).
+PASSWORD_HASH = "$2b$04$pwEK9wH16HI4dBNuPjOHoe33OBnFkIhCSqaTFkjwINil/1AM9fbDm"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a certificate")
+def test_basic_auth_over_tls(
+    tmp_path: Path, settings: Settings, database: Database, services: Services
+) -> None:
+    """A Prometheus that wants https and a password: answered with the CA file and the credentials,
+    503 without them."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+        f"basic_auth_users:\n  reader: '{PASSWORD_HASH}'\n"
+    )
+    ready = {
+        "verify": ssl.create_default_context(cafile=str(cert)),
+        "auth": ("reader", "workplane-test-password"),
+    }
+    server = PrometheusServer(tmp_path / "prometheus", [], web_config=web, ready_check=ready).start()
+    try:
+        secured = settings.model_copy(
+            update={
+                "prometheus_url": server.url,
+                "prometheus_username": "reader",
+                "prometheus_password": SecretStr("workplane-test-password"),
+                "prometheus_ca_file": cert,
+            }
+        )
+        window = {"metricType": "GPU_UTILIZATION", "start": format_ms(T0), "end": format_ms(T0 + HOUR_MS)}
+        with admin_client(secured, build_services(secured, database)) as client:
+            _load(client)
+            answer = client.get(f"/api/v1/workloads/{wid(1)}/metrics", params=window)
+            assert answer.status_code == 200, answer.text  # an empty Prometheus: no values
+            assert answer.json()["measurements"][0]["values"] == []
+        wrong = secured.model_copy(update={"prometheus_password": SecretStr("wrong")})
+        untrusted = secured.model_copy(update={"prometheus_ca_file": None})
+        for refused in (wrong, untrusted):
+            with admin_client(refused, build_services(refused, database)) as client:
+                answer = client.get(f"/api/v1/workloads/{wid(1)}/metrics", params=window)
+                assert_error(answer, 503, "metrics source")
+    finally:
+        server.stop()
