@@ -163,6 +163,11 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an http(s) URL without query (e.g. http://prometheus:9090)")
         return value.strip().rstrip("/")
 
+    @field_validator("prometheus_ca_file")
+    @classmethod
+    def _expand_ca(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
     @model_validator(mode="after")
     def _prometheus_settings(self) -> Settings:
         if self.metrics_backend == "prometheus" and self.prometheus_url is None:
@@ -171,7 +176,7 @@ class Settings(BaseSettings):
             raise ValueError("prometheus_password needs prometheus_username")
         if self.prometheus_username is not None and self.prometheus_bearer_token is not None:
             raise ValueError("give Prometheus either a bearer token or a username, not both")
-        if self.prometheus_ca_file is not None and not self.prometheus_ca_file.expanduser().is_file():
+        if self.prometheus_ca_file is not None and not self.prometheus_ca_file.is_file():
             raise ValueError(f"prometheus_ca_file {str(self.prometheus_ca_file)!r} is not a readable file")
         return self
 

@@ -27,6 +27,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,9 @@ class PrometheusClient:
         if settings.prometheus_ca_file is not None and not settings.prometheus_insecure:
             verify = ssl.create_default_context(cafile=str(settings.prometheus_ca_file))
         self.base = settings.prometheus_url.rstrip("/")
+        # Each call is bounded by httpx's timeouts (connect, and each read); a whole answer, queued
+        # behind other requests' queries in the pool or dribbled slowly, is bounded by this.
+        self.deadline_s = 2 * settings.prometheus_timeout_s + 1
         self.http = httpx.Client(
             headers=headers,
             auth=auth,
@@ -105,6 +109,10 @@ class PrometheusClient:
             raise PrometheusUnavailable(f"Prometheus at {self.base} did not answer: {exc}") from exc
         if answer.status_code >= 500 or answer.status_code in (408, 429):
             raise PrometheusUnavailable(f"Prometheus at {self.base} answered {answer.status_code}")
+        if answer.status_code in (401, 403):
+            raise PrometheusUnavailable(
+                f"Prometheus at {self.base} refused the configured credentials ({answer.status_code})"
+            )
         try:
             body = orjson.loads(answer.content)
         except orjson.JSONDecodeError as exc:
@@ -116,10 +124,13 @@ class PrometheusClient:
     def left_open_ranges(self) -> bool:
         """Whether range selectors exclude their left end (Prometheus 3 and later)."""
         if self._left_open is None:
-            data = self._call("/api/v1/status/buildinfo")
-            major = re.match(r"\d+", str(data.get("version", "2")))
+            try:
+                version = str(self._call("/api/v1/status/buildinfo").get("version", ""))
+            except _Refused:  # an API without build info (some Prometheus-compatible stores)
+                version = ""
+            major = re.match(r"\d+", version)
             with self._lock:
-                self._left_open = bool(major) and int(major.group()) >= 3  # type: ignore[union-attr]
+                self._left_open = major is not None and int(major.group()) >= 3
         return self._left_open
 
     def query_range(self, expression: str, start_ms: int, end_ms: int, step_ms: int) -> list[Any]:
@@ -157,9 +168,12 @@ class PrometheusSource:
         answered: dict[WorkloadMetricType, list[Point]] = {}
         for metric, future in futures.items():
             try:
-                answered[metric] = future.result()
+                answered[metric] = future.result(timeout=self.client.deadline_s)
             except _Refused:
                 continue
+            except FutureTimeout:
+                late = f"Prometheus did not answer within {self.client.deadline_s} s"
+                raise PrometheusUnavailable(late) from None
         return answered
 
     def _points(self, recipe: Recipe, window: Grid, left_open: bool) -> list[Point]:
