@@ -458,3 +458,29 @@ def test_basic_auth_over_tls(
                 assert_error(answer, 503, "metrics source")
     finally:
         server.stop()
+
+
+def test_csv_form(client: TestClient) -> None:
+    _load(client)
+    start, end = T0 + HOUR_MS, T0 + 2 * HOUR_MS
+    params = {"metricType": "GPU_UTILIZATION,GPU_ALLOCATION", "numberOfSamples": "2"}
+    answer = client.get(
+        f"/api/v1/workloads/{wid(1)}/metrics",
+        params={**params, "start": format_ms(start), "end": format_ms(end)},
+        headers={"Accept": "text/csv"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert answer.text.endswith("\r\n")
+    rows = [row.split(",") for row in answer.text.split("\r\n")[:-1]]
+    assert rows[0] == ["type", "timestamp", "value"]
+    assert [row[:2] for row in rows[1:]] == [
+        ["GPU_UTILIZATION", format_ms(start)],
+        ["GPU_UTILIZATION", format_ms(end)],
+        ["GPU_ALLOCATION", format_ms(start)],
+        ["GPU_ALLOCATION", format_ms(end)],
+    ]
+    times, values = TRAIN.workload_series("GPU_UTILIZATION")
+    expected = _means(times, values, _bounds(start, end, 2))
+    _close([(parse_to_ms(t), float(v)) for _, t, v in rows[1:3]], expected)
+    assert [row[2] for row in rows[3:]] == ["3", "3"]

@@ -17,9 +17,16 @@ from workplane.api.errors import ApiError, bad_request, not_found
 from workplane.api.openapi import error_responses
 from workplane.api.params import parse_enum
 from workplane.domain.timefmt import InvalidTime, format_ms, now_ms, parse_to_ms
-from workplane.metrics.backend import BackendUnavailable, MeasuredSource, SampleSource
+from workplane.metrics.backend import BackendUnavailable
 from workplane.metrics.prometheus import PrometheusSource
-from workplane.metrics.query import MetricsAnswer, pod_metrics, workload_metrics
+from workplane.metrics.query import (
+    MetricsAnswer,
+    assemble,
+    derived_points,
+    measured_points,
+    pod_metrics,
+    workload_metrics,
+)
 from workplane.metrics.sampling import MAX_POINTS, Grid, InvalidWindow, grid
 from workplane.metrics.store import ChunkStore, WorkloadFacts, workload_facts
 from workplane.metrics.targets import pods_of
@@ -216,12 +223,17 @@ def get_workload_metrics(
     window = asked.window
     with svc.db.read() as conn:
         facts = _readable_facts(conn, access, workloadId)
-        source: SampleSource | MeasuredSource = _prometheus(svc, conn, facts.id) or ChunkStore(conn)
-        try:
-            answer = workload_metrics(conn, source, facts, types, window, now_ms())
-        except BackendUnavailable as exc:
-            raise _unavailable(exc) from None
-    return _answer(answer, asked.accept)
+        prometheus = _prometheus(svc, conn, facts.id)
+        if prometheus is None:
+            answer = workload_metrics(conn, ChunkStore(conn), facts, types, window, now_ms())
+            return _answer(answer, asked.accept)
+        derived = derived_points(conn, facts, types, window, now_ms())
+    # Outside the read transaction: Prometheus may take up to its timeout.
+    try:
+        measured = measured_points(prometheus, facts, types, window)
+    except BackendUnavailable as exc:
+        raise _unavailable(exc) from None
+    return _answer(assemble(types, derived, measured), asked.accept)
 
 
 @router.get(
@@ -254,9 +266,9 @@ def get_workload_pod_metrics(
         pods = pods_of(conn, facts.id, pod_id)
         if pods is None:
             raise not_found(f"pod {pod_id} of workload {facts.id} not found")
-        source = PrometheusSource(svc.prometheus, pods) if svc.prometheus is not None else None
-        try:
-            answer = pod_metrics(source, facts.type, types, window)
-        except BackendUnavailable as exc:
-            raise _unavailable(exc) from None
+    source = PrometheusSource(svc.prometheus, pods) if svc.prometheus is not None else None
+    try:  # outside the read transaction, as for the workload's metrics
+        answer = pod_metrics(source, facts.type, types, window)
+    except BackendUnavailable as exc:
+        raise _unavailable(exc) from None
     return _answer(answer, asked.accept)

@@ -41,22 +41,55 @@ def workload_metrics(
     window: Grid,
     now_ms: int,
 ) -> MetricsAnswer:
-    derived = [t.value for t in types if t in DERIVED]
-    steps = history_steps(connection, workload, derived, now_ms) if derived else {}
+    derived = derived_points(connection, workload, types, window, now_ms)
+    return assemble(types, derived, measured_points(source, workload, types, window))
+
+
+def derived_points(
+    connection: sa.Connection,
+    workload: WorkloadFacts,
+    types: Sequence[WorkloadMetricType],
+    window: Grid,
+    now_ms: int,
+) -> dict[WorkloadMetricType, list[Point]]:
+    """The points of the derived types asked for, from the workload's history."""
+    derived = [t for t in types if t in DERIVED]
+    if not derived:
+        return {}
+    steps = history_steps(connection, workload, [t.value for t in derived], now_ms)
+    return {t: sample_derived(steps[t.value], window) for t in derived}
+
+
+def measured_points(
+    source: SampleSource | MeasuredSource,
+    workload: WorkloadFacts,
+    types: Sequence[WorkloadMetricType],
+    window: Grid,
+) -> dict[WorkloadMetricType, list[Point]]:
+    """The points of the measured types asked for that this workload and source can serve. A
+    ``MeasuredSource`` needs no store connection: the route calls it after its read transaction."""
     wanted = [t for t in types if t not in DERIVED and servable(t, workload.type)]
+    if not wanted:
+        return {}
     if isinstance(source, MeasuredSource):
-        measured_points = source.measure(wanted, window) if wanted else {}
-    else:
-        measured_points = _from_samples(source, workload.id, wanted, window)
+        return source.measure(wanted, window)
+    return _from_samples(source, workload.id, wanted, window)
+
+
+def assemble(
+    types: Sequence[WorkloadMetricType],
+    derived: dict[WorkloadMetricType, list[Point]],
+    measured: dict[WorkloadMetricType, list[Point]],
+) -> MetricsAnswer:
+    """The answer in the order asked; a type in neither is unavailable (207)."""
     answered: list[Measurement] = []
     unavailable: list[StrEnum] = []
     for metric in types:
-        if metric in DERIVED:
-            answered.append(Measurement(metric, sample_derived(steps[metric.value], window)))
-        elif metric in measured_points:
-            answered.append(Measurement(metric, measured_points[metric]))
-        else:
+        points = derived.get(metric, measured.get(metric))
+        if points is None:
             unavailable.append(metric)
+        else:
+            answered.append(Measurement(metric, points))
     return MetricsAnswer(answered, unavailable)
 
 
