@@ -32,7 +32,9 @@ from workplane.api.ui import router as dashboard_router
 from workplane.auth.audit import run_flusher
 from workplane.auth.cache import AccessCache
 from workplane.auth.tokens import TokenSigner
+from workplane.metrics.prometheus import PrometheusClient
 from workplane.services.checkpoint import run_checkpoints
+from workplane.services.prometheus_idle import run_idle_refresh
 from workplane.services.retention import run_metrics_maintenance, run_retention
 from workplane.services.store_workers import StoreWorkers
 from workplane.settings import Settings, load_settings
@@ -56,6 +58,7 @@ def build_services(
         workers=StoreWorkers(settings, db, catalog, settings.sync_process_count),
         access=AccessCache(settings.access_cache_s),
         expensive_reads=ExpensiveReads(settings.max_expensive_reads),
+        prometheus=PrometheusClient(settings) if settings.metrics_backend == "prometheus" else None,
         auth_disabled=auth_disabled,
     )
 
@@ -89,6 +92,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     )
                 )
             )
+            if svc.prometheus is not None:  # idle GPUs from Prometheus' utilisation, every minute
+                tasks.append(asyncio.create_task(run_idle_refresh(svc.db, svc.prometheus)))
         yield
         for task in tasks:
             task.cancel()
@@ -100,6 +105,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             log.exception("could not write the audit log")
         if services is None:  # we created the engine, so we close it
             svc.db.dispose()
+            if svc.prometheus is not None:
+                svc.prometheus.close()
 
     app = FastAPI(
         title="workplane",

@@ -11,9 +11,10 @@ import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -86,6 +87,37 @@ class Settings(BaseSettings):
         "CPUs divided among the server processes, at most 4 (none on a single-CPU machine).",
     )
 
+    metrics_backend: Literal["embedded", "prometheus"] = Field(
+        default="embedded",
+        description="Where measured workload metrics (GPU and CPU utilisation, memory, NVLink, NIM) come "
+        "from: the samples agents push (embedded) or a Prometheus that scrapes DCGM, cAdvisor and NIM "
+        "(prometheus, at prometheus_url). Derived series (allocation, requests, limits, pods) always "
+        "come from the store.",
+    )
+    prometheus_url: str | None = Field(
+        default=None, description="Base URL of the Prometheus HTTP API, e.g. http://prometheus:9090."
+    )
+    prometheus_bearer_token: SecretStr | None = Field(
+        default=None, description="Bearer token sent to Prometheus (not with a username)."
+    )
+    prometheus_username: str | None = Field(default=None, description="Basic auth user for Prometheus.")
+    prometheus_password: SecretStr | None = Field(
+        default=None, description="Basic auth password for Prometheus (needs prometheus_username)."
+    )
+    prometheus_ca_file: Path | None = Field(
+        default=None, description="PEM file of the CA that signed Prometheus' certificate (https)."
+    )
+    prometheus_insecure: bool = Field(
+        default=False, description="Do not verify Prometheus' TLS certificate (testing only)."
+    )
+    prometheus_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="Longest wait for one Prometheus query; past it the metrics request gets 503 with "
+        "Retry-After.",
+    )
+
     max_body_bytes: int = Field(
         default=1 << 20,
         ge=1024,
@@ -128,6 +160,33 @@ class Settings(BaseSettings):
         for item in items or ():
             ipaddress.ip_network(str(item), strict=False)
         return items
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} is not an http(s) URL without query (e.g. http://prometheus:9090)")
+        return value.strip().rstrip("/")
+
+    @field_validator("prometheus_ca_file")
+    @classmethod
+    def _expand_ca(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @model_validator(mode="after")
+    def _prometheus_settings(self) -> Settings:
+        if self.metrics_backend == "prometheus" and self.prometheus_url is None:
+            raise ValueError("metrics_backend = prometheus needs prometheus_url")
+        if self.prometheus_password is not None and self.prometheus_username is None:
+            raise ValueError("prometheus_password needs prometheus_username")
+        if self.prometheus_username is not None and self.prometheus_bearer_token is not None:
+            raise ValueError("give Prometheus either a bearer token or a username, not both")
+        if self.prometheus_ca_file is not None and not self.prometheus_ca_file.is_file():
+            raise ValueError(f"prometheus_ca_file {str(self.prometheus_ca_file)!r} is not a readable file")
+        return self
 
     @field_validator("data_dir")
     @classmethod

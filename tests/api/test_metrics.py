@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.api.test_pods import pid, pod
 from tests.api.test_sync import obs, sync, wid
 from tests.server import assert_error
 from workplane.domain.timefmt import format_ms, parse_to_ms
@@ -215,3 +216,18 @@ def test_api_description(client: TestClient) -> None:
     assert "MeasurementResponse" in document["components"]["schemas"]
     names = {p["name"] for p in operation["parameters"]}
     assert {"metricType", "start", "end", "numberOfSamples", "workloadId"} <= names
+
+
+def test_pod_metrics_from_the_embedded_store(client: TestClient) -> None:
+    """The embedded store keeps one series per workload: a pod's types are all 207, with no values."""
+    _load(client)
+    sync(client, {"pods": [pod(1, 1, 1)]})
+    route = f"/api/v1/workloads/{wid(1)}/pods/{pid(1)}/metrics"
+    params = {"start": START, "end": END, "metricType": "GPU_UTILIZATION,GPU_UTILIZATION_PER_GPU"}
+    answer = client.get(route, params=params)
+    assert answer.status_code == 207, answer.text
+    assert answer.json() == {"measurements": []}
+    assert_error(client.get(f"/api/v1/workloads/{wid(1)}/pods/{pid(2)}/metrics", params=params), 404, pid(2))
+    assert_error(client.get(f"/api/v1/workloads/{wid(1)}/pods/nope/metrics", params=params), 400, "podId")
+    bad_type = {**params, "metricType": "GPU_ALLOCATION"}  # a workload type, not a pod type
+    assert_error(client.get(route, params=bad_type), 400, "GPU_ALLOCATION")

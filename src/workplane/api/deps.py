@@ -29,6 +29,7 @@ from workplane.auth.credentials import ADMIN_CLIENT_ID
 from workplane.auth.rules import Access, Permission, administrator, load_access
 from workplane.auth.throttle import TokenThrottle
 from workplane.auth.tokens import InvalidToken, TokenSigner
+from workplane.metrics.prometheus import PrometheusClient
 from workplane.query.scopes import ScopeSet
 from workplane.services.store_workers import StoreWorkers
 from workplane.settings import Settings
@@ -47,6 +48,8 @@ class Services:
     throttle: TokenThrottle = field(default_factory=TokenThrottle)
     refusals: RefusalLog = field(default_factory=RefusalLog)
     expensive_reads: ExpensiveReads = field(default_factory=lambda: ExpensiveReads(1))
+    # metrics_backend = prometheus: the client of the measured series (None: the embedded store).
+    prometheus: PrometheusClient | None = None
     # ``workplane serve --no-auth`` only (loopback, with a warning): every request acts as administrator.
     auth_disabled: bool = False
 

@@ -17,7 +17,7 @@ These functions take a connection and never commit; the caller owns the transact
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,9 +193,12 @@ def _number(value: Any) -> float | None:
 # --- idle GPUs -------------------------------------------------------------------------------------
 
 
-def refresh_idle(connection: sa.Connection, workload_ids: Sequence[str]) -> int:
+def refresh_idle(
+    connection: sa.Connection, workload_ids: Sequence[str], known: Mapping[str, bool | None] | None = None
+) -> int:
     """Recompute ``idle_gpus`` / ``idle_allocated_gpus`` (columns and document) of these workloads
-    from their GPU_UTILIZATION samples; rows are written only where a value changes."""
+    from their GPU_UTILIZATION samples — or, with ``known``, from whether their GPUs are idle as
+    another source (Prometheus) found it; rows are written only where a value changes."""
     if not workload_ids:
         return 0
     source = ChunkStore(connection)
@@ -205,7 +208,10 @@ def refresh_idle(connection: sa.Connection, workload_ids: Sequence[str]) -> int:
             sa.select(w.id, w.allocated_gpu, w.idle_gpus, w.idle_allocated_gpus, w.doc).where(w.id.in_(part))
         ).all()
         for row in rows:
-            idle = gpus_idle(source.newest_first(row.id, MeasuredMetric.GPU_UTILIZATION))
+            if known is not None:
+                idle = known.get(row.id)
+            else:
+                idle = gpus_idle(source.newest_first(row.id, MeasuredMetric.GPU_UTILIZATION))
             if idle is None:
                 continue
             gpus, allocated = idle_fields(idle, row.allocated_gpu)
