@@ -152,6 +152,13 @@ class Settings(BaseSettings):
         "the headers say.",
     )
 
+    server_metrics: Literal["loopback", "token", "off"] = Field(
+        default="loopback",
+        description="Who may read the server's own metrics at /metrics (Prometheus' format): loopback: "
+        "clients on this machine only; token: those, and anyone with a bearer token of the "
+        "administrator role (access:admin); off: not served, nothing counted.",
+    )
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _networks(cls, value: Any) -> Any:

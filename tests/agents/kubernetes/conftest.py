@@ -82,18 +82,20 @@ class Agent:
         return path.read_text(errors="replace") if path.exists() else ""
 
     @contextmanager
-    def running(self) -> Iterator[subprocess.Popen[bytes]]:
+    def running(self, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
         kubeconfig = self.workdir / "kubeconfig"
         kubeconfig.write_text(self.cluster.kubeconfig())
         command = [
             sys.executable, "-m", "workplane.cli", "agent", "kubernetes",
             "--server", self.server.base_url,
             "--client-id", self.client_id,
-            "--client-secret", self.client_secret,
+            # Joined: a secret may begin with "-", which argparse would take for a flag.
+            f"--client-secret={self.client_secret}",
             "--cluster-name", self.name,
             "--kubeconfig", str(kubeconfig),
             "--interval", "0.2",
             "--watch-timeout", "5",
+            *extra,
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("WORKPLANE_")}
         with (self.workdir / "agent.log").open("ab") as out:
