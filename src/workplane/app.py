@@ -113,8 +113,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(
         EdgeGuard, max_body_bytes=settings.max_body_bytes, max_sync_body_bytes=settings.max_sync_body_bytes
     )
-    # telemetry before workloads: /workloads/telemetry must not be taken for /workloads/{workloadId}.
-    for module in (health, token, telemetry, workloads, history, pods, metrics, properties, sync, access):
+    # telemetry and pods before workloads: /workloads/telemetry and /workloads/pods must not be taken
+    # for /workloads/{workloadId}.
+    for module in (health, token, telemetry, pods, workloads, history, metrics, properties, sync, access):
         app.include_router(module.router)
     app.include_router(dashboard_router)  # the dashboard: / and /ui/..., nothing under /api
 

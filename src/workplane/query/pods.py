@@ -1,0 +1,113 @@
+"""The cluster-wide pod list's query (``GET /workloads/pods`` and its count): its filter and sort
+fields, parsed with the workload list's grammar and caps (``filters``), and compiled to SQL over
+``workload_pods`` with the same operator semantics (``compile.text_predicate`` / ``number_predicate``).
+
+Scopes: a pod is inside the caller's scopes exactly when its workload is (``scopes.restrict`` applied
+to the workloads, in the same statement), so paging and counts are over what the caller may see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import sqlalchemy as sa
+
+from workplane.query.compile import number_predicate, text_predicate
+from workplane.query.filters import FieldSpec, Kind, QueryError, Sort, SortOrder, Term
+from workplane.query.scopes import ScopeSet, restrict
+from workplane.store.schema import workload_pods, workloads
+
+p = workload_pods.c
+
+# Run:ai's pod filter and sort fields (its ``PodsFilter`` / ``PodsSort``), spelled as it spells them
+# (``currentNodepool``, while the served field is ``currentNodePool``).
+POD_FIELDS: dict[str, FieldSpec] = {
+    **{
+        n: FieldSpec(n, Kind.TEXT)
+        for n in ("clusterId", "workloadId", "revisionId", "nodeName", "currentNodepool")
+    },
+    **{n: FieldSpec(n, Kind.TIME) for n in ("createdAt", "completedAt", "deletedAt")},
+}
+
+# Agents report no workload revision with a pod, so ``revisionId`` has no value on any pod: as a NULL
+# it satisfies only ``!=`` and ``!@``, and sorting by it orders by the id alone.
+_NO_VALUE: sa.ColumnElement[Any] = sa.cast(sa.null(), sa.String)
+_COLUMNS: dict[str, sa.ColumnElement[Any]] = {
+    "clusterId": p.cluster_id,
+    "workloadId": p.workload_id,
+    "revisionId": _NO_VALUE,
+    "nodeName": p.node_name,
+    "currentNodepool": p.current_nodepool,
+    "createdAt": p.created_at,
+    "completedAt": p.completed_at,
+    "deletedAt": p.deleted_at,
+}
+_NOT_NULL = frozenset({"clusterId", "workloadId", "createdAt"})
+
+
+class Completed(Enum):
+    """Run:ai's ``completed``: only completed pods, only the others, or all (absent or empty)."""
+
+    ALL = "all"
+    TRUE = "true"
+    FALSE = "false"
+
+
+class Verbosity(Enum):
+    """Run:ai's ``PodVerbosity``: ``full`` adds the workload's and the project's names."""
+
+    BRIEF = "brief"
+    FULL = "full"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PodQuery:
+    """Everything that selects pods: shared by the list and the count. ``scope`` has no default, as
+    ``WorkloadQuery``'s has none: a reader that forgets it reads nothing."""
+
+    scope: ScopeSet
+    deleted: bool = False
+    completed: Completed = Completed.ALL
+    terms: list[Term] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+
+
+def sort_field(name: str) -> str:
+    if name not in POD_FIELDS:
+        raise QueryError("sortBy", f"{name!r} is not one of {', '.join(POD_FIELDS)}")
+    return name
+
+
+def _term(term: Term) -> sa.ColumnElement[bool]:
+    column = _COLUMNS[term.field.name]
+    if term.field.kind is Kind.TEXT:
+        return text_predicate(column, term.op, term.text)
+    return number_predicate(column, term.op, term.number)
+
+
+def where(query: PodQuery) -> list[sa.ColumnElement[bool]]:
+    clauses: list[sa.ColumnElement[bool]] = [
+        p.deleted_at.is_not(None) if query.deleted else p.deleted_at.is_(None)
+    ]
+    if not query.scope.tenant:
+        inside = sa.select(workloads.c.id).where(restrict(workloads, query.scope))
+        clauses.append(p.workload_id.in_(inside))
+    if query.completed is Completed.TRUE:
+        clauses.append(p.completed_at.is_not(None))
+    elif query.completed is Completed.FALSE:
+        clauses.append(p.completed_at.is_(None))
+    clauses.extend(_term(t) for t in query.terms)
+    # Every word must occur in the pod's search text (``domain.pods.pod_search_text``).
+    clauses.extend(text_predicate(p.search_text, "=@", word) for word in query.words)
+    return clauses
+
+
+def order_by(sort: Sort) -> list[sa.ColumnElement[Any]]:
+    """Sorted by the field, ties broken by the id in the same direction; pods without a value last."""
+    key = _COLUMNS[sort.field]
+    descending = sort.order is SortOrder.DESC
+    ordered = key.desc() if descending else key.asc()
+    tie = p.id.desc() if descending else p.id.asc()
+    return [ordered, tie] if sort.field in _NOT_NULL else [ordered.nulls_last(), tie]
