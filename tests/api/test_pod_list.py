@@ -129,6 +129,10 @@ def test_pods_are_scoped_like_their_workloads(client: TestClient, anonymous: Tes
     other = anonymous.get(COUNT, headers=insider, params={"filterBy": f"workloadId=={wid(2)}"})
     assert other.json() == {"count": 0}
     assert_error(anonymous.get(LIST), 401)
+    # A workload moved to another project takes its pods with it.
+    sync(client, {"workloads": [obs(1, 2, projectId="p2", projectName="team-b")]})
+    assert anonymous.get(COUNT, headers=insider).json() == {"count": 0}
+    assert _count(client, filterBy=f"workloadId=={wid(1)}") == 3
 
 
 @pytest.mark.parametrize(

@@ -106,11 +106,18 @@ def test_migration_0013_fills_the_listing_columns_of_stored_pods(empty_url: str)
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(
-                c.node_name, c.current_nodepool, c.completed_at, c.search_text, c.k8s_phase_updated_at
+                c.node_name,
+                c.current_nodepool,
+                c.completed_at,
+                c.search_text,
+                c.k8s_phase_updated_at,
+                c.project_id,
+                c.department_id,
             ).order_by(c.created_at)
         ).all()
     assert [r.node_name for r in rows] == ["node-1", "node-0", "node-1"]
     assert {r.current_nodepool for r in rows} == {"default"}
+    assert [(r.project_id, r.department_id) for r in rows] == [("p1", "d1"), ("p1", "d1"), ("p2", "d1")]
     # A Succeeded pod without a reported completion completed when its phase was first seen.
     assert [r.completed_at for r in rows] == [None, rows[1].k8s_phase_updated_at, None]
     assert rows[0].search_text == "train-1 train node-1 default running"

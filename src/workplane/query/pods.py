@@ -2,8 +2,9 @@
 fields, parsed with the workload list's grammar and caps (``filters``), and compiled to SQL over
 ``workload_pods`` with the same operator semantics (``compile.text_predicate`` / ``number_predicate``).
 
-Scopes: a pod is inside the caller's scopes exactly when its workload is (``scopes.restrict`` applied
-to the workloads, in the same statement), so paging and counts are over what the caller may see.
+Scopes: a pod is inside the caller's scopes exactly when its workload is: it carries its workload's
+cluster, department and project, and ``scopes.restrict`` applies to it in the same statement, so
+paging and counts are over what the caller may see.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from workplane.query.compile import number_predicate, text_predicate
+from workplane.query.compile import escape_like, number_predicate, text_predicate
 from workplane.query.filters import FieldSpec, Kind, QueryError, Sort, SortOrder, Term
 from workplane.query.scopes import ScopeSet, restrict
-from workplane.store.schema import workload_pods, workloads
+from workplane.store.schema import workload_pods
 
 p = workload_pods.c
 
@@ -92,22 +93,31 @@ def where(query: PodQuery) -> list[sa.ColumnElement[bool]]:
         p.deleted_at.is_not(None) if query.deleted else p.deleted_at.is_(None)
     ]
     if not query.scope.tenant:
-        inside = sa.select(workloads.c.id).where(restrict(workloads, query.scope))
-        clauses.append(p.workload_id.in_(inside))
+        # A pod carries its workload's cluster, department and project (``store.pods``).
+        clauses.append(restrict(workload_pods, query.scope))
     if query.completed is Completed.TRUE:
         clauses.append(p.completed_at.is_not(None))
     elif query.completed is Completed.FALSE:
         clauses.append(p.completed_at.is_(None))
     clauses.extend(_term(t) for t in query.terms)
-    # Every word must occur in the pod's search text (``domain.pods.pod_search_text``).
-    clauses.extend(text_predicate(p.search_text, "=@", word) for word in query.words)
+    # Every word must occur in the pod's search text, stored folded (``domain.pods.pod_search_text``)
+    # as the words are: no lower() per row.
+    clauses.extend(p.search_text.like(f"%{escape_like(word)}%", escape="\\") for word in query.words)
     return clauses
 
 
-def order_by(sort: Sort) -> list[sa.ColumnElement[Any]]:
-    """Sorted by the field, ties broken by the id in the same direction; pods without a value last."""
+def order_by(query: PodQuery, sort: Sort) -> list[sa.ColumnElement[Any]]:
+    """Sorted by the field, ties broken by the id in the same direction; pods without a value last.
+    Where the query itself leaves no pod without a value (``completed=true`` by completedAt,
+    ``deleted=true`` by deletedAt) there is no NULLS LAST: the partial index on the field then gives
+    the order in both directions."""
     key = _COLUMNS[sort.field]
     descending = sort.order is SortOrder.DESC
     ordered = key.desc() if descending else key.asc()
     tie = p.id.desc() if descending else p.id.asc()
-    return [ordered, tie] if sort.field in _NOT_NULL else [ordered.nulls_last(), tie]
+    has_value = (
+        sort.field in _NOT_NULL
+        or (sort.field == "completedAt" and query.completed is Completed.TRUE)
+        or (sort.field == "deletedAt" and query.deleted)
+    )
+    return [ordered, tie] if has_value else [ordered.nulls_last(), tie]

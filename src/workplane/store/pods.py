@@ -30,6 +30,8 @@ _UPDATED = [
     "deleted_at",
     "resync_id",
     "document",
+    "project_id",
+    "department_id",
     "node_name",
     "current_nodepool",
     "completed_at",
@@ -67,20 +69,32 @@ def newest_by_id(items: list[R]) -> dict[str, tuple[int, R]]:
 @dataclass(frozen=True, slots=True)
 class Owner:
     project_id: str
+    department_id: str
     name: str
 
 
 def cluster_workloads(connection: sa.Connection, cluster_id: str, ids: set[str]) -> dict[str, Owner]:
-    """Which of ``ids`` are workloads of the cluster, with their project ids and names."""
+    """Which of ``ids`` are workloads of the cluster, with their projects, departments and names."""
     found: dict[str, Owner] = {}
+    w = workloads.c
     for part in chunked(sorted(ids)):
         rows = connection.execute(
-            sa.select(workloads.c.id, workloads.c.project_id, workloads.c.name).where(
-                workloads.c.id.in_(part), workloads.c.cluster_id == cluster_id
+            sa.select(w.id, w.project_id, w.department_id, w.name).where(
+                w.id.in_(part), w.cluster_id == cluster_id
             )
         )
-        found.update({row.id: Owner(row.project_id, row.name) for row in rows})
+        found.update({row.id: Owner(row.project_id, row.department_id, row.name) for row in rows})
     return found
+
+
+def follow_workloads(connection: sa.Connection, changes: list[tuple[str, dict[str, Any]]]) -> None:
+    """A workload that moved to another project or department takes its pods with it: they are
+    scoped by the workload's project and department (``ingest`` calls this with the workloads' changed
+    columns)."""
+    for workload_id, changed in changes:
+        moved = {k: changed[k] for k in ("project_id", "department_id") if k in changed}
+        if moved:
+            connection.execute(workload_pods.update().where(p.workload_id == workload_id).values(**moved))
 
 
 def apply_pods(
@@ -137,6 +151,8 @@ def apply_pods(
                 "deleted_at": deleted_at,
                 "resync_id": resync_id,
                 "document": orjson.dumps(document).decode(),
+                "project_id": owner.project_id,
+                "department_id": owner.department_id,
                 "node_name": pod.node_name,
                 "current_nodepool": pod.current_node_pool,
                 "completed_at": pod_completed_ms(pod, phase_at),
@@ -186,7 +202,7 @@ def list_pods(
 ) -> PodsPage:
     """A page of the pods that ``query`` selects, in ``sort`` order; ``full`` adds each pod's workload
     and project names (Run:ai's ``verbosity=full``). Paged through ids first (``paging``)."""
-    statement = sa.select(p.id).where(*pod_query.where(query)).order_by(*pod_query.order_by(sort))
+    statement = sa.select(p.id).where(*pod_query.where(query)).order_by(*pod_query.order_by(query, sort))
     ids, has_more = page_ids(connection, statement, offset=offset, limit=limit)
     if not ids:
         return PodsPage([], has_more)

@@ -382,11 +382,14 @@ workload_pods = sa.Table(
     sa.Column("deleted_at", sa.BigInteger, nullable=True),
     sa.Column("resync_id", sa.String(64), nullable=True),
     sa.Column("document", sa.Text, nullable=False),
-    # What ``GET /workloads/pods`` filters, sorts and searches by, out of the document (migration 0013).
+    # What ``GET /workloads/pods`` filters, sorts and searches by, out of the document, and the
+    # workload's project and department, which scope the pod as they scope the workload (migration 0013).
+    sa.Column("project_id", text_c(), nullable=True),
+    sa.Column("department_id", text_c(), nullable=True),
     sa.Column("node_name", text_c(), nullable=True),
     sa.Column("current_nodepool", text_c(), nullable=True),
     sa.Column("completed_at", sa.BigInteger, nullable=True),
-    sa.Column("search_text", sa.Text, nullable=True),  # folded: pod, workload and node names, pool, phase
+    sa.Column("search_text", text_c(), nullable=True),  # folded: pod, workload and node names, pool, phase
 )
 # A workload's pods in creation order (the pods route's page).
 sa.Index(
@@ -400,9 +403,9 @@ def _pods_index(name: str, *columns: str, where: sa.TextClause) -> sa.Index:
 
 # The cluster-wide pod list reads live pods in the order asked for, as the workload list does: partial
 # indexes on (field, createdAt, id) over live pods serve an equality filter with the default order, and
-# its count; deleted pods have their own; completedAt is indexed where it is set. The live cluster index
-# also serves a full resync's "live pods of the cluster".
-for _col in ("cluster_id", "node_name", "current_nodepool"):
+# its count, and a scoped caller's pages and counts; deleted pods have their own; completedAt is indexed
+# where it is set. The live cluster index also serves a full resync's "live pods of the cluster".
+for _col in ("cluster_id", "department_id", "project_id", "node_name", "current_nodepool"):
     _pods_index(f"ix_workload_pods_live_{_col}", _col, "created_at", "id", where=LIVE)
 _pods_index("ix_workload_pods_live_created", "created_at", "id", where=LIVE)
 _pods_index("ix_workload_pods_deleted_created", "created_at", "id", where=DELETED)

@@ -6,7 +6,9 @@ Create Date: 2026-12-06
 
 The cluster-wide pod list filters and sorts by node, node pool and completion time and searches pod
 and workload names: those move out of the stored document into columns, with partial indexes over live
-pods (as the workloads have), and the existing pods are filled in from their documents. The index on
+pods (as the workloads have), and the existing pods are filled in from their documents. A pod also
+carries its workload's project and department, which scope it (the caller's scopes are then an indexed
+condition on the pods themselves, not a join with the workloads). The index on
 (cluster_id, deleted_at) gives way to the live pods' (cluster_id, created_at, id), which answers a full
 resync's "live pods of this cluster" as well.
 """
@@ -27,6 +29,7 @@ depends_on = None
 LIVE = "deleted_at IS NULL"
 DELETED = "deleted_at IS NOT NULL"
 _TERMINAL = ("Succeeded", "Failed")
+_COLUMNS = ("project_id", "department_id", "node_name", "current_nodepool", "completed_at", "search_text")
 _FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -50,13 +53,14 @@ def _backfill() -> None:
     connection = op.get_bind()
     rows = connection.execute(
         sa.text(
-            "SELECT p.id, p.document, p.k8s_phase, p.k8s_phase_updated_at, w.name AS workload_name "
+            "SELECT p.id, p.document, p.k8s_phase, p.k8s_phase_updated_at, w.name AS workload_name, "
+            "w.project_id, w.department_id "
             "FROM workload_pods p JOIN workloads w ON w.id = p.workload_id"
         )
     ).all()
     update = sa.text(
         "UPDATE workload_pods SET node_name = :node, current_nodepool = :pool, completed_at = :done, "
-        "search_text = :search WHERE id = :id"
+        "search_text = :search, project_id = :project, department_id = :department WHERE id = :id"
     )
     changes = []
     for row in rows:
@@ -67,19 +71,31 @@ def _backfill() -> None:
             done = row.k8s_phase_updated_at
         words = [document.get("name"), row.workload_name, node, pool, row.k8s_phase]
         search = " ".join(w for w in words if w).translate(_FOLD)
-        changes.append({"id": row.id, "node": node, "pool": pool, "done": done, "search": search})
+        changes.append(
+            {
+                "id": row.id,
+                "node": node,
+                "pool": pool,
+                "done": done,
+                "search": search,
+                "project": row.project_id,
+                "department": row.department_id,
+            }
+        )
     if changes:
         connection.execute(update, changes)
 
 
 def upgrade() -> None:
+    op.add_column("workload_pods", sa.Column("project_id", _text_c(), nullable=True))
+    op.add_column("workload_pods", sa.Column("department_id", _text_c(), nullable=True))
     op.add_column("workload_pods", sa.Column("node_name", _text_c(), nullable=True))
     op.add_column("workload_pods", sa.Column("current_nodepool", _text_c(), nullable=True))
     op.add_column("workload_pods", sa.Column("completed_at", sa.BigInteger(), nullable=True))
-    op.add_column("workload_pods", sa.Column("search_text", sa.Text(), nullable=True))
+    op.add_column("workload_pods", sa.Column("search_text", _text_c(), nullable=True))
     _backfill()
     op.drop_index("ix_workload_pods_cluster", table_name="workload_pods")
-    for column in ("cluster_id", "node_name", "current_nodepool"):
+    for column in ("cluster_id", "department_id", "project_id", "node_name", "current_nodepool"):
         _partial(f"ix_workload_pods_live_{column}", [column, "created_at", "id"], LIVE)
     _partial("ix_workload_pods_live_created", ["created_at", "id"], LIVE)
     _partial("ix_workload_pods_deleted_created", ["created_at", "id"], DELETED)
@@ -95,10 +111,19 @@ def downgrade() -> None:
         "ix_workload_pods_live_created",
         "ix_workload_pods_live_current_nodepool",
         "ix_workload_pods_live_node_name",
+        "ix_workload_pods_live_project_id",
+        "ix_workload_pods_live_department_id",
         "ix_workload_pods_live_cluster_id",
     ):
         op.drop_index(name, table_name="workload_pods")
     op.create_index("ix_workload_pods_cluster", "workload_pods", ["cluster_id", "deleted_at"])
     with op.batch_alter_table("workload_pods") as batch:
-        for column in ("search_text", "completed_at", "current_nodepool", "node_name"):
+        for column in (
+            "search_text",
+            "completed_at",
+            "current_nodepool",
+            "node_name",
+            "department_id",
+            "project_id",
+        ):
             batch.drop_column(column)
