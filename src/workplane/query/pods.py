@@ -88,7 +88,26 @@ def _term(term: Term) -> sa.ColumnElement[bool]:
     return number_predicate(column, term.op, term.number)
 
 
-def where(query: PodQuery) -> list[sa.ColumnElement[bool]]:
+# Text operators a NULL never satisfies and that no index range answers (substrings).
+_SUBSTRING = frozenset({"=@", "=^", "=$"})
+
+
+def _covering_hints(query: PodQuery) -> list[sa.ColumnElement[bool]]:
+    """For a count: ``IS NOT NULL`` on the columns that substring terms and search words read. They
+    change no answer (a NULL never satisfies those), but they are a condition on the first column of
+    that column's live index, so a count reads that index alone instead of visiting every live pod's
+    row (SQLite picks an index by its conditions: over 100k pods, a node-pool substring's count went
+    from 0.16 s to 0.07 s, a search word's from 0.13 s to 0.04 s). A page keeps walking the order's
+    index instead, stopping at the page's end."""
+    columns = {
+        _COLUMNS[t.field.name] for t in query.terms if t.op in _SUBSTRING and t.field.kind is Kind.TEXT
+    }
+    if query.words:
+        columns.add(p.search_text)
+    return [c.is_not(None) for c in columns if c is not _NO_VALUE]
+
+
+def where(query: PodQuery, *, count: bool = False) -> list[sa.ColumnElement[bool]]:
     clauses: list[sa.ColumnElement[bool]] = [
         p.deleted_at.is_not(None) if query.deleted else p.deleted_at.is_(None)
     ]
@@ -103,6 +122,8 @@ def where(query: PodQuery) -> list[sa.ColumnElement[bool]]:
     # Every word must occur in the pod's search text, stored folded (``domain.pods.pod_search_text``)
     # as the words are: no lower() per row.
     clauses.extend(p.search_text.like(f"%{escape_like(word)}%", escape="\\") for word in query.words)
+    if count:
+        clauses.extend(_covering_hints(query))
     return clauses
 
 

@@ -216,7 +216,9 @@ def list_pods(
 
 
 def count_pods(connection: sa.Connection, query: PodQuery) -> int:
-    statement = sa.select(sa.func.count()).select_from(workload_pods).where(*pod_query.where(query))
+    statement = (
+        sa.select(sa.func.count()).select_from(workload_pods).where(*pod_query.where(query, count=True))
+    )
     return int(connection.execute(statement).scalar_one())
 
 

@@ -404,8 +404,9 @@ def _pods_index(name: str, *columns: str, where: sa.TextClause) -> sa.Index:
 # The cluster-wide pod list reads live pods in the order asked for, as the workload list does: partial
 # indexes on (field, createdAt, id) over live pods serve an equality filter with the default order, and
 # its count, and a scoped caller's pages and counts; deleted pods have their own; completedAt is indexed
-# where it is set. The live cluster index also serves a full resync's "live pods of the cluster".
-for _col in ("cluster_id", "department_id", "project_id", "node_name", "current_nodepool"):
+# where it is set. The live cluster index also serves a full resync's "live pods of the cluster"; the
+# search text's, a count of the live pods with a word (read from the index alone).
+for _col in ("cluster_id", "department_id", "project_id", "node_name", "current_nodepool", "search_text"):
     _pods_index(f"ix_workload_pods_live_{_col}", _col, "created_at", "id", where=LIVE)
 _pods_index("ix_workload_pods_live_created", "created_at", "id", where=LIVE)
 _pods_index("ix_workload_pods_deleted_created", "created_at", "id", where=DELETED)

@@ -29,6 +29,7 @@ depends_on = None
 LIVE = "deleted_at IS NULL"
 DELETED = "deleted_at IS NOT NULL"
 _TERMINAL = ("Succeeded", "Failed")
+_LIVE_INDEXED = ("cluster_id", "department_id", "project_id", "node_name", "current_nodepool", "search_text")
 _COLUMNS = ("project_id", "department_id", "node_name", "current_nodepool", "completed_at", "search_text")
 _FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -95,7 +96,14 @@ def upgrade() -> None:
     op.add_column("workload_pods", sa.Column("search_text", _text_c(), nullable=True))
     _backfill()
     op.drop_index("ix_workload_pods_cluster", table_name="workload_pods")
-    for column in ("cluster_id", "department_id", "project_id", "node_name", "current_nodepool"):
+    for column in (
+        "cluster_id",
+        "department_id",
+        "project_id",
+        "node_name",
+        "current_nodepool",
+        "search_text",
+    ):
         _partial(f"ix_workload_pods_live_{column}", [column, "created_at", "id"], LIVE)
     _partial("ix_workload_pods_live_created", ["created_at", "id"], LIVE)
     _partial("ix_workload_pods_deleted_created", ["created_at", "id"], DELETED)
@@ -109,6 +117,7 @@ def downgrade() -> None:
         "ix_workload_pods_deleted_at",
         "ix_workload_pods_deleted_created",
         "ix_workload_pods_live_created",
+        "ix_workload_pods_live_search_text",
         "ix_workload_pods_live_current_nodepool",
         "ix_workload_pods_live_node_name",
         "ix_workload_pods_live_project_id",
