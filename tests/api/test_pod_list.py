@@ -57,6 +57,13 @@ CASES: list[tuple[dict[str, Any], list[int]]] = [
     ({"filterBy": ["nodeName=$-1", f"workloadId=={wid(1)}"]}, [1]),
     ({"filterBy": "completedAt>=2024-05-01T11:00:00Z"}, [2, 4]),
     ({"filterBy": "createdAt<=2024-05-01T10:00:02Z"}, [1, 2]),
+    # Times finer than the stored milliseconds compare exactly: 1.0005 s is after pod 1, before pod 2.
+    ({"filterBy": "createdAt>=2024-05-01T10:00:01.0005Z"}, [2, 3, 4]),
+    ({"filterBy": "createdAt<=2024-05-01T10:00:02.0005Z"}, [1, 2]),
+    ({"filterBy": "createdAt==2024-05-01T10:00:01.0005Z"}, []),
+    ({"filterBy": "createdAt!=2024-05-01T10:00:01.0005Z"}, [1, 2, 3, 4]),
+    ({"filterBy": "createdAt==2024-05-01T10:00:03+00:00"}, [3]),
+    ({"filterBy": "completedAt!=2024-05-01T12:00:00Z"}, [1, 3, 4]),  # no completion: satisfies !=
     ({"filterBy": "revisionId!=x"}, [1, 2, 3, 4]),
     ({"filterBy": "revisionId==x"}, []),
     ({"search": "BERT"}, [4]),  # the workload's name

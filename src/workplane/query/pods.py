@@ -9,6 +9,7 @@ paging and counts are over what the caller may see.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -81,11 +82,28 @@ def sort_field(name: str) -> str:
     return name
 
 
+def time_predicate(column: sa.ColumnElement[Any], op: str, at_ms: float) -> sa.ColumnElement[bool]:
+    """``number_predicate`` on a column of whole milliseconds, with whole-millisecond bounds: a time
+    with a fraction of a millisecond (``to_ms_exact``) bound as a float makes PostgreSQL compare the
+    column as ``numeric``, which no index answers. Equivalent: ``>= 1.5`` is ``>= 2``, ``<= 1.5`` is
+    ``<= 1``, and no whole number equals 1.5."""
+    whole = at_ms.is_integer()
+    match op:
+        case ">=":
+            return column >= math.ceil(at_ms)
+        case "<=":
+            return column <= math.floor(at_ms)
+        case "==":
+            return column == int(at_ms) if whole else sa.false()
+        case _:
+            return number_predicate(column, op, int(at_ms)) if whole else sa.true()
+
+
 def _term(term: Term) -> sa.ColumnElement[bool]:
     column = _COLUMNS[term.field.name]
     if term.field.kind is Kind.TEXT:
         return text_predicate(column, term.op, term.text)
-    return number_predicate(column, term.op, term.number)
+    return time_predicate(column, term.op, term.number)
 
 
 # Text operators a NULL never satisfies and that no index range answers (substrings).
