@@ -176,3 +176,12 @@ def test_the_client_enum_form_is_accepted(client: TestClient) -> None:
     _inventory(client)
     names = _names(client, sortBy="createdAt", sortOrder="SortOrder.desc", verbosity="PodVerbosity.full")
     assert names[0] == "job-2-pod-4"
+
+
+def test_a_workloads_own_pods_take_search_too(client: TestClient) -> None:
+    _inventory(client)
+    path = f"/api/v1/workloads/{wid(1)}/pods"
+    found = client.get(path, params={"search": "NODE-2 succeeded"}).json()["pods"]
+    assert [p["name"] for p in found] == ["job-1-pod-2"]
+    assert client.get(path, params={"search": "bert"}).json() == {"pods": []}  # another workload's name
+    assert_error(client.get(path, params={"search": " ".join("w" * 17)}), 400, "search")

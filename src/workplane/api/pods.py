@@ -133,12 +133,16 @@ def get_workload_pods(
     ] = None,
     offset: Annotated[int, Query(ge=0, le=2_147_483_647, description="Pods to skip.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size, 1..500.")] = 50,
+    search: PodsSearchQ = None,
 ) -> Response:
     workload_id = workload_id_of(workloadId)
     only_deleted = parse_bool("deleted", deleted)
+    words = parse_search(search)
     with svc.db.read() as conn:
         require_readable(conn, access, workload_id)
-        page = workload_pods_page(conn, workload_id, deleted=only_deleted, offset=offset, limit=limit)
+        page = workload_pods_page(
+            conn, workload_id, deleted=only_deleted, offset=offset, limit=limit, words=words
+        )
     tail = f',"next":{offset + limit}' if page.has_more else ""
     return Response(f'{{"pods":[{",".join(page.pods)}]{tail}}}', media_type="application/json")
 

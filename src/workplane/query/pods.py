@@ -125,6 +125,12 @@ def _covering_hints(query: PodQuery) -> list[sa.ColumnElement[bool]]:
     return [c.is_not(None) for c in columns if c is not _NO_VALUE]
 
 
+def search_words(words: list[str]) -> list[sa.ColumnElement[bool]]:
+    """Every word occurs in the pod's search text, stored folded (``domain.pods.pod_search_text``) as
+    the words are: no lower() per row."""
+    return [p.search_text.like(f"%{escape_like(word)}%", escape="\\") for word in words]
+
+
 def where(query: PodQuery, *, count: bool = False) -> list[sa.ColumnElement[bool]]:
     clauses: list[sa.ColumnElement[bool]] = [
         p.deleted_at.is_not(None) if query.deleted else p.deleted_at.is_(None)
@@ -137,9 +143,7 @@ def where(query: PodQuery, *, count: bool = False) -> list[sa.ColumnElement[bool
     elif query.completed is Completed.FALSE:
         clauses.append(p.completed_at.is_(None))
     clauses.extend(_term(t) for t in query.terms)
-    # Every word must occur in the pod's search text, stored folded (``domain.pods.pod_search_text``)
-    # as the words are: no lower() per row.
-    clauses.extend(p.search_text.like(f"%{escape_like(word)}%", escape="\\") for word in query.words)
+    clauses.extend(search_words(query.words))
     if count:
         clauses.extend(_covering_hints(query))
     return clauses

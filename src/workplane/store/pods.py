@@ -186,11 +186,20 @@ class PodsPage:
 
 
 def workload_pods_page(
-    connection: sa.Connection, workload_id: str, *, deleted: bool | None, offset: int, limit: int
+    connection: sa.Connection,
+    workload_id: str,
+    *,
+    deleted: bool | None,
+    offset: int,
+    limit: int,
+    words: list[str] | None = None,
 ) -> PodsPage:
-    """A workload's pods in creation order (live ones; ``deleted=True``: the deleted ones)."""
+    """A workload's pods in creation order (live ones; ``deleted=True``: the deleted ones), with every
+    one of ``words`` in their search text when given."""
     statement = sa.select(*_RENDERED).where(
-        p.workload_id == workload_id, p.deleted_at.is_not(None) if deleted else p.deleted_at.is_(None)
+        p.workload_id == workload_id,
+        p.deleted_at.is_not(None) if deleted else p.deleted_at.is_(None),
+        *pod_query.search_words(words or []),
     )
     rows = connection.execute(statement.order_by(p.created_at, p.id).offset(offset).limit(limit + 1)).all()
     pods = [_render(row) for row in rows[:limit]]
