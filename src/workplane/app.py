@@ -138,8 +138,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     if settings.server_metrics != "off":  # outermost: requests EdgeGuard refuses are counted too
         app.add_middleware(RequestMetrics, metrics=svc.metrics)
-    # telemetry before workloads: /workloads/telemetry must not be taken for /workloads/{workloadId}.
-    for module in (health, token, telemetry, workloads, history, pods, metrics, properties, sync, access):
+    # telemetry and pods before workloads: /workloads/telemetry and /workloads/pods must not be taken
+    # for /workloads/{workloadId}.
+    for module in (health, token, telemetry, pods, workloads, history, metrics, properties, sync, access):
         app.include_router(module.router)
     app.include_router(exposition_router)  # GET /metrics, the server's own metrics
     app.include_router(dashboard_router)  # the dashboard: / and /ui/..., nothing under /api

@@ -53,6 +53,9 @@ def test_live_replay(client: TestClient, database: Database, openb: Trace) -> No
     for phase in ("Pending", "Running", "Completed", "Failed"):
         assert count(client, f"phase=={phase}") == live[phase], phase
         assert count(client, f"phase=={phase}", deleted=True) == gone[phase], phase
+    # Each workload's pod went with it: as many live and deleted pods as workloads.
+    pods_count = client.get("/api/v1/workloads/pods/count").json()["count"]
+    assert pods_count == count(client, "type==Pod") == sum(live.values())
 
     # Pods born, scheduled, failed and deleted during the replay went through every phase, in order,
     # at reported times that are trace times compressed by the speed.
@@ -73,6 +76,9 @@ def test_live_replay(client: TestClient, database: Database, openb: Trace) -> No
         assert parse_to_ms(record["createdAt"]) == tm.reported(pod.created * 1000)
         assert parse_to_ms(record["deletedAt"]) == tm.reported(pod.deleted * 1000)
         assert record["phase"] == "Failed"
+        own_pods = client.get(f"/api/v1/workloads/{record['id']}/pods", params={"deleted": "true"})
+        (own,) = own_pods.json()["pods"]
+        assert (own["k8sPhase"], own["completedAt"]) == ("Failed", record["deletedAt"])
         with database.read() as conn:
             history = ingest.history_of(conn, record["id"])
         assert [h["phase"] for h in history] == ["Pending", "Running", "Failed"]

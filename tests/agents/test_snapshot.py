@@ -94,6 +94,30 @@ def test_openb_snapshot(client: TestClient, openb: Trace) -> None:
     assert parse_to_ms(record["deletedAt"]) == wall + (pod.deleted - at) * 1000
     assert record["totalRunningTimeSeconds"] == pod.deleted - pod.scheduled
     assert record["allocatedResources"]["gpu"] == 0
+    check_openb_pods(client, states, failed, record)
+
+
+def _pod_count(client: TestClient, **params: Any) -> int:
+    answer = client.get("/api/v1/workloads/pods/count", params=params)
+    assert answer.status_code == 200, answer.text
+    found: int = answer.json()["count"]
+    return found
+
+
+def check_openb_pods(
+    client: TestClient, states: dict[str, tuple[str, bool]], failed: str, failed_workload: dict[str, Any]
+) -> None:
+    """Each openb workload reports its pod: the same pods live and deleted, their phases as
+    Kubernetes says them, and a deleted failed pod completed when it went away."""
+    assert _pod_count(client) == sum(1 for _, deleted in states.values() if not deleted)
+    assert _pod_count(client, deleted="true") == sum(1 for _, deleted in states.values() if deleted)
+    running = sum(1 for phase, deleted in states.values() if phase == "Running" and not deleted)
+    assert _pod_count(client, search="running") == running
+    pods = client.get(f"/api/v1/workloads/{failed_workload['id']}/pods", params={"deleted": "true"}).json()
+    (pod,) = pods["pods"]
+    assert (pod["name"], pod["k8sPhase"], pod["currentNodePool"]) == (failed, "Failed", "default")
+    assert pod["completedAt"] == pod["deletedAt"] == failed_workload["deletedAt"]
+    assert pod["requestedResources"] == failed_workload["workloadRequestedResources"]
 
 
 def test_dlrm_snapshot(client: TestClient, dlrm: Trace) -> None:

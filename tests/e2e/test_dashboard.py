@@ -312,3 +312,49 @@ def test_open_pages_refresh_while_the_data_changes(
     # The poll runs every 5 s; allow for a slow machine.
     expect_count(page, f"{after:,}", timeout_ms=15_000)
     expect_rows(page, api_ids(api, filterBy="type==Pod"))
+
+
+def test_a_workloads_page_shows_its_pods_and_events(
+    page: Any, dashboard_server: Server, api: httpx.Client
+) -> None:
+    """An openb workload (the replay reports its pod) with an event its agent reported: the page lists
+    the pod as the pods route serves it, and the event."""
+    (workload,) = api.get(
+        "/api/v1/workloads", params={"filterBy": "type==Pod,phase==Running", "limit": 1}
+    ).json()["workloads"]
+    (pod,) = api.get(f"/api/v1/workloads/{workload['id']}/pods").json()["pods"]
+    event = {
+        "id": "5f0e5c55-0000-4000-8000-00000000e2e0",
+        "workloadId": workload["id"],
+        "revision": 1,
+        "createdAt": pod["createdAt"],
+        "type": "Warning",
+        "reason": "FailedScheduling",
+        "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.",
+        "source": "default-scheduler",
+        "involvedObject": {"uid": pod["id"], "kind": "Pod", "name": pod["name"], "namespace": "openb"},
+    }
+    answer = api.post(f"/api/v1/clusters/{workload['clusterId']}/sync", json={"events": [event]})
+    assert answer.status_code == 200, answer.text
+    signed_in(page, dashboard_server)
+    page.goto(f"/#/workloads/{workload['id']}")
+    row = page.wait_for_selector(f".pods-card tr[data-pod='{pod['id']}']")
+    cells = row.inner_text()
+    for value in (pod["name"], "Running", pod["currentNodePool"]):
+        assert value in cells
+    assert "1 live, 0 deleted" in page.inner_text(".pods-card h2")
+    event_row = page.wait_for_selector(f".events-card tr[data-event='{event['id']}']")
+    for value in ("Warning", "FailedScheduling", f"Pod/{pod['name']}", event["message"]):
+        assert value in event_row.inner_text()
+    shoot(page, "workload-pods-and-events")
+
+
+def test_a_workload_without_pods_or_events_says_so(
+    page: Any, dashboard_server: Server, api: httpx.Client
+) -> None:
+    (target,) = api_ids(api, filterBy="name==app-13")  # a DLRM service: the replay reports no pods
+    signed_in(page, dashboard_server)
+    page.goto(f"/#/workloads/{target}")
+    page.wait_for_selector(".pods-card")
+    assert "No pods reported" in page.inner_text(".pods-card")
+    assert "No events reported" in page.inner_text(".events-card")

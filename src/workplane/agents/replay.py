@@ -44,7 +44,7 @@ from typing import Any, Protocol
 import orjson
 
 from workplane.agents.client import ServerUnavailable
-from workplane.agents.traces import PENDING, RUNNING, Cluster, Inventory, Trace, Workload
+from workplane.agents.traces import COMPLETED, FAILED, PENDING, RUNNING, Cluster, Inventory, Trace, Workload
 from workplane.domain.timefmt import format_ms, now_ms
 from workplane.files import write_private
 
@@ -54,6 +54,7 @@ BATCH_SIZE = 2000
 # (one per sync worker process, by default one per CPU).
 IN_FLIGHT = 2
 DAY_MS = 86_400_000
+State = tuple[Workload, int]  # a workload at one of its steps (an index into ``Workload.steps``)
 
 
 class Transport(Protocol):
@@ -155,6 +156,35 @@ def observation(w: Workload, k: int, tm: TimeMap) -> JsonObject:
         "totalPendingTimeSeconds": tm.seconds(pending),
         "totalRunningTimeSeconds": tm.seconds(running),
     }
+    if step.deleted:
+        item["deletedAt"] = format_ms(tm.reported(step.at_ms))
+    return item
+
+
+# Kubernetes pod phases of the replayed states (a pod's own phase, not the workload's).
+_POD_PHASES = {PENDING: "Pending", RUNNING: "Running", COMPLETED: "Succeeded", FAILED: "Failed"}
+
+
+def pod_item(w: Workload, k: int, tm: TimeMap) -> JsonObject | None:
+    """The sync item of the workload's pod at step ``k``, where the trace's records are pods
+    (``Workload.pod_id``); its revision is the step's, as the workload's is."""
+    if w.pod_id is None:
+        return None
+    step = w.steps[k]
+    pools = next((s.pools for s in reversed(w.steps[: k + 1]) if s.pools), ())
+    item: JsonObject = {
+        "id": w.pod_id,
+        "workloadId": w.id,
+        "revision": step.at_ms,
+        "name": w.name,
+        "createdAt": format_ms(tm.reported(w.created_ms)),
+        "k8sPhase": _POD_PHASES.get(step.phase, "Unknown"),
+        "currentNodePool": pools[0] if pools else None,
+        "requestedResources": w.requested.json() if w.requested is not None else None,
+        "allocatedResources": step.allocated() if step.running else None,
+    }
+    if step.phase in (COMPLETED, FAILED):
+        item["completedAt"] = format_ms(tm.reported(step.at_ms))
     if step.deleted:
         item["deletedAt"] = format_ms(tm.reported(step.at_ms))
     return item
@@ -271,8 +301,21 @@ class Sender:
         self.progress = progress or Progress()
         self.in_flight = in_flight
 
-    def _body(self, cluster: Cluster, items: list[JsonObject], resync: JsonObject | None = None) -> bytes:
-        body: JsonObject = {"clusterName": cluster.name, "workloads": items}
+    def _body(
+        self,
+        cluster: Cluster,
+        states: list[tuple[Workload, int]],
+        tm: TimeMap,
+        resync: JsonObject | None = None,
+    ) -> bytes:
+        """A batch of workloads, each at one of its steps, with their pods where they have them."""
+        body: JsonObject = {
+            "clusterName": cluster.name,
+            "workloads": [observation(w, k, tm) for w, k in states],
+        }
+        pods = [pod for w, k in states if (pod := pod_item(w, k, tm)) is not None]
+        if pods:
+            body["pods"] = pods
         if resync is not None:
             body["fullResync"] = resync
         return orjson.dumps(body)
@@ -281,8 +324,8 @@ class Sender:
         result = self.transport.sync(batch.cluster.id, batch.body)
         self.progress.add(batch.count, result)
 
-    def _chunks(self, items: Iterable[JsonObject]) -> Iterator[list[JsonObject]]:
-        chunk: list[JsonObject] = []
+    def _chunks(self, items: Iterable[State]) -> Iterator[list[State]]:
+        chunk: list[State] = []
         for item in items:
             chunk.append(item)
             if len(chunk) >= self.batch_size:
@@ -294,17 +337,18 @@ class Sender:
         for trace in self.inventory.traces:
             at_ms, tm = points[trace.cluster.key]
             resync_id = f"{trace.cluster.key}-{at_ms}-{secrets.token_hex(4)}"
-            items = (observation(w, w.index_at(at_ms), tm) for w in trace.workloads if w.created_ms <= at_ms)
-            chunks = self._chunks(items)
+            states = ((w, w.index_at(at_ms)) for w in trace.workloads if w.created_ms <= at_ms)
+            chunks = self._chunks(states)
             current = next(chunks)
             for following in chunks:
                 if not following:
                     break
                 resync = {"id": resync_id, "final": False}
-                yield _Batch(trace.cluster, self._body(trace.cluster, current, resync), len(current), False)
+                body = self._body(trace.cluster, current, tm, resync)
+                yield _Batch(trace.cluster, body, len(current), False)
                 current = following
             resync = {"id": resync_id, "final": True}
-            yield _Batch(trace.cluster, self._body(trace.cluster, current, resync), len(current), True)
+            yield _Batch(trace.cluster, self._body(trace.cluster, current, tm, resync), len(current), True)
 
     def resync(self, points: Mapping[str, tuple[int, TimeMap]]) -> None:
         """A full resync of every cluster: trace ``key``'s state at ``points[key] = (trace ms, time map)``.
@@ -354,10 +398,10 @@ class Sender:
             due.setdefault(events.workloads[pos], []).append(events.steps[pos])
         # Round r carries every workload's r-th step of the window: one item per workload per batch.
         for r in range(max(len(ks) for ks in due.values())):
-            items = [observation(trace.workloads[wi], ks[r], tm) for wi, ks in due.items() if len(ks) > r]
-            for chunk in self._chunks(items):
+            states = [(trace.workloads[wi], ks[r]) for wi, ks in due.items() if len(ks) > r]
+            for chunk in self._chunks(states):
                 if chunk:
-                    self._post(_Batch(trace.cluster, self._body(trace.cluster, chunk), len(chunk), False))
+                    self._post(_Batch(trace.cluster, self._body(trace.cluster, chunk, tm), len(chunk), False))
         return len(positions)
 
 

@@ -19,6 +19,9 @@ to reported instants. The README (section "Traces") states the same rules for us
   = ``num_gpu × gpu_milli / 1000``, plus the CPU and memory requests); at ``deletion_time`` it takes the
   phase it was last seen in (``Succeeded`` → Completed, ``Failed`` → Failed, ``Running`` stays Running),
   releases its allocation and is deleted. Never-scheduled pods stay Pending until deleted.
+  Each workload also reports its pod (the trace's record itself): phase Pending, Running, Succeeded or
+  Failed as above, node pool ``default`` once scheduled, the workload's requests, its allocation while
+  running, completed and deleted at ``deletion_time`` (the trace has no node names).
 - **DLRM** (Alibaba, ``dlrm/disaggregated_DLRM_trace.csv``): each service (``app_name``) is an
   ``Inference`` workload named ``app-N`` in project ``dlrm-inference``, department ``dlrm``; its instances
   are its pods. An instance is pending from ``creation_time`` to ``scheduled_time`` and running until
@@ -174,6 +177,9 @@ class Workload:
     requested: Resources | None
     single_pod: bool  # podsRequestedResources = workloadRequestedResources
     steps: list[Step]
+    # The id of the workload's one Kubernetes pod, where the trace's records are pods (openb); the
+    # replay then reports that pod with the workload.
+    pod_id: str | None = None
 
     def index_at(self, trace_ms: int) -> int:
         """Index of the step in force at ``trace_ms``; -1 before the workload exists."""
@@ -312,6 +318,7 @@ def load_openb(path: Path = OPENB_FILE) -> Trace:
                     requested=_openb_requests(num_gpu, gpu_milli, cpu, mib),
                     single_pod=True,
                     steps=steps,
+                    pod_id=_id("openb-pod", row["name"]),
                 )
             )
     rows = len(workloads)

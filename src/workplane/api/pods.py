@@ -1,5 +1,5 @@
-"""GET /api/v1/workloads/{workloadId}/pods and /events: a workload's pods and events, as its agent
-last reported them."""
+"""GET /api/v1/workloads/pods, /workloads/pods/count, /workloads/{workloadId}/pods and /events: pods
+across the caller's scopes, and a workload's pods and events, as the agents last reported them."""
 
 from __future__ import annotations
 
@@ -8,15 +8,113 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from workplane.api.deps import ServicesDep, WorkloadReader
+from workplane.api.deps import ServicesDep, WorkloadReader, readable
 from workplane.api.errors import bad_request
 from workplane.api.openapi import error_responses, json_response
-from workplane.api.params import parse_bool
+from workplane.api.params import parse_bool, parse_enum, strip_enum_prefix
 from workplane.api.workload_parts import require_readable, workload_id_of
+from workplane.auth.rules import Access
+from workplane.query.filters import Sort, SortOrder, parse_filter, parse_search
+from workplane.query.pods import POD_FIELDS, Completed, PodQuery, Verbosity, sort_field
 from workplane.store.events import workload_events_page
-from workplane.store.pods import workload_pods_page
+from workplane.store.pods import count_pods, list_pods, workload_pods_page
 
 router = APIRouter(prefix="/api/v1", tags=["Workloads"])
+
+POD_FILTER_HELP = (
+    "Filter terms <field><operator><value>, all of which must hold; fields: "
+    f"{', '.join(POD_FIELDS)}. Operators: == != <= >= =@ (contains) !@ (does not contain) "
+    "=^ (starts with) =$ (ends with); times take == != <= >= only. Several terms may be joined with "
+    "commas or given as repeated parameters."
+)
+PodsFilterQ = Annotated[list[str] | None, Query(alias="filterBy", description=POD_FILTER_HELP)]
+PodsSearchQ = Annotated[
+    str | None,
+    Query(
+        description="Free text; every word must occur in the pod's name, its workload's, its node, "
+        "its node pool or its phase."
+    ),
+]
+PodsDeletedQ = Annotated[str | None, Query(description="true: only deleted pods; false/absent: live ones.")]
+
+
+def _pod_query(
+    access: Access,
+    deleted: str | None,
+    filter_by: list[str] | None,
+    search: str | None,
+    completed: str | None = None,
+) -> PodQuery:
+    return PodQuery(
+        scope=readable(access),
+        deleted=parse_bool("deleted", deleted),
+        completed=parse_enum("completed", completed.lower(), Completed) if completed else Completed.ALL,
+        terms=parse_filter(filter_by or [], fields=POD_FIELDS),
+        words=parse_search(search),
+    )
+
+
+def _pod_sort(sort_by: str | None, sort_order: str | None) -> Sort:
+    order = parse_enum("sortOrder", sort_order, SortOrder) if sort_order else SortOrder.ASC
+    return Sort(sort_field(strip_enum_prefix(sort_by)) if sort_by else "createdAt", order)
+
+
+@router.get(
+    "/workloads/pods",
+    operation_id="list_pods",
+    summary="List pods.",
+    responses={**json_response("Pods page", "PodsPage"), **error_responses(400, 401, 403, 503)},
+    response_class=Response,
+)
+def list_all_pods(
+    svc: ServicesDep,
+    access: WorkloadReader,
+    deleted: PodsDeletedQ = None,
+    offset: Annotated[int, Query(ge=0, le=2_147_483_647, description="Pods to skip.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size, 1..500.")] = 50,
+    sort_order: Annotated[str | None, Query(alias="sortOrder", description="asc or desc.")] = None,
+    sort_by: Annotated[
+        str | None, Query(alias="sortBy", description=f"One of {', '.join(POD_FIELDS)}; default createdAt.")
+    ] = None,
+    filter_by: PodsFilterQ = None,
+    verbosity: Annotated[
+        str | None, Query(description="brief (default) or full: full adds workloadName and projectName.")
+    ] = None,
+    completed: Annotated[
+        str | None, Query(description="true: only completed pods; false: only the others; all/absent: all.")
+    ] = None,
+    search: PodsSearchQ = None,
+) -> Response:
+    query = _pod_query(access, deleted, filter_by, search, completed)
+    sort = _pod_sort(sort_by, sort_order)
+    full = parse_enum("verbosity", verbosity, Verbosity) is Verbosity.FULL if verbosity else False
+    with svc.db.read() as conn:
+        page = list_pods(conn, query, sort=sort, offset=offset, limit=limit, full=full)
+    tail = f',"next":{offset + limit}' if page.has_more else ""
+    return Response(f'{{"pods":[{",".join(page.pods)}]{tail}}}', media_type="application/json")
+
+
+@router.get(
+    "/workloads/pods/count",
+    operation_id="count_pods",
+    summary="Count pods.",
+    responses={
+        **json_response("Number of matching pods", "WorkloadsCount"),
+        **error_responses(400, 401, 403, 503),
+    },
+    response_class=Response,
+)
+def count_all_pods(
+    svc: ServicesDep,
+    access: WorkloadReader,
+    deleted: PodsDeletedQ = None,
+    filter_by: PodsFilterQ = None,
+    search: PodsSearchQ = None,
+) -> Response:
+    query = _pod_query(access, deleted, filter_by, search)
+    with svc.db.read() as conn:
+        count = count_pods(conn, query)
+    return Response(f'{{"count":{count}}}', media_type="application/json")
 
 
 @router.get(
@@ -35,12 +133,16 @@ def get_workload_pods(
     ] = None,
     offset: Annotated[int, Query(ge=0, le=2_147_483_647, description="Pods to skip.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size, 1..500.")] = 50,
+    search: PodsSearchQ = None,
 ) -> Response:
     workload_id = workload_id_of(workloadId)
     only_deleted = parse_bool("deleted", deleted)
+    words = parse_search(search)
     with svc.db.read() as conn:
         require_readable(conn, access, workload_id)
-        page = workload_pods_page(conn, workload_id, deleted=only_deleted, offset=offset, limit=limit)
+        page = workload_pods_page(
+            conn, workload_id, deleted=only_deleted, offset=offset, limit=limit, words=words
+        )
     tail = f',"next":{offset + limit}' if page.has_more else ""
     return Response(f'{{"pods":[{",".join(page.pods)}]{tail}}}', media_type="application/json")
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from workplane.domain.text import fold
 from workplane.domain.timefmt import format_ms, to_ms
 from workplane.domain.values import JsonObject
 
@@ -80,3 +81,22 @@ def pod_document(pod: PodObservation, cluster_id: str, project_id: str | None) -
         "ip": pod.ip,
     }
     return document
+
+
+# Kubernetes pod phases after which a pod runs no more.
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def pod_completed_ms(pod: PodObservation, phase_updated_ms: int) -> int | None:
+    """When the pod completed: the time the agent reports (its containers' termination), else, for a
+    pod in a terminal phase, when that phase was first seen; None while it has not completed."""
+    if pod.completed_at is not None:
+        return to_ms(pod.completed_at)
+    return phase_updated_ms if pod.k8s_phase in TERMINAL_PHASES else None
+
+
+def pod_search_text(pod: PodObservation, workload_name: str) -> str:
+    """What the pod list's ``search`` looks in, folded: the pod's and its workload's names, its node,
+    node pool and phase."""
+    words = (pod.name, workload_name, pod.node_name, pod.current_node_pool, pod.k8s_phase)
+    return fold(" ".join(w for w in words if w))

@@ -28,7 +28,7 @@ from workplane.metrics.store import UnknownSeriesWorkload, store_samples
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, insert_rows, rows_by_key, update_rows, upsert
 from workplane.store.events import apply_events
-from workplane.store.pods import PodError, apply_pods, delete_unseen_pods
+from workplane.store.pods import PodError, apply_pods, delete_unseen_pods, follow_workloads
 from workplane.store.rollups import RollupDeltas, deferred_triggers
 from workplane.store.schema import clusters, workload_history, workload_nodepools, workloads
 from workplane.store.text_search import index_rows_after, last_rowid
@@ -347,6 +347,7 @@ def _write(connection: sa.Connection, batch: Batch, plan: _Plan) -> BatchResult:
             insert_rows(connection, workloads, plan.new_rows)
             index_rows_after(connection, before_insert)
             _write_changes(connection, plan.changes)
+            follow_workloads(connection, plan.changes)
             for part in _chunks(plan.replaced_pools):
                 connection.execute(
                     workload_nodepools.delete().where(workload_nodepools.c.workload_id.in_(part))

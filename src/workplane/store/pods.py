@@ -10,9 +10,13 @@ from typing import Any, Protocol, TypeVar
 import orjson
 import sqlalchemy as sa
 
-from workplane.domain.pods import PodObservation, pod_document
+from workplane.domain.pods import PodObservation, pod_completed_ms, pod_document, pod_search_text
 from workplane.domain.timefmt import format_ms, to_ms
+from workplane.query import pods as pod_query
+from workplane.query.filters import Sort
+from workplane.query.pods import PodQuery
 from workplane.store.database import upsert
+from workplane.store.paging import page_ids
 from workplane.store.schema import workload_pods, workloads
 
 p = workload_pods.c
@@ -26,6 +30,12 @@ _UPDATED = [
     "deleted_at",
     "resync_id",
     "document",
+    "project_id",
+    "department_id",
+    "node_name",
+    "current_nodepool",
+    "completed_at",
+    "search_text",
 ]
 
 
@@ -56,17 +66,35 @@ def newest_by_id(items: list[R]) -> dict[str, tuple[int, R]]:
     return latest
 
 
-def cluster_workloads(connection: sa.Connection, cluster_id: str, ids: set[str]) -> dict[str, str]:
-    """Which of ``ids`` are workloads of the cluster, with their project ids."""
-    projects: dict[str, str] = {}
+@dataclass(frozen=True, slots=True)
+class Owner:
+    project_id: str
+    department_id: str
+    name: str
+
+
+def cluster_workloads(connection: sa.Connection, cluster_id: str, ids: set[str]) -> dict[str, Owner]:
+    """Which of ``ids`` are workloads of the cluster, with their projects, departments and names."""
+    found: dict[str, Owner] = {}
+    w = workloads.c
     for part in chunked(sorted(ids)):
         rows = connection.execute(
-            sa.select(workloads.c.id, workloads.c.project_id).where(
-                workloads.c.id.in_(part), workloads.c.cluster_id == cluster_id
+            sa.select(w.id, w.project_id, w.department_id, w.name).where(
+                w.id.in_(part), w.cluster_id == cluster_id
             )
         )
-        projects.update({row.id: row.project_id for row in rows})
-    return projects
+        found.update({row.id: Owner(row.project_id, row.department_id, row.name) for row in rows})
+    return found
+
+
+def follow_workloads(connection: sa.Connection, changes: list[tuple[str, dict[str, Any]]]) -> None:
+    """A workload that moved to another project or department takes its pods with it: they are
+    scoped by the workload's project and department (``ingest`` calls this with the workloads' changed
+    columns)."""
+    for workload_id, changed in changes:
+        moved = {k: changed[k] for k in ("project_id", "department_id") if k in changed}
+        if moved:
+            connection.execute(workload_pods.update().where(p.workload_id == workload_id).values(**moved))
 
 
 def apply_pods(
@@ -83,7 +111,7 @@ def apply_pods(
     latest = newest_by_id(pods)
     if not latest:
         return 0
-    projects = cluster_workloads(connection, cluster_id, {str(pod.workload_id) for _, pod in latest.values()})
+    owners = cluster_workloads(connection, cluster_id, {str(pod.workload_id) for _, pod in latest.values()})
     stored: dict[str, Any] = {}
     for part in chunked(list(latest)):
         rows = connection.execute(
@@ -95,7 +123,8 @@ def apply_pods(
     changes = []
     for key, (index, pod) in latest.items():
         workload_id = str(pod.workload_id)
-        if workload_id not in projects:
+        owner = owners.get(workload_id)
+        if owner is None:
             raise PodError(f"pods[{index}]: workload {workload_id} is not a workload of cluster {cluster_id}")
         before = stored.get(key)
         if before is not None and before.cluster_id != cluster_id:
@@ -108,7 +137,7 @@ def apply_pods(
         deleted_at = before.deleted_at if before is not None else None
         if deleted_at is None and pod.deleted_at is not None:
             deleted_at = to_ms(pod.deleted_at)
-        document = {**pod_document(pod, cluster_id, projects[workload_id]), "tenantId": tenant_id}
+        document = {**pod_document(pod, cluster_id, owner.project_id), "tenantId": tenant_id}
         changes.append(
             {
                 "id": key,
@@ -122,6 +151,12 @@ def apply_pods(
                 "deleted_at": deleted_at,
                 "resync_id": resync_id,
                 "document": orjson.dumps(document).decode(),
+                "project_id": owner.project_id,
+                "department_id": owner.department_id,
+                "node_name": pod.node_name,
+                "current_nodepool": pod.current_node_pool,
+                "completed_at": pod_completed_ms(pod, phase_at),
+                "search_text": pod_search_text(pod, owner.name),
             }
         )
     if changes:
@@ -151,20 +186,62 @@ class PodsPage:
 
 
 def workload_pods_page(
-    connection: sa.Connection, workload_id: str, *, deleted: bool | None, offset: int, limit: int
+    connection: sa.Connection,
+    workload_id: str,
+    *,
+    deleted: bool | None,
+    offset: int,
+    limit: int,
+    words: list[str] | None = None,
 ) -> PodsPage:
-    """A workload's pods in creation order (live ones; ``deleted=True``: the deleted ones)."""
-    statement = sa.select(p.document, p.k8s_phase_updated_at, p.updated_at, p.deleted_at).where(
-        p.workload_id == workload_id, p.deleted_at.is_not(None) if deleted else p.deleted_at.is_(None)
+    """A workload's pods in creation order (live ones; ``deleted=True``: the deleted ones), with every
+    one of ``words`` in their search text when given."""
+    statement = sa.select(*_RENDERED).where(
+        p.workload_id == workload_id,
+        p.deleted_at.is_not(None) if deleted else p.deleted_at.is_(None),
+        *pod_query.search_words(words or []),
     )
     rows = connection.execute(statement.order_by(p.created_at, p.id).offset(offset).limit(limit + 1)).all()
     pods = [_render(row) for row in rows[:limit]]
     return PodsPage(pods, len(rows) > limit)
 
 
-def _render(row: Any) -> str:
+def list_pods(
+    connection: sa.Connection, query: PodQuery, *, sort: Sort, offset: int, limit: int, full: bool
+) -> PodsPage:
+    """A page of the pods that ``query`` selects, in ``sort`` order; ``full`` adds each pod's workload
+    and project names (Run:ai's ``verbosity=full``). Paged through ids first (``paging``)."""
+    statement = sa.select(p.id).where(*pod_query.where(query)).order_by(*pod_query.order_by(query, sort))
+    ids, has_more = page_ids(connection, statement, offset=offset, limit=limit)
+    if not ids:
+        return PodsPage([], has_more)
+    rows = sa.select(*_RENDERED, p.id).where(p.id.in_(ids))
+    if full:
+        rows = rows.add_columns(workloads.c.name.label("workload_name"), workloads.c.project_name).join_from(
+            workload_pods, workloads, workloads.c.id == p.workload_id
+        )
+    by_id = {row.id: row for row in connection.execute(rows)}
+    return PodsPage([_render(by_id[i], full=full) for i in ids if i in by_id], has_more)
+
+
+def count_pods(connection: sa.Connection, query: PodQuery) -> int:
+    statement = (
+        sa.select(sa.func.count()).select_from(workload_pods).where(*pod_query.where(query, count=True))
+    )
+    return int(connection.execute(statement).scalar_one())
+
+
+# The stored document and the columns whose values the server keeps up to date beside it.
+_RENDERED = (p.document, p.k8s_phase_updated_at, p.updated_at, p.deleted_at, p.completed_at)
+
+
+def _render(row: Any, *, full: bool = False) -> str:
     document = orjson.loads(row.document)
     document["k8sPhaseUpdatedAt"] = format_ms(row.k8s_phase_updated_at)
     document["updatedAt"] = format_ms(row.updated_at)
     document["deletedAt"] = format_ms(row.deleted_at)
+    document["completedAt"] = format_ms(row.completed_at)
+    if full:
+        document["workloadName"] = row.workload_name
+        document["projectName"] = row.project_name
     return orjson.dumps(document).decode()

@@ -382,12 +382,36 @@ workload_pods = sa.Table(
     sa.Column("deleted_at", sa.BigInteger, nullable=True),
     sa.Column("resync_id", sa.String(64), nullable=True),
     sa.Column("document", sa.Text, nullable=False),
+    # What ``GET /workloads/pods`` filters, sorts and searches by, out of the document, and the
+    # workload's project and department, which scope the pod as they scope the workload (migration 0013).
+    sa.Column("project_id", text_c(), nullable=True),
+    sa.Column("department_id", text_c(), nullable=True),
+    sa.Column("node_name", text_c(), nullable=True),
+    sa.Column("current_nodepool", text_c(), nullable=True),
+    sa.Column("completed_at", sa.BigInteger, nullable=True),
+    sa.Column("search_text", text_c(), nullable=True),  # folded: pod, workload and node names, pool, phase
 )
-# A workload's pods in creation order (the pods route's page), and a cluster's live pods (a resync).
+# A workload's pods in creation order (the pods route's page).
 sa.Index(
     "ix_workload_pods_workload", workload_pods.c.workload_id, workload_pods.c.created_at, workload_pods.c.id
 )
-sa.Index("ix_workload_pods_cluster", workload_pods.c.cluster_id, workload_pods.c.deleted_at)
+
+
+def _pods_index(name: str, *columns: str, where: sa.TextClause) -> sa.Index:
+    return sa.Index(name, *(workload_pods.c[c] for c in columns), sqlite_where=where, postgresql_where=where)
+
+
+# The cluster-wide pod list reads live pods in the order asked for, as the workload list does: partial
+# indexes on (field, createdAt, id) over live pods serve an equality filter with the default order, and
+# its count, and a scoped caller's pages and counts; deleted pods have their own; completedAt is indexed
+# where it is set. The live cluster index also serves a full resync's "live pods of the cluster"; the
+# search text's, a count of the live pods with a word (read from the index alone).
+for _col in ("cluster_id", "department_id", "project_id", "node_name", "current_nodepool", "search_text"):
+    _pods_index(f"ix_workload_pods_live_{_col}", _col, "created_at", "id", where=LIVE)
+_pods_index("ix_workload_pods_live_created", "created_at", "id", where=LIVE)
+_pods_index("ix_workload_pods_deleted_created", "created_at", "id", where=DELETED)
+_pods_index("ix_workload_pods_deleted_at", "deleted_at", "id", where=DELETED)
+_pods_index("ix_workload_pods_completed_at", "completed_at", "id", where=sa.text("completed_at IS NOT NULL"))
 
 # Kubernetes events about workloads and their pods, as agents report them (migration 0012).
 workload_events = sa.Table(

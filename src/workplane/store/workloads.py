@@ -23,6 +23,7 @@ from workplane.query.filters import Sort, WorkloadQuery
 from workplane.query.scopes import ScopeSet, restrict
 from workplane.store import text_search
 from workplane.store.database import insert_rows, upsert
+from workplane.store.paging import page_ids
 from workplane.store.schema import (
     clusters,
     departments,
@@ -338,17 +339,8 @@ def list_workloads(
     compiler = Compiler(catalog, now_ms)
     # Page through ids first (an index-only walk where an index covers the order), then fetch the
     # page's rows: deep offsets then skip index entries, not documents.
-    ids = list(
-        connection.execute(
-            sa.select(w.id)
-            .where(*_where(connection, query, compiler))
-            .order_by(*compiler.order_by(sort))
-            .offset(offset)
-            .limit(limit + 1)
-        ).scalars()
-    )
-    has_more = len(ids) > limit
-    ids = ids[:limit]
+    statement = sa.select(w.id).where(*_where(connection, query, compiler)).order_by(*compiler.order_by(sort))
+    ids, has_more = page_ids(connection, statement, offset=offset, limit=limit)
     if not ids:
         return Page([], has_more)
     by_id = {r.id: r for r in connection.execute(sa.select(*RENDER_COLUMNS).where(w.id.in_(ids)))}

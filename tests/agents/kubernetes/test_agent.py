@@ -176,6 +176,9 @@ def test_workloads_follow_the_cluster(agent: Agent, cluster: FakeCluster) -> Non
         cluster.update(m.succeeded(cluster.get("v1", "Pod", "pi-x7k2p", "team-a")))
         pi = wait_for("the completed Job", lambda: _workload(agent, "pi", phase="Completed"), agent)
         assert pi["completedAt"] is not None
+        # The pod completed when its container terminated.
+        done = wait_for("the pod's completion", lambda: _pods(agent, pi["id"], k8sPhase="Succeeded"), agent)
+        assert done[0].completed_at.isoformat() == "2026-12-01T10:05:00+00:00"
 
         # The Deployment is deleted (the garbage collector takes its ReplicaSet and pods with it).
         cluster.delete("v1", "Pod", nginx_pods[0]["metadata"]["name"], "team-b")

@@ -179,6 +179,7 @@ class Pod:
     ready: bool
     deleting: bool
     started_at: str | None
+    completed_at: str | None  # when a finished pod's last container terminated
     images: tuple[str, ...]
     containers: tuple[tuple[str, str], ...]  # (name, image)
     ip: str | None
@@ -224,6 +225,7 @@ class Pod:
             ready=(conditions.get("Ready") or {}).get("status") == "True",
             deleting=bool(meta.get("deletionTimestamp")),
             started_at=status.get("startTime"),
+            completed_at=_finished_at(status),
             images=tuple(str(c["image"]) for c in containers if c.get("image")),
             containers=tuple((str(c.get("name", "")), str(c.get("image", ""))) for c in containers),
             ip=status.get("podIP"),
@@ -234,6 +236,21 @@ class Pod:
     @property
     def active(self) -> bool:
         return self.phase in ("Pending", "Running", "Unknown")
+
+
+def _finished_at(status: JsonObject) -> str | None:
+    """A finished pod (Succeeded or Failed) completed when its last container terminated; a running
+    pod has not completed, even when some of its containers have. Kubernetes writes these times in
+    one format (RFC 3339 in UTC, whole seconds), so the latest is the greatest text."""
+    if status.get("phase") not in ("Succeeded", "Failed"):
+        return None
+    times = [
+        terminated.get("finishedAt")
+        for container in status.get("containerStatuses") or []
+        if isinstance(container, dict)
+        and isinstance(terminated := (container.get("state") or {}).get("terminated"), dict)
+    ]
+    return max((t for t in times if isinstance(t, str) and t), default=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,6 +170,8 @@ def pod_item(state: ClusterState, pod: Pod, workload_id: str, now_text: str) -> 
         "currentNodePool": (state.node_pools.get(pod.node) or DEFAULT_NODE_POOL) if pod.node else None,
         "ip": pod.ip,
     }
+    if pod.completed_at:
+        item["completedAt"] = pod.completed_at
     if pod.priority_class:
         item["priorityClassName"] = pod.priority_class
     return item

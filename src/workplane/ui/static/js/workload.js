@@ -7,6 +7,7 @@ import { lineChart } from './charts.js';
 import { clusterName, errorMessage, fill, h, learnClusterNames, markRendered } from './dom.js';
 import { ago, bytes, duration, num, phaseClass, when } from './format.js';
 import { lastListHash, writeHash } from './state.js';
+import { workloadParts } from './workload-parts.js';
 
 const RANGES = [
   ['life', 'Lifetime'],
@@ -142,10 +143,13 @@ export function mount(root, route) {
   // Shown once there is a workload to show metrics of.
   const metrics = h('section', { class: 'metrics', hidden: true },
     h('div', { class: 'section-head' }, h('h2', {}, 'Metrics'), rangeBar), metricsSlot, chartGrid);
+  // The workload's pods and events (workload-parts.js), read with every load of the record.
+  const parts = workloadParts(id);
+  parts.element.hidden = true;
 
   root.append(h('section', { class: 'page' },
     h('a', { class: 'back', href: lastListHash() }, '‹ Workloads'),
-    head, slot, body, metrics));
+    head, slot, body, parts.element, metrics));
 
   function renderRanges() {
     fill(rangeBar, ...RANGES.map(([key, label]) => h('button', {
@@ -304,6 +308,8 @@ export function mount(root, route) {
       fill(slot);
       renderRecord(w);
       metrics.hidden = false;
+      parts.element.hidden = false;
+      parts.load(controller.signal);
       if (first) {
         markRendered('workload');
         renderRanges();
@@ -332,6 +338,7 @@ export function mount(root, route) {
   function notFound(error) {
     document.title = 'Workload not found · workplane';
     metrics.hidden = true;
+    parts.element.hidden = true;
     fill(body);
     fill(head, h('h1', {}, 'Workload not found'));
     fill(slot, h('div', { class: 'message info not-found', role: 'status' },

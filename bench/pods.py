@@ -1,0 +1,392 @@
+"""``python -m bench.pods``: the cluster-wide pod list and count (``GET /workloads/pods`` and
+``/workloads/pods/count``) over a store of N pods, on SQLite and PostgreSQL.
+
+    python -m bench.pods                       # 100,000 pods under 20,000 workloads, both databases
+    python -m bench.pods --pods 20000 --db sqlite
+
+The inventory is deterministic: N pods, five per workload (one workload per 5 pods, 40 projects in 4
+departments, one cluster), on 500 nodes in 4 node pools, created one second apart; 10 % of the
+workloads have finished (their pods Succeeded, or Failed for every tenth, with ``completedAt``), 3 %
+of the pods are deleted, 2 % are Pending on no node. It is loaded through the sync protocol's own store
+function (``ingest.apply_batch``, 2,000 workloads and their pods per batch), then ``VACUUM ANALYZE``
+(PostgreSQL) or a WAL checkpoint (SQLite). A store already holding it is reused (``--force-reload``).
+
+What is timed is the route function (query parsing, the store's statement, rendering) with the
+caller's access, as ``bench run`` times the workload routes; every answer is checked against the
+inventory. Targets (like the workload list's): a list page ≤ 10 ms, a count ≤ 100 ms (p50).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from bench.load import (
+    DEFAULT_PG_URL,
+    POSTGRESQL,
+    SQLITE,
+    Target,
+    _finish,
+    ensure_exists,
+    make_target,
+    open_database,
+    wipe,
+)
+from bench.measure import Budget, Timing, _repeat
+from workplane.api import pods as routes
+from workplane.api.deps import Services
+from workplane.app import build_services
+from workplane.auth.credentials import ADMIN_CLIENT_ID
+from workplane.auth.rules import Access, KeyKind, Role, Rule, administrator
+from workplane.domain.observation import Observation
+from workplane.domain.pods import PodObservation
+from workplane.domain.timefmt import format_ms
+from workplane.query.scopes import Scope, ScopeType
+from workplane.store import ingest
+from workplane.store.catalog import CatalogCache
+from workplane.store.database import Database
+from workplane.store.schema import workload_pods
+from workplane.store.setup import prepare_store
+
+OUT_DIR = Path(__file__).resolve().parent / "out" / "pods"
+_NAMESPACE = uuid.UUID("6b1d7e52-1f0c-5a4e-9b8d-62656e63688f")
+
+
+def _id(kind: str, key: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{kind}/{key}"))
+
+
+CLUSTER = _id("bench-pods", "cluster")
+PODS_PER_WORKLOAD = 5
+NODES = 500
+POOLS = ("default", "a100", "h100", "l40s")
+PROJECTS = 40
+START_MS = 1_700_000_000_000
+BATCH_WORKLOADS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class PodRow:
+    """One pod of the inventory, as the answers are checked against it."""
+
+    id: str
+    workload: int
+    node: str | None
+    pool: str | None
+    created_ms: int
+    completed: bool
+    deleted: bool
+
+
+def _project(workload: int) -> str:
+    return f"proj-{workload % PROJECTS:02d}"
+
+
+def inventory(pods: int) -> list[PodRow]:
+    rows = []
+    for n in range(pods):
+        workload = n // PODS_PER_WORKLOAD
+        pending = n % 50 == 7
+        node = None if pending else n % NODES
+        rows.append(
+            PodRow(
+                id=_id("bench-pod", str(n)),
+                workload=workload,
+                node=None if node is None else f"node-{node:03d}",
+                pool=None if node is None else POOLS[node % len(POOLS)],
+                created_ms=START_MS + n * 1000,
+                completed=workload % 10 == 3 and not pending,
+                deleted=n % 33 == 5,
+            )
+        )
+    return rows
+
+
+def _workload_item(workload: int) -> Observation:
+    project = _project(workload)
+    return Observation.model_validate(
+        {
+            "id": _id("bench-workload", str(workload)),
+            "revision": 1,
+            "name": f"train-{workload:06d}",
+            "projectId": project,
+            "projectName": project,
+            "departmentId": f"dept-{workload % 4}",
+            "departmentName": f"dept-{workload % 4}",
+            "type": "Training",
+            "phase": "Completed" if workload % 10 == 3 else "Running",
+            "createdAt": format_ms(START_MS + workload * PODS_PER_WORKLOAD * 1000),
+        }
+    )
+
+
+def _pod_item(row: PodRow) -> PodObservation:
+    phase = "Pending" if row.node is None else "Running"
+    if row.completed:
+        phase = "Failed" if row.workload % 100 == 3 else "Succeeded"
+    item: dict[str, Any] = {
+        "id": row.id,
+        "workloadId": _id("bench-workload", str(row.workload)),
+        "revision": 1,
+        "name": f"train-{row.workload:06d}-{row.id[:5]}",
+        "createdAt": format_ms(row.created_ms),
+        "k8sPhase": phase,
+        "nodeName": row.node,
+        "currentNodePool": row.pool,
+        "containers": [{"name": "main", "image": "nvcr.io/nvidia/pytorch:24.05-py3"}],
+        "requestedResources": {"gpu": {"request": 1}},
+    }
+    if row.completed:
+        item["completedAt"] = format_ms(row.created_ms + 3_600_000)
+    if row.deleted:
+        item["deletedAt"] = format_ms(row.created_ms + 7_200_000)
+    return PodObservation.model_validate(item)
+
+
+def _stored(db: Database) -> int:
+    with db.read() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(workload_pods)).scalar_one())
+
+
+def load(target: Target, rows: list[PodRow], *, force: bool) -> Services:
+    ensure_exists(target)
+    if force:
+        wipe(target)
+    db = open_database(target)
+    settings = target.settings()
+    prepare_store(db, settings, announce=False)
+    if _stored(db) == len(rows):
+        print(f"  {target.label}: already holds {len(rows):,} pods", flush=True)
+        return build_services(settings, db)
+    if _stored(db):
+        db.dispose()
+        wipe(target)
+        db = open_database(target)
+        prepare_store(db, settings, announce=False)
+    started = time.perf_counter()
+    workloads = rows[-1].workload + 1
+    for first in range(0, workloads, BATCH_WORKLOADS):
+        last = min(workloads, first + BATCH_WORKLOADS)
+        pods = [_pod_item(r) for r in rows[first * PODS_PER_WORKLOAD : last * PODS_PER_WORKLOAD]]
+        with db.write() as conn:
+            ingest.apply_batch(
+                conn,
+                catalog=CatalogCache().get(conn),
+                cluster_id=CLUSTER,
+                cluster_name="bench-pods",
+                observations=[_workload_item(w) for w in range(first, last)],
+                samples=[],
+                resync=None,
+                tenant_id=1,
+                now_ms=START_MS + len(rows) * 1000,
+                pods=pods,
+            )
+    _finish(target, db)
+    print(f"  {target.label}: loaded {len(rows):,} pods in {time.perf_counter() - started:.1f} s", flush=True)
+    return build_services(settings, db)
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str
+    what: str
+    kind: str  # "list" or "count"
+    params: dict[str, Any]
+    access: Access
+    expected: Callable[[list[PodRow]], list[PodRow]]  # the matching pods, in the answer's order
+
+
+def _live(rows: list[PodRow]) -> list[PodRow]:
+    return [r for r in rows if not r.deleted]
+
+
+def _project_viewer(project: str) -> Access:
+    return Access(
+        "bench-viewer", KeyKind.SERVICE, None, (Rule(Role.PROJECT_VIEWER, Scope(ScopeType.PROJECT, project)),)
+    )
+
+
+def build_cases(rows: list[PodRow]) -> list[Case]:
+    admin = administrator(ADMIN_CLIENT_ID)
+    node = rows[len(rows) // 2].node or "node-000"
+    recent_ms = rows[int(len(rows) * 0.9)].created_ms
+    viewer = _project_viewer(_project(7))
+    newest = lambda found: sorted(found, key=lambda r: (r.created_ms, r.id), reverse=True)  # noqa: E731
+    return [
+        Case("l1", "list, no filter (oldest first)", "list", {}, admin, _live),
+        Case(
+            "l2",
+            f"list, nodeName=={node}, newest first",
+            "list",
+            {"filter_by": [f"nodeName=={node}"], "sort_order": "desc"},
+            admin,
+            lambda rs: newest([r for r in _live(rs) if r.node == node]),
+        ),
+        Case(
+            "l3",
+            "list, currentNodepool==h100, createdAt>= the last 10 %",
+            "list",
+            {"filter_by": [f"currentNodepool==h100,createdAt>={format_ms(recent_ms)}"]},
+            admin,
+            lambda rs: [r for r in _live(rs) if r.pool == "h100" and r.created_ms >= recent_ms],
+        ),
+        Case(
+            "l4",
+            "list, completed=true, sortBy=completedAt desc",
+            "list",
+            {"completed": "true", "sort_by": "completedAt", "sort_order": "desc"},
+            admin,
+            lambda rs: newest([r for r in _live(rs) if r.completed]),
+        ),
+        Case(
+            "l5",
+            "list, a project viewer (1/40 of the pods)",
+            "list",
+            {},
+            viewer,
+            lambda rs: [r for r in _live(rs) if _project(r.workload) == _project(7)],
+        ),
+        Case(
+            "l6",
+            "list, deleted=true",
+            "list",
+            {"deleted": "true"},
+            admin,
+            lambda rs: [r for r in rs if r.deleted],
+        ),
+        Case("c1", "count, no filter", "count", {}, admin, _live),
+        Case(
+            "c2",
+            f"count, nodeName=={node}",
+            "count",
+            {"filter_by": [f"nodeName=={node}"]},
+            admin,
+            lambda rs: [r for r in _live(rs) if r.node == node],
+        ),
+        Case(
+            "c3",
+            "count, currentNodepool=@a10 (contains)",
+            "count",
+            {"filter_by": ["currentNodepool=@a10"]},
+            admin,
+            lambda rs: [r for r in _live(rs) if r.pool == "a100"],
+        ),
+        Case(
+            "c4",
+            "count, a project viewer",
+            "count",
+            {},
+            viewer,
+            lambda rs: [r for r in _live(rs) if _project(r.workload) == _project(7)],
+        ),
+        Case(
+            "c5",
+            "count, search=succeeded (a word of the phase)",
+            "count",
+            {"search": "succeeded"},
+            admin,
+            lambda rs: [r for r in _live(rs) if r.completed and r.workload % 100 != 3],
+        ),
+        Case(
+            "c6",
+            "count, deleted=true",
+            "count",
+            {"deleted": "true"},
+            admin,
+            lambda rs: [r for r in rs if r.deleted],
+        ),
+    ]
+
+
+def _call(svc: Services, case: Case) -> bytes:
+    args = {"deleted": None, "filter_by": None, "search": None, **case.params}
+    if case.kind == "list":
+        full = {
+            "offset": 0,
+            "limit": 50,
+            "sort_order": None,
+            "sort_by": None,
+            "verbosity": None,
+            "completed": None,
+        }
+        response = routes.list_all_pods(svc=svc, access=case.access, **{**full, **args})
+    else:
+        response = routes.count_all_pods(svc=svc, access=case.access, **args)
+    return bytes(response.body)
+
+
+def _check(case: Case, body: bytes, rows: list[PodRow]) -> None:
+    expected = case.expected(rows)
+    answer = orjson.loads(body)
+    if case.kind == "count":
+        if answer["count"] != len(expected):
+            raise AssertionError(f"{case.key}: count {answer['count']}, expected {len(expected)}")
+        return
+    got = [p["id"] for p in answer["pods"]]
+    if got != [r.id for r in expected[:50]]:
+        raise AssertionError(f"{case.key}: the page differs from the expected one")
+
+
+def measure(svc: Services, rows: list[PodRow], budget: Budget) -> dict[str, Timing]:
+    out: dict[str, Timing] = {}
+    for case in build_cases(rows):
+        _check(case, _call(svc, case), rows)
+
+        def call(_i: int, case: Case = case) -> None:
+            _call(svc, case)
+
+        out[case.key] = Timing.of(_repeat(call, budget))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pods", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pods", type=int, default=100_000, help="pods in the store (default 100,000)")
+    parser.add_argument(
+        "--db", default="sqlite,postgresql", help="sqlite, postgresql or both (comma-separated)"
+    )
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    parser.add_argument("--reps", type=int, default=200, help="at most this many timed calls per request")
+    parser.add_argument("--seconds", type=float, default=5.0, help="at most this long per request")
+    parser.add_argument("--force-reload", action="store_true")
+    args = parser.parse_args(argv)
+    rows = inventory(args.pods)
+    budget = Budget(args.reps, args.seconds)
+    cases = build_cases(rows)
+    results: dict[str, dict[str, Timing]] = {}
+    for kind in [k.strip() for k in args.db.split(",") if k.strip()]:
+        if kind not in (SQLITE, POSTGRESQL):
+            parser.error(f"--db: {kind!r} is not sqlite or postgresql")
+        target = make_target(
+            kind,
+            size=args.pods,
+            out_dir=OUT_DIR,
+            pg_url=args.pg_url,
+            pg_database=f"workplane_bench_pods_{args.pods}",
+        )
+        svc = load(target, rows, force=args.force_reload)
+        results[target.label] = measure(svc, rows, budget)
+        svc.db.dispose()
+    labels = list(results)
+    print(f"\n{args.pods:,} pods under {rows[-1].workload + 1:,} workloads; p50 / p99 in ms (route function)")
+    print(f"{'':4} {'request':52} " + " ".join(f"{label:>20}" for label in labels))
+    for case in cases:
+        cells = [
+            f"{results[label][case.key].p50_ms:8.2f} / {results[label][case.key].p99_ms:8.2f}"
+            for label in labels
+        ]
+        print(f"{case.key:4} {case.what:52} " + " ".join(f"{c:>20}" for c in cells))
+    print("targets: list p50 ≤ 10 ms, count p50 ≤ 100 ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

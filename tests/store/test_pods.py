@@ -1,0 +1,124 @@
+"""The cluster-wide pod list in the store: scopes inside the statement, and migration 0013 filling the
+listing columns of pods stored before it (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from alembic import command
+
+from tests.factories import CLUSTER, wid
+from workplane.domain.observation import Observation
+from workplane.domain.pods import PodObservation
+from workplane.query.filters import Sort, parse_filter, parse_search
+from workplane.query.pods import POD_FIELDS, PodQuery
+from workplane.query.scopes import ScopeSet
+from workplane.store import catalog, ingest, migrate
+from workplane.store.catalog import CatalogCache
+from workplane.store.database import Database
+from workplane.store.pods import count_pods, list_pods
+from workplane.store.schema import workload_pods
+
+
+def _workload(label: str, project: str) -> Observation:
+    return Observation.model_validate(
+        {
+            "id": str(wid(label)),
+            "revision": 1,
+            "name": label,
+            "projectId": project,
+            "projectName": f"team-{project}",
+            "departmentId": "d1",
+            "departmentName": "research",
+            "type": "Training",
+            "phase": "Running",
+            "createdAt": "2024-05-01T00:00:00Z",
+            "phaseUpdatedAt": "2024-05-01T00:00:00Z",
+        }
+    )
+
+
+def _pod(n: int, label: str, phase: str = "Running", **extra: Any) -> PodObservation:
+    return PodObservation.model_validate(
+        {
+            "id": str(wid(f"pod{n}")),
+            "workloadId": str(wid(label)),
+            "revision": 1,
+            "name": f"{label}-{n}",
+            "createdAt": f"2024-05-01T00:00:0{n}Z",
+            "k8sPhase": phase,
+            "nodeName": f"node-{n % 2}",
+            "currentNodePool": "default",
+            **extra,
+        }
+    )
+
+
+def _load(connection: sa.Connection) -> None:
+    catalog.seed(connection, 1_800_000_000_000)
+    ingest.apply_batch(
+        connection,
+        catalog=CatalogCache().get(connection),
+        cluster_id=str(CLUSTER),
+        cluster_name=None,
+        observations=[_workload("train", "p1"), _workload("serve", "p2")],
+        samples=[],
+        resync=None,
+        tenant_id=1,
+        now_ms=1_800_000_000_000,
+        pods=[_pod(1, "train"), _pod(2, "train", "Succeeded"), _pod(3, "serve")],
+    )
+
+
+def _ids(connection: sa.Connection, query: PodQuery) -> list[str]:
+    page = list_pods(connection, query, sort=Sort("createdAt"), offset=0, limit=50, full=False)
+    return [orjson.loads(p)["name"] for p in page.pods]
+
+
+def test_a_scoped_query_sees_only_its_workloads_pods(database: Database) -> None:
+    with database.write() as conn:
+        _load(conn)
+    with database.read() as conn:
+        everything = PodQuery(scope=ScopeSet.everything())
+        assert _ids(conn, everything) == ["train-1", "train-2", "serve-3"]
+        on_node = parse_filter(["nodeName==node-1"], fields=POD_FIELDS)
+        p1 = PodQuery(scope=ScopeSet(projects=frozenset({"p1"})), terms=on_node)
+        assert _ids(conn, p1) == ["train-1"]
+        assert count_pods(conn, p1) == 1
+        in_d1 = ScopeSet(departments=frozenset({"d1"}))
+        departments = PodQuery(scope=in_d1, words=parse_search("SERVE"))
+        assert _ids(conn, departments) == ["serve-3"]
+        nothing = PodQuery(scope=ScopeSet())
+        assert (_ids(conn, nothing), count_pods(conn, nothing)) == ([], 0)
+
+
+def test_migration_0013_fills_the_listing_columns_of_stored_pods(empty_url: str) -> None:
+    engine = sa.create_engine(empty_url)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        _load(conn)
+    with engine.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "0012")
+    migrate.upgrade(engine)
+    c = workload_pods.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                c.node_name,
+                c.current_nodepool,
+                c.completed_at,
+                c.search_text,
+                c.k8s_phase_updated_at,
+                c.project_id,
+                c.department_id,
+            ).order_by(c.created_at)
+        ).all()
+    assert [r.node_name for r in rows] == ["node-1", "node-0", "node-1"]
+    assert {r.current_nodepool for r in rows} == {"default"}
+    assert [(r.project_id, r.department_id) for r in rows] == [("p1", "d1"), ("p1", "d1"), ("p2", "d1")]
+    # A Succeeded pod without a reported completion completed when its phase was first seen.
+    assert [r.completed_at for r in rows] == [None, rows[1].k8s_phase_updated_at, None]
+    assert rows[0].search_text == "train-1 train node-1 default running"
+    engine.dispose()
