@@ -26,9 +26,9 @@ from workplane.api import (
 )
 from workplane.api.deps import Services
 from workplane.api.edge import CancelOnDisconnect, EdgeGuard
-from workplane.api.gate import ExpensiveReads
 from workplane.api.exposition import RequestMetrics
 from workplane.api.exposition import router as exposition_router
+from workplane.api.gate import ExpensiveReads
 from workplane.api.openapi import build_openapi
 from workplane.api.ui import router as dashboard_router
 from workplane.auth.audit import run_flusher
