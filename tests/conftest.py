@@ -23,6 +23,7 @@ from runai.runai_client import RunaiClient
 from tests.server import Server, running_server
 from workplane.api.deps import Services
 from workplane.app import build_services, create_app
+from workplane.auth import credentials
 from workplane.auth.credentials import ADMIN_CLIENT_ID
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.settings import Settings
@@ -33,6 +34,26 @@ from workplane.store.schema import metadata
 from workplane.store.setup import ADMIN_FILE, prepare_store
 
 POSTGRES_URL = os.environ.get("WORKPLANE_TEST_POSTGRES_URL")
+
+# Access-key secrets are hashed with scrypt at OWASP's strength, a tenth of a second per hash or check,
+# and nearly every test pays for an administrator key and a token: minutes of the suite. In this
+# process tests hash at a small fraction of that; a stored hash names its own parameters, so checking
+# works the same. Servers the tests start as processes keep the real strength, and so does any test
+# that asks for ``strong_hashing`` (where the cost itself is what is tested);
+# ``tests/auth/test_security.py`` checks that the server's own default is the strong one.
+STRONG_SCRYPT = (credentials._N, credentials._R, credentials._P)
+credentials._N, credentials._R, credentials._P = 2**10, 8, 1
+
+
+@pytest.fixture
+def strong_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in zip(("_N", "_R", "_P"), STRONG_SCRYPT, strict=True):
+        monkeypatch.setattr(credentials, name, value)
+    credentials._dummy_hash.cache_clear()  # the stand-in for unknown ids, at the strength in force
+    yield
+    credentials._dummy_hash.cache_clear()
+
+
 BACKENDS = ["sqlite", "postgresql"]
 
 

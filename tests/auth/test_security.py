@@ -8,6 +8,8 @@ import hashlib
 import hmac
 import json
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from typing import Any
@@ -305,14 +307,17 @@ def test_an_address_that_succeeded_before_is_not_locked_out_by_guessing_elsewher
     assert attempt("10.9.9.9") == 0
 
 
-def test_unknown_and_known_client_ids_take_the_same_time(anonymous: TestClient, services: Services) -> None:
+def test_unknown_and_known_client_ids_take_the_same_time(
+    client: TestClient, anonymous: TestClient, services: Services, strong_hashing: None
+) -> None:
     """Both run one scrypt check. Alternating the two and comparing medians keeps machine load from
     biasing one side; the bound is generous (a missing check would be a 100-fold difference)."""
+    known_id = create_key(client, "timed").client_id  # hashed at the server's real strength
     # Time stands still and nothing is throttled.
     services.throttle = TokenThrottle(clock=lambda: 0.0, client_free=10**9, address_free=10**9)
     known, unknown = [], []
     for _ in range(6):
-        for client_id, times in ((ADMIN_CLIENT_ID, known), (f"nobody-{uuid.uuid4().hex}", unknown)):
+        for client_id, times in ((known_id, known), (f"nobody-{uuid.uuid4().hex}", unknown)):
             started = time.perf_counter()
             assert _ask(anonymous, client_id, "wrong secret").status_code == 401
             times.append(time.perf_counter() - started)
@@ -375,3 +380,10 @@ def test_no_auth_refuses_to_listen_beyond_loopback(host: str, tmp_path: Any, cap
 
     assert main(["serve", "--no-auth", "--host", host, "--data-dir", str(tmp_path)]) == 2
     assert "loopback only" in capsys.readouterr().err
+
+
+def test_the_server_hashes_secrets_at_full_strength() -> None:
+    """The suite hashes cheaply in its own process (tests/conftest.py); the server must not."""
+    code = "from workplane.auth.credentials import hash_secret; print(hash_secret('x'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith(f"scrypt${2**14}$8$5$"), out

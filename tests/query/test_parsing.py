@@ -251,7 +251,7 @@ def test_text_matches(op: str, value: str, subject: str | None, holds: bool) -> 
         ("<=", 1.0, 1.5, False),
         (">=", 1.0, 1.5, True),
         (">=", 1.0, 0.5, False),
-        *[(op, 1.0, None, op == "!=") for op in ORDERED_OPERATORS],
+        *[(op, 1.0, None, op == "!=") for op in sorted(ORDERED_OPERATORS)],
     ],
 )
 def test_number_matches(op: str, value: float, subject: float | None, holds: bool) -> None:
