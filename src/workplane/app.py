@@ -26,6 +26,7 @@ from workplane.api import (
 )
 from workplane.api.deps import Services
 from workplane.api.edge import CancelOnDisconnect, EdgeGuard
+from workplane.api.gate import ExpensiveReads
 from workplane.api.openapi import build_openapi
 from workplane.api.ui import router as dashboard_router
 from workplane.auth.audit import run_flusher
@@ -56,6 +57,7 @@ def build_services(
         signer=TokenSigner.from_dir(settings.data_dir, tenant=str(settings.tenant_id)),
         workers=StoreWorkers(settings, db, catalog, settings.sync_process_count),
         access=AccessCache(settings.access_cache_s),
+        expensive_reads=ExpensiveReads(settings.max_expensive_reads),
         prometheus=PrometheusClient(settings) if settings.metrics_backend == "prometheus" else None,
         auth_disabled=auth_disabled,
     )

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
         "503 (PostgreSQL's statement_timeout, SQLite's progress handler). A query is also cancelled when "
         "its client disconnects.",
     )
+    max_expensive_reads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Reads with 8 or more contains terms and search words that one server process runs at "
+        "once; another one meanwhile is answered 429 with Retry-After, so that one caller cannot take "
+        "every database connection and core.",
+    )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and "

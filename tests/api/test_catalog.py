@@ -1,6 +1,6 @@
-"""Workload categories, priorities and types (SEMANTICS.md section 6), through the HTTP API.
+"""Workload categories, priorities and types (docs/contract.md §6), through the HTTP API.
 
-The expected catalog is written out here from SEMANTICS.md, not read from ``workplane.domain.catalog``,
+The expected catalog is written out here from docs/contract.md, not read from ``workplane.domain.catalog``,
 so that a change to the seeded data shows up as a failure.
 """
 

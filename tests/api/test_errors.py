@@ -1,4 +1,4 @@
-"""Every failure the server produces is the Run:ai ``Error`` body (SEMANTICS.md section 2).
+"""Every failure the server produces is the Run:ai ``Error`` body (docs/contract.md §2).
 
 Malformed parameters are 400 naming the parameter and the offending text; unknown ids and paths 404;
 wrong methods 405; missing or bad tokens 401 on every protected endpoint; a locked or unreachable

@@ -1,4 +1,4 @@
-"""POST /api/v1/token and the tokens it issues (SEMANTICS.md section 9).
+"""POST /api/v1/token and the tokens it issues (docs/contract.md §9).
 
 Access keys come in as ``client_credentials`` (clientId/clientSecret, as Run:ai's docs send it) or
 ``app_token`` (AppId/AppSecret, as the official client sends it), keys matched case-insensitively.

@@ -1,4 +1,4 @@
-"""The dashboard's views of GET /workloads/telemetry (SEMANTICS §7) and GET /workloads/{id}/metrics
+"""The dashboard's views of GET /workloads/telemetry (docs/contract.md §7) and GET /workloads/{id}/metrics
 (§8), in headless Chromium against a real server.
 
 """

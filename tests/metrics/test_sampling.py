@@ -1,4 +1,4 @@
-"""The sampling rule (SEMANTICS.md section 8) on series whose answers are worked out by hand."""
+"""The sampling rule (docs/contract.md §8) on series whose answers are worked out by hand."""
 
 from __future__ import annotations
 

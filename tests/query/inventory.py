@@ -317,7 +317,7 @@ class Derived:
     completed_at: str | None
 
 
-# Worked out by hand from RECORDS and the catalog (SEMANTICS.md section 6).
+# Worked out by hand from RECORDS and the catalog (docs/contract.md §6).
 EXPECTED: dict[str, Derived] = {
     "A": Derived("Train", "low", 40, 600, OPEN, None),
     "B": Derived("Build", "high", 125, OPEN, 0, None),

@@ -3,7 +3,7 @@
 Each case is checked three ways with the same expected labels: the query layer directly
 (``list_workloads`` / ``count_workloads`` at ``NOW_MS``), ``GET /api/v1/workloads`` (every page) and
 ``GET /api/v1/workloads/count``. The inventory and each workload's derived values are in
-``inventory.py``; the semantics are SEMANTICS.md section 5 and ``workplane.query.compile``.
+``inventory.py``; the semantics are docs/contract.md §5 and ``workplane.query.compile``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""sortBy / sortOrder / offset / limit / deleted over the hand-made inventory (SEMANTICS.md section 5).
+"""sortBy / sortOrder / offset / limit / deleted over the hand-made inventory (docs/contract.md §5).
 
 Order: by the served value, code points for text; rows with no value last in both directions; ties
 broken by id in the same direction. ``next`` is present (= offset + limit) exactly when more rows follow.

@@ -16,8 +16,11 @@ import sqlalchemy.exc
 from fastapi.testclient import TestClient
 
 from tests.server import assert_error
+from workplane.api.deps import Services
 from workplane.api.edge import CancelOnDisconnect
-from workplane.query.filters import MAX_SEARCH_WORDS, MAX_TERMS
+from workplane.api.gate import EXPENSIVE_AT
+from workplane.query.filters import MAX_SEARCH_WORDS, MAX_TERMS, WorkloadQuery
+from workplane.query.scopes import ScopeSet
 from workplane.settings import Settings
 from workplane.store.database import (
     CURRENT_CANCEL,
@@ -137,3 +140,21 @@ def test_too_many_terms_are_a_400_that_says_the_limit(client: TestClient, path: 
     assert_error(answer, 400, "filterBy", str(MAX_TERMS))
     answer = client.get(path, params={"search": " ".join(["a"] * (MAX_SEARCH_WORDS + 1))})
     assert_error(answer, 400, "search", str(MAX_SEARCH_WORDS))
+
+
+@pytest.mark.parametrize("path", ["/api/v1/workloads", "/api/v1/workloads/count"])
+def test_expensive_reads_beyond_the_slots_are_a_429_and_cheap_ones_pass(
+    client: TestClient, services: Services, path: str
+) -> None:
+    heavy = {"filterBy": ",".join(f"name=@{c}" for c in "abcd"), "search": "e f g h"}
+    almost = {"filterBy": ",".join(f"name=@{c}" for c in "abc"), "search": "e f g h"}
+    busy = WorkloadQuery(scope=ScopeSet.everything(), words=["x"] * EXPENSIVE_AT)
+    with services.expensive_reads.admit(busy):  # the process's one slot is taken
+        refused = client.get(path, params=heavy)
+        assert_error(refused, 429, "expensive", "narrow the filter")
+        assert refused.headers["Retry-After"] == "1"
+        # One predicate fewer is an ordinary read, as is anything without substrings.
+        assert client.get(path, params=almost).status_code == 200
+        assert client.get(path, params={"filterBy": "phase==Running"}).status_code == 200
+    assert client.get(path, params=heavy).status_code == 200
+    assert client.get(path, params=heavy).status_code == 200  # and again: the slot was given back

@@ -22,6 +22,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from workplane.api.errors import ApiError
+from workplane.api.gate import ExpensiveReads
 from workplane.auth.audit import RefusalLog
 from workplane.auth.cache import AccessCache
 from workplane.auth.credentials import ADMIN_CLIENT_ID
@@ -46,6 +47,7 @@ class Services:
     access: AccessCache = field(default_factory=lambda: AccessCache(2.0))
     throttle: TokenThrottle = field(default_factory=TokenThrottle)
     refusals: RefusalLog = field(default_factory=RefusalLog)
+    expensive_reads: ExpensiveReads = field(default_factory=lambda: ExpensiveReads(1))
     # metrics_backend = prometheus: the client of the measured series (None: the embedded store).
     prometheus: PrometheusClient | None = None
     # ``workplane serve --no-auth`` only (loopback, with a warning): every request acts as administrator.

@@ -1,5 +1,6 @@
-"""GET /api/v1/workloads/{workloadId}/metrics and /pods/{podId}/metrics: measured series from the
-configured back end (the embedded store, or Prometheus), derived ones from the workload's history."""
+"""GET /api/v1/workloads/{workloadId}/metrics and /pods/{podId}/metrics (docs/contract.md §8): measured
+series from the configured back end (the embedded store, or Prometheus), derived ones from the
+workload's history."""
 
 from __future__ import annotations
 

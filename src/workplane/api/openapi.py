@@ -75,7 +75,7 @@ _LOCAL_SCHEMAS: dict[str, Any] = {
     "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
     # What POST /token accepts: upstream's TokenRequest lists six grants and no required field, but only
     # access keys are served, so a request the description calls valid is one the server answers.
-    # Keys are matched case-insensitively and appId/appSecret are synonyms (SEMANTICS.md section 9);
+    # Keys are matched case-insensitively and appId/appSecret are synonyms (docs/contract.md §9);
     # the spellings below are the documented ones.
     "AccessKeyTokenRequest": {
         "type": "object",

@@ -1,4 +1,4 @@
-"""Workload categories, priorities and types (SEMANTICS.md section 6)."""
+"""Workload categories, priorities and types (docs/contract.md §6)."""
 
 from __future__ import annotations
 

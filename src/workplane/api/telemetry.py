@@ -1,4 +1,4 @@
-"""GET /api/v1/workloads/telemetry (SEMANTICS.md section 7).
+"""GET /api/v1/workloads/telemetry (docs/contract.md §7).
 
 Its router is registered before the workloads router, so ``/workloads/telemetry`` is never taken for
 ``/workloads/{workloadId}``.

@@ -1,4 +1,4 @@
-"""POST /api/v1/token: access keys in, signed JWTs out (SEMANTICS.md section 9)."""
+"""POST /api/v1/token: access keys in, signed JWTs out (docs/contract.md §9)."""
 
 from __future__ import annotations
 

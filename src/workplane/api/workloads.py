@@ -56,7 +56,10 @@ def _query(
     "/workloads",
     operation_id="get_workloads",
     summary="List workloads.",
-    responses={**json_response("Workloads page", "WorkloadsPage"), **error_responses(400, 401, 403, 503)},
+    responses={
+        **json_response("Workloads page", "WorkloadsPage"),
+        **error_responses(400, 401, 403, 429, 503),
+    },
     response_class=Response,
 )
 def list_workloads(
@@ -73,7 +76,7 @@ def list_workloads(
     query = _query(access, deleted, filter_by, search)
     sort = parse_sort(sort_by, sort_order)
     now = now_ms()
-    with svc.db.read() as conn:
+    with svc.expensive_reads.admit(query), svc.db.read() as conn:
         catalog = svc.catalog.get(conn)
         page = store.list_workloads(
             conn, query, sort=sort, offset=offset, limit=limit, catalog=catalog, now_ms=now
@@ -89,7 +92,7 @@ def list_workloads(
     summary="Count workloads.",
     responses={
         **json_response("Number of matching workloads", "WorkloadsCount"),
-        **error_responses(400, 401, 403, 503),
+        **error_responses(400, 401, 403, 429, 503),
     },
     response_class=Response,
 )
@@ -101,7 +104,7 @@ def count_workloads(
     search: SearchQ = None,
 ) -> Response:
     query = _query(access, deleted, filter_by, search)
-    with svc.db.read() as conn:
+    with svc.expensive_reads.admit(query), svc.db.read() as conn:
         count = store.count_workloads(conn, query, catalog=svc.catalog.get(conn), now_ms=now_ms())
     return Response(f'{{"count":{count}}}', media_type="application/json")
 

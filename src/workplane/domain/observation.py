@@ -119,7 +119,7 @@ def _resource(resources: dict[str, Any] | None, key: str, part: str) -> float | 
 
 
 def derived_values(w: WorkloadIn) -> dict[str, float | None]:
-    """The derived metric quantities of a workload at one moment (SEMANTICS.md section 8)."""
+    """The derived metric quantities of a workload at one moment (docs/contract.md §8)."""
     requested = w.pods_requested_resources or w.workload_requested_resources
     pods = w.requested_pods.get("number") if isinstance(w.requested_pods, dict) else None
     return {

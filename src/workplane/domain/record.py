@@ -203,7 +203,7 @@ def namespace_of(w: WorkloadIn) -> str:
 
 
 def search_text(w: WorkloadIn) -> str:
-    """Case-folded haystack for ``search`` (the fields SEMANTICS.md section 5 names, as served).
+    """Case-folded haystack for ``search`` (the fields docs/contract.md §5 names, as served).
     The category (resolved through the catalog) and the phase are matched by the query layer against
     their few possible values instead: keeping the phase out of the text means a phase change does not
     rewrite the text index."""

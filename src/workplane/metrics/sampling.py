@@ -1,4 +1,4 @@
-"""The sampling rule of SEMANTICS.md section 8, in one place, whatever stores the samples.
+"""The sampling rule of docs/contract.md §8, in one place, whatever stores the samples.
 
 With ``numberOfSamples = N >= 2`` the points are at ``t_i = start + i * step``,
 ``step = (end - start) / (N - 1)``, i = 0..N-1; ``N = 1`` gives one point at ``end`` with

@@ -1,6 +1,6 @@
 """Typed terms → SQL: the single place where filter, search and sort semantics meet the database.
 
-Semantics (SEMANTICS.md section 5 and docs/decisions/0001-filter-semantics.md); ``filters.text_matches``
+Semantics (docs/contract.md §5 and docs/decisions/0001-filter-semantics.md); ``filters.text_matches``
 and ``filters.number_matches`` are the same rules in Python, and a differential test holds them equal:
 - text ``==``/``!=`` exact; ``=@ !@ =^ =$`` case-insensitive; ``<=``/``>=`` by code point;
   ``%``, ``_`` and ``\\`` in values are literal (LIKE with an escape character);

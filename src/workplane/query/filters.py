@@ -1,4 +1,4 @@
-"""Parsing of ``filterBy``, ``search`` and ``sortBy`` into typed terms (SEMANTICS.md section 5).
+"""Parsing of ``filterBy``, ``search`` and ``sortBy`` into typed terms (docs/contract.md §5).
 
 Nothing here touches SQL; ``compile`` turns the terms into WHERE and ORDER BY clauses.
 """
@@ -252,3 +252,9 @@ class WorkloadQuery:
     deleted: bool = False
     terms: list[Term] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
+
+    @property
+    def substring_work(self) -> int:
+        """How many substring predicates the query asks for (contains, starts/ends-with terms and
+        search words): what no ordinary index answers, so what makes a read scan."""
+        return len(self.words) + sum(1 for t in self.terms if t.op not in ORDERED_OPERATORS)

@@ -1,4 +1,4 @@
-"""The telemetry request, typed (SEMANTICS.md section 7); ``api.telemetry`` parses it from the query string.
+"""The telemetry request, typed (docs/contract.md §7); ``api.telemetry`` parses it from the query string.
 
 The population filters become ordinary query terms (``clusterId==``, ``departmentId==``,
 ``nodepool==``) plus a set of phases, so telemetry selects workloads through the same compiled

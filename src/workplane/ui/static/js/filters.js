@@ -1,4 +1,4 @@
-// The filterBy grammar of the API (SEMANTICS §5): <field><operator><value>. The dashboard only builds
+// The filterBy grammar of the API (docs/contract.md §5): <field><operator><value>. The dashboard only builds
 // terms and sends them; the server does all filtering, so what the table shows is exactly the API's
 // answer for the same terms.
 

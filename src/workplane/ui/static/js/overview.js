@@ -1,4 +1,4 @@
-// The Overview page: tiles and charts from GET /workloads/telemetry (SEMANTICS §7). Every number is
+// The Overview page: tiles and charts from GET /workloads/telemetry (docs/contract.md §7). Every number is
 // the server's aggregate over the whole inventory; the page never lists workloads.
 
 import * as api from './api.js';

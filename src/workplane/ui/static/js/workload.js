@@ -1,5 +1,5 @@
 // One workload: every field of the record, grouped the way a person reads them; what the record
-// tells of its history; and its metrics (GET /workloads/{id}/metrics, SEMANTICS §8) over a chosen
+// tells of its history; and its metrics (GET /workloads/{id}/metrics, docs/contract.md §8) over a chosen
 // time range, with as many samples as the chart is wide.
 
 import * as api from './api.js';
