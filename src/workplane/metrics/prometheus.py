@@ -200,16 +200,18 @@ class PrometheusSource:
         if recipe.kind is not Kind.GAUGE:
             reach += COUNTER_LOOKBACK_MS
         selectors = raw_selectors(recipe, self.pods, f"{reach + 1 if left_open else reach}ms")
-        found: list[Any] = []
+        found: dict[tuple[tuple[str, str], ...], Any] = {}
         for selector in selectors:
-            found.extend(self.client.query(selector, window.end_ms))
+            # A series matched by both label forms (pod and exported_pod) counts once, as with `or`.
+            for series in self.client.query(selector, window.end_ms):
+                found[tuple(sorted(series["metric"].items()))] = series
         runs = [
             (
                 [round(float(at) * 1000) for at, _ in s["values"]],
                 [float(v) for _, v in s["values"]],
                 s["metric"],
             )
-            for s in found
+            for s in found.values()
         ]
         values = _combine(recipe, runs)
         times = [t for t in sorted(values) if t >= window.start_ms]
