@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 from runai import models
+from runai.exceptions import ApiException
 from runai.runai_client import RunaiClient
 
-from tests.api.test_pods import pod
+from tests.api.test_pods import pid, pod
 from tests.api.test_sync import CLUSTER_A, obs, wid
+from tests.auth.test_runapy_scoped import _runai, _scoped_credential
 from tests.server import Server
 
 pytestmark = pytest.mark.server
@@ -45,3 +47,41 @@ def test_the_client_lists_and_counts_pods(runai: RunaiClient, server: Server) ->
     assert pods.count_pods(filter_by=["currentNodepool=@A1"]).data == {"count": 1}
     assert pods.count_pods(search="bert").data == {"count": 1}
     assert pods.count_pods(deleted=True).data == {"count": 0}
+
+
+def test_a_scoped_client_sees_only_its_projects_pods_and_events(server: Server) -> None:
+    """A project viewer of p1, through runapy: workload 1's pods and events, none of workload 2's
+    (project p2), in the list, the count and the workload routes."""
+    event = {
+        "id": "7d3c1b2a-0000-4000-8000-0000000000e1",
+        "workloadId": wid(2),
+        "revision": 1,
+        "createdAt": "2024-05-01T10:00:00Z",
+        "type": "Normal",
+        "message": "Started container main",
+    }
+    batch = {
+        "workloads": [obs(1, 1), obs(2, 1, projectId="p2", projectName="team-b")],
+        "pods": [pod(1, 1, 1), pod(2, 2, 1)],
+        "events": [event, {**event, "id": "7d3c1b2a-0000-4000-8000-0000000000e2", "workloadId": wid(1)}],
+    }
+    with server.client() as admin:
+        assert admin.post(f"/api/v1/clusters/{CLUSTER_A}/sync", json=batch).status_code == 200
+    client = _runai(server, *_scoped_credential(server, "project-viewer", "project", "p1"))
+    try:
+        pods = client.workloads.pods
+        assert [p["name"] for p in pods.list_pods().data["pods"]] == ["job-1-pod-1"]
+        assert pods.count_pods().data == {"count": 1}
+        assert pods.count_pods(filter_by=[f"workloadId=={wid(2)}"]).data == {"count": 0}
+        assert [p["id"] for p in pods.get_workload_pods(wid(1)).data["pods"]] == [pid(1)]
+        with pytest.raises(ApiException) as raised:
+            pods.get_workload_pods(wid(2))
+        assert raised.value.status == 404
+        events = client.workloads.events
+        own = events.get_workload_events(wid(1)).data["events"]
+        assert [e["id"] for e in own] == ["7d3c1b2a-0000-4000-8000-0000000000e2"]
+        with pytest.raises(ApiException) as raised:
+            events.get_workload_events(wid(2))
+        assert raised.value.status == 404
+    finally:
+        client.close()

@@ -159,3 +159,18 @@ def test_discovery_picks_listable_kinds_and_preferred_versions() -> None:
     )
     assert list(served) == ["PyTorchJob"]
     assert served["PyTorchJob"].plural == "pytorchjobs"
+
+
+def test_a_pod_completes_when_its_last_container_terminates_and_only_once_it_has_finished() -> None:
+    running = m.running(_with_uid(m.pod("p", None, "ns", "img")), "node-1")
+    sidecar = {
+        "name": "log-shipper",
+        "state": {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": "2026-12-01T10:03:00Z"}},
+    }
+    running["status"]["containerStatuses"].append(sidecar)
+    assert Pod.from_object(running).completed_at is None  # its sidecar finished, the pod runs on
+    finished = m.succeeded(running)
+    assert Pod.from_object(finished).completed_at == "2026-12-01T10:05:00Z"  # the later of the two
+    finished["status"]["phase"] = "Failed"
+    finished["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "CrashLoopBackOff"}}
+    assert Pod.from_object(finished).completed_at == "2026-12-01T10:03:00Z"

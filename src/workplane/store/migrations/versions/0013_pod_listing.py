@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -51,40 +52,41 @@ def _iso_ms(text: str | None) -> int | None:
 
 
 def _backfill() -> None:
+    """Fill the new columns of the stored pods from their documents and workloads, a page of pods at a
+    time (by id), so that a large table is never held in memory at once."""
     connection = op.get_bind()
-    rows = connection.execute(
-        sa.text(
-            "SELECT p.id, p.document, p.k8s_phase, p.k8s_phase_updated_at, w.name AS workload_name, "
-            "w.project_id, w.department_id "
-            "FROM workload_pods p JOIN workloads w ON w.id = p.workload_id"
-        )
-    ).all()
+    page = sa.text(
+        "SELECT p.id, p.document, p.k8s_phase, p.k8s_phase_updated_at, w.name AS workload_name, "
+        "w.project_id, w.department_id "
+        "FROM workload_pods p JOIN workloads w ON w.id = p.workload_id "
+        "WHERE p.id > :after ORDER BY p.id LIMIT 2000"
+    )
     update = sa.text(
         "UPDATE workload_pods SET node_name = :node, current_nodepool = :pool, completed_at = :done, "
         "search_text = :search, project_id = :project, department_id = :department WHERE id = :id"
     )
-    changes = []
-    for row in rows:
-        document = json.loads(row.document)
-        node, pool = document.get("nodeName"), document.get("currentNodePool")
-        done = _iso_ms(document.get("completedAt"))
-        if done is None and row.k8s_phase in _TERMINAL:
-            done = row.k8s_phase_updated_at
-        words = [document.get("name"), row.workload_name, node, pool, row.k8s_phase]
-        search = " ".join(w for w in words if w).translate(_FOLD)
-        changes.append(
-            {
-                "id": row.id,
-                "node": node,
-                "pool": pool,
-                "done": done,
-                "search": search,
-                "project": row.project_id,
-                "department": row.department_id,
-            }
-        )
-    if changes:
-        connection.execute(update, changes)
+    after = ""
+    while rows := connection.execute(page, {"after": after}).all():
+        connection.execute(update, [_filled(row) for row in rows])
+        after = rows[-1].id
+
+
+def _filled(row: sa.Row[Any]) -> dict[str, Any]:
+    document = json.loads(row.document)
+    node, pool = document.get("nodeName"), document.get("currentNodePool")
+    done = _iso_ms(document.get("completedAt"))
+    if done is None and row.k8s_phase in _TERMINAL:
+        done = row.k8s_phase_updated_at
+    words = [document.get("name"), row.workload_name, node, pool, row.k8s_phase]
+    return {
+        "id": row.id,
+        "node": node,
+        "pool": pool,
+        "done": done,
+        "search": " ".join(w for w in words if w).translate(_FOLD),
+        "project": row.project_id,
+        "department": row.department_id,
+    }
 
 
 def upgrade() -> None:
