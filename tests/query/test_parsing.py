@@ -50,6 +50,7 @@ from workplane.query.scopes import ScopeSet
 from workplane.settings import Settings
 from workplane.store import workloads as store
 from workplane.store.database import Database, create_database
+from workplane.store.dialects import SQLITE
 from workplane.store.schema import clusters, departments, projects, workloads
 
 EVERYTHING = ScopeSet.everything()
@@ -199,7 +200,7 @@ def test_sort_fields() -> None:
     with pytest.raises(QueryError) as caught:
         sort_field("bogus")
     assert caught.value.param == "sortBy"
-    compiler = Compiler(CatalogSnapshot(types={}, version=0), 0)
+    compiler = Compiler(CatalogSnapshot(types={}, version=0), 0, SQLITE)
     with pytest.raises(QueryError):
         compiler.sort_key("bogus")
 

@@ -18,7 +18,7 @@ from workplane.query.compile import Compiler
 from workplane.query.filters import WorkloadQuery, parse_filter
 from workplane.query.scopes import ScopeSet
 from workplane.store import catalog as catalog_store
-from workplane.store import migrate, rollups
+from workplane.store import migrate
 from workplane.store import workloads as store
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
@@ -40,7 +40,7 @@ TYPES = ["Training", "Workspace", "Inference", "PyTorchJob"]
 
 
 def _direct(database: Database, catalog: CatalogSnapshot, query: WorkloadQuery) -> int:
-    compiler = Compiler(catalog, NOW)
+    compiler = Compiler(catalog, NOW, database.sql)
     with database.read() as conn:
         return int(conn.execute(sa.select(sa.func.count()).where(*compiler.where(query))).scalar_one())
 
@@ -214,7 +214,7 @@ def test_batch_gpu_units_round_as_the_triggers_do(database: Database) -> None:
                 sa.text("SELECT CAST(round(coalesce(:v, 0) * 1000000) AS BIGINT)"),
                 {"v": amount},
             ).scalar_one()
-            assert rollups.gpu_micro(amount, conn.dialect.name) == expected, amount
+            assert database.sql.gpu_micro(amount) == expected, amount
 
 
 def test_a_batch_leaves_the_rollup_triggers_on(database: Database, catalog: CatalogSnapshot) -> None:

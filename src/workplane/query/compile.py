@@ -46,7 +46,7 @@ from workplane.query.filters import (
     text_matches,
 )
 from workplane.query.scopes import restrict
-from workplane.store import text_search
+from workplane.store.dialects.base import SqlDialect, TextColumn
 from workplane.store.schema import workload_nodepools, workloads
 
 # Filter/sort field → the name of the stored column holding it (fields missing here are computed).
@@ -146,10 +146,14 @@ def number_predicate(column: sa.ColumnElement[Any], op: str, value: float) -> sa
 class Compiler:
     """Compiles a ``WorkloadQuery`` against one catalog snapshot and one instant."""
 
-    def __init__(self, catalog: CatalogSnapshot, now_ms: int, table: sa.Table = workloads) -> None:
-        """``table`` is ``workloads``, or a table sharing its column names for the fields asked about
+    def __init__(
+        self, catalog: CatalogSnapshot, now_ms: int, dialect: SqlDialect, table: sa.Table = workloads
+    ) -> None:
+        """``dialect``: the database's, which renders substring predicates its own way.
+        ``table`` is ``workloads``, or a table sharing its column names for the fields asked about
         (the live-count aggregate, ``store.counts``)."""
         self.catalog = catalog
+        self.dialect = dialect
         self.now_ms = now_ms
         self.table = table
         self.c = table.c
@@ -305,20 +309,20 @@ class Compiler:
             .scalar_subquery()
         ) == sa.true()
 
-    def _substring(self, column: text_search.Column, op: str, value: str) -> sa.ColumnElement[bool]:
-        """A positive substring predicate on the name or the search text, through the trigram index
-        where the database answers it there (``text_search.substring``). ``!@`` stays a plain
+    def _substring(self, column: TextColumn, op: str, value: str) -> sa.ColumnElement[bool]:
+        """A positive substring predicate on the name or the search text, as the database answers it
+        best (``SqlDialect.substrings``: on PostgreSQL through its trigram index). ``!@`` stays a plain
         predicate: no trigram index can answer NOT LIKE."""
         return self._substrings([(column, op, value)])
 
-    def _substrings(self, parts: list[tuple[text_search.Column, str, str]]) -> sa.ColumnElement[bool]:
+    def _substrings(self, parts: list[tuple[TextColumn, str, str]]) -> sa.ColumnElement[bool]:
         """All of ``parts`` (column, operator, value) as ``_substring`` gives each, in one look-up."""
         plain = [
             (c, _like(self.c[c], op, v, folded=c == "search_text"), _pattern(op, v)) for c, op, v in parts
         ]
         if self.table is not workloads:
             return sa.and_(*(p for _c, p, _pattern in plain))
-        return text_search.substrings(plain)
+        return self.dialect.substrings(plain)
 
     @staticmethod
     def _word_in_names(word: str) -> bool:
@@ -358,7 +362,7 @@ class Compiler:
             clauses.append(restrict(self.table, query.scope))
         # The positive substrings of names and search words go into one look-up (``_substrings``): on
         # PostgreSQL one EXISTS on the trigram side table, whatever the number of terms and words.
-        indexed: list[tuple[text_search.Column, str, str]] = []
+        indexed: list[tuple[TextColumn, str, str]] = []
         pools: list[Term] = []
         for term in query.terms:
             if term.field.name == "name" and term.op in SUBSTRING_OPERATORS:

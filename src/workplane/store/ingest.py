@@ -10,7 +10,6 @@ come from ``domain``; rows are built by ``domain.record.build_row`` like every o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict, Unpack
 
@@ -26,12 +25,19 @@ from workplane.domain.record import Previous, build_row, transition
 from workplane.domain.timefmt import to_ms
 from workplane.metrics.store import UnknownSeriesWorkload, store_samples
 from workplane.store.catalog import CatalogCache
-from workplane.store.database import Database, insert_rows, rows_by_key, update_rows, upsert
+from workplane.store.database import (
+    Database,
+    chunked,
+    dialect_of,
+    insert_rows,
+    rows_by_key,
+    update_rows,
+    upsert,
+)
 from workplane.store.events import apply_events
 from workplane.store.pods import PodError, apply_pods, delete_unseen_pods
 from workplane.store.rollups import RollupDeltas, deferred_triggers
 from workplane.store.schema import clusters, workload_history, workload_nodepools, workloads
-from workplane.store.text_search import index_rows_after, last_rowid
 from workplane.store.workloads import (
     ForeignOrganisation,
     InvalidWorkload,
@@ -42,7 +48,6 @@ from workplane.store.workloads import (
 )
 
 w = workloads.c
-_CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 
 
 class BatchError(ValueError):
@@ -70,11 +75,6 @@ class _Stored:
         return PhaseClock(
             r["pending_closed_ms"], r["pending_since_ms"], r["running_closed_ms"], r["running_since_ms"]
         )
-
-
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 def _load(connection: sa.Connection, ids: list[str], *, lock: bool = False) -> dict[str, _Stored]:
@@ -261,7 +261,7 @@ def _plan(
     given), without writing anything."""
     if stored is None:
         stored = _read_stored(connection, list(batch.latest))
-    plan = _Plan(stored[0], stored[1], BatchResult(), RollupDeltas(connection.dialect.name))
+    plan = _Plan(stored[0], stored[1], BatchResult(), RollupDeltas(dialect_of(connection)))
     resync_id = batch.resync.id if batch.resync else None
     for workload_id, (index, obs) in batch.latest.items():
         before = plan.stored.get(workload_id)
@@ -342,12 +342,13 @@ def _write(connection: sa.Connection, batch: Batch, plan: _Plan) -> BatchResult:
             raise BatchError(f"workloads: {exc}") from None
         # The batch counts and indexes its own rows (one upsert per combination, one text-index
         # statement): the row triggers would cost more than the rows' own writes (migration 0009).
+        sql = dialect_of(connection)
         with deferred_triggers(connection):
-            before_insert = last_rowid(connection) if plan.new_rows else None
+            before_insert = sql.last_rowid(connection) if plan.new_rows else None
             insert_rows(connection, workloads, plan.new_rows)
-            index_rows_after(connection, before_insert)
+            sql.index_rows_after(connection, before_insert)
             _write_changes(connection, plan.changes)
-            for part in _chunks(plan.replaced_pools):
+            for part in chunked(plan.replaced_pools):
                 connection.execute(
                     workload_nodepools.delete().where(workload_nodepools.c.workload_id.in_(part))
                 )
@@ -371,7 +372,7 @@ def _write(connection: sa.Connection, batch: Batch, plan: _Plan) -> BatchResult:
     if batch.resync is not None:
         # Applied rows already carry the resync id; the others seen are marked here.
         seen = [wid for wid in batch.latest if wid in plan.stored]
-        for part in _chunks(seen):
+        for part in chunked(seen):
             connection.execute(workloads.update().where(w.id.in_(part)).values(resync_id=batch.resync.id))
         if batch.resync.final:
             result.deleted += _delete_unseen(connection, batch.cluster_id, batch.resync.id, batch.now_ms)

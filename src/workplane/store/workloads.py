@@ -21,8 +21,8 @@ from workplane.domain.timefmt import to_ms
 from workplane.query.compile import SUBSTRING_OPERATORS, Compiler
 from workplane.query.filters import Sort, WorkloadQuery
 from workplane.query.scopes import ScopeSet, restrict
-from workplane.store import text_search
-from workplane.store.database import insert_rows, upsert
+from workplane.store.database import dialect_of, insert_rows, upsert
+from workplane.store.dialects.base import TextColumn
 from workplane.store.schema import (
     clusters,
     departments,
@@ -33,9 +33,6 @@ from workplane.store.schema import (
 )
 
 w = workloads.c
-ROWID: sa.ColumnElement[int] = sa.literal_column(
-    "workloads.rowid"
-)  # SQLite's row id, which the FTS5 table refers to
 
 # Columns a reader needs besides ``doc`` to render the clock- and catalog-dependent fields.
 RENDER_COLUMNS = (
@@ -300,28 +297,25 @@ def _where(
     connection: sa.Connection, query: WorkloadQuery, compiler: Compiler
 ) -> list[sa.ColumnElement[bool]]:
     """The compiled selection, plus — where a selective substring allows — a list of candidate rows
-    from the trigram index (``text_search``); the compiled predicates still decide every row.
+    from a text index asked before the query (``SqlDialect.narrowing``: SQLite's FTS5 table); the
+    compiled predicates still decide every row.
 
     The caller's scopes are among the compiled predicates, not part of the index look-up: the
-    candidates are found tenant-wide (at most ``text_search.CAP`` of them, else no narrowing) and the
+    candidates are found tenant-wide (at most a few thousand of them, else no narrowing) and the
     scope clause then keeps those the caller may see. So narrowing never widens what a scoped caller
     gets, and a needle common elsewhere but rare in the caller's projects falls back to the plain
     predicate over the scope's rows (the project/department indexes), never to a wrong answer."""
     clauses = compiler.where(query)
-    narrowed: set[int] | None = None
-    lookups: list[tuple[text_search.Column, str]] = [
+    lookups: list[tuple[TextColumn, str]] = [
         ("name", fold(t.text)) for t in query.terms if t.field.name == "name" and t.op in SUBSTRING_OPERATORS
     ]
     # A search word also matches the category and the phase, which the text index does not hold: the
     # index can narrow a word only when it is in no category's and no phase's name.
     names = [fold(c.name) for c in CATEGORIES] + [fold(p.value) for p in Phase]
     lookups += [("search_text", word) for word in query.words if not any(word in n for n in names)]
-    for column, needle in lookups:
-        found = text_search.candidates(connection, column, needle)
-        if found is not None:
-            narrowed = found if narrowed is None else narrowed & found
-    if narrowed is not None:
-        clauses.append(ROWID.in_(sorted(narrowed)) if narrowed else sa.false())
+    narrowing = compiler.dialect.narrowing(connection, lookups)
+    if narrowing is not None:
+        clauses.append(narrowing)
     return clauses
 
 
@@ -335,7 +329,7 @@ def list_workloads(
     catalog: CatalogSnapshot,
     now_ms: int,
 ) -> Page:
-    compiler = Compiler(catalog, now_ms)
+    compiler = Compiler(catalog, now_ms, dialect_of(connection))
     # Page through ids first (an index-only walk where an index covers the order), then fetch the
     # page's rows: deep offsets then skip index entries, not documents.
     ids = list(
@@ -378,7 +372,7 @@ def count_from_aggregate(
 ) -> int:
     """Count live workloads by summing the trigger-maintained ``workload_counts`` rows that satisfy
     the terms: the same compiled predicates, over a table with the same column names."""
-    compiler = Compiler(catalog, now_ms, table=workload_counts)
+    compiler = Compiler(catalog, now_ms, dialect_of(connection), table=workload_counts)
     total = sa.func.coalesce(sa.func.sum(workload_counts.c.n), 0)
     # The rollup keeps cluster, department and project apart, so the caller's scopes apply to it as
     # they do to the workloads themselves.
@@ -393,7 +387,7 @@ def count_workloads(
 ) -> int:
     if not query.deleted and not query.words and all(t.field.name in COUNTABLE_FIELDS for t in query.terms):
         return count_from_aggregate(connection, query, catalog=catalog, now_ms=now_ms)
-    compiler = Compiler(catalog, now_ms)
+    compiler = Compiler(catalog, now_ms, dialect_of(connection))
     statement = sa.select(sa.func.count()).select_from(workloads).where(*_where(connection, query, compiler))
     return int(connection.execute(statement).scalar_one())
 
