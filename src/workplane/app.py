@@ -33,11 +33,11 @@ from workplane.auth.cache import AccessCache
 from workplane.auth.tokens import TokenSigner
 from workplane.services.checkpoint import run_checkpoints
 from workplane.services.retention import run_metrics_maintenance, run_retention
+from workplane.services.setup import prepare_store
 from workplane.services.store_workers import StoreWorkers
 from workplane.settings import Settings, load_settings
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, create_database
-from workplane.store.setup import prepare_store
 
 log = logging.getLogger("workplane")
 

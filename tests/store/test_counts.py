@@ -11,16 +11,16 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 
-from tests.factories import CLUSTER, sync, sync_in, wid, workload
+from tests.factories import CLUSTER, create_workload, sync, sync_in, wid, workload
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import FullResync, Observation
-from workplane.query.compile import Compiler
+from workplane.domain.scopes import ScopeSet
 from workplane.query.filters import WorkloadQuery, parse_filter
-from workplane.query.scopes import ScopeSet
 from workplane.store import catalog as catalog_store
 from workplane.store import migrate
 from workplane.store import workloads as store
 from workplane.store.catalog import CatalogCache
+from workplane.store.compile import Compiler
 from workplane.store.database import Database
 from workplane.store.schema import (
     COUNTED_COLUMNS,
@@ -144,9 +144,7 @@ def test_counts_follow_every_kind_of_write(database: Database, catalog: CatalogS
         assert_rollups_exact(database)
     # Store-level writes and the purge move the counts too.
     with database.write() as conn:
-        store.create_workload(
-            conn, workload("extra", id=uuid.uuid4()), catalog=catalog, tenant_id=1, now_ms=NOW
-        )
+        create_workload(conn, workload("extra", id=uuid.uuid4()), catalog=catalog, tenant_id=1, now_ms=NOW)
         store.delete_workload(conn, str(wid("w1")), deleted_at_ms=NOW - 1)
         store.purge_deleted(conn, older_than_ms=NOW)
         conn.execute(workloads.update().where(workloads.c.name == "w2").values(phase="Degraded"))

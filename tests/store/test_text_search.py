@@ -14,15 +14,15 @@ from alembic import command
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tests.conftest import POSTGRES_URL, _drop_postgres, _fresh_postgres
-from tests.factories import CLUSTER, load, sync, wid, workload
+from tests.factories import CLUSTER, load, sync, update_workload, wid, workload
 from workplane.domain.catalog import CatalogSnapshot, TypeDefaults
 from workplane.domain.observation import Observation
 from workplane.domain.record import WorkloadIn
-from workplane.query.compile import Compiler
+from workplane.domain.scopes import ScopeSet
 from workplane.query.filters import Sort, WorkloadQuery, parse_filter, parse_search
-from workplane.query.scopes import ScopeSet
 from workplane.store import migrate
 from workplane.store import workloads as store
+from workplane.store.compile import Compiler
 from workplane.store.database import Database, SqlDialect
 from workplane.store.dialects import POSTGRESQL, SQLITE
 from workplane.store.dialects import sqlite as sqlite_dialect
@@ -323,7 +323,7 @@ def test_side_table_follows_every_write(database: Database, catalog: CatalogSnap
     assert _named(database, catalog, "name=^by-h") == [second]
     # A full replace through the store (every column named in SET, the text unchanged).
     with database.write() as conn:
-        store.update_workload(
+        update_workload(
             conn, workload("s2", id=third, name="Sync-2"), catalog=catalog, tenant_id=1, now_ms=NOW
         )
     assert _side_rows(database)[third][0] == "sync-2"

@@ -25,13 +25,14 @@ import orjson
 import sqlalchemy as sa
 
 from workplane.domain.observation import MeasuredMetric, SampleSeries
+from workplane.domain.scopes import ScopeSet
 from workplane.metrics import codec
 from workplane.metrics.idle import gpus_idle, idle_fields
 from workplane.metrics.sampling import Steps
 from workplane.metrics.series import Samples
-from workplane.query.scopes import ScopeSet, restrict
 from workplane.store.database import chunked, insert_ignore, keys_present
 from workplane.store.schema import metric_chunks, workload_history, workloads
+from workplane.store.scopes import restrict
 
 BLOCK_MS = 86_400_000  # one UTC day per compacted chunk
 COMPACT_OPEN_AT = 8  # the current day's block is merged once it has this many chunks

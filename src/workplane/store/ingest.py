@@ -1,7 +1,8 @@
 """Applying sync batches: what agents observed becomes the inventory and its history.
 
 One batch is applied in one write transaction, all or nothing; the server works out its rows just
-before, in a read transaction (``sync_batch``, ``PreparedBatch``). Per workload, an observation
+before, in a read transaction (``PreparedBatch``; the whole operation, samples included, is
+``services.ingest``). Per workload, an observation
 applies only when its ``revision`` is newer than the stored one, so repeated, retried and out-of-order
 batches change nothing twice. Derived facts (phase clock, completedAt, deletedAt, category/priority defaults)
 come from ``domain``; rows are built by ``domain.record.build_row`` like every other write.
@@ -23,10 +24,7 @@ from workplane.domain.phases import PhaseClock
 from workplane.domain.pods import PodObservation
 from workplane.domain.record import Previous, build_row, transition
 from workplane.domain.timefmt import to_ms
-from workplane.metrics.store import UnknownSeriesWorkload, store_samples
-from workplane.store.catalog import CatalogCache
 from workplane.store.database import (
-    Database,
     chunked,
     dialect_of,
     insert_rows,
@@ -63,6 +61,9 @@ class BatchResult:
     pods: int = 0
     events: int = 0
     errors: list[str] = field(default_factory=list)
+    # The workloads an observation of the batch changed, whose samples' derived fields the metrics
+    # store brings up to date (``services.ingest``).
+    applied_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,23 +201,10 @@ def check_batch(*, catalog: CatalogSnapshot, **args: Unpack[BatchArgs]) -> Batch
     )
 
 
-def apply_batch(
-    connection: sa.Connection, *, catalog: CatalogSnapshot, **args: Unpack[BatchArgs]
-) -> BatchResult:
-    """Check, plan and write a batch in one write transaction."""
-    batch = check_batch(catalog=catalog, **args)
+def write_batch(connection: sa.Connection, batch: Batch) -> BatchResult:
+    """Plan and write a checked batch's workloads, pods and events in one write transaction (its
+    samples are the metrics store's: ``services.ingest``)."""
     return _write(connection, batch, _plan(connection, batch))
-
-
-def sync_batch(db: Database, catalogs: CatalogCache, **args: Unpack[BatchArgs]) -> BatchResult:
-    """Check and plan a batch in a read transaction, then write it in a write transaction: on SQLite
-    the write lock (one writer at a time) is held for the writing only, so another agent's batch is
-    planned meanwhile. An error while writing rolls the whole batch back."""
-    with db.read() as connection:
-        batch = check_batch(catalog=catalogs.get(connection), **args)
-        prepared = PreparedBatch(connection, batch)
-    with db.write() as connection:
-        return prepared.write(connection)
 
 
 class PreparedBatch:
@@ -378,11 +366,7 @@ def _write(connection: sa.Connection, batch: Batch, plan: _Plan) -> BatchResult:
             result.deleted += _delete_unseen(connection, batch.cluster_id, batch.resync.id, batch.now_ms)
             delete_unseen_pods(connection, batch.cluster_id, batch.resync.id, batch.now_ms)
 
-    applied_ids = [str(o.id) for o in plan.applied]
-    try:
-        result.samples = store_samples(connection, batch.cluster_id, batch.samples, applied_ids)
-    except UnknownSeriesWorkload as exc:
-        raise BatchError(str(exc)) from None
+    result.applied_ids = [str(o.id) for o in plan.applied]
     _touch_cluster(connection, batch.cluster_id, batch.cluster_name, batch.now_ms)
     return result
 

@@ -27,7 +27,6 @@ import sqlalchemy as sa
 
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.phases import Phase
-from workplane.query.compile import Compiler
 from workplane.query.telemetry import (
     PENDING_BUCKETS,
     PENDING_TIME_KEY,
@@ -35,6 +34,7 @@ from workplane.query.telemetry import (
     TelemetryQuery,
     TelemetryType,
 )
+from workplane.store.compile import Compiler
 from workplane.store.database import dialect_of
 from workplane.store.schema import (
     clusters,

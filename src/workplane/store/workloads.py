@@ -16,11 +16,11 @@ import sqlalchemy as sa
 from workplane.domain.catalog import CATEGORIES, CATEGORY_BY_NAME, PRIORITY_BY_NAME, CatalogSnapshot
 from workplane.domain.phases import Phase, PhaseClock
 from workplane.domain.record import Previous, WorkloadIn, build_row, set_doc_fields, transition
+from workplane.domain.scopes import ScopeSet
 from workplane.domain.text import fold
 from workplane.domain.timefmt import to_ms
-from workplane.query.compile import SUBSTRING_OPERATORS, Compiler
 from workplane.query.filters import Sort, WorkloadQuery
-from workplane.query.scopes import ScopeSet, restrict
+from workplane.store.compile import SUBSTRING_OPERATORS, Compiler
 from workplane.store.database import dialect_of, insert_rows, upsert
 from workplane.store.dialects.base import TextColumn
 from workplane.store.schema import (
@@ -31,6 +31,7 @@ from workplane.store.schema import (
     workload_nodepools,
     workloads,
 )
+from workplane.store.scopes import restrict
 
 w = workloads.c
 
@@ -174,14 +175,7 @@ def create_workloads(
     return [r["id"] for r in rows]
 
 
-def create_workload(
-    connection: sa.Connection, record: WorkloadIn, *, catalog: CatalogSnapshot, tenant_id: int, now_ms: int
-) -> str:
-    """Insert one new workload (see ``create_workloads``)."""
-    return create_workloads(connection, [record], catalog=catalog, tenant_id=tenant_id, now_ms=now_ms)[0]
-
-
-def _current(connection: sa.Connection, workload_id: str) -> tuple[Previous, int | None]:
+def phase_facts(connection: sa.Connection, workload_id: str) -> tuple[Previous, int | None]:
     """The stored phase facts of a workload, and when it was deleted (None: live)."""
     row = connection.execute(
         sa.select(
@@ -201,36 +195,6 @@ def _current(connection: sa.Connection, workload_id: str) -> tuple[Previous, int
         row.pending_closed_ms, row.pending_since_ms, row.running_closed_ms, row.running_since_ms
     )
     return Previous(row.phase, row.phase_updated_at, clock, row.completed_at), row.deleted_at
-
-
-def update_workload(
-    connection: sa.Connection, record: WorkloadIn, *, catalog: CatalogSnapshot, tenant_id: int, now_ms: int
-) -> None:
-    """Replace a workload's observed state. A phase change at ``phaseUpdatedAt`` closes the open
-    Pending/Running interval and opens the next; the accumulated totals are kept. Without
-    ``phaseUpdatedAt`` a phase change happens at ``now_ms``, and an unchanged phase keeps its time."""
-    if record.id is None:
-        raise InvalidWorkload("an update needs the workload id")
-    check_record(record, catalog)
-    workload_id = str(record.id)
-    previous, deleted_at = _current(connection, workload_id)
-    change = transition(record, previous, now_ms)
-    record = change.record
-    clock = change.clock if deleted_at is None else change.clock.stop(deleted_at)
-    row = build_row(
-        record,
-        workload_id=workload_id,
-        tenant_id=tenant_id,
-        clock=clock,
-        updated_at_ms=to_ms(record.updated_at) if record.updated_at else now_ms,
-        deleted_at_ms=deleted_at,
-        completed_at_ms=change.completed_at_ms,
-    )
-    upsert_organisation(connection, [record])
-    connection.execute(workloads.update().where(w.id == workload_id).values(**row))
-    connection.execute(workload_nodepools.delete().where(workload_nodepools.c.workload_id == workload_id))
-    if record.current_node_pools:
-        connection.execute(workload_nodepools.insert(), nodepool_rows(workload_id, record.current_node_pools))
 
 
 def mark_deleted(connection: sa.Connection, where: sa.ColumnElement[bool], *, deleted_at_ms: int) -> int:
@@ -275,7 +239,7 @@ def mark_deleted(connection: sa.Connection, where: sa.ColumnElement[bool], *, de
 def delete_workload(connection: sa.Connection, workload_id: str, *, deleted_at_ms: int) -> None:
     """Mark one workload deleted (see ``mark_deleted``); deleting it again changes nothing."""
     if not mark_deleted(connection, w.id == workload_id, deleted_at_ms=deleted_at_ms):
-        _current(connection, workload_id)  # raises WorkloadNotFound for an unknown id
+        phase_facts(connection, workload_id)  # raises WorkloadNotFound for an unknown id
 
 
 def purge_deleted(connection: sa.Connection, *, older_than_ms: int) -> int:
@@ -349,24 +313,6 @@ def list_workloads(
     return Page([by_id[i] for i in ids if i in by_id], has_more)
 
 
-# Fields whose terms the live-count aggregate can answer (its columns, and category/priority, which
-# resolve through own_category / own_priority / type).
-COUNTABLE_FIELDS = frozenset(
-    {
-        "clusterId",
-        "departmentId",
-        "departmentName",
-        "projectId",
-        "projectName",
-        "type",
-        "phase",
-        "category",
-        "priority",
-        "priorityClassName",
-    }
-)
-
-
 def count_from_aggregate(
     connection: sa.Connection, query: WorkloadQuery, *, catalog: CatalogSnapshot, now_ms: int
 ) -> int:
@@ -385,7 +331,7 @@ def count_from_aggregate(
 def count_workloads(
     connection: sa.Connection, query: WorkloadQuery, *, catalog: CatalogSnapshot, now_ms: int
 ) -> int:
-    if not query.deleted and not query.words and all(t.field.name in COUNTABLE_FIELDS for t in query.terms):
+    if not query.deleted and not query.words and all(t.field.countable for t in query.terms):
         return count_from_aggregate(connection, query, catalog=catalog, now_ms=now_ms)
     compiler = Compiler(catalog, now_ms, dialect_of(connection))
     statement = sa.select(sa.func.count()).select_from(workloads).where(*_where(connection, query, compiler))

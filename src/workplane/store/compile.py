@@ -31,12 +31,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from workplane.domain.catalog import CATEGORIES, PRIORITIES, CatalogSnapshot
+from workplane.domain.fields import FIELDS, Kind
 from workplane.domain.phases import Phase
 from workplane.domain.text import fold
 from workplane.query.filters import (
-    FIELDS,
     NEGATIVE_OPERATORS,
-    Kind,
     QueryError,
     Sort,
     SortOrder,
@@ -45,52 +44,9 @@ from workplane.query.filters import (
     number_matches,
     text_matches,
 )
-from workplane.query.scopes import restrict
 from workplane.store.dialects.base import SqlDialect, TextColumn
 from workplane.store.schema import workload_nodepools, workloads
-
-# Filter/sort field → the name of the stored column holding it (fields missing here are computed).
-COLUMNS: dict[str, str] = {
-    "type": "type",
-    "name": "name",
-    "clusterId": "cluster_id",
-    "projectId": "project_id",
-    "projectName": "project_name",
-    "departmentId": "department_id",
-    "departmentName": "department_name",
-    "submittedBy": "submitted_by",
-    "phase": "phase",
-    "distributedFramework": "distributed_framework",
-    "aiApplicationId": "ai_application_id",
-    "aiApplicationName": "ai_application_name",
-    "createdAt": "created_at",
-    "deletedAt": "deleted_at",
-    "completedAt": "completed_at",
-    "phaseUpdatedAt": "phase_updated_at",
-    "guaranteedRuntimeEndsAt": "guaranteed_runtime_ends_at",
-    "allocatedGPU": "allocated_gpu",
-    "idleGpus": "idle_gpus",
-    "idleAllocatedGpus": "idle_allocated_gpus",
-}
-
-# Sort keys whose column is never NULL need no NULLS LAST, which keeps their indexes usable both ways.
-_NOT_NULL_SORT = frozenset(
-    {
-        "type",
-        "name",
-        "clusterId",
-        "projectId",
-        "projectName",
-        "departmentId",
-        "departmentName",
-        "phase",
-        "createdAt",
-        "phaseUpdatedAt",
-        "totalPendingTimeSeconds",
-        "totalRunningTimeSeconds",
-    }
-)
-
+from workplane.store.scopes import restrict
 
 _MAX_MS = 2**62
 
@@ -281,7 +237,7 @@ class Compiler:
             return sa.not_(exists) if op in NEGATIVE_OPERATORS else exists
         if name == "name" and op in SUBSTRING_OPERATORS:
             return self._substring("name", op, term.text)
-        column = self.c[COLUMNS[name]]
+        column = self.c[_column(name)]
         if term.field.kind is Kind.TEXT:
             return text_predicate(column, op, term.text)
         return number_predicate(column, op, term.number)
@@ -386,8 +342,9 @@ class Compiler:
 
     # --- sorting -----------------------------------------------------------------------------
     def sort_key(self, field: str) -> sa.ColumnElement[Any]:
-        if field in COLUMNS:
-            return self.c[COLUMNS[field]]
+        column = FIELDS[field].column if field in FIELDS else None
+        if column is not None:
+            return self.c[column]
         match field:
             case "category":
                 return self.category_expr()
@@ -407,13 +364,14 @@ class Compiler:
         descending = sort.order is SortOrder.DESC
         ordered = key.desc() if descending else key.asc()
         tie = self.c.id.desc() if descending else self.c.id.asc()
-        if sort.field in _NOT_NULL_SORT:
+        if not FIELDS[sort.field].nullable:
             return [ordered, tie]
         # Rows without a value come last in both directions.
         return [ordered.nulls_last(), tie]
 
 
-def sort_field(name: str) -> str:
-    if name not in FIELDS:
-        raise QueryError("sortBy", f"cannot sort by {name!r}; allowed: {', '.join(FIELDS)}")
-    return name
+def _column(field: str) -> str:
+    """The stored column of a field that has one (``domain.fields``)."""
+    column = FIELDS[field].column
+    assert column is not None, field
+    return column
