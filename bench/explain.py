@@ -46,7 +46,7 @@ def explain_case(svc: Services, case: Case) -> str:
         out.append("    " + " ".join(statement.split()))
         out.append(f"    parameters: {params!r}"[:400])
         with svc.db.read() as conn:
-            if svc.db.is_sqlite:
+            if svc.db.dialect == "sqlite":
                 rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
                 t0 = time.perf_counter()
                 conn.exec_driver_sql(statement, params).all()

@@ -23,7 +23,7 @@ from bench.cases import Case, check_answer
 from bench.load import Target
 from workplane.auth.credentials import ADMIN_CLIENT_ID, ADMIN_ROLE
 from workplane.auth.tokens import TokenSigner, load_or_create_key
-from workplane.store.setup import ADMIN_FILE
+from workplane.services.setup import ADMIN_FILE
 
 RETENTION_DAYS = 36_500
 

@@ -1,5 +1,5 @@
 """Where the time of a sync batch goes, in process, step by step as a sync worker runs it
-(``store.ingest.sync_batch``): parsing and validating the body; planning it in a read transaction
+(``services.ingest.sync_batch``): parsing and validating the body; planning it in a read transaction
 (reading the stored rows, building every row, document, history entry and rollup move); writing it in a
 write transaction (reading the stored rows again to check the plan, then the SQL); committing.
 
@@ -23,10 +23,11 @@ from pathlib import Path
 from bench.ingest import _bodies, _cluster
 from bench.load import POSTGRESQL, SQLITE, Target, ensure_exists, make_target, open_database, wipe
 from workplane.api.sync import parse_batch
+from workplane.services.ingest import write_prepared
+from workplane.services.setup import prepare_store
 from workplane.services.store_workers import tune_collector
 from workplane.store.catalog import CatalogCache
 from workplane.store.ingest import PreparedBatch, check_batch
-from workplane.store.setup import prepare_store
 
 STAGES = ("parse", "plan", "write", "commit")
 
@@ -44,7 +45,7 @@ def run(target: Target, args: argparse.Namespace) -> None:
     wall = dict.fromkeys(STAGES, 0.0)
     cpu = dict.fromkeys(STAGES, 0.0)
     for body in bodies:
-        # The steps of ``store.ingest.sync_batch``, as a sync worker runs them, with the clock read
+        # The steps of ``services.ingest.sync_batch``, as a sync worker runs them, with the clock read
         # between them.
         marks = [(time.perf_counter(), time.process_time())]
         batch = parse_batch(body)
@@ -63,7 +64,7 @@ def run(target: Target, args: argparse.Namespace) -> None:
             prepared = PreparedBatch(conn, checked)
         marks.append((time.perf_counter(), time.process_time()))
         with db.write() as conn:
-            prepared.write(conn)
+            write_prepared(conn, prepared)
             marks.append((time.perf_counter(), time.process_time()))
         marks.append((time.perf_counter(), time.process_time()))
         for stage, (before, after) in zip(STAGES, itertools.pairwise(marks), strict=True):

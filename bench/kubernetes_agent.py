@@ -26,7 +26,7 @@ from tests.agents.kubernetes.apiserver import FakeCluster
 from bench.http_load import Server, request, sample_rss
 from bench.load import POSTGRESQL, SQLITE, ensure_exists, make_target, wipe
 from workplane.agents.kubernetes.command import cluster_id_for
-from workplane.store.setup import ADMIN_FILE
+from workplane.services.setup import ADMIN_FILE
 
 CLUSTER = "bench-k8s"
 

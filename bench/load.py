@@ -14,13 +14,13 @@ import sqlalchemy as sa
 
 from bench.inventory import Plan, Progress, batches, workload_fields
 from workplane.domain.record import WorkloadIn
+from workplane.services.setup import prepare_store
 from workplane.settings import Settings
 from workplane.store import migrate
 from workplane.store import workloads as store
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, create_database
 from workplane.store.schema import workloads
-from workplane.store.setup import prepare_store
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 DEFAULT_SIZE = 1_000_000

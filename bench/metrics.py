@@ -43,12 +43,12 @@ from bench.http_load import Server, cpu_seconds, get_token, process_tree
 from bench.ingest import post_batches
 from bench.load import POSTGRESQL, SQLITE, Target, ensure_exists, make_target, open_database, wipe
 from workplane.api.metrics import render_json
+from workplane.domain.scopes import ScopeSet
 from workplane.domain.timefmt import format_ms, now_ms
 from workplane.metrics.query import workload_metrics
 from workplane.metrics.sampling import grid
 from workplane.metrics.store import ChunkStore, workload_facts
 from workplane.metrics.types import WorkloadMetricType
-from workplane.query.scopes import ScopeSet
 from workplane.services.retention import maintain_metrics_once
 
 STEP_MS = 15_000

@@ -48,13 +48,13 @@ from workplane.auth.credentials import ADMIN_CLIENT_ID
 from workplane.auth.rules import Access, KeyKind, Role, Rule, administrator
 from workplane.domain.observation import Observation
 from workplane.domain.pods import PodObservation
+from workplane.domain.scopes import Scope, ScopeType
 from workplane.domain.timefmt import format_ms
-from workplane.query.scopes import Scope, ScopeType
+from workplane.services.setup import prepare_store
 from workplane.store import ingest
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
 from workplane.store.schema import workload_pods
-from workplane.store.setup import prepare_store
 
 OUT_DIR = Path(__file__).resolve().parent / "out" / "pods"
 _NAMESPACE = uuid.UUID("6b1d7e52-1f0c-5a4e-9b8d-62656e63688f")

@@ -40,9 +40,9 @@ from workplane.metrics.prometheus import PrometheusSource
 from workplane.metrics.sampling import grid
 from workplane.metrics.targets import pods_of
 from workplane.metrics.types import WorkloadMetricType
+from workplane.services.setup import prepare_store
 from workplane.settings import Settings
 from workplane.store.database import create_database
-from workplane.store.setup import prepare_store
 
 T0 = parse_to_ms("2026-11-02T00:00:00Z")
 MEASURED = ("GPU_UTILIZATION", "GPU_MEMORY_USAGE_BYTES", "NVLINK_BANDWIDTH_TOTAL", "CPU_USAGE_CORES")

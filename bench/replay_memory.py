@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.http_load import RssSample, Server, sample_rss
 from bench.load import POSTGRESQL, SQLITE, ensure_exists, make_target, wipe
-from workplane.store.setup import ADMIN_FILE
+from workplane.services.setup import ADMIN_FILE
 
 
 def main() -> None:

@@ -26,12 +26,12 @@ from workplane.app import build_services, create_app
 from workplane.auth import credentials
 from workplane.auth.credentials import ADMIN_CLIENT_ID
 from workplane.domain.catalog import CatalogSnapshot
+from workplane.services.setup import ADMIN_FILE, prepare_store
 from workplane.settings import Settings
 from workplane.store import migrate
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, create_database
 from workplane.store.schema import metadata
-from workplane.store.setup import ADMIN_FILE, prepare_store
 
 POSTGRES_URL = os.environ.get("WORKPLANE_TEST_POSTGRES_URL")
 

@@ -9,13 +9,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import FullResync, Observation
-from workplane.domain.record import WorkloadIn
-from workplane.domain.timefmt import now_ms
+from workplane.domain.record import WorkloadIn, build_row, transition
+from workplane.domain.timefmt import now_ms, to_ms
+from workplane.services import ingest as services_ingest
 from workplane.store import ingest
 from workplane.store import workloads as store
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
+from workplane.store.schema import workload_nodepools, workloads
 
 CLUSTER = uuid.UUID("11111111-1111-4111-8111-111111111111")
 _NS = uuid.UUID("22222222-2222-4222-8222-222222222222")
@@ -52,8 +55,7 @@ def load(db: Database, *records: WorkloadIn, tenant_id: int = 1) -> list[str]:
     with db.write() as conn:
         catalog = cache.get(conn)
         return [
-            store.create_workload(conn, r, catalog=catalog, tenant_id=tenant_id, now_ms=now_ms())
-            for r in records
+            create_workload(conn, r, catalog=catalog, tenant_id=tenant_id, now_ms=now_ms()) for r in records
         ]
 
 
@@ -65,7 +67,7 @@ def sync_in(
     now: int = 1_800_000_000_000,
 ) -> ingest.BatchResult:
     """Apply one sync batch of ``CLUSTER``'s agent inside the caller's write transaction."""
-    return ingest.apply_batch(
+    return services_ingest.apply_batch(
         conn,
         cluster_id=str(CLUSTER),
         cluster_name=None,
@@ -88,3 +90,47 @@ def sync(
     """Apply one sync batch of ``CLUSTER``'s agent in a write transaction of its own."""
     with db.write() as conn:
         return sync_in(conn, observations, resync=resync, now=now)
+
+
+# --- single-workload writers: the server writes workloads by sync batch only ---------------------
+
+
+def create_workload(
+    connection: sa.Connection, record: WorkloadIn, *, catalog: CatalogSnapshot, tenant_id: int, now_ms: int
+) -> str:
+    """Insert one new workload (see ``store.workloads.create_workloads``)."""
+    return store.create_workloads(connection, [record], catalog=catalog, tenant_id=tenant_id, now_ms=now_ms)[
+        0
+    ]
+
+
+def update_workload(
+    connection: sa.Connection, record: WorkloadIn, *, catalog: CatalogSnapshot, tenant_id: int, now_ms: int
+) -> None:
+    """Replace a workload's observed state. A phase change at ``phaseUpdatedAt`` closes the open
+    Pending/Running interval and opens the next; the accumulated totals are kept. Without
+    ``phaseUpdatedAt`` a phase change happens at ``now_ms``, and an unchanged phase keeps its time."""
+    if record.id is None:
+        raise store.InvalidWorkload("an update needs the workload id")
+    store.check_record(record, catalog)
+    workload_id = str(record.id)
+    previous, deleted_at = store.phase_facts(connection, workload_id)
+    change = transition(record, previous, now_ms)
+    record = change.record
+    clock = change.clock if deleted_at is None else change.clock.stop(deleted_at)
+    row = build_row(
+        record,
+        workload_id=workload_id,
+        tenant_id=tenant_id,
+        clock=clock,
+        updated_at_ms=to_ms(record.updated_at) if record.updated_at else now_ms,
+        deleted_at_ms=deleted_at,
+        completed_at_ms=change.completed_at_ms,
+    )
+    store.upsert_organisation(connection, [record])
+    connection.execute(workloads.update().where(workloads.c.id == workload_id).values(**row))
+    connection.execute(workload_nodepools.delete().where(workload_nodepools.c.workload_id == workload_id))
+    if record.current_node_pools:
+        connection.execute(
+            workload_nodepools.insert(), store.nodepool_rows(workload_id, record.current_node_pools)
+        )

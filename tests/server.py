@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from workplane.store.setup import ADMIN_FILE
+from workplane.services.setup import ADMIN_FILE
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from workplane.auth.rules import KeyKind, Role
-from workplane.query.scopes import ScopeType
+from workplane.domain.scopes import ScopeType
 
 
 class CommandError(Exception):
@@ -36,9 +36,9 @@ connect: Callable[[str], httpx.Client] = _connect
 
 def _sign_in(client: httpx.Client, args: argparse.Namespace) -> None:
     """Exchange the administrator key for a token and keep it on ``client`` for the calls that follow."""
-    from workplane.cli import _replay_credentials
+    from workplane.agents.client import agent_credentials
 
-    client_id, secret = _replay_credentials(args)
+    client_id, secret = agent_credentials(args.client_id, args.client_secret, args.credentials_file)
     answer = client.post(
         "/api/v1/token",
         json={"grantType": "client_credentials", "clientId": client_id, "clientSecret": secret},

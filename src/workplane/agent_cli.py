@@ -35,17 +35,16 @@ def _cluster_id(text: str) -> str:
 
 
 def _run_slurm(args: argparse.Namespace) -> int:
-    from workplane.agents.client import SyncClient
+    from workplane.agents.client import SyncClient, agent_credentials
     from workplane.agents.slurm.agent import SlurmAgent
     from workplane.agents.slurm.commands import Slurm, SlurmCommandError
     from workplane.agents.slurm.jobs import Organisation
-    from workplane.cli import _replay_credentials
 
     if args.poll_interval <= 0:
         raise ValueError("--poll-interval must be positive")
     if not 1 <= args.batch_size <= 20_000:
         raise ValueError("--batch-size must be between 1 and 20,000")
-    client_id, secret = _replay_credentials(args)
+    client_id, secret = agent_credentials(args.client_id, args.client_secret, args.credentials_file)
     agent = SlurmAgent(
         SyncClient(args.server, client_id, secret),
         args.cluster_id,

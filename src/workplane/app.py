@@ -39,11 +39,11 @@ from workplane.server_metrics import multiprocess_dir
 from workplane.services.checkpoint import run_checkpoints
 from workplane.services.prometheus_idle import run_idle_refresh
 from workplane.services.retention import run_metrics_maintenance, run_retention
+from workplane.services.setup import prepare_store
 from workplane.services.store_workers import StoreWorkers
 from workplane.settings import Settings, load_settings
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, create_database
-from workplane.store.setup import prepare_store
 
 log = logging.getLogger("workplane")
 

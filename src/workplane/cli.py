@@ -46,7 +46,7 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     from workplane.app import build_services
-    from workplane.store.setup import prepare_store
+    from workplane.services.setup import prepare_store
 
     host = args.host
     if args.no_auth:
@@ -205,8 +205,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
+    from workplane.services.setup import prepare_store
     from workplane.store.database import create_database
-    from workplane.store.setup import prepare_store
 
     settings = _settings(args)
     db = create_database(settings)

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from workplane.agents.traces import Trace, load_dlrm, load_itp, load_openb
 from workplane.app import build_services, create_app
 from workplane.auth.credentials import ADMIN_CLIENT_ID
+from workplane.services.setup import prepare_store
 from workplane.settings import Settings
-from workplane.store.setup import prepare_store
 
 ROOT = Path(__file__).resolve().parents[2]
 

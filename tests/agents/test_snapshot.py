@@ -186,7 +186,7 @@ def test_all_traces_fully(
 ) -> None:
     """All three traces, to their end, as one snapshot (SQLite only: the same code path runs on
     PostgreSQL in the tests above, and this one takes a while)."""
-    if not services.db.is_sqlite:
+    if services.db.dialect != "sqlite":
         pytest.skip("the full replay runs on SQLite; the smaller snapshots cover PostgreSQL")
     inventory = Inventory([itp, openb, dlrm])
     started = time.monotonic()

@@ -24,9 +24,9 @@ from tests.server import assert_error, free_port
 from workplane.app import build_services, create_app
 from workplane.auth.credentials import ADMIN_CLIENT_ID, ADMIN_ROLE
 from workplane.domain.catalog import catalog_id
+from workplane.services.setup import prepare_store
 from workplane.settings import Settings
 from workplane.store.database import Database
-from workplane.store.setup import prepare_store
 
 WORKLOADS = "/api/v1/workloads"
 COUNT = "/api/v1/workloads/count"

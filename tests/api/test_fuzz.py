@@ -41,8 +41,9 @@ from schemathesis.checks import (
 from tests.factories import CLUSTER, load, wid, workload
 from tests.server import assert_error_body
 from workplane.domain.catalog import catalog_id
+from workplane.domain.fields import FIELDS
 from workplane.domain.timefmt import now_ms
-from workplane.query.filters import FIELDS, OPERATORS
+from workplane.query.filters import OPERATORS
 from workplane.store import workloads as store
 from workplane.store.database import Database
 

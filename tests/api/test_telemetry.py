@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.factories import CLUSTER, load, wid, workload
+from tests.factories import CLUSTER, load, update_workload, wid, workload
 from tests.server import assert_error
 from workplane.api import telemetry as telemetry_route
 from workplane.domain.catalog import CatalogSnapshot
@@ -115,7 +115,7 @@ def _inventory(database: Database, catalog: CatalogSnapshot, n: int = 45) -> Non
                     "department_name": department_name,
                 }
             )
-            store.update_workload(conn, moved, catalog=catalog, tenant_id=1, now_ms=NOW)
+            update_workload(conn, moved, catalog=catalog, tenant_id=1, now_ms=NOW)
         for i in (5, 6, 10, 12, 17, 21):  # deleted: pooled, pending and GPU-holding ones among them
             store.delete_workload(conn, str(wid(f"w{i}")), deleted_at_ms=NOW - HOUR)
 

@@ -26,9 +26,9 @@ from workplane.api.deps import Services
 from workplane.app import build_services, create_app
 from workplane.auth.credentials import ADMIN_CLIENT_ID, ADMIN_ROLE
 from workplane.auth.tokens import TokenSigner
+from workplane.services.setup import prepare_store
 from workplane.settings import Settings
 from workplane.store.database import Database
-from workplane.store.setup import prepare_store
 
 TOKEN = "/api/v1/token"
 PROTECTED = "/api/v1/workload-categories"

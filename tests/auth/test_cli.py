@@ -18,7 +18,7 @@ from workplane.api.deps import Services
 from workplane.app import create_app
 from workplane.auth.tokens import key_id
 from workplane.cli import main
-from workplane.store.setup import ADMIN_FILE
+from workplane.services.setup import ADMIN_FILE
 
 
 @pytest.fixture

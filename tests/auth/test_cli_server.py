@@ -15,7 +15,7 @@ import pytest
 
 from tests.auth.helpers import printed_credential
 from tests.server import Server, free_port
-from workplane.store.setup import ADMIN_FILE
+from workplane.services.setup import ADMIN_FILE
 
 COMMAND_TIMEOUT_S = 60
 

@@ -24,11 +24,11 @@ from tests.conftest import _wipe, admin_client
 from tests.factories import at, workload
 from tests.server import assert_error
 from workplane.app import build_services
-from workplane.query.scopes import Scope, ScopeSet, ScopeType
+from workplane.domain.scopes import Scope, ScopeSet, ScopeType
+from workplane.services.setup import prepare_store
 from workplane.settings import Settings
 from workplane.store import workloads as store
 from workplane.store.database import create_database
-from workplane.store.setup import prepare_store
 
 CLUSTERS = [str(uuid.UUID(int=0xC1 << 120 | i)) for i in (1, 2, 3)]
 WORDS = ("bert", "llama", "resnet", "whisper", "diffusion")

@@ -15,9 +15,9 @@ from tests.conftest import _wipe, admin_client
 from tests.query.inventory import load_inventory
 from workplane.app import build_services
 from workplane.domain.catalog import CatalogSnapshot
+from workplane.services.setup import prepare_store
 from workplane.settings import Settings
 from workplane.store.database import Database, create_database
-from workplane.store.setup import prepare_store
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Each case is checked three ways with the same expected labels: the query layer directly
 (``list_workloads`` / ``count_workloads`` at ``NOW_MS``), ``GET /api/v1/workloads`` (every page) and
 ``GET /api/v1/workloads/count``. The inventory and each workload's derived values are in
-``inventory.py``; the semantics are docs/contract.md §5 and ``workplane.query.compile``.
+``inventory.py``; the semantics are docs/contract.md §5 and ``workplane.store.compile``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from tests.factories import CLUSTER, wid
 from tests.query.conftest import Loaded
 from tests.query.inventory import LIVE, NOW_MS, label_of, load_inventory
 from workplane.domain.catalog import NATIVE_GROUP, CatalogSnapshot, catalog_id
+from workplane.domain.scopes import ScopeSet
 from workplane.query.filters import Sort, WorkloadQuery, parse_filter, parse_search
-from workplane.query.scopes import ScopeSet
 from workplane.store import workloads as store
 from workplane.store.database import Database
 

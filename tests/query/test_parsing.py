@@ -19,13 +19,14 @@ from hypothesis import strategies as st
 
 from tests.conftest import _wipe
 from tests.factories import CLUSTER, at, load, workload
+from workplane.api.params import parse_sort
 from workplane.domain import catalog as defaults
 from workplane.domain.catalog import CatalogSnapshot, TypeDefaults
 from workplane.domain.phases import PhaseClock
 from workplane.domain.record import WorkloadIn, allocated_gpu
+from workplane.domain.scopes import ScopeSet
 from workplane.domain.text import fold
 from workplane.domain.timefmt import format_ms, to_ms
-from workplane.query.compile import Compiler, sort_field
 from workplane.query.filters import (
     CLOSED_SETS,
     FIELDS,
@@ -46,10 +47,11 @@ from workplane.query.filters import (
     split_terms,
     text_matches,
 )
-from workplane.query.scopes import ScopeSet
 from workplane.settings import Settings
 from workplane.store import workloads as store
+from workplane.store.compile import Compiler
 from workplane.store.database import Database, create_database
+from workplane.store.dialects import SQLITE
 from workplane.store.schema import clusters, departments, projects, workloads
 
 EVERYTHING = ScopeSet.everything()
@@ -195,11 +197,11 @@ def test_search_words() -> None:
 
 def test_sort_fields() -> None:
     for name in FIELDS:
-        assert sort_field(name) == name
+        assert parse_sort(name, None).field == name
     with pytest.raises(QueryError) as caught:
-        sort_field("bogus")
+        parse_sort("bogus", None)
     assert caught.value.param == "sortBy"
-    compiler = Compiler(CatalogSnapshot(types={}, version=0), 0)
+    compiler = Compiler(CatalogSnapshot(types={}, version=0), 0, SQLITE)
     with pytest.raises(QueryError):
         compiler.sort_key("bogus")
 

@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 
-from tests.factories import at, wid, workload
+from tests.factories import at, create_workload, update_workload, wid, workload
 from tests.query.conftest import Loaded
 from tests.query.inventory import DELETED, DELETED_AT, EXPECTED, LIVE, NOW_MS, RECORDS, label_of
 from workplane.domain.catalog import CatalogSnapshot
+from workplane.domain.fields import FIELDS
 from workplane.domain.phases import PhaseClock
+from workplane.domain.scopes import ScopeSet
 from workplane.domain.timefmt import parse_to_ms, to_ms
-from workplane.query.filters import FIELDS, Sort, SortOrder, WorkloadQuery
-from workplane.query.scopes import ScopeSet
+from workplane.query.filters import Sort, SortOrder, WorkloadQuery
 from workplane.store import workloads as store
 from workplane.store.database import Database
 
@@ -253,14 +254,14 @@ def test_clock_sort_ties_on_whole_seconds(database: Database, catalog: CatalogSn
     now = to_ms(at("2024-05-01T01:00:00Z"))
     with database.write() as conn:
         for label in labels:
-            store.create_workload(
+            create_workload(
                 conn,
                 workload(label, phase="Pending", createdAt=start),
                 catalog=catalog,
                 tenant_id=1,
                 now_ms=now,
             )
-            store.update_workload(
+            update_workload(
                 conn,
                 workload(label, phase="Running", createdAt=start, phaseUpdatedAt=at(running_at[label])),
                 catalog=catalog,

@@ -19,8 +19,8 @@ from tests.server import assert_error
 from workplane.api.deps import Services
 from workplane.api.edge import CancelOnDisconnect
 from workplane.api.gate import EXPENSIVE_AT
+from workplane.domain.scopes import ScopeSet
 from workplane.query.filters import MAX_SEARCH_WORDS, MAX_TERMS, WorkloadQuery
-from workplane.query.scopes import ScopeSet
 from workplane.settings import Settings
 from workplane.store.database import (
     CURRENT_CANCEL,

@@ -19,9 +19,9 @@ from tests.auth.helpers import bearer, create_key, grant, token
 from tests.factories import load, workload
 from tests.server import assert_error
 from workplane.domain.catalog import CatalogSnapshot
+from workplane.domain.scopes import ScopeSet
 from workplane.domain.timefmt import now_ms
 from workplane.query.filters import Sort, WorkloadQuery
-from workplane.query.scopes import ScopeSet
 from workplane.store import telemetry as store_telemetry
 from workplane.store import workloads as store
 from workplane.store.database import Database

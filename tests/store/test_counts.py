@@ -11,16 +11,16 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 
-from tests.factories import CLUSTER, sync, sync_in, wid, workload
+from tests.factories import CLUSTER, create_workload, sync, sync_in, wid, workload
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import FullResync, Observation
-from workplane.query.compile import Compiler
+from workplane.domain.scopes import ScopeSet
 from workplane.query.filters import WorkloadQuery, parse_filter
-from workplane.query.scopes import ScopeSet
 from workplane.store import catalog as catalog_store
-from workplane.store import migrate, rollups
+from workplane.store import migrate
 from workplane.store import workloads as store
 from workplane.store.catalog import CatalogCache
+from workplane.store.compile import Compiler
 from workplane.store.database import Database
 from workplane.store.schema import (
     COUNTED_COLUMNS,
@@ -40,7 +40,7 @@ TYPES = ["Training", "Workspace", "Inference", "PyTorchJob"]
 
 
 def _direct(database: Database, catalog: CatalogSnapshot, query: WorkloadQuery) -> int:
-    compiler = Compiler(catalog, NOW)
+    compiler = Compiler(catalog, NOW, database.sql)
     with database.read() as conn:
         return int(conn.execute(sa.select(sa.func.count()).where(*compiler.where(query))).scalar_one())
 
@@ -144,9 +144,7 @@ def test_counts_follow_every_kind_of_write(database: Database, catalog: CatalogS
         assert_rollups_exact(database)
     # Store-level writes and the purge move the counts too.
     with database.write() as conn:
-        store.create_workload(
-            conn, workload("extra", id=uuid.uuid4()), catalog=catalog, tenant_id=1, now_ms=NOW
-        )
+        create_workload(conn, workload("extra", id=uuid.uuid4()), catalog=catalog, tenant_id=1, now_ms=NOW)
         store.delete_workload(conn, str(wid("w1")), deleted_at_ms=NOW - 1)
         store.purge_deleted(conn, older_than_ms=NOW)
         conn.execute(workloads.update().where(workloads.c.name == "w2").values(phase="Degraded"))
@@ -214,7 +212,7 @@ def test_batch_gpu_units_round_as_the_triggers_do(database: Database) -> None:
                 sa.text("SELECT CAST(round(coalesce(:v, 0) * 1000000) AS BIGINT)"),
                 {"v": amount},
             ).scalar_one()
-            assert rollups.gpu_micro(amount, conn.dialect.name) == expected, amount
+            assert database.sql.gpu_micro(amount) == expected, amount
 
 
 def test_a_batch_leaves_the_rollup_triggers_on(database: Database, catalog: CatalogSnapshot) -> None:

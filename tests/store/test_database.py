@@ -16,7 +16,6 @@ from workplane.settings import Settings
 from workplane.store import workloads as store
 from workplane.store.database import (
     Database,
-    add_on_conflict,
     create_database,
     insert_rows,
     keys_present,
@@ -201,15 +200,15 @@ def test_add_on_conflict_adds_to_stored_counters(database: Database) -> None:
         },
     ]
     with database.write() as conn:
-        add_on_conflict(conn, workload_counts, first, key="key", sums=("n", "gpu_micro"))
-        add_on_conflict(
+        database.sql.add_on_conflict(conn, workload_counts, first, key="key", sums=("n", "gpu_micro"))
+        database.sql.add_on_conflict(
             conn,
             workload_counts,
             [{**first[0], "n": -1, "gpu_micro": 250_000}, {**first[0], "key": "b", "n": 1, "gpu_micro": 0}],
             key="key",
             sums=("n", "gpu_micro"),
         )
-        add_on_conflict(conn, workload_counts, [], key="key", sums=("n",))
+        database.sql.add_on_conflict(conn, workload_counts, [], key="key", sums=("n",))
     with database.read() as conn:
         found = {r.key: (r.n, r.gpu_micro) for r in conn.execute(sa.select(workload_counts))}
     assert found == {"a": (1, 750_000), "b": (1, 0)}

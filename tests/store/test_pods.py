@@ -12,9 +12,9 @@ from alembic import command
 from tests.factories import CLUSTER, wid
 from workplane.domain.observation import Observation
 from workplane.domain.pods import PodObservation
+from workplane.domain.scopes import ScopeSet
 from workplane.query.filters import Sort, parse_filter, parse_search
 from workplane.query.pods import POD_FIELDS, PodQuery
-from workplane.query.scopes import ScopeSet
 from workplane.store import catalog, ingest, migrate
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database

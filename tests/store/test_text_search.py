@@ -12,19 +12,20 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.visitors import replacement_traverse
 
 from tests.conftest import POSTGRES_URL, _drop_postgres, _fresh_postgres
-from tests.factories import CLUSTER, load, sync, wid, workload
+from tests.factories import CLUSTER, load, sync, update_workload, wid, workload
 from workplane.domain.catalog import CatalogSnapshot, TypeDefaults
 from workplane.domain.observation import Observation
 from workplane.domain.record import WorkloadIn
-from workplane.query.compile import Compiler
+from workplane.domain.scopes import ScopeSet
 from workplane.query.filters import Sort, WorkloadQuery, parse_filter, parse_search
-from workplane.query.scopes import ScopeSet
-from workplane.store import migrate, text_search
+from workplane.store import migrate
 from workplane.store import workloads as store
-from workplane.store.database import Database
+from workplane.store.compile import Compiler
+from workplane.store.database import Database, SqlDialect
+from workplane.store.dialects import POSTGRESQL, SQLITE
+from workplane.store.dialects import sqlite as sqlite_dialect
 from workplane.store.schema import workloads
 
 EVERYTHING = ScopeSet.everything()
@@ -80,7 +81,7 @@ CASES = [
 
 @pytest.mark.usefixtures("inventory")
 @pytest.mark.parametrize(("filter_by", "search", "expected"), CASES)
-@pytest.mark.parametrize("cap", [2, text_search.CAP])
+@pytest.mark.parametrize("cap", [2, sqlite_dialect.CAP])
 def test_index_and_scan_agree(
     database: Database,
     catalog: CatalogSnapshot,
@@ -91,7 +92,7 @@ def test_index_and_scan_agree(
     cap: int,
 ) -> None:
     # With a cap of 2 most needles are "broad" and take the scan path; with the real cap, the index.
-    monkeypatch.setattr(text_search, "CAP", cap)
+    monkeypatch.setattr(sqlite_dialect, "CAP", cap)
     query = WorkloadQuery(
         scope=EVERYTHING, terms=parse_filter([filter_by] if filter_by else []), words=parse_search(search)
     )
@@ -103,10 +104,10 @@ def test_index_and_scan_agree(
 @pytest.mark.usefixtures("inventory")
 def test_candidates_come_from_the_index_on_sqlite(database: Database) -> None:
     with database.read() as conn:
-        found = text_search.candidates(conn, "name", "rare")
-        short = text_search.candidates(conn, "name", "ra")
+        found = database.sql.text_candidates(conn, "name", "rare")
+        short = database.sql.text_candidates(conn, "name", "ra")
     assert short is None
-    if database.is_sqlite:
+    if database.dialect == "sqlite":
         assert found is not None
         assert len(found) == 2
     else:
@@ -116,7 +117,7 @@ def test_candidates_come_from_the_index_on_sqlite(database: Database) -> None:
 def test_sync_batches_keep_the_index_whole(database: Database, catalog: CatalogSnapshot) -> None:
     """New rows indexed by the batch, renames and deletions by the triggers: FTS5's own integrity check
     compares the index with the text in ``workloads``."""
-    if not database.is_sqlite:
+    if database.dialect != "sqlite":
         pytest.skip("the FTS5 index is SQLite's")
     ids = [uuid.uuid4() for _ in range(40)]
     _sync(database, [workload(f"first-{n}", id=i) for n, i in enumerate(ids)])
@@ -125,8 +126,8 @@ def test_sync_batches_keep_the_index_whole(database: Database, catalog: CatalogS
     with database.write() as conn:
         conn.execute(sa.text("DELETE FROM workloads WHERE name LIKE 'first-3%'"))
         conn.execute(sa.text("INSERT INTO workload_text (workload_text, rank) VALUES ('integrity-check', 1)"))
-        found = text_search.candidates(conn, "name", "renamed")
-        gone = text_search.candidates(conn, "name", "first-3")
+        found = database.sql.text_candidates(conn, "name", "renamed")
+        gone = database.sql.text_candidates(conn, "name", "first-3")
     assert found is not None
     assert len(found) == 10
     assert gone == set()
@@ -135,13 +136,16 @@ def test_sync_batches_keep_the_index_whole(database: Database, catalog: CatalogS
 def test_substring_predicates_compile_per_database() -> None:
     """SQLite keeps the plain LIKE on workloads (its FTS5 narrowing is separate); PostgreSQL asks
     workload_search where a trigram index can serve the predicate."""
-    compiler = Compiler(CatalogSnapshot({}, 1), NOW)
+    catalog = CatalogSnapshot({}, 1)
     query = WorkloadQuery(
         scope=EVERYTHING, terms=parse_filter(["name=@abc", "name=^d", "name=$e"]), words=parse_search("fgh")
     )
-    statement = sa.select(workloads.c.id).where(*compiler.where(query))
-    lite = str(statement.compile(dialect=sqlite.dialect()))
-    pg = str(statement.compile(dialect=postgresql.dialect()))
+
+    def where(dialect: SqlDialect, query: WorkloadQuery) -> sa.Select[Any]:
+        return sa.select(workloads.c.id).where(*Compiler(catalog, NOW, dialect).where(query))
+
+    lite = str(where(SQLITE, query).compile(dialect=sqlite.dialect()))
+    pg = str(where(POSTGRESQL, query).compile(dialect=postgresql.dialect()))
     assert "workload_search" not in lite
     assert lite.count("lower(workloads.name) LIKE") == 3
     assert "workloads.search_text LIKE" in lite
@@ -153,7 +157,7 @@ def test_substring_predicates_compile_per_database() -> None:
         WorkloadQuery(scope=EVERYTHING, terms=parse_filter(["name!@abc"])),
         WorkloadQuery(scope=EVERYTHING, words=parse_search("run")),
     ):
-        statement = sa.select(workloads.c.id).where(*compiler.where(plain))
+        statement = where(POSTGRESQL, plain)
         assert "workload_search" not in str(statement.compile(dialect=postgresql.dialect()))
 
 
@@ -163,14 +167,11 @@ NEEDLES = ["a", "ab", "abc", "Ab%", "x_y", "\\", "é", "É", "zzz-nothing", "job
 WORDS = ["a", "abc", "train", "completed", "run", "pytorch", "img-1", "team-b", "É", "zzz-nothing"]
 
 
-def _plain(clauses: list[sa.ColumnElement[bool]]) -> list[sa.ColumnElement[bool]]:
-    """The same predicates with every substring match on workloads' own columns: what the query meant
-    before any index got involved."""
-
-    def swap(element: Any) -> Any:
-        return element.plain if isinstance(element, text_search._Substring) else None
-
-    return [replacement_traverse(c, {}, swap) for c in clauses]
+def _plain(catalog: CatalogSnapshot, query: WorkloadQuery) -> list[sa.ColumnElement[bool]]:
+    """The query's predicates with every substring match on workloads' own columns: what the query
+    meant before any index got involved. (The base dialect renders the plain predicates; SQLite's
+    index narrows the candidates apart from them.)"""
+    return Compiler(catalog, NOW, SqlDialect()).where(query)
 
 
 @pytest.fixture
@@ -226,11 +227,10 @@ def _queries() -> list[WorkloadQuery]:
 
 @pytest.mark.usefixtures("mixed")
 def test_substring_answers_equal_the_plain_predicates(database: Database, catalog: CatalogSnapshot) -> None:
-    compiler = Compiler(catalog, NOW)
     for query in _queries():
         with database.read() as conn:
             expected = sorted(
-                conn.execute(sa.select(workloads.c.id).where(*_plain(compiler.where(query)))).scalars()
+                conn.execute(sa.select(workloads.c.id).where(*_plain(catalog, query))).scalars()
             )
             page = store.list_workloads(
                 conn, query, sort=Sort(), offset=0, limit=1000, catalog=catalog, now_ms=NOW
@@ -294,7 +294,7 @@ def _named(database: Database, catalog: CatalogSnapshot, raw: str, deleted: bool
 
 
 def test_side_table_follows_every_write(database: Database, catalog: CatalogSnapshot) -> None:
-    if database.is_sqlite:
+    if database.dialect == "sqlite":
         pytest.skip("workload_search is PostgreSQL's (SQLite keeps its FTS5 table)")
     first, second, third = (str(wid(f"s{n}")) for n in range(3))
     # Created by a sync batch (one INSERT for the batch).
@@ -323,7 +323,7 @@ def test_side_table_follows_every_write(database: Database, catalog: CatalogSnap
     assert _named(database, catalog, "name=^by-h") == [second]
     # A full replace through the store (every column named in SET, the text unchanged).
     with database.write() as conn:
-        store.update_workload(
+        update_workload(
             conn, workload("s2", id=third, name="Sync-2"), catalog=catalog, tenant_id=1, now_ms=NOW
         )
     assert _side_rows(database)[third][0] == "sync-2"

@@ -14,12 +14,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from pydantic import ValidationError
 
-from tests.factories import at, wid, workload
+from tests.factories import at, create_workload, update_workload, wid, workload
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.record import WorkloadIn, render
+from workplane.domain.scopes import ScopeSet
 from workplane.domain.timefmt import to_ms
 from workplane.query.filters import Sort, WorkloadQuery, parse_filter
-from workplane.query.scopes import ScopeSet
 from workplane.store import migrate
 from workplane.store import workloads as store
 from workplane.store.database import Database
@@ -40,12 +40,12 @@ def ms(text: str) -> int:
 
 def create(database: Database, catalog: CatalogSnapshot, record: WorkloadIn, now_ms: int = T0_MS) -> str:
     with database.write() as conn:
-        return store.create_workload(conn, record, catalog=catalog, tenant_id=1, now_ms=now_ms)
+        return create_workload(conn, record, catalog=catalog, tenant_id=1, now_ms=now_ms)
 
 
 def update(database: Database, catalog: CatalogSnapshot, record: WorkloadIn, now_ms: int) -> None:
     with database.write() as conn:
-        store.update_workload(conn, record, catalog=catalog, tenant_id=1, now_ms=now_ms)
+        update_workload(conn, record, catalog=catalog, tenant_id=1, now_ms=now_ms)
 
 
 def served(database: Database, catalog: CatalogSnapshot, label: str, now_ms: int) -> dict[str, Any]:

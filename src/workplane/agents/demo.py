@@ -22,7 +22,7 @@ from workplane.agents.traces import TRACE_NAMES, Inventory
 
 DEMO_SPEED = 60.0
 STATE_FILE = "demo-replay.json"
-CREDENTIALS_FILE = "admin-credentials.env"  # written by store.setup.prepare_store
+CREDENTIALS_FILE = "admin-credentials.env"  # written by services.setup.prepare_store
 
 log = logging.getLogger("workplane.demo")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
@@ -21,22 +20,19 @@ from starlette.concurrency import run_in_threadpool
 from workplane.api.deps import AccessAdmin, Services, ServicesDep, client_address
 from workplane.api.errors import ApiError, bad_request, not_found
 from workplane.api.openapi import error_responses
+from workplane.api.responses import json_answer
 from workplane.auth import audit, credentials
 from workplane.auth import rules as access_rules
 from workplane.auth.rules import ROLE_PERMISSIONS, ROLE_SCOPES, KeyKind, Role
+from workplane.domain.scopes import Scope, ScopeType
 from workplane.domain.timefmt import format_ms, now_ms
 from workplane.domain.values import INT64_MAX
-from workplane.query.scopes import Scope, ScopeType
 from workplane.store.schema import access_keys
 from workplane.store.schema import access_rules as rules_table
 
 router = APIRouter(prefix="/api/v1", tags=["Access control"])
 
 _ERRORS = error_responses(400, 401, 403, 404, 409, 503)
-
-
-def _json(value: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(value), status_code=status, media_type="application/json")
 
 
 def _ms(value: int | None) -> str | None:
@@ -133,7 +129,7 @@ class KeyCreate(BaseModel):
 )
 async def list_keys(svc: ServicesDep, _admin: AccessAdmin) -> Response:
     rows = await _read(svc, credentials.list_keys)
-    return _json({"accessKeys": [_key(r) for r in rows]})
+    return json_answer({"accessKeys": [_key(r) for r in rows]})
 
 
 @router.post(
@@ -175,7 +171,7 @@ async def create_key(
         return new, credentials.get_key(connection, new.client_id)
 
     new, row = await _write(svc, change)
-    return _json({**_key(row), "clientSecret": new.secret}, status=201)
+    return json_answer({**_key(row), "clientSecret": new.secret}, status=201)
 
 
 @router.post(
@@ -200,7 +196,7 @@ async def rotate_key(request: Request, svc: ServicesDep, admin: AccessAdmin, cli
         return secret
 
     secret = await _write(svc, change)
-    return _json({"clientId": clientId, "clientSecret": secret})
+    return json_answer({"clientId": clientId, "clientSecret": secret})
 
 
 @router.delete(
@@ -271,7 +267,7 @@ async def list_rules(
 ) -> Response:
     rows = await _read(svc, lambda c: access_rules.list_rules(c, [subject_id] if subject_id else None))
     tenant = svc.settings.tenant_id
-    return _json({"accessRules": [_rule(r, tenant) for r in rows]})
+    return json_answer({"accessRules": [_rule(r, tenant) for r in rows]})
 
 
 @router.post(
@@ -311,7 +307,7 @@ async def create_rule(
         return connection.execute(sa.select(rules_table).where(rules_table.c.id == rule_id)).one()
 
     row = await _write(svc, change)
-    return _json(_rule(row, svc.settings.tenant_id), status=201)
+    return json_answer(_rule(row, svc.settings.tenant_id), status=201)
 
 
 @router.delete(
@@ -359,7 +355,7 @@ async def list_roles(_admin: AccessAdmin) -> Response:
         }
         for role in Role
     ]
-    return _json({"roles": roles})
+    return json_answer({"roles": roles})
 
 
 # --- audit log -------------------------------------------------------------------------------------
@@ -401,4 +397,4 @@ async def list_audit(
     body: dict[str, Any] = {"entries": entries}
     if len(rows) == limit:
         body["next"] = rows[-1].id
-    return _json(body)
+    return json_answer(body)

@@ -8,7 +8,7 @@ A route states the permission it needs as a dependency and receives the caller's
 
 ``WorkloadReader`` (``require(Permission.WORKLOADS_READ)``) answers 401 without a valid token and 403
 when no rule grants the permission anywhere; the rows a reader may see are those inside
-``access.scopes(...)`` — ``query.scopes.restrict`` turns them into the SQL clause.
+``access.scopes(...)`` — ``store.scopes.restrict`` turns them into the SQL clause.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from workplane.auth.credentials import ADMIN_CLIENT_ID
 from workplane.auth.rules import Access, Permission, administrator, load_access
 from workplane.auth.throttle import TokenThrottle
 from workplane.auth.tokens import InvalidToken, TokenSigner
+from workplane.domain.scopes import ScopeSet
 from workplane.metrics.prometheus import PrometheusClient
-from workplane.query.scopes import ScopeSet
 from workplane.server_metrics import ServerMetrics
 from workplane.services.store_workers import StoreWorkers
 from workplane.settings import Settings
@@ -142,7 +142,6 @@ def require(permission: Permission) -> Callable[[Access], Coroutine[Any, Any, Ac
 
 
 WorkloadReader = Annotated[Access, Depends(require(Permission.WORKLOADS_READ))]
-WorkloadWriter = Annotated[Access, Depends(require(Permission.WORKLOADS_WRITE))]
 CatalogReader = Annotated[Access, Depends(require(Permission.CATALOG_READ))]
 CatalogWriter = Annotated[Access, Depends(require(Permission.CATALOG_WRITE))]
 ClusterAgent = Annotated[Access, Depends(require(Permission.SYNC))]

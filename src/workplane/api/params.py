@@ -5,7 +5,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import TypeVar
 
-from workplane.query.filters import FIELDS, QueryError, Sort, SortOrder
+from workplane.domain.fields import FIELDS
+from workplane.query.filters import QueryError, Sort, SortOrder
 
 E = TypeVar("E", bound=Enum)
 
@@ -33,7 +34,7 @@ def parse_sort(sort_by: str | None, sort_order: str | None) -> Sort:
     if not sort_by:
         return Sort("createdAt", order)
     field = strip_enum_prefix(sort_by)
-    if field not in FIELDS:
+    if field not in FIELDS or not FIELDS[field].sortable:
         raise QueryError("sortBy", f"{sort_by!r} is not a sortable field")
     return Sort(field, order)
 

@@ -6,7 +6,6 @@ import re
 import uuid
 from typing import Annotated, Any
 
-import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
@@ -16,21 +15,19 @@ from workplane.api.deps import CatalogReader, CatalogWriter, ReadConn, ServicesD
 from workplane.api.errors import ApiError, bad_request, not_found
 from workplane.api.openapi import error_responses, json_response
 from workplane.api.params import parse_bool
+from workplane.api.responses import json_answer
 from workplane.auth import audit
 from workplane.domain import catalog as defaults
+from workplane.domain.fields import FieldSpec, Kind
 from workplane.domain.timefmt import format_ms, now_ms
-from workplane.query.compile import text_predicate
-from workplane.query.filters import FieldSpec, Kind, parse_filter
+from workplane.query.filters import parse_filter
 from workplane.store import catalog as store
+from workplane.store.compile import text_predicate
 from workplane.store.schema import workload_types
 
 router = APIRouter(prefix="/api/v1", tags=["Workload properties"])
 
 TYPE_FILTER_FIELDS = {"name": FieldSpec("name", Kind.TEXT), "group": FieldSpec("group", Kind.TEXT)}
-
-
-def _json(value: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(value), status_code=status, media_type="application/json")
 
 
 def _uuid(param: str, value: str) -> str:
@@ -87,7 +84,7 @@ def _type(row: sa.Row[Any]) -> dict[str, Any]:
     response_class=Response,
 )
 def list_categories(conn: ReadConn, _caller: CatalogReader) -> Response:
-    return _json({"categories": [_category(r) for r in store.list_categories(conn)]})
+    return json_answer({"categories": [_category(r) for r in store.list_categories(conn)]})
 
 
 @router.get(
@@ -104,7 +101,7 @@ def get_category(conn: ReadConn, _caller: CatalogReader, categoryId: str) -> Res
     row = store.get_category(conn, _uuid("categoryId", categoryId))
     if row is None:
         raise not_found(f"workload category {categoryId} not found")
-    return _json(_category(row))
+    return json_answer(_category(row))
 
 
 @router.get(
@@ -116,7 +113,7 @@ def get_category(conn: ReadConn, _caller: CatalogReader, categoryId: str) -> Res
 )
 def list_priorities(svc: ServicesDep, conn: ReadConn, _caller: CatalogReader) -> Response:
     tenant = svc.settings.tenant_id
-    return _json({"priorities": [_priority(r, tenant) for r in store.list_priorities(conn)]})
+    return json_answer({"priorities": [_priority(r, tenant) for r in store.list_priorities(conn)]})
 
 
 @router.get(
@@ -145,7 +142,7 @@ def list_types(
     rows = store.list_types(
         conn, external_only=parse_bool("externalTypesOnly", external_types_only), where=where
     )
-    return _json({"types": [_type(r) for r in rows]})
+    return json_answer({"types": [_type(r) for r in rows]})
 
 
 @router.get(
@@ -159,7 +156,7 @@ def get_type(conn: ReadConn, _caller: CatalogReader, workloadTypeId: str) -> Res
     row = store.get_type(conn, _uuid("workloadTypeId", workloadTypeId))
     if row is None:
         raise not_found(f"workload type {workloadTypeId} not found")
-    return _json(_type(row))
+    return json_answer(_type(row))
 
 
 class TypeUpdate(BaseModel):
@@ -222,7 +219,7 @@ def update_type(
         address=client_address(request),
         detail=f"category={row.category_name} priority={row.priority_name}",
     )
-    return _json(_type(row))
+    return json_answer(_type(row))
 
 
 @router.post(
@@ -266,7 +263,7 @@ def create_type(
         address=client_address(request),
         detail=f"group={row.group} category={row.category_name} priority={row.priority_name}",
     )
-    return _json(_type(row), status=201)
+    return json_answer(_type(row), status=201)
 
 
 @router.delete(

@@ -19,10 +19,11 @@ from workplane.domain.observation import FullResync, Observation, SampleSeries
 from workplane.domain.pods import PodObservation
 from workplane.domain.record import NO_NUL_CHECKED
 from workplane.domain.timefmt import now_ms
+from workplane.services.ingest import sync_batch
 from workplane.services.store_workers import WorkersUnavailable
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
-from workplane.store.ingest import BatchError, sync_batch
+from workplane.store.ingest import BatchError
 
 router = APIRouter(prefix="/api/v1", tags=["Cluster sync"])
 

@@ -22,9 +22,9 @@ from workplane.api.params import parse_enum, strip_enum_prefix
 from workplane.domain.phases import Phase
 from workplane.domain.timefmt import format_ms, now_ms
 from workplane.query.filters import MAX_VALUE_LENGTH, QueryError
-from workplane.query.scopes import restrict
 from workplane.query.telemetry import MAX_GROUP_BY, PENDING_TIME_KEY, GroupKey, TelemetryQuery, TelemetryType
 from workplane.store import telemetry as store
+from workplane.store.scopes import restrict
 
 router = APIRouter(prefix="/api/v1", tags=["Workloads"])
 

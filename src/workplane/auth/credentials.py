@@ -20,8 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from workplane.auth.rules import TENANT_SCOPE_ID, KeyKind, Role, grant
+from workplane.domain.scopes import Scope, ScopeType
 from workplane.files import write_private
-from workplane.query.scopes import Scope, ScopeType
 from workplane.store.schema import access_keys
 
 # scrypt N=2^14, r=8, p=5: 16 MiB and five times the work of p=1 per check, one of OWASP's

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from workplane.query.scopes import Scope, ScopeSet, ScopeType
+from workplane.domain.scopes import Scope, ScopeSet, ScopeType
 from workplane.store.schema import access_keys, access_rules
 
 

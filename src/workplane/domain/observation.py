@@ -21,7 +21,7 @@ class Observation(WorkloadIn):
     Kubernetes resourceVersion, or the observation time in ms); an observation whose revision is not
     newer than the stored one changes nothing. ``deletedAt`` reports the deletion."""
 
-    # Optional here (an agent may leave it out): ``store.ingest.apply_batch`` fills in the batch's cluster
+    # Optional here (an agent may leave it out): ``store.ingest.check_batch`` fills in the batch's cluster
     # before anything reads it. Validating a whole batch in one call (``api.sync``) leaves no earlier
     # point at which to default it.
     cluster_id: uuid.UUID | None = Field(default=None, alias="clusterId")  # type: ignore[assignment]

@@ -22,16 +22,6 @@ from workplane.domain.text import fold
 from workplane.domain.timefmt import format_ms, from_ms, to_ms
 from workplane.domain.values import Count, JsonObject
 
-# Keys appended at read time; never stored in ``doc``.
-DYNAMIC_KEYS = (
-    "category",
-    "priorityClassName",
-    "priority",
-    "preemptible",
-    "totalPendingTimeSeconds",
-    "totalRunningTimeSeconds",
-)
-
 SEARCH_SEPARATOR = "\x1f"  # str.split() treats it as white space, so no search word contains it
 
 _OMITTED_WHEN_NULL = (

@@ -25,17 +25,17 @@ import orjson
 import sqlalchemy as sa
 
 from workplane.domain.observation import MeasuredMetric, SampleSeries
+from workplane.domain.scopes import ScopeSet
 from workplane.metrics import codec
 from workplane.metrics.idle import gpus_idle, idle_fields
 from workplane.metrics.sampling import Steps
 from workplane.metrics.series import Samples
-from workplane.query.scopes import ScopeSet, restrict
-from workplane.store.database import insert_ignore, keys_present
+from workplane.store.database import chunked, insert_ignore, keys_present
 from workplane.store.schema import metric_chunks, workload_history, workloads
+from workplane.store.scopes import restrict
 
 BLOCK_MS = 86_400_000  # one UTC day per compacted chunk
 COMPACT_OPEN_AT = 8  # the current day's block is merged once it has this many chunks
-_IDS = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 
 c = metric_chunks.c
 w = workloads.c
@@ -43,11 +43,6 @@ w = workloads.c
 
 class UnknownSeriesWorkload(ValueError):
     """Samples for a workload the reporting cluster does not have."""
-
-
-def _parts(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), _IDS):
-        yield items[start : start + _IDS]
 
 
 def _split_by_block(series: SampleSeries) -> Iterator[tuple[list[int], list[float]]]:
@@ -203,7 +198,7 @@ def refresh_idle(
         return 0
     source = ChunkStore(connection)
     updates = []
-    for part in _parts(list(workload_ids)):
+    for part in chunked(list(workload_ids)):
         rows = connection.execute(
             sa.select(w.id, w.allocated_gpu, w.idle_gpus, w.idle_allocated_gpus, w.doc).where(w.id.in_(part))
         ).all()

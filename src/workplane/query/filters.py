@@ -1,6 +1,6 @@
 """Parsing of ``filterBy``, ``search`` and ``sortBy`` into typed terms (docs/contract.md §5).
 
-Nothing here touches SQL; ``compile`` turns the terms into WHERE and ORDER BY clauses.
+Nothing here touches SQL; ``store.compile`` turns the terms into WHERE and ORDER BY clauses.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from workplane.domain.catalog import CATEGORIES, PRIORITIES
+from workplane.domain.fields import FIELDS, FieldSpec, Kind
 from workplane.domain.phases import Phase
+from workplane.domain.scopes import ScopeSet
 from workplane.domain.text import fold
 from workplane.domain.timefmt import InvalidTime, parse_time, to_ms_exact
-from workplane.query.scopes import ScopeSet
 
 
 class QueryError(ValueError):
@@ -25,52 +26,6 @@ class QueryError(ValueError):
         self.param = param
         self.message = message
 
-
-class Kind(Enum):
-    TEXT = "text"
-    TIME = "time"
-    NUMBER = "number"
-    TEXT_LIST = "text list"
-
-
-@dataclass(frozen=True, slots=True)
-class FieldSpec:
-    name: str
-    kind: Kind
-
-
-_TEXT = (
-    "type",
-    "name",
-    "clusterId",
-    "projectId",
-    "projectName",
-    "departmentId",
-    "departmentName",
-    "submittedBy",
-    "phase",
-    "distributedFramework",
-    "category",
-    "priorityClassName",
-    "aiApplicationId",
-    "aiApplicationName",
-)
-_TIME = ("createdAt", "deletedAt", "completedAt", "phaseUpdatedAt", "guaranteedRuntimeEndsAt")
-_NUMBER = (
-    "allocatedGPU",
-    "idleGpus",
-    "idleAllocatedGpus",
-    "totalPendingTimeSeconds",
-    "totalRunningTimeSeconds",
-    "priority",
-)
-
-FIELDS: dict[str, FieldSpec] = {
-    **{n: FieldSpec(n, Kind.TEXT) for n in _TEXT},
-    **{n: FieldSpec(n, Kind.TIME) for n in _TIME},
-    **{n: FieldSpec(n, Kind.NUMBER) for n in _NUMBER},
-    "nodepool": FieldSpec("nodepool", Kind.TEXT_LIST),
-}
 
 OPERATORS = ("==", "!=", "<=", ">=", "=@", "!@", "=^", "=$")
 ORDERED_OPERATORS = frozenset({"==", "!=", "<=", ">="})
@@ -227,9 +182,6 @@ def number_matches(op: str, value: float, subject: float | None) -> bool:
     raise AssertionError(op)
 
 
-SORT_FIELDS = tuple(name for name in FIELDS)
-
-
 class SortOrder(Enum):
     ASC = "asc"
     DESC = "desc"
@@ -245,7 +197,7 @@ class Sort:
 class WorkloadQuery:
     """Everything that selects workloads: shared by list, count and telemetry."""
 
-    # The caller's scopes (``query.scopes``), always given: the API takes them from the caller's
+    # The caller's scopes (``domain.scopes``), always given: the API takes them from the caller's
     # access rules; the server's own readers (retention, tests, benchmarks) say
     # ``ScopeSet.everything()`` in so many words. No default, so a reader that forgets reads nothing.
     scope: ScopeSet

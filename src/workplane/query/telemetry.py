@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from workplane.query.filters import FIELDS, Term, WorkloadQuery
-from workplane.query.scopes import ScopeSet
+from workplane.domain.fields import FIELDS
+from workplane.domain.scopes import ScopeSet
+from workplane.query.filters import Term, WorkloadQuery
 
 MAX_GROUP_BY = 2
 

@@ -5,7 +5,7 @@ A server process runs Python on about one core (the GIL), and is kept on one CPU
 rows and documents, binding parameters — so the server hands each batch to a pool of worker
 processes, each with its own connections to the store: two agents' batches are then worked on by two
 cores at once, whichever server process their connections landed on. SQLite still takes one writer at
-a time; a batch holds the lock only for its writing (``store.ingest.sync_batch``).
+a time; a batch holds the lock only for its writing (``services.ingest.sync_batch``).
 
 A task is a module-level function called as ``function(db, catalogs, *args)`` with the worker's own
 ``Database`` and ``CatalogCache``; its arguments and result travel pickled (a sync batch travels as

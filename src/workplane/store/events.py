@@ -7,8 +7,8 @@ import sqlalchemy as sa
 
 from workplane.domain.events import EventObservation, event_document
 from workplane.domain.timefmt import to_ms
-from workplane.store.database import upsert
-from workplane.store.pods import PodError, chunked, cluster_workloads, newest_by_id
+from workplane.store.database import chunked, upsert
+from workplane.store.pods import PodError, cluster_workloads, newest_by_id
 from workplane.store.schema import workload_events
 
 e = workload_events.c

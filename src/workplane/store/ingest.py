@@ -1,7 +1,8 @@
 """Applying sync batches: what agents observed becomes the inventory and its history.
 
 One batch is applied in one write transaction, all or nothing; the server works out its rows just
-before, in a read transaction (``sync_batch``, ``PreparedBatch``). Per workload, an observation
+before, in a read transaction (``PreparedBatch``; the whole operation, samples included, is
+``services.ingest``). Per workload, an observation
 applies only when its ``revision`` is newer than the stored one, so repeated, retried and out-of-order
 batches change nothing twice. Derived facts (phase clock, completedAt, deletedAt, category/priority defaults)
 come from ``domain``; rows are built by ``domain.record.build_row`` like every other write.
@@ -10,7 +11,6 @@ come from ``domain``; rows are built by ``domain.record.build_row`` like every o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict, Unpack
 
@@ -24,14 +24,18 @@ from workplane.domain.phases import PhaseClock
 from workplane.domain.pods import PodObservation
 from workplane.domain.record import Previous, build_row, transition
 from workplane.domain.timefmt import to_ms
-from workplane.metrics.store import UnknownSeriesWorkload, store_samples
-from workplane.store.catalog import CatalogCache
-from workplane.store.database import Database, insert_rows, rows_by_key, update_rows, upsert
+from workplane.store.database import (
+    chunked,
+    dialect_of,
+    insert_rows,
+    rows_by_key,
+    update_rows,
+    upsert,
+)
 from workplane.store.events import apply_events
 from workplane.store.pods import PodError, apply_pods, delete_unseen_pods, follow_workloads
 from workplane.store.rollups import RollupDeltas, deferred_triggers
 from workplane.store.schema import clusters, workload_history, workload_nodepools, workloads
-from workplane.store.text_search import index_rows_after, last_rowid
 from workplane.store.workloads import (
     ForeignOrganisation,
     InvalidWorkload,
@@ -42,7 +46,6 @@ from workplane.store.workloads import (
 )
 
 w = workloads.c
-_CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 
 
 class BatchError(ValueError):
@@ -58,6 +61,9 @@ class BatchResult:
     pods: int = 0
     events: int = 0
     errors: list[str] = field(default_factory=list)
+    # The workloads an observation of the batch changed, whose samples' derived fields the metrics
+    # store brings up to date (``services.ingest``).
+    applied_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +76,6 @@ class _Stored:
         return PhaseClock(
             r["pending_closed_ms"], r["pending_since_ms"], r["running_closed_ms"], r["running_since_ms"]
         )
-
-
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 def _load(connection: sa.Connection, ids: list[str], *, lock: bool = False) -> dict[str, _Stored]:
@@ -200,23 +201,10 @@ def check_batch(*, catalog: CatalogSnapshot, **args: Unpack[BatchArgs]) -> Batch
     )
 
 
-def apply_batch(
-    connection: sa.Connection, *, catalog: CatalogSnapshot, **args: Unpack[BatchArgs]
-) -> BatchResult:
-    """Check, plan and write a batch in one write transaction."""
-    batch = check_batch(catalog=catalog, **args)
+def write_batch(connection: sa.Connection, batch: Batch) -> BatchResult:
+    """Plan and write a checked batch's workloads, pods and events in one write transaction (its
+    samples are the metrics store's: ``services.ingest``)."""
     return _write(connection, batch, _plan(connection, batch))
-
-
-def sync_batch(db: Database, catalogs: CatalogCache, **args: Unpack[BatchArgs]) -> BatchResult:
-    """Check and plan a batch in a read transaction, then write it in a write transaction: on SQLite
-    the write lock (one writer at a time) is held for the writing only, so another agent's batch is
-    planned meanwhile. An error while writing rolls the whole batch back."""
-    with db.read() as connection:
-        batch = check_batch(catalog=catalogs.get(connection), **args)
-        prepared = PreparedBatch(connection, batch)
-    with db.write() as connection:
-        return prepared.write(connection)
 
 
 class PreparedBatch:
@@ -261,7 +249,7 @@ def _plan(
     given), without writing anything."""
     if stored is None:
         stored = _read_stored(connection, list(batch.latest))
-    plan = _Plan(stored[0], stored[1], BatchResult(), RollupDeltas(connection.dialect.name))
+    plan = _Plan(stored[0], stored[1], BatchResult(), RollupDeltas(dialect_of(connection)))
     resync_id = batch.resync.id if batch.resync else None
     for workload_id, (index, obs) in batch.latest.items():
         before = plan.stored.get(workload_id)
@@ -342,13 +330,14 @@ def _write(connection: sa.Connection, batch: Batch, plan: _Plan) -> BatchResult:
             raise BatchError(f"workloads: {exc}") from None
         # The batch counts and indexes its own rows (one upsert per combination, one text-index
         # statement): the row triggers would cost more than the rows' own writes (migration 0009).
+        sql = dialect_of(connection)
         with deferred_triggers(connection):
-            before_insert = last_rowid(connection) if plan.new_rows else None
+            before_insert = sql.last_rowid(connection) if plan.new_rows else None
             insert_rows(connection, workloads, plan.new_rows)
-            index_rows_after(connection, before_insert)
+            sql.index_rows_after(connection, before_insert)
             _write_changes(connection, plan.changes)
             follow_workloads(connection, plan.changes)
-            for part in _chunks(plan.replaced_pools):
+            for part in chunked(plan.replaced_pools):
                 connection.execute(
                     workload_nodepools.delete().where(workload_nodepools.c.workload_id.in_(part))
                 )
@@ -372,17 +361,13 @@ def _write(connection: sa.Connection, batch: Batch, plan: _Plan) -> BatchResult:
     if batch.resync is not None:
         # Applied rows already carry the resync id; the others seen are marked here.
         seen = [wid for wid in batch.latest if wid in plan.stored]
-        for part in _chunks(seen):
+        for part in chunked(seen):
             connection.execute(workloads.update().where(w.id.in_(part)).values(resync_id=batch.resync.id))
         if batch.resync.final:
             result.deleted += _delete_unseen(connection, batch.cluster_id, batch.resync.id, batch.now_ms)
             delete_unseen_pods(connection, batch.cluster_id, batch.resync.id, batch.now_ms)
 
-    applied_ids = [str(o.id) for o in plan.applied]
-    try:
-        result.samples = store_samples(connection, batch.cluster_id, batch.samples, applied_ids)
-    except UnknownSeriesWorkload as exc:
-        raise BatchError(str(exc)) from None
+    result.applied_ids = [str(o.id) for o in plan.applied]
     _touch_cluster(connection, batch.cluster_id, batch.cluster_name, batch.now_ms)
     return result
 

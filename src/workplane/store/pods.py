@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -12,15 +11,14 @@ import sqlalchemy as sa
 
 from workplane.domain.pods import PodObservation, pod_completed_ms, pod_document, pod_search_text
 from workplane.domain.timefmt import format_ms, to_ms
-from workplane.query import pods as pod_query
 from workplane.query.filters import Sort
 from workplane.query.pods import PodQuery
-from workplane.store.database import upsert
+from workplane.store import pod_compile as pod_query
+from workplane.store.database import chunked, upsert
 from workplane.store.paging import page_ids
 from workplane.store.schema import workload_pods, workloads
 
 p = workload_pods.c
-_CHUNK = 500
 _UPDATED = [
     "workload_id",
     "revision",
@@ -42,10 +40,6 @@ _UPDATED = [
 class PodError(ValueError):
     """A pod or event item that cannot be applied (its workload is not this cluster's): the batch is
     refused."""
-
-
-def chunked(items: Sequence[str]) -> list[Sequence[str]]:
-    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
 class Reported(Protocol):

@@ -5,26 +5,24 @@ every other writer. A sync batch changes thousands of rows whose old values it h
 adds their moves up itself — one upsert per combination instead of a trigger run per row, which on
 SQLite cost more than the row's own write — inside ``deferred_triggers``, where the triggers stand
 aside (SQLite's text-index insert trigger too: the batch indexes its new rows in one statement,
-``text_search.index_rows_after``). Keys and GPU units are those of the triggers, to the rounding, so
+``SqlDialect.index_rows_after``). Keys and GPU units are those of the triggers, to the rounding, so
 that a row counted here and later changed by another writer is taken away by the triggers exactly as
 they would have added it.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
 
-from workplane.store.database import add_on_conflict
+from workplane.store.database import SqlDialect, dialect_of
 from workplane.store.schema import (
     COUNTED_COLUMNS,
     POOL_COUNTED_COLUMNS,
-    triggers_deferred,
     workload_counts,
     workload_pool_counts,
 )
@@ -32,35 +30,15 @@ from workplane.store.schema import (
 _COUNTED = itemgetter(*COUNTED_COLUMNS)
 # The pool rollup's columns are among the counted ones: picked from a row's counted values.
 _POOLED = itemgetter(*(COUNTED_COLUMNS.index(c) for c in POOL_COUNTED_COLUMNS))
-_PG_SETTING = "workplane.rollups"  # read by the trigger functions of migration 0009
 
 
-@contextmanager
-def deferred_triggers(connection: sa.Connection) -> Iterator[None]:
+def deferred_triggers(connection: sa.Connection) -> AbstractContextManager[None]:
     """Within the block, this transaction's writes to workloads and their pools are not counted by the
     rollup triggers (nor, on SQLite, are new rows put in the text index): the caller does both itself
-    (``RollupDeltas``, ``text_search.index_rows_after``). Restored on the way out, so later statements
+    (``RollupDeltas``, ``SqlDialect.index_rows_after``). Restored on the way out, so later statements
     of the same transaction are seen by the triggers again. There is no ``finally``: an error inside
     must roll the transaction back (``Database.write`` does), which takes the deferral with it."""
-    sqlite = connection.dialect.name == "sqlite"
-    if sqlite:
-        connection.execute(triggers_deferred.insert().values(id=1))
-    else:
-        connection.exec_driver_sql(f"SELECT set_config('{_PG_SETTING}', 'deferred', true)")
-    yield
-    if sqlite:
-        connection.execute(triggers_deferred.delete())
-    else:
-        connection.exec_driver_sql(f"SELECT set_config('{_PG_SETTING}', '', true)")
-
-
-def gpu_micro(allocated_gpu: float | None, dialect: str) -> int:
-    """Allocated GPUs in millionths, rounded as the database's ``round`` does in the triggers: half away
-    from zero on SQLite, half to even on PostgreSQL (float8 ``round`` is ``rint``)."""
-    scaled = (allocated_gpu or 0.0) * 1_000_000
-    if dialect == "postgresql":
-        return round(scaled)
-    return math.trunc(scaled + (0.5 if scaled >= 0 else -0.5))
+    return dialect_of(connection).deferred_triggers(connection)
 
 
 def _part(value: str | None) -> str:
@@ -76,8 +54,9 @@ class RollupDeltas:
     """The moves of a batch's rows between combinations, summed, then written in one upsert per
     combination (ON CONFLICT adds to the stored sums)."""
 
-    def __init__(self, dialect: str) -> None:
-        self._dialect = dialect
+    def __init__(self, dialect: SqlDialect) -> None:
+        # Rounds GPUs into millionths as the database's triggers do (``SqlDialect.gpu_micro``).
+        self._gpu_micro = dialect.gpu_micro
         self._counts: dict[tuple[Any, ...], list[int]] = {}
         self._pools: dict[tuple[Any, ...], list[int]] = {}
 
@@ -105,7 +84,7 @@ class RollupDeltas:
         """Where a row counts: its combination, its GPUs in millionths and its distinct pools."""
         if row is None or row["deleted_at"] is not None:
             return None
-        return _COUNTED(row), gpu_micro(row["allocated_gpu"], self._dialect), frozenset(pools)
+        return _COUNTED(row), self._gpu_micro(row["allocated_gpu"]), frozenset(pools)
 
     def _add(self, counted: tuple[Any, ...], gpu: int, pools: frozenset[str], sign: int) -> None:
         gpu *= sign
@@ -119,6 +98,7 @@ class RollupDeltas:
             total[1] += gpu
 
     def write(self, connection: sa.Connection) -> None:
+        sql = dialect_of(connection)
         pooled = (*POOL_COUNTED_COLUMNS, "nodepool")
         for table, columns, totals in (
             (workload_counts, COUNTED_COLUMNS, self._counts),
@@ -129,4 +109,4 @@ class RollupDeltas:
                 for k, (n, g) in totals.items()
                 if n or g
             ]
-            add_on_conflict(connection, table, rows, key="key", sums=("n", "gpu_micro"))
+            sql.add_on_conflict(connection, table, rows, key="key", sums=("n", "gpu_micro"))

@@ -27,7 +27,6 @@ import sqlalchemy as sa
 
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.phases import Phase
-from workplane.query.compile import Compiler
 from workplane.query.telemetry import (
     PENDING_BUCKETS,
     PENDING_TIME_KEY,
@@ -35,6 +34,8 @@ from workplane.query.telemetry import (
     TelemetryQuery,
     TelemetryType,
 )
+from workplane.store.compile import Compiler
+from workplane.store.database import dialect_of
 from workplane.store.schema import (
     clusters,
     departments,
@@ -127,7 +128,7 @@ def _from_rollup(
 ) -> dict[tuple[str, ...], str]:
     per_pool = GroupKey.CURRENT_NODEPOOLS in query.group_by or query.nodepool is not None
     table = workload_pool_counts if per_pool else workload_counts
-    compiler = Compiler(catalog, now_ms, table=table)
+    compiler = Compiler(catalog, now_ms, dialect_of(connection), table=table)
     columns = [_group_column(k, table, compiler) for k in query.group_by]
     n, gpu = sa.func.sum(table.c.n), sa.func.sum(table.c.gpu_micro)
     statement = (
@@ -151,7 +152,7 @@ def _from_rows(
     """The same sums over the workloads themselves, for what no rollup holds: workloads in pool X
     (``nodepoolName``) grouped by *all* their current pools. Each (workload, pool) once."""
     w = workloads.c
-    compiler = Compiler(catalog, now_ms)
+    compiler = Compiler(catalog, now_ms, dialect_of(connection))
     columns = [_group_column(k, workloads, compiler).label(f"g{i}") for i, k in enumerate(query.group_by)]
     micro = sa.cast(sa.func.round(sa.func.coalesce(w.allocated_gpu, 0) * 1_000_000), sa.BigInteger)
     source: sa.FromClause = workloads
@@ -183,7 +184,7 @@ def _pending_rows(
     """Per combination of the groupBy values, the number of live Pending workloads in each bucket,
     counted over the workloads (only those Pending for less than ``younger_than_ms``, when given)."""
     w = workloads.c
-    compiler = Compiler(catalog, now_ms)
+    compiler = Compiler(catalog, now_ms, dialect_of(connection))
     age = sa.literal(now_ms, sa.BigInteger) - w.phase_updated_at
     # Bucket i holds ages from its lower bound (inclusive) up to the next bucket's.
     upper_bounds = [lower for _, lower in PENDING_BUCKETS[1:]]

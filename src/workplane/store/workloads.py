@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from workplane.domain.catalog import CATEGORIES, CATEGORY_BY_NAME, PRIORITY_BY_NAME, CatalogSnapshot
 from workplane.domain.phases import Phase, PhaseClock
 from workplane.domain.record import Previous, WorkloadIn, build_row, set_doc_fields, transition
+from workplane.domain.scopes import ScopeSet
 from workplane.domain.text import fold
 from workplane.domain.timefmt import to_ms
-from workplane.query.compile import SUBSTRING_OPERATORS, Compiler
 from workplane.query.filters import Sort, WorkloadQuery
-from workplane.query.scopes import ScopeSet, restrict
-from workplane.store import text_search
-from workplane.store.database import insert_rows, upsert
+from workplane.store.compile import SUBSTRING_OPERATORS, Compiler
+from workplane.store.database import dialect_of, insert_rows, upsert
+from workplane.store.dialects.base import TextColumn
 from workplane.store.paging import page_ids
 from workplane.store.schema import (
     clusters,
@@ -32,11 +32,9 @@ from workplane.store.schema import (
     workload_nodepools,
     workloads,
 )
+from workplane.store.scopes import restrict
 
 w = workloads.c
-ROWID: sa.ColumnElement[int] = sa.literal_column(
-    "workloads.rowid"
-)  # SQLite's row id, which the FTS5 table refers to
 
 # Columns a reader needs besides ``doc`` to render the clock- and catalog-dependent fields.
 RENDER_COLUMNS = (
@@ -178,14 +176,7 @@ def create_workloads(
     return [r["id"] for r in rows]
 
 
-def create_workload(
-    connection: sa.Connection, record: WorkloadIn, *, catalog: CatalogSnapshot, tenant_id: int, now_ms: int
-) -> str:
-    """Insert one new workload (see ``create_workloads``)."""
-    return create_workloads(connection, [record], catalog=catalog, tenant_id=tenant_id, now_ms=now_ms)[0]
-
-
-def _current(connection: sa.Connection, workload_id: str) -> tuple[Previous, int | None]:
+def phase_facts(connection: sa.Connection, workload_id: str) -> tuple[Previous, int | None]:
     """The stored phase facts of a workload, and when it was deleted (None: live)."""
     row = connection.execute(
         sa.select(
@@ -205,36 +196,6 @@ def _current(connection: sa.Connection, workload_id: str) -> tuple[Previous, int
         row.pending_closed_ms, row.pending_since_ms, row.running_closed_ms, row.running_since_ms
     )
     return Previous(row.phase, row.phase_updated_at, clock, row.completed_at), row.deleted_at
-
-
-def update_workload(
-    connection: sa.Connection, record: WorkloadIn, *, catalog: CatalogSnapshot, tenant_id: int, now_ms: int
-) -> None:
-    """Replace a workload's observed state. A phase change at ``phaseUpdatedAt`` closes the open
-    Pending/Running interval and opens the next; the accumulated totals are kept. Without
-    ``phaseUpdatedAt`` a phase change happens at ``now_ms``, and an unchanged phase keeps its time."""
-    if record.id is None:
-        raise InvalidWorkload("an update needs the workload id")
-    check_record(record, catalog)
-    workload_id = str(record.id)
-    previous, deleted_at = _current(connection, workload_id)
-    change = transition(record, previous, now_ms)
-    record = change.record
-    clock = change.clock if deleted_at is None else change.clock.stop(deleted_at)
-    row = build_row(
-        record,
-        workload_id=workload_id,
-        tenant_id=tenant_id,
-        clock=clock,
-        updated_at_ms=to_ms(record.updated_at) if record.updated_at else now_ms,
-        deleted_at_ms=deleted_at,
-        completed_at_ms=change.completed_at_ms,
-    )
-    upsert_organisation(connection, [record])
-    connection.execute(workloads.update().where(w.id == workload_id).values(**row))
-    connection.execute(workload_nodepools.delete().where(workload_nodepools.c.workload_id == workload_id))
-    if record.current_node_pools:
-        connection.execute(workload_nodepools.insert(), nodepool_rows(workload_id, record.current_node_pools))
 
 
 def mark_deleted(connection: sa.Connection, where: sa.ColumnElement[bool], *, deleted_at_ms: int) -> int:
@@ -279,7 +240,7 @@ def mark_deleted(connection: sa.Connection, where: sa.ColumnElement[bool], *, de
 def delete_workload(connection: sa.Connection, workload_id: str, *, deleted_at_ms: int) -> None:
     """Mark one workload deleted (see ``mark_deleted``); deleting it again changes nothing."""
     if not mark_deleted(connection, w.id == workload_id, deleted_at_ms=deleted_at_ms):
-        _current(connection, workload_id)  # raises WorkloadNotFound for an unknown id
+        phase_facts(connection, workload_id)  # raises WorkloadNotFound for an unknown id
 
 
 def purge_deleted(connection: sa.Connection, *, older_than_ms: int) -> int:
@@ -301,28 +262,25 @@ def _where(
     connection: sa.Connection, query: WorkloadQuery, compiler: Compiler
 ) -> list[sa.ColumnElement[bool]]:
     """The compiled selection, plus — where a selective substring allows — a list of candidate rows
-    from the trigram index (``text_search``); the compiled predicates still decide every row.
+    from a text index asked before the query (``SqlDialect.narrowing``: SQLite's FTS5 table); the
+    compiled predicates still decide every row.
 
     The caller's scopes are among the compiled predicates, not part of the index look-up: the
-    candidates are found tenant-wide (at most ``text_search.CAP`` of them, else no narrowing) and the
+    candidates are found tenant-wide (at most a few thousand of them, else no narrowing) and the
     scope clause then keeps those the caller may see. So narrowing never widens what a scoped caller
     gets, and a needle common elsewhere but rare in the caller's projects falls back to the plain
     predicate over the scope's rows (the project/department indexes), never to a wrong answer."""
     clauses = compiler.where(query)
-    narrowed: set[int] | None = None
-    lookups: list[tuple[text_search.Column, str]] = [
+    lookups: list[tuple[TextColumn, str]] = [
         ("name", fold(t.text)) for t in query.terms if t.field.name == "name" and t.op in SUBSTRING_OPERATORS
     ]
     # A search word also matches the category and the phase, which the text index does not hold: the
     # index can narrow a word only when it is in no category's and no phase's name.
     names = [fold(c.name) for c in CATEGORIES] + [fold(p.value) for p in Phase]
     lookups += [("search_text", word) for word in query.words if not any(word in n for n in names)]
-    for column, needle in lookups:
-        found = text_search.candidates(connection, column, needle)
-        if found is not None:
-            narrowed = found if narrowed is None else narrowed & found
-    if narrowed is not None:
-        clauses.append(ROWID.in_(sorted(narrowed)) if narrowed else sa.false())
+    narrowing = compiler.dialect.narrowing(connection, lookups)
+    if narrowing is not None:
+        clauses.append(narrowing)
     return clauses
 
 
@@ -336,7 +294,7 @@ def list_workloads(
     catalog: CatalogSnapshot,
     now_ms: int,
 ) -> Page:
-    compiler = Compiler(catalog, now_ms)
+    compiler = Compiler(catalog, now_ms, dialect_of(connection))
     # Page through ids first (an index-only walk where an index covers the order), then fetch the
     # page's rows: deep offsets then skip index entries, not documents.
     statement = sa.select(w.id).where(*_where(connection, query, compiler)).order_by(*compiler.order_by(sort))
@@ -347,30 +305,12 @@ def list_workloads(
     return Page([by_id[i] for i in ids if i in by_id], has_more)
 
 
-# Fields whose terms the live-count aggregate can answer (its columns, and category/priority, which
-# resolve through own_category / own_priority / type).
-COUNTABLE_FIELDS = frozenset(
-    {
-        "clusterId",
-        "departmentId",
-        "departmentName",
-        "projectId",
-        "projectName",
-        "type",
-        "phase",
-        "category",
-        "priority",
-        "priorityClassName",
-    }
-)
-
-
 def count_from_aggregate(
     connection: sa.Connection, query: WorkloadQuery, *, catalog: CatalogSnapshot, now_ms: int
 ) -> int:
     """Count live workloads by summing the trigger-maintained ``workload_counts`` rows that satisfy
     the terms: the same compiled predicates, over a table with the same column names."""
-    compiler = Compiler(catalog, now_ms, table=workload_counts)
+    compiler = Compiler(catalog, now_ms, dialect_of(connection), table=workload_counts)
     total = sa.func.coalesce(sa.func.sum(workload_counts.c.n), 0)
     # The rollup keeps cluster, department and project apart, so the caller's scopes apply to it as
     # they do to the workloads themselves.
@@ -383,9 +323,9 @@ def count_from_aggregate(
 def count_workloads(
     connection: sa.Connection, query: WorkloadQuery, *, catalog: CatalogSnapshot, now_ms: int
 ) -> int:
-    if not query.deleted and not query.words and all(t.field.name in COUNTABLE_FIELDS for t in query.terms):
+    if not query.deleted and not query.words and all(t.field.countable for t in query.terms):
         return count_from_aggregate(connection, query, catalog=catalog, now_ms=now_ms)
-    compiler = Compiler(catalog, now_ms)
+    compiler = Compiler(catalog, now_ms, dialect_of(connection))
     statement = sa.select(sa.func.count()).select_from(workloads).where(*_where(connection, query, compiler))
     return int(connection.execute(statement).scalar_one())
 

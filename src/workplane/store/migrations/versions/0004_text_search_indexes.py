@@ -6,7 +6,7 @@ Create Date: 2026-11-27
 
 SQLite: an FTS5 table with the trigram tokenizer over ``name`` and ``search_text``, kept in step with
 ``workloads`` by triggers (external content: the text is stored once, in ``workloads``). The query
-layer asks it for candidate rows when a substring is selective (``store.text_search``).
+layer asks it for candidate rows when a substring is selective (``store.dialects``).
 PostgreSQL: pg_trgm GIN indexes on the same expressions the filters use (``lower(name)`` and
 ``search_text``, live rows), which the planner picks by itself.
 """

@@ -17,7 +17,7 @@ per workload (live or deleted), which triggers keep in step:
   fire it at all;
 - a DELETE (the purge) removes the side rows by the foreign key's cascade.
 
-The query layer asks ``workload_search`` for substring matches (``store.text_search``). SQLite keeps
+The query layer asks ``workload_search`` for substring matches (``store.dialects``). SQLite keeps
 its FTS5 table (0004): nothing changes there.
 """
 

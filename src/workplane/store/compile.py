@@ -31,12 +31,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from workplane.domain.catalog import CATEGORIES, PRIORITIES, CatalogSnapshot
+from workplane.domain.fields import FIELDS, Kind
 from workplane.domain.phases import Phase
 from workplane.domain.text import fold
 from workplane.query.filters import (
-    FIELDS,
     NEGATIVE_OPERATORS,
-    Kind,
     QueryError,
     Sort,
     SortOrder,
@@ -45,52 +44,9 @@ from workplane.query.filters import (
     number_matches,
     text_matches,
 )
-from workplane.query.scopes import restrict
-from workplane.store import text_search
+from workplane.store.dialects.base import SqlDialect, TextColumn
 from workplane.store.schema import workload_nodepools, workloads
-
-# Filter/sort field → the name of the stored column holding it (fields missing here are computed).
-COLUMNS: dict[str, str] = {
-    "type": "type",
-    "name": "name",
-    "clusterId": "cluster_id",
-    "projectId": "project_id",
-    "projectName": "project_name",
-    "departmentId": "department_id",
-    "departmentName": "department_name",
-    "submittedBy": "submitted_by",
-    "phase": "phase",
-    "distributedFramework": "distributed_framework",
-    "aiApplicationId": "ai_application_id",
-    "aiApplicationName": "ai_application_name",
-    "createdAt": "created_at",
-    "deletedAt": "deleted_at",
-    "completedAt": "completed_at",
-    "phaseUpdatedAt": "phase_updated_at",
-    "guaranteedRuntimeEndsAt": "guaranteed_runtime_ends_at",
-    "allocatedGPU": "allocated_gpu",
-    "idleGpus": "idle_gpus",
-    "idleAllocatedGpus": "idle_allocated_gpus",
-}
-
-# Sort keys whose column is never NULL need no NULLS LAST, which keeps their indexes usable both ways.
-_NOT_NULL_SORT = frozenset(
-    {
-        "type",
-        "name",
-        "clusterId",
-        "projectId",
-        "projectName",
-        "departmentId",
-        "departmentName",
-        "phase",
-        "createdAt",
-        "phaseUpdatedAt",
-        "totalPendingTimeSeconds",
-        "totalRunningTimeSeconds",
-    }
-)
-
+from workplane.store.scopes import restrict
 
 _MAX_MS = 2**62
 
@@ -146,10 +102,14 @@ def number_predicate(column: sa.ColumnElement[Any], op: str, value: float) -> sa
 class Compiler:
     """Compiles a ``WorkloadQuery`` against one catalog snapshot and one instant."""
 
-    def __init__(self, catalog: CatalogSnapshot, now_ms: int, table: sa.Table = workloads) -> None:
-        """``table`` is ``workloads``, or a table sharing its column names for the fields asked about
+    def __init__(
+        self, catalog: CatalogSnapshot, now_ms: int, dialect: SqlDialect, table: sa.Table = workloads
+    ) -> None:
+        """``dialect``: the database's, which renders substring predicates its own way.
+        ``table`` is ``workloads``, or a table sharing its column names for the fields asked about
         (the live-count aggregate, ``store.counts``)."""
         self.catalog = catalog
+        self.dialect = dialect
         self.now_ms = now_ms
         self.table = table
         self.c = table.c
@@ -277,7 +237,7 @@ class Compiler:
             return sa.not_(exists) if op in NEGATIVE_OPERATORS else exists
         if name == "name" and op in SUBSTRING_OPERATORS:
             return self._substring("name", op, term.text)
-        column = self.c[COLUMNS[name]]
+        column = self.c[_column(name)]
         if term.field.kind is Kind.TEXT:
             return text_predicate(column, op, term.text)
         return number_predicate(column, op, term.number)
@@ -305,20 +265,20 @@ class Compiler:
             .scalar_subquery()
         ) == sa.true()
 
-    def _substring(self, column: text_search.Column, op: str, value: str) -> sa.ColumnElement[bool]:
-        """A positive substring predicate on the name or the search text, through the trigram index
-        where the database answers it there (``text_search.substring``). ``!@`` stays a plain
+    def _substring(self, column: TextColumn, op: str, value: str) -> sa.ColumnElement[bool]:
+        """A positive substring predicate on the name or the search text, as the database answers it
+        best (``SqlDialect.substrings``: on PostgreSQL through its trigram index). ``!@`` stays a plain
         predicate: no trigram index can answer NOT LIKE."""
         return self._substrings([(column, op, value)])
 
-    def _substrings(self, parts: list[tuple[text_search.Column, str, str]]) -> sa.ColumnElement[bool]:
+    def _substrings(self, parts: list[tuple[TextColumn, str, str]]) -> sa.ColumnElement[bool]:
         """All of ``parts`` (column, operator, value) as ``_substring`` gives each, in one look-up."""
         plain = [
             (c, _like(self.c[c], op, v, folded=c == "search_text"), _pattern(op, v)) for c, op, v in parts
         ]
         if self.table is not workloads:
             return sa.and_(*(p for _c, p, _pattern in plain))
-        return text_search.substrings(plain)
+        return self.dialect.substrings(plain)
 
     @staticmethod
     def _word_in_names(word: str) -> bool:
@@ -358,7 +318,7 @@ class Compiler:
             clauses.append(restrict(self.table, query.scope))
         # The positive substrings of names and search words go into one look-up (``_substrings``): on
         # PostgreSQL one EXISTS on the trigram side table, whatever the number of terms and words.
-        indexed: list[tuple[text_search.Column, str, str]] = []
+        indexed: list[tuple[TextColumn, str, str]] = []
         pools: list[Term] = []
         for term in query.terms:
             if term.field.name == "name" and term.op in SUBSTRING_OPERATORS:
@@ -382,8 +342,9 @@ class Compiler:
 
     # --- sorting -----------------------------------------------------------------------------
     def sort_key(self, field: str) -> sa.ColumnElement[Any]:
-        if field in COLUMNS:
-            return self.c[COLUMNS[field]]
+        column = FIELDS[field].column if field in FIELDS else None
+        if column is not None:
+            return self.c[column]
         match field:
             case "category":
                 return self.category_expr()
@@ -403,13 +364,14 @@ class Compiler:
         descending = sort.order is SortOrder.DESC
         ordered = key.desc() if descending else key.asc()
         tie = self.c.id.desc() if descending else self.c.id.asc()
-        if sort.field in _NOT_NULL_SORT:
+        if not FIELDS[sort.field].nullable:
             return [ordered, tie]
         # Rows without a value come last in both directions.
         return [ordered.nulls_last(), tie]
 
 
-def sort_field(name: str) -> str:
-    if name not in FIELDS:
-        raise QueryError("sortBy", f"cannot sort by {name!r}; allowed: {', '.join(FIELDS)}")
-    return name
+def _column(field: str) -> str:
+    """The stored column of a field that has one (``domain.fields``)."""
+    column = FIELDS[field].column
+    assert column is not None, field
+    return column

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workplane.query.scopes import Scope, ScopeSet, ScopeType, restrict
+from workplane.domain.scopes import Scope, ScopeSet, ScopeType
+from workplane.store.scopes import restrict
 
 IDS = ["a", "b", "c"]
 rows_table = sa.Table(

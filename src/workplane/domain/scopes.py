@@ -1,14 +1,9 @@
-"""Scopes as SQL: the one function that restricts any table to the workloads inside a caller's scopes.
+"""Scopes as values: where in Run:ai's hierarchy an access rule applies, and the union a caller holds.
 
 Run:ai's scopes nest tenant → cluster → department → project, and an access rule on a scope covers
-everything under it. A workload (or a rollup row) carries its cluster, department and project ids, so
-"inside one of these scopes" is a disjunction of equalities on those three columns. Every reader of
-workloads — list, count, get, the live-count rollup, telemetry rollups — applies ``restrict`` to its
-own table inside the same statement, so paging, ``next`` and counts are computed over what the caller
-may see, never filtered afterwards.
-
-Department and project ids are unique within a tenant (as in Run:ai), so a department or project scope
-needs no cluster qualifier.
+everything under it. Department and project ids are unique within a tenant (as in Run:ai), so a
+department or project scope needs no cluster qualifier. The same rule as SQL, applied by every reader
+of workloads inside its own statement, is ``store.scopes.restrict``.
 """
 
 from __future__ import annotations
@@ -16,9 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
-
-import sqlalchemy as sa
 
 
 class ScopeType(StrEnum):
@@ -64,7 +56,8 @@ class ScopeSet:
         return not (self.tenant or self.clusters or self.departments or self.projects)
 
     def covers(self, cluster_id: str, department_id: str, project_id: str) -> bool:
-        """Whether a workload with these ids is inside: ``restrict`` in Python (tests hold them equal)."""
+        """Whether a workload with these ids is inside: ``store.scopes.restrict`` in Python (tests hold
+        them equal)."""
         return (
             self.tenant
             or cluster_id in self.clusters
@@ -75,21 +68,3 @@ class ScopeSet:
     def covers_cluster(self, cluster_id: str) -> bool:
         """Whether the whole cluster is inside (a department or project scope is not enough)."""
         return self.tenant or cluster_id in self.clusters
-
-
-def restrict(table: sa.FromClause, scopes: ScopeSet) -> sa.ColumnElement[bool]:
-    """The rows of ``table`` (any table or subquery with ``cluster_id``, ``department_id`` and
-    ``project_id`` columns) inside ``scopes``: TRUE for the tenant scope, FALSE for no scope at all."""
-    if scopes.tenant:
-        return sa.true()
-    columns: Any = table.c
-    clauses: list[sa.ColumnElement[bool]] = []
-    # Sorted: the same scopes give the same SQL text (statement caches, readable logs).
-    for column, ids in (
-        (columns.cluster_id, scopes.clusters),
-        (columns.department_id, scopes.departments),
-        (columns.project_id, scopes.projects),
-    ):
-        if ids:
-            clauses.append(column.in_(sorted(ids)))
-    return sa.or_(*clauses) if clauses else sa.false()

@@ -1,0 +1,166 @@
+"""What every database does the same way, and the operations whose SQL differs between them.
+
+``SqlDialect`` is the one seam between the store and its database: a subclass per database
+(``sqlite.SQLiteDialect``, ``postgresql.PostgresDialect``) holds that database's form of each
+operation, and the one to use is chosen once, from the engine (``dialects.dialect_of``). Nothing
+outside ``store.dialects`` asks which database it is on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Literal, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql.dml import Insert as PostgresInsert
+from sqlalchemy.dialects.sqlite.dml import Insert as SQLiteInsert
+
+from workplane.settings import Settings
+
+IN_LIST = 500  # keys per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
+# The execution option that marks a write transaction (``Database.write``): SQLite takes its write
+# lock when it begins.
+WRITE_TRANSACTION = "workplane_write"
+
+# The workload text a substring look-up searches: the name, or the folded search text.
+TextColumn = Literal["name", "search_text"]
+# A positive substring predicate: its column, the plain predicate on ``workloads`` (``lower(name) LIKE
+# pattern`` or ``search_text LIKE pattern``), and the pattern.
+SubstringPart = tuple[TextColumn, sa.ColumnElement[bool], str]
+# SQL that follows a key look-up's WHERE clause, and the parameters it holds.
+Tail = tuple[str, Sequence[Any]]
+
+K = TypeVar("K")
+
+
+def chunked(keys: Sequence[K], size: int = IN_LIST) -> Iterator[Sequence[K]]:
+    """``keys`` in slices of at most ``size``: one ``IN (...)`` list each."""
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
+
+
+class SqlDialect:
+    """One database's SQL. Stateless: one instance per database serves every engine."""
+
+    name: ClassVar[str]
+    # The DB-API parameter marker of statements given to the driver as they are.
+    marker: ClassVar[str]
+    # What a SELECT appends to lock the rows it reads until the transaction ends ("" where a write
+    # transaction already excludes every other writer).
+    row_lock: ClassVar[str]
+
+    # --- engine --------------------------------------------------------------------------------
+    def create_engine(self, url: str, settings: Settings, *, background_checkpoints: bool) -> sa.Engine:
+        raise NotImplementedError
+
+    def bounded_read(self, connection: sa.Connection, timeout_ms: int) -> AbstractContextManager[Any]:
+        """Within the block, a statement of ``connection`` stops after ``timeout_ms`` (0: no limit);
+        the block's value stops the running statement from another thread."""
+        raise NotImplementedError
+
+    def checkpoint(self, engine: sa.Engine) -> None:
+        """Copy what a write-ahead log holds into the database file, where the server does that itself."""
+
+    # --- inserts, updates, upserts -------------------------------------------------------------
+    def insert(self, table: sa.Table) -> SQLiteInsert | PostgresInsert:
+        """The database's INSERT construct, which has ON CONFLICT."""
+        raise NotImplementedError
+
+    def insert_ignore(self, connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            connection.execute(self.insert(table).on_conflict_do_nothing(), rows)
+
+    def upsert(
+        self,
+        connection: sa.Connection,
+        table: sa.Table,
+        rows: list[dict[str, Any]],
+        update_columns: list[str],
+    ) -> None:
+        if not update_columns:
+            self.insert_ignore(connection, table, rows)
+            return
+        keys = [c.name for c in table.primary_key.columns]
+        statement = self.insert(table)
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=keys, set_={c: statement.excluded[c] for c in update_columns}
+            ),
+            rows,
+        )
+
+    def insert_rows(
+        self, connection: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], skip: bool
+    ) -> None:
+        raise NotImplementedError
+
+    def update_rows(
+        self, connection: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *, key: str
+    ) -> None:
+        raise NotImplementedError
+
+    def add_on_conflict(
+        self,
+        connection: sa.Connection,
+        table: sa.Table,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        key: str,
+        sums: Sequence[str],
+    ) -> None:
+        """INSERT rows; where ``key`` exists, add their ``sums`` columns to the stored ones (counters)."""
+        if not rows:
+            return
+        columns = list(rows[0])
+        quote = connection.dialect.identifier_preparer.quote
+        name = quote(table.name)
+        added = ", ".join(f"{quote(c)} = {name}.{quote(c)} + excluded.{quote(c)}" for c in sums)
+        connection.exec_driver_sql(
+            f"INSERT INTO {name} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join(self.marker for _ in columns)}) "
+            f"ON CONFLICT ({quote(key)}) DO UPDATE SET {added}",
+            [tuple(r[c] for c in columns) for r in rows],
+        )
+
+    # --- key look-ups --------------------------------------------------------------------------
+    def select_where_key_in(
+        self, connection: sa.Connection, head: str, key: str, keys: Sequence[Any], tail: Tail = ("", ())
+    ) -> Sequence[Any]:
+        """The rows of ``head WHERE key IN keys tail`` (``tail``: more SQL, and its parameters)."""
+        raise NotImplementedError
+
+    # --- the live-count rollups ----------------------------------------------------------------
+    def deferred_triggers(self, connection: sa.Connection) -> AbstractContextManager[None]:
+        """Within the block, this transaction's writes to workloads and their pools are not counted by
+        the rollup triggers (nor put in a text index kept by a trigger): see ``store.rollups``."""
+        raise NotImplementedError
+
+    def gpu_micro(self, allocated_gpu: float | None) -> int:
+        """Allocated GPUs in millionths, rounded as the database's ``round`` does in the triggers."""
+        raise NotImplementedError
+
+    # --- text search ---------------------------------------------------------------------------
+    def substrings(self, parts: Sequence[SubstringPart]) -> sa.ColumnElement[bool]:
+        """All of ``parts`` at once, as the database answers them best: here the plain predicates."""
+        return sa.and_(*(plain for _column, plain, _pattern in parts))
+
+    def narrowing(
+        self, connection: sa.Connection, lookups: Sequence[tuple[TextColumn, str]]
+    ) -> sa.ColumnElement[bool] | None:
+        """A clause keeping only the workloads that a text index says can contain every needle of
+        ``lookups`` (column, folded needle), or None where no index narrows them before the query."""
+        return None
+
+    def text_candidates(self, connection: sa.Connection, column: TextColumn, needle: str) -> set[int] | None:
+        """Row ids whose ``column`` contains ``needle`` (case-insensitively) from a text index asked
+        before the query, or None when it cannot narrow the search."""
+        return None
+
+    def last_rowid(self, connection: sa.Connection) -> int | None:
+        """The highest row id of ``workloads`` where new rows are indexed by their writer
+        (``index_rows_after``); None where triggers index them."""
+        return None
+
+    def index_rows_after(self, connection: sa.Connection, after: int | None) -> None:
+        """Put the workloads inserted after row id ``after`` in the text index (see ``last_rowid``)."""
