@@ -26,12 +26,15 @@ from workplane.api import (
 )
 from workplane.api.deps import Services
 from workplane.api.edge import CancelOnDisconnect, EdgeGuard
+from workplane.api.exposition import RequestMetrics
+from workplane.api.exposition import router as exposition_router
 from workplane.api.gate import ExpensiveReads
 from workplane.api.openapi import build_openapi
 from workplane.api.ui import router as dashboard_router
 from workplane.auth.audit import run_flusher
 from workplane.auth.cache import AccessCache
 from workplane.auth.tokens import TokenSigner
+from workplane.server_metrics import multiprocess_dir
 from workplane.services.checkpoint import run_checkpoints
 from workplane.services.retention import run_metrics_maintenance, run_retention
 from workplane.services.store_workers import StoreWorkers
@@ -60,6 +63,15 @@ def build_services(
     )
 
 
+async def refresh_pool_metrics(svc: Services, every_s: float = 5.0) -> None:
+    """Several server processes (prometheus-client's multiprocess mode): a scrape reads every
+    process's pool gauges from their files, so each process refreshes its own now and then; the one
+    that answers a scrape also does just before it."""
+    while True:
+        svc.metrics.refresh_pool(svc.db)
+        await asyncio.sleep(every_s)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     settings = settings or (services.settings if services else load_settings())
     svc = services or build_services(settings)
@@ -69,6 +81,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         tasks = [asyncio.create_task(run_flusher(svc.refusals, svc.db))]
         if svc.workers.processes > 0:
             tasks.append(asyncio.create_task(svc.workers.retire_when_idle()))
+        if settings.server_metrics != "off" and multiprocess_dir() is not None:
+            tasks.append(asyncio.create_task(refresh_pool_metrics(svc)))
         if settings.checkpoints_in_background:
             tasks.append(asyncio.create_task(run_checkpoints(svc.db, settings.sqlite_checkpoint_interval_s)))
         if settings.retention_interval_s > 0:
@@ -115,9 +129,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(
         EdgeGuard, max_body_bytes=settings.max_body_bytes, max_sync_body_bytes=settings.max_sync_body_bytes
     )
+    if settings.server_metrics != "off":  # outermost: requests EdgeGuard refuses are counted too
+        app.add_middleware(RequestMetrics, metrics=svc.metrics)
     # telemetry before workloads: /workloads/telemetry must not be taken for /workloads/{workloadId}.
     for module in (health, token, telemetry, workloads, history, pods, metrics, properties, sync, access):
         app.include_router(module.router)
+    app.include_router(exposition_router)  # GET /metrics, the server's own metrics
     app.include_router(dashboard_router)  # the dashboard: / and /ui/..., nothing under /api
 
     def openapi() -> dict[str, Any]:

@@ -11,14 +11,18 @@ from __future__ import annotations
 import errno
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from workplane.server_metrics import MULTIPROCESS_ENV
 
 if TYPE_CHECKING:
     import uvicorn
@@ -157,6 +161,12 @@ def run_workers(host: str, port: int, workers: int, log_level: str, *, pin: bool
     if port == 0:
         raise ValueError("several workers need a fixed --port")
     context = multiprocessing.get_context("spawn")
+    # The server's metrics (GET /metrics) summed over the processes: each keeps its counts in files
+    # of this directory, which the processes inherit through the environment (server_metrics.py).
+    metrics_dir = None
+    if not os.environ.get(MULTIPROCESS_ENV):
+        metrics_dir = tempfile.mkdtemp(prefix="workplane-metrics-")
+        os.environ[MULTIPROCESS_ENV] = metrics_dir
     processes = [
         context.Process(target=_worker, args=(index, host, port, log_level, pin)) for index in range(workers)
     ]
@@ -182,5 +192,8 @@ def run_workers(host: str, port: int, workers: int, log_level: str, *, pin: bool
                 process.kill()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if metrics_dir is not None:
+            del os.environ[MULTIPROCESS_ENV]
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     failed = [p.exitcode for p in processes if p.exitcode not in (0, -signal.SIGTERM)]
     return 0 if stopping or not failed else 1

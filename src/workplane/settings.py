@@ -11,7 +11,7 @@ import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -118,6 +118,13 @@ class Settings(BaseSettings):
         description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and "
         "X-Forwarded-Proto are believed. Empty (default): the peer address is the client, whatever "
         "the headers say.",
+    )
+
+    server_metrics: Literal["loopback", "token", "off"] = Field(
+        default="loopback",
+        description="Who may read the server's own metrics at /metrics (Prometheus' format): loopback: "
+        "clients on this machine only; token: those, and anyone with a bearer token of the "
+        "administrator role (access:admin); off: not served, nothing counted.",
     )
 
     @field_validator("trusted_proxies", mode="before")

@@ -30,6 +30,7 @@ from workplane.auth.rules import Access, Permission, administrator, load_access
 from workplane.auth.throttle import TokenThrottle
 from workplane.auth.tokens import InvalidToken, TokenSigner
 from workplane.query.scopes import ScopeSet
+from workplane.server_metrics import ServerMetrics
 from workplane.services.store_workers import StoreWorkers
 from workplane.settings import Settings
 from workplane.store.catalog import CatalogCache
@@ -47,6 +48,7 @@ class Services:
     throttle: TokenThrottle = field(default_factory=TokenThrottle)
     refusals: RefusalLog = field(default_factory=RefusalLog)
     expensive_reads: ExpensiveReads = field(default_factory=lambda: ExpensiveReads(1))
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
     # ``workplane serve --no-auth`` only (loopback, with a warning): every request acts as administrator.
     auth_disabled: bool = False
 
@@ -100,19 +102,23 @@ async def caller(request: Request, svc: ServicesDep) -> Access:
         return access
     header = request.headers.get("authorization")
     if not header:
+        svc.metrics.bearer_refusals.labels("missing").inc()
         raise unauthorized("missing bearer token")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        svc.metrics.bearer_refusals.labels("malformed").inc()
         raise unauthorized("the Authorization header must be 'Bearer <token>'")
     try:
         claims = svc.signer.verify(token.strip())
     except InvalidToken as exc:
+        svc.metrics.bearer_refusals.labels("invalid").inc()
         raise unauthorized(f"invalid token: {exc}") from None
     found, resolved = svc.access.get(claims.subject)
     if not found:
         resolved = await run_in_threadpool(_load, svc, claims.subject)
         svc.access.put(claims.subject, resolved)
     if resolved is None:
+        svc.metrics.bearer_refusals.labels("revoked").inc()
         raise unauthorized("invalid token: its access key is no longer valid")
     request.state.access = resolved
     return resolved

@@ -79,13 +79,16 @@ async def issue_token(request: Request, svc: ServicesDep) -> Response:
     # request is counted as a failure first and given back on success (``auth.throttle``).
     attempt = await run_in_threadpool(_begin, svc, client_id, address)
     if attempt.wait_s:
+        svc.metrics.token_requests.labels("throttled").inc()
         wait = str(attempt.wait_s)
         raise ApiError(429, "too many failed token requests; retry later", headers={"Retry-After": wait})
     # scrypt takes tens of milliseconds: keep it off the event loop.
     principal = await run_in_threadpool(_check, svc, client_id, secret)
     if principal is None:
+        svc.metrics.token_requests.labels("invalid_credentials").inc()
         raise ApiError(401, "invalid client credentials")
     await run_in_threadpool(_succeeded, svc, attempt, client_id, address)
+    svc.metrics.token_requests.labels("issued").inc()
     lifetime = svc.settings.token_lifetime_s
     token = svc.signer.issue(principal.client_id, principal.role, lifetime)
     return Response(
