@@ -82,7 +82,7 @@ class Agent:
         return path.read_text(errors="replace") if path.exists() else ""
 
     @contextmanager
-    def running(self) -> Iterator[subprocess.Popen[bytes]]:
+    def running(self, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
         kubeconfig = self.workdir / "kubeconfig"
         kubeconfig.write_text(self.cluster.kubeconfig())
         command = [
@@ -94,6 +94,7 @@ class Agent:
             "--kubeconfig", str(kubeconfig),
             "--interval", "0.2",
             "--watch-timeout", "5",
+            *extra,
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("WORKPLANE_")}
         with (self.workdir / "agent.log").open("ab") as out:

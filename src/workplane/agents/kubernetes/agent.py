@@ -44,6 +44,11 @@ from workplane.agents.kubernetes.kinds import (
     served_in,
 )
 from workplane.agents.kubernetes.objects import Event, Owner, Pod
+from workplane.agents.kubernetes.utilisation import (
+    UtilisationSource,
+    UtilisationUnavailable,
+    workload_samples,
+)
 from workplane.agents.kubernetes.workloads import Labels, build_item, pod_item, workload_verdict
 from workplane.domain.phases import Phase
 from workplane.domain.timefmt import format_ms, now_ms
@@ -126,6 +131,7 @@ class AgentConfig:
     page_size: int = 500
     watch_timeout_s: int = 300
     retry_s: float = 1.0
+    utilisation: UtilisationSource | None = None  # GPU samples from DCGM's exporter or Prometheus
 
 
 def _is_gone(exc: BaseException) -> bool:
@@ -561,6 +567,31 @@ class KubernetesAgent:
                 f"in {time.monotonic() - started:.1f} s"
             )
 
+    async def forward_utilisation(self) -> None:
+        """When due, the GPU readings of the workloads already reported, as one batch of samples."""
+        source = self.config.utilisation
+        if source is None or not source.due():
+            return
+        try:
+            readings = await source.read()
+        except UtilisationUnavailable as exc:
+            if not source.failing:
+                self.say(f"kubernetes agent: no GPU utilisation: {exc}")
+            source.failing = True
+            return
+        source.failing = False
+        pods = {
+            (pod.namespace, pod.name): workload
+            for uid, workload in self.state.pod_workload.items()
+            if workload in self._reported and (pod := self.state.pods.get(uid)) is not None
+        }
+        samples = workload_samples(readings, pods, now_ms())
+        if samples:
+            try:
+                await self._send({"clusterName": self.config.cluster_name, "samples": samples})
+            except (ServerUnavailable, SyncError) as exc:
+                self.say(f"kubernetes agent: GPU samples not sent: {exc}")
+
     async def run(self, *, rounds: int | None = None) -> None:
         """Discover, follow every served kind, and send a batch every ``interval_s`` (forever, or
         ``rounds`` times)."""
@@ -577,6 +608,7 @@ class KubernetesAgent:
                     if task.done() and not task.cancelled() and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]
                 await self.flush()
+                await self.forward_utilisation()
                 done += 1
         finally:
             for task in tasks:

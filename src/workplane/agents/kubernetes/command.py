@@ -8,8 +8,12 @@ import logging
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workplane.agents.client import add_connection_flags
+
+if TYPE_CHECKING:
+    from workplane.agents.kubernetes.utilisation import UtilisationSource
 
 # Cluster ids derived from a cluster name live under this namespace, so the same name gives the same
 # id on every start (and an agent key can be created for it beforehand: ``--print-cluster-id``).
@@ -75,6 +79,23 @@ def add_parser(agents: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=300,
         help="seconds the API server keeps a watch open before it is renewed (default %(default)s)",
     )
+    gpus = parser.add_mutually_exclusive_group()
+    gpus.add_argument(
+        "--dcgm-exporter-url",
+        help="URL of NVIDIA's DCGM exporter's metrics (e.g. http://dcgm-exporter.gpu-operator:9400/metrics): "
+        "the workloads' GPU utilisation and GPU memory are read there and sent as metric samples",
+    )
+    gpus.add_argument(
+        "--prometheus-url",
+        help="base URL of a Prometheus that scrapes the DCGM exporter (e.g. http://prometheus:9090): "
+        "the same samples, read with an instant query",
+    )
+    parser.add_argument(
+        "--utilisation-interval",
+        type=float,
+        default=15.0,
+        help="seconds between GPU readings (default %(default)g, the exporter's own collection period)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -90,8 +111,10 @@ def run(args: argparse.Namespace) -> int:
     if args.print_cluster_id:
         print(cluster_id)
         return 0
-    if args.interval <= 0 or args.batch_size <= 0 or args.watch_timeout <= 0:
-        raise ValueError("--interval, --batch-size and --watch-timeout must be positive")
+    if min(args.interval, args.batch_size, args.watch_timeout, args.utilisation_interval) <= 0:
+        raise ValueError(
+            "--interval, --batch-size, --watch-timeout and --utilisation-interval must be positive"
+        )
     client_id, secret = agent_credentials(args.client_id, args.client_secret, args.credentials_file)
     try:
         if args.in_cluster:
@@ -114,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         interval_s=args.interval,
         batch_size=args.batch_size,
         watch_timeout_s=args.watch_timeout,
+        utilisation=_utilisation_source(args),
     )
     print(
         f"kubernetes agent: cluster {args.cluster_name} ({cluster_id}) at {single.cluster.server} "
@@ -135,6 +159,21 @@ def run(args: argparse.Namespace) -> int:
         print("workplane agent kubernetes: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _utilisation_source(args: argparse.Namespace) -> UtilisationSource | None:
+    from workplane.agents.kubernetes.utilisation import SourceKind, UtilisationSource
+
+    sources: tuple[tuple[str | None, SourceKind], ...] = (
+        (args.dcgm_exporter_url, "dcgm-exporter"),
+        (args.prometheus_url, "prometheus"),
+    )
+    for url, kind in sources:
+        if url:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"--{kind}-url must be an http:// or https:// URL, not {url!r}")
+            return UtilisationSource(url, kind, interval_s=args.utilisation_interval)
+    return None
 
 
 def _say(line: str) -> None:
