@@ -14,6 +14,7 @@ import pytest
 
 from tests.e2e.conftest import shoot, sign_in, wait_for_table
 from tests.server import Server
+from workplane.agents.client import SyncClient
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 
@@ -108,3 +109,58 @@ def test_a_workload_page_draws_its_metrics(page: Any, dashboard_server: Server, 
     end = datetime.fromisoformat(sent["end"][0].replace("Z", "+00:00"))
     assert (end - start).total_seconds() == 3600
     assert "range=1h" in page.url
+
+
+def _card(page: Any, metric: str) -> str:
+    text: str = page.inner_text(f".chart-card[data-metric={metric}]")
+    return text
+
+
+def test_a_source_without_utilisation_is_said_plainly(
+    page: Any, dashboard_server: Server, api: httpx.Client
+) -> None:
+    """The replayed traces carry no utilisation: the page says the cluster reports none instead of
+    blaming the time range, and legends name only the lines that have data. Once samples exist for a
+    workload, a range without them is what the page says again."""
+    found = api.get(
+        "/api/v1/workloads", params={"filterBy": "phase==Running,allocatedGPU>=1", "limit": 3}
+    ).json()["workloads"]
+    quiet, sampled = found[1], found[2]
+    sign_in(page, dashboard_server)
+    wait_for_table(page)
+    page.goto(f"/#/workloads/{quiet['id']}")
+    page.wait_for_selector(".chart-card[data-metric=GPU_ALLOCATION] svg path.series", state="attached")
+    page.wait_for_function(
+        "() => document.querySelector('.chart-card[data-metric=GPU_UTILIZATION]')"
+        ".textContent.includes('reports no')"
+    )
+    assert "This cluster reports no GPU utilisation for this workload." in _card(page, "GPU_UTILIZATION")
+    assert "No samples in this time range" not in page.inner_text(".charts")
+    # CPU: the requested cores are drawn, the usage nobody reports has no legend entry and a note.
+    cpu = ".chart-card[data-metric=CPU_USAGE_CORES]"
+    if page.locator(f"{cpu} svg path.series").count():
+        legend = page.eval_on_selector_all(f"{cpu} .legend > span", "items => items.map(i => i.textContent)")
+        assert "Used" not in legend
+        assert legend, "the requested cores have an entry"
+        assert "This cluster reports no CPU use for this workload." in _card(page, "CPU_USAGE_CORES")
+    shoot(page, "workload-no-utilisation")
+
+    # Another workload of the same kind gets one GPU utilisation sample, at its start.
+    client = SyncClient(dashboard_server.base_url, dashboard_server.client_id, dashboard_server.client_secret)
+    created = int(datetime.fromisoformat(sampled["createdAt"].replace("Z", "+00:00")).timestamp() * 1000)
+    sample = {
+        "workloadId": sampled["id"],
+        "metric": "GPU_UTILIZATION",
+        "timestamps": [created + 1000],
+        "values": [50],
+    }
+    assert client.sync(sampled["clusterId"], {"samples": [sample]})["samples"] == 1
+    page.goto(f"/#/workloads/{sampled['id']}")
+    page.wait_for_selector(".chart-card[data-metric=GPU_UTILIZATION] svg", state="attached")
+    assert "reports no GPU utilisation" not in _card(page, "GPU_UTILIZATION")
+    page.click(".segmented button:text-is('1 hour')")  # the last hour: long after that sample
+    page.wait_for_function(
+        "() => document.querySelector('.chart-card[data-metric=GPU_UTILIZATION]')"
+        ".textContent.includes('No samples in this time range')"
+    )
+    assert "reports no GPU utilisation" not in _card(page, "GPU_UTILIZATION")

@@ -92,10 +92,13 @@ export function lineChart(series, { width = 560, height = 200, format = String, 
   });
   svg.addEventListener('mouseleave', () => { guide.setAttribute('visibility', 'hidden'); tip.hidden = true; });
 
-  const legend = series.length > 1 ? h('div', { class: 'legend' }, series.map((one, i) => {
+  // A series without data has no entry: a legend names only lines that are drawn. Each keeps the
+  // colour and dash of its place in ``series``, so a line looks the same whichever others have data.
+  const legend = series.length > 1 ? h('div', { class: 'legend' }, series.flatMap((one, i) => {
+    if (!one.points.length) return [];
     const swatch = h('span', { class: `swatch${DASHES[i % DASHES.length] ? ' dashed' : ''}` });
     swatch.style.borderColor = one.color || COLORS[i % COLORS.length];
-    return h('span', {}, swatch, one.label);
+    return [h('span', { dataset: { series: one.label } }, swatch, one.label)];
   })) : null;
   return h('div', { class: 'chart-box' }, svg, tip, legend);
 }

@@ -32,6 +32,13 @@ const CHARTS = [
   ['Pods', num, null, [['POD_COUNT', 'Pods'], ['RUNNING_POD_COUNT', 'Running']]],
 ];
 const METRIC_TYPES = CHARTS.flatMap(([, , , series]) => series.map(([type]) => type));
+// The series a cluster's agent measures (the others follow from the workload's own record). Many
+// sources report none of them (the shipped traces have no utilisation): the page says so plainly
+// rather than blaming the time range.
+const MEASURED = new Map([
+  ['GPU_UTILIZATION', 'GPU utilisation'], ['GPU_MEMORY_USAGE_BYTES', 'GPU memory use'],
+  ['CPU_USAGE_CORES', 'CPU use'], ['CPU_MEMORY_USAGE_BYTES', 'CPU memory use'],
+]);
 
 /** A value as a person reads it: "—" for nothing, lists as tags, objects as compact JSON. */
 function show(value) {
@@ -230,6 +237,24 @@ export function mount(root, route) {
     return [end - span, end];
   }
 
+  /** Of ``types`` (measured series without samples in the range shown), those without a single sample
+   * in the workload's whole life: the cluster does not report them, whatever the range. One point over
+   * the whole life answers that; if the question fails, nothing is claimed. */
+  async function neverReported(w, types) {
+    if (!types.length) return new Set();
+    // One point is the mean over (start, end]: a minute before the workload's creation up to now.
+    const start = Date.parse(w.createdAt) - 60_000;
+    try {
+      const { body } = await api.get(`/workloads/${encodeURIComponent(id)}/metrics`, {
+        metricType: types.join(','), start: new Date(start).toISOString(),
+        end: new Date(Math.max(Date.now(), start + 120_000)).toISOString(), numberOfSamples: 1,
+      });
+      return new Set((body.measurements || []).filter((m) => !(m.values || []).length).map((m) => m.type));
+    } catch {
+      return new Set();
+    }
+  }
+
   async function loadMetrics(mark = null) {
     if (!record) return;
     const [start, end] = window_(record);
@@ -241,6 +266,7 @@ export function mount(root, route) {
         numberOfSamples: samples,
       });
       const byType = new Map((answer.measurements || []).map((m) => [m.type, m.values || []]));
+      const unreported = await neverReported(record, [...MEASURED.keys()].filter((t) => byType.get(t)?.length === 0));
       fill(metricsSlot, status === 207
         ? h('div', { class: 'message info' }, 'Some metrics are not available for this workload.') : '');
       fill(chartGrid, ...CHARTS.map(([title, format, max, series]) => {
@@ -248,10 +274,15 @@ export function mount(root, route) {
         const lines = known.map(([type, label]) => ({
           label, points: byType.get(type).map((p) => [Date.parse(p.timestamp), Number(p.value)]),
         }));
+        const silent = known.filter(([type]) => unreported.has(type)).map(([type]) => MEASURED.get(type));
+        const saying = silent.length ? `This cluster reports no ${silent.join(' or ')} for this workload.` : '';
         let content;
         if (!known.length) content = h('p', { class: 'empty' }, 'Not available for this workload.');
-        else if (!lines.some((l) => l.points.length)) content = h('p', { class: 'empty' }, 'No samples in this time range.');
-        else content = lineChart(lines, { width, height: 190, format, start, end, max: max ?? undefined, binary: format === bytes });
+        else if (!lines.some((l) => l.points.length)) content = h('p', { class: 'empty' }, saying || 'No samples in this time range.');
+        else {
+          content = [lineChart(lines, { width, height: 190, format, start, end, max: max ?? undefined, binary: format === bytes })];
+          if (saying) content.push(h('p', { class: 'note unreported' }, saying));
+        }
         return h('section', { class: 'card chart-card', dataset: { metric: series[0][0] } }, h('h3', {}, title), content);
       }));
       if (mark) markRendered('workload-metrics', mark);
