@@ -26,9 +26,11 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import choose_encoder
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from sqlalchemy.pool import QueuePool
 
 from workplane import __version__
@@ -39,8 +41,9 @@ MULTIPROCESS_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED: Final = "unmatched"  # the route label of a request that no route matched
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-# Seconds. The API answers most reads in a few milliseconds; the low buckets tell those apart.
-REQUEST_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Seconds. The API answers most reads in a few milliseconds; the low buckets tell those apart. Each
+# bucket is a line per (method, route) in every scrape: ten, not the library's fifteen.
+REQUEST_BUCKETS: Final = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 # A sync batch of up to 20,000 items takes from milliseconds to tens of seconds.
 BATCH_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -59,6 +62,10 @@ def multiprocess_dir() -> str | None:
 
 class ServerMetrics:
     def __init__(self) -> None:
+        # No ``_created`` series beside every counter and histogram: a third of the lines of a scrape,
+        # and Prometheus reads a counter's resets from its values anyway. (A switch of the library's,
+        # for the whole process: the server has no other metrics.)
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.requests = Counter(
@@ -194,9 +201,43 @@ class ServerMetrics:
         content type."""
         self.refresh_pool(db)
         encoder, content_type = choose_encoder(accept or "")
+        registry: Collector = self.registry
         folder = multiprocess_dir()
-        if folder is None:
-            return encoder(self.registry), content_type
-        merged = CollectorRegistry(auto_describe=False)
-        MultiProcessCollector(merged, path=folder)  # type: ignore[no-untyped-call]
-        return encoder(merged), content_type
+        if folder is not None:
+            registry = CollectorRegistry(auto_describe=False)
+            MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+        if encoder is generate_latest:  # the classic text format, what Prometheus asks for by default
+            return text_format(registry), content_type
+        return encoder(registry), content_type
+
+
+# How the library writes a value (``1.0``, ``+Inf``, ``1.5e+06``), under a type the checker knows.
+_number: Callable[[float], str] = floatToGoString
+
+
+def _label_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def text_format(registry: Collector) -> bytes:
+    """The registry in Prometheus' text format 0.0.4, as ``prometheus_client.generate_latest`` writes
+    it for the metric types used here (no ``_created`` series, no timestamps, no exemplars), in a
+    third of its time: it checks and escapes every label name of every line, which over the request
+    histograms of every route made a scrape cost several milliseconds. Label names here are fixed and
+    valid; label values are still escaped. The tests read the result with the library's parser."""
+    out: list[str] = []
+    for family in registry.collect():
+        name, kind = family.name, family.type
+        if kind == "counter":
+            name += "_total"
+        elif kind == "unknown":
+            kind = "untyped"
+        help_text = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
+        out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+        for sample in family.samples:
+            if sample.labels:
+                labels = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(sample.labels.items()))
+                out.append(f"{sample.name}{{{labels}}} {_number(sample.value)}\n")
+            else:
+                out.append(f"{sample.name} {_number(sample.value)}\n")
+    return "".join(out).encode()

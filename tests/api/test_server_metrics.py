@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.test_sync import obs
@@ -19,6 +20,7 @@ from tests.server import assert_error, running_server
 from workplane.api.deps import Services
 from workplane.app import build_services, create_app
 from workplane.auth.credentials import ADMIN_CLIENT_ID
+from workplane.server_metrics import UNMATCHED, ServerMetrics, text_format
 from workplane.settings import Settings
 from workplane.store.database import Database
 
@@ -228,3 +230,19 @@ def test_several_server_processes_are_summed(tmp_path: Path, settings: Settings,
             )
             assert counted >= sent  # the start-up probes are health requests too
             assert value(found, "workplane_db_pool_size") == 2 * settings.db_pool_size
+
+
+def test_the_text_format_is_the_librarys_own() -> None:
+    """``text_format`` writes what prometheus-client's ``generate_latest`` writes, byte for byte, odd
+    label values included (it only skips the library's per-line checks of label names)."""
+    metrics = ServerMetrics()
+    for route in ("/api/v1/workloads", 'odd "quoted" \\ back\nslash', UNMATCHED):
+        for status in (200, 404):
+            metrics.observe_request("GET", route, status, 0.003)
+            metrics.observe_request("BREW", route, status, 7.0)  # a method of its own: "other"
+    metrics.observe_batch({"applied": 3, "ignored": 1, "samples": 40, "pods": 2}, 0.2)
+    metrics.token_requests.labels("throttled").inc()
+    assert text_format(metrics.registry) == generate_latest(metrics.registry)
+    parsed = parse(text_format(metrics.registry).decode())
+    labels = {"method": "other", "route": 'odd "quoted" \\ back\nslash', "status": "404"}
+    assert value(parsed, "workplane_http_requests_total", **labels) == 1

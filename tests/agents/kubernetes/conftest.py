@@ -89,7 +89,8 @@ class Agent:
             sys.executable, "-m", "workplane.cli", "agent", "kubernetes",
             "--server", self.server.base_url,
             "--client-id", self.client_id,
-            "--client-secret", self.client_secret,
+            # Joined: a secret may begin with "-", which argparse would take for a flag.
+            f"--client-secret={self.client_secret}",
             "--cluster-name", self.name,
             "--kubeconfig", str(kubeconfig),
             "--interval", "0.2",

@@ -27,6 +27,7 @@ import pytest
 from tests.agents.kubernetes import manifests as m
 from tests.agents.kubernetes.apiserver import FakeCluster
 from tests.agents.kubernetes.conftest import Agent, wait_for, workloads
+from tests.server import _stop as stop_process
 from tests.server import free_port
 from workplane.agents.kubernetes.utilisation import (
     GpuReading,
@@ -187,12 +188,7 @@ def prometheus_scraping(exporter: _Exporter, workdir: Path) -> Iterator[str]:
         wait_for("Prometheus", lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 def _measured(agent: Agent, workload_id: str) -> dict[str, set[str]] | None:
