@@ -143,9 +143,12 @@ def main(argv: list[str] | None = None) -> int:
                 if drive.errors:
                     raise RuntimeError(f"{drive.errors} requests failed; see {log}")
                 rate = len(drive.latencies) / drive.seconds
+                per_request = 1000 * drive.server_cpu_s / max(len(drive.latencies), 1)
                 rps[mode].append(rate)
+                cpu_ms[mode].append(per_request)
                 print(
-                    f"round {round_ + 1} {mode:8s} {rate:7.0f} requests/s  load {load_average():.2f}",
+                    f"round {round_ + 1} {mode:8s} {rate:7.0f} requests/s, server CPU {per_request:.3f} "
+                    f"ms/request, load {load_average():.2f}",
                     flush=True,
                 )
                 if mode == "loopback" and round_ == args.rounds - 1:
