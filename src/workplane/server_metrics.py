@@ -161,10 +161,11 @@ class ServerMetrics:
         self._children_lock = threading.Lock()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
+        # The method as labelled is the key: a client's invented methods must not grow the cache.
+        key = (method if method in _METHODS else "other", route, status)
         children = self._request_children.get(key)
         if children is None:
-            shown = method if method in _METHODS else "other"
+            shown = key[0]
             with self._children_lock:
                 children = (
                     self.requests.labels(shown, route, str(status)).inc,

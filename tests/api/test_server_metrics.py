@@ -239,10 +239,12 @@ def test_the_text_format_is_the_librarys_own() -> None:
     for route in ("/api/v1/workloads", 'odd "quoted" \\ back\nslash', UNMATCHED):
         for status in (200, 404):
             metrics.observe_request("GET", route, status, 0.003)
-            metrics.observe_request("BREW", route, status, 7.0)  # a method of its own: "other"
+            for invented in ("BREW", "SPAM"):  # methods of their own: "other", one series
+                metrics.observe_request(invented, route, status, 7.0)
     metrics.observe_batch({"applied": 3, "ignored": 1, "samples": 40, "pods": 2}, 0.2)
     metrics.token_requests.labels("throttled").inc()
     assert text_format(metrics.registry) == generate_latest(metrics.registry)
     parsed = parse(text_format(metrics.registry).decode())
     labels = {"method": "other", "route": 'odd "quoted" \\ back\nslash', "status": "404"}
-    assert value(parsed, "workplane_http_requests_total", **labels) == 1
+    assert value(parsed, "workplane_http_requests_total", **labels) == 2
+    assert {method for method, _, _ in metrics._request_children} == {"GET", "other"}
