@@ -18,6 +18,7 @@ from tests.api.test_sync import obs
 from tests.auth.helpers import bearer, create_key, grant, token
 from tests.server import assert_error, running_server
 from workplane.api.deps import Services
+from workplane.api.exposition import is_loopback
 from workplane.app import build_services, create_app
 from workplane.auth.credentials import ADMIN_CLIENT_ID
 from workplane.server_metrics import UNMATCHED, ServerMetrics, text_format
@@ -248,3 +249,21 @@ def test_the_text_format_is_the_librarys_own() -> None:
     labels = {"method": "other", "route": 'odd "quoted" \\ back\nslash', "status": "404"}
     assert value(parsed, "workplane_http_requests_total", **labels) == 2
     assert {method for method, _, _ in metrics._request_children} == {"GET", "other"}
+
+
+@pytest.mark.parametrize(
+    ("address", "local"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),  # an IPv4 client of a dual-stack socket
+        ("::ffff:203.0.113.7", False),
+        ("203.0.113.7", False),
+        ("10.0.0.1", False),
+        ("testclient", False),
+        ("unknown", False),
+    ],
+)
+def test_what_counts_as_this_machine(address: str, local: bool) -> None:
+    assert is_loopback(address) is local

@@ -27,9 +27,12 @@ router = APIRouter(include_in_schema=False)
 
 def is_loopback(address: str) -> bool:
     try:
-        return ipaddress.ip_address(address).is_loopback
+        ip = ipaddress.ip_address(address)
     except ValueError:  # not an address (a Unix socket's peer, a test client's name)
         return False
+    # A dual-stack socket (bound to ::) shows an IPv4 client as ::ffff:a.b.c.d.
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (mapped or ip).is_loopback
 
 
 @router.get("/metrics")
