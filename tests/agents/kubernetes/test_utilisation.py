@@ -52,6 +52,7 @@ def exposition(gpus: list[tuple[str | None, float, float]]) -> str:
         "DCGM_FI_DEV_GPU_UTIL": [],
         "DCGM_FI_DEV_SM_CLOCK": [],
         "DCGM_FI_DEV_FB_USED": [],
+        "DCGM_FI_DEV_FB_USED_PERCENT": [],
     }
     for index, (pod, util, used) in enumerate(gpus):
         labels = _GPU.format(index=index, uuid=f"5fd4d8b3-0000-0000-0000-00000000000{index}")
@@ -60,6 +61,8 @@ def exposition(gpus: list[tuple[str | None, float, float]]) -> str:
         families["DCGM_FI_DEV_GPU_UTIL"].append(f"DCGM_FI_DEV_GPU_UTIL{{{labels}}} {util:g}")
         families["DCGM_FI_DEV_SM_CLOCK"].append(f"DCGM_FI_DEV_SM_CLOCK{{{labels}}} 1410")
         families["DCGM_FI_DEV_FB_USED"].append(f"DCGM_FI_DEV_FB_USED{{{labels}}} {used:g}")
+        # A family whose name begins with another's: not mistaken for it.
+        families["DCGM_FI_DEV_FB_USED_PERCENT"].append(f"DCGM_FI_DEV_FB_USED_PERCENT{{{labels}}} 0.5")
     lines = []
     for name, samples in families.items():
         lines += [f"# HELP {name} {name} (as DCGM names it).", f"# TYPE {name} gauge", *samples]

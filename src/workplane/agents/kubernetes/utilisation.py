@@ -32,6 +32,8 @@ GPU_UTIL: Final = "DCGM_FI_DEV_GPU_UTIL"  # percent, per GPU
 FB_USED: Final = "DCGM_FI_DEV_FB_USED"  # MiB, per GPU
 SERIES: Final = {GPU_UTIL: "GPU_UTILIZATION", FB_USED: "GPU_MEMORY_USAGE_BYTES"}
 MIB: Final = 2**20
+# The lines of the two families: their samples, and their HELP and TYPE comments.
+_LINES: Final = tuple(f"{head}{name}" for name in (GPU_UTIL, FB_USED) for head in ("", "# HELP ", "# TYPE "))
 QUERY: Final = f'{{__name__=~"{GPU_UTIL}|{FB_USED}"}}'
 
 SourceKind = Literal["dcgm-exporter", "prometheus"]
@@ -70,10 +72,12 @@ def reading(
 
 
 def parse_exposition(text: str) -> list[GpuReading]:
-    """The readings of a DCGM exporter's ``/metrics`` text (parsed by prometheus-client's parser)."""
+    """The readings of a DCGM exporter's ``/metrics`` text (parsed by prometheus-client's parser).
+    Only the two families' lines are parsed: an exporter of a large node writes dozens of others."""
+    wanted = "\n".join(line for line in text.splitlines() if line.startswith(_LINES))
     found = []
     try:
-        for family in text_string_to_metric_families(text):
+        for family in text_string_to_metric_families(wanted + "\n"):
             for sample in family.samples:
                 item = reading(sample.name, sample.labels, sample.value)
                 if item is not None:
