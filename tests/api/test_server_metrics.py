@@ -4,9 +4,11 @@ and from several server processes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.test_sync import obs
 from tests.auth.helpers import bearer, create_key, grant, token
+from tests.prometheus_scraper import query, scraping
 from tests.server import assert_error, running_server
 from workplane.api.deps import Services
 from workplane.api.exposition import is_loopback
@@ -267,3 +270,20 @@ def test_the_text_format_is_the_librarys_own() -> None:
 )
 def test_what_counts_as_this_machine(address: str, local: bool) -> None:
     assert is_loopback(address) is local
+
+
+def test_a_real_prometheus_scrapes_the_server(tmp_path: Path, settings: Settings, database: Database) -> None:
+    """Prometheus asks for OpenMetrics first: its scrape of a running server succeeds and the series
+    are there to query."""
+    with running_server(tmp_path / "server", settings.sqlalchemy_url) as server:
+        target = server.base_url.removeprefix("http://")
+        with scraping(tmp_path / "prometheus", target, job="workplane") as prometheus:
+            deadline = time.monotonic() + 30
+            found: list[dict[str, Any]] = []
+            while not found and time.monotonic() < deadline:
+                found = query(prometheus, 'workplane_http_requests_total{route="/metrics",status="200"}')
+                time.sleep(0.2)
+            assert found, "Prometheus never stored a successful scrape's count"
+            (up,) = query(prometheus, 'up{job="workplane"}')
+            assert up["value"][1] == "1"
+            assert query(prometheus, "workplane_build_info")[0]["metric"]["version"]

@@ -10,8 +10,6 @@ the server's embedded metrics store and come back from ``GET /workloads/{id}/met
 from __future__ import annotations
 
 import http.server
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,14 +18,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from tests.agents.kubernetes import manifests as m
 from tests.agents.kubernetes.apiserver import FakeCluster
 from tests.agents.kubernetes.conftest import Agent, wait_for, workloads
-from tests.server import _stop as stop_process
+from tests.prometheus_scraper import scraping
 from tests.server import free_port
 from workplane.agents.kubernetes.utilisation import (
     GpuReading,
@@ -161,39 +158,6 @@ def dcgm_exporter(text: str) -> Iterator[_Exporter]:
         exporter.server_close()
 
 
-@contextmanager
-def prometheus_scraping(exporter: _Exporter, workdir: Path) -> Iterator[str]:
-    """A real Prometheus scraping the exporter every second, with the exporter's own pod as target
-    labels (what Kubernetes service discovery gives), so that it renames the exporter's labels."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("no prometheus binary (scripts/install-prometheus installs Debian's)")
-    port = free_port()
-    config = workdir / "prometheus.yml"
-    target = f"127.0.0.1:{exporter.server_address[1]}"
-    config.write_text(
-        "global: {scrape_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: dcgm\n"
-        f"    static_configs: [{{targets: ['{target}'], "
-        "labels: {pod: dcgm-exporter-x, namespace: gpu-operator}}]\n"
-    )
-    command = [
-        binary,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={workdir / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    with (workdir / "prometheus.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for("Prometheus", lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200)
-        yield url
-    finally:
-        stop_process(process)
-
-
 def _measured(agent: Agent, workload_id: str) -> dict[str, set[str]] | None:
     """The workload's raw GPU samples from the metrics route, once both series have some."""
     now = datetime.now(UTC)
@@ -241,7 +205,14 @@ def test_samples_through_prometheus_reach_the_metrics_route(
 ) -> None:
     with (
         dcgm_exporter(exposition(GPUS)) as exporter,
-        prometheus_scraping(exporter, tmp_path) as url,
+        scraping(
+            tmp_path / "prometheus",
+            f"127.0.0.1:{exporter.server_address[1]}",
+            job="dcgm",
+            # The exporter's own pod, as Kubernetes service discovery labels the target: Prometheus
+            # then renames the exporter's pod labels.
+            labels={"pod": "dcgm-exporter-x", "namespace": "gpu-operator"},
+        ) as url,
         agent.running("--prometheus-url", url, "--utilisation-interval", "0.3"),
     ):
         workload_id = _running_gpu_job(agent, cluster)
