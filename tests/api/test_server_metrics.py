@@ -217,6 +217,7 @@ def test_openmetrics_for_a_scraper_that_asks(services: Services) -> None:
         assert answer.text.endswith("# EOF\n")
 
 
+@pytest.mark.server
 def test_several_server_processes_are_summed(tmp_path: Path, settings: Settings, database: Database) -> None:
     """``serve --workers 2``: each process counts its own requests, a scrape (answered by either)
     gives the sum over both."""
@@ -272,6 +273,7 @@ def test_what_counts_as_this_machine(address: str, local: bool) -> None:
     assert is_loopback(address) is local
 
 
+@pytest.mark.server
 def test_a_real_prometheus_scrapes_the_server(tmp_path: Path, settings: Settings, database: Database) -> None:
     """Prometheus asks for OpenMetrics first: its scrape of a running server succeeds and the series
     are there to query."""
