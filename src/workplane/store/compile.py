@@ -99,6 +99,23 @@ def number_predicate(column: sa.ColumnElement[Any], op: str, value: float) -> sa
             return column >= value
 
 
+def time_predicate(column: sa.ColumnElement[Any], op: str, at_ms: float) -> sa.ColumnElement[bool]:
+    """``number_predicate`` on a column of whole milliseconds, with whole-millisecond bounds: a time
+    with a fraction of a millisecond (``to_ms_exact``) bound as a float makes PostgreSQL compare the
+    column as ``numeric``, which no index answers. Equivalent: ``>= 1.5`` is ``>= 2``, ``<= 1.5`` is
+    ``<= 1``, and no whole number equals 1.5."""
+    whole = at_ms.is_integer()
+    match op:
+        case ">=":
+            return column >= math.ceil(at_ms)
+        case "<=":
+            return column <= math.floor(at_ms)
+        case "==":
+            return column == int(at_ms) if whole else sa.false()
+        case _:
+            return number_predicate(column, op, int(at_ms)) if whole else sa.true()
+
+
 class Compiler:
     """Compiles a ``WorkloadQuery`` against one catalog snapshot and one instant."""
 
@@ -240,6 +257,8 @@ class Compiler:
         column = self.c[_column(name)]
         if term.field.kind is Kind.TEXT:
             return text_predicate(column, op, term.text)
+        if term.field.kind is Kind.TIME:
+            return time_predicate(column, op, term.number)
         return number_predicate(column, op, term.number)
 
     def _pool_terms(self, terms: list[Term]) -> sa.ColumnElement[bool]:

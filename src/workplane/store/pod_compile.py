@@ -8,7 +8,6 @@ paging and counts are over what the caller may see.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +15,7 @@ import sqlalchemy as sa
 from workplane.domain.fields import Kind
 from workplane.query.filters import Sort, SortOrder, Term
 from workplane.query.pods import Completed, PodQuery
-from workplane.store.compile import escape_like, number_predicate, text_predicate
+from workplane.store.compile import escape_like, text_predicate, time_predicate
 from workplane.store.schema import workload_pods
 from workplane.store.scopes import restrict
 
@@ -36,23 +35,6 @@ _COLUMNS: dict[str, sa.ColumnElement[Any]] = {
     "deletedAt": p.deleted_at,
 }
 _NOT_NULL = frozenset({"clusterId", "workloadId", "createdAt"})
-
-
-def time_predicate(column: sa.ColumnElement[Any], op: str, at_ms: float) -> sa.ColumnElement[bool]:
-    """``number_predicate`` on a column of whole milliseconds, with whole-millisecond bounds: a time
-    with a fraction of a millisecond (``to_ms_exact``) bound as a float makes PostgreSQL compare the
-    column as ``numeric``, which no index answers. Equivalent: ``>= 1.5`` is ``>= 2``, ``<= 1.5`` is
-    ``<= 1``, and no whole number equals 1.5."""
-    whole = at_ms.is_integer()
-    match op:
-        case ">=":
-            return column >= math.ceil(at_ms)
-        case "<=":
-            return column <= math.floor(at_ms)
-        case "==":
-            return column == int(at_ms) if whole else sa.false()
-        case _:
-            return number_predicate(column, op, int(at_ms)) if whole else sa.true()
 
 
 def _term(term: Term) -> sa.ColumnElement[bool]:
