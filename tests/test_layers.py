@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     # What is built on the store: access control, the metrics store.
     "auth": 3,
     "metrics": 3,
+    "server_metrics": 3,
     # Background work and whole operations (ingestion, retention, preparing a store).
     "services": 4,
     # The HTTP API.

@@ -138,9 +138,17 @@ def test_usage_samples() -> None:
     assert usage["11"].cpu_seconds == 86_406
     assert usage["11"].memory_bytes == 219668 * 1024 + 2**30
     assert cpu_seconds("00:30.500") == 30.5
-    series, remembered = samples(usage, {"11": "w11"}, {"11": Sampled(1000, 86_400)}, 3000)
+    series, remembered = samples(usage, {"11": "w11"}, {"11": Sampled(1000, 86_388)}, 7000)
     assert {(s["metric"], s["values"][0]) for s in series} == {
         ("CPU_MEMORY_USAGE_BYTES", 219668 * 1024 + 2**30),
         ("CPU_USAGE_CORES", 3.0),
     }
-    assert set(remembered) == {"11"}
+    assert remembered == {"11": Sampled(7000, 86_406)}
+    # Under MIN_CPU_WINDOW_MS since the baseline: memory only, and the baseline stays.
+    series, remembered = samples(usage, {"11": "w11"}, {"11": Sampled(3000, 86_405)}, 3000 + 4999)
+    assert [s["metric"] for s in series] == ["CPU_MEMORY_USAGE_BYTES"]
+    assert remembered == {"11": Sampled(3000, 86_405)}
+    # CPU time that went down (a step started over) is a new baseline, not a negative rate.
+    series, remembered = samples(usage, {"11": "w11"}, {"11": Sampled(1000, 90_000)}, 9000)
+    assert [s["metric"] for s in series] == ["CPU_MEMORY_USAGE_BYTES"]
+    assert remembered == {"11": Sampled(9000, 86_406)}

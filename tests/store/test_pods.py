@@ -15,7 +15,8 @@ from workplane.domain.pods import PodObservation
 from workplane.domain.scopes import ScopeSet
 from workplane.query.filters import Sort, parse_filter, parse_search
 from workplane.query.pods import POD_FIELDS, PodQuery
-from workplane.store import catalog, ingest, migrate
+from workplane.services import ingest
+from workplane.store import catalog, migrate
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
 from workplane.store.pods import count_pods, list_pods

@@ -16,6 +16,12 @@ from workplane.agents.slurm.jobs import memory_mib, tres
 
 JsonObject = dict[str, object]
 
+# sstat gives CPU time in whole seconds, and slurmd adds it up once per accounting period: over a
+# short window one more second reads as several cores (a busy job once showed 3.6 cores over a
+# quarter of a second). A CPU sample covers at least this long, so the error stays under a fifth of a
+# core; the agent samples every 15 s by default.
+MIN_CPU_WINDOW_MS = 5_000
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
@@ -79,10 +85,14 @@ def samples(
             continue
         series.append(_series(workload, "CPU_MEMORY_USAGE_BYTES", at_ms, used.memory_bytes))
         before = previous.get(raw_id)
-        if before is not None and at_ms > before.at_ms and used.cpu_seconds >= before.cpu_seconds:
+        if before is None or used.cpu_seconds < before.cpu_seconds:  # new, or a step started over
+            remembered[raw_id] = Sampled(at_ms, used.cpu_seconds)
+        elif at_ms - before.at_ms < MIN_CPU_WINDOW_MS:
+            remembered[raw_id] = before  # too short for whole-second CPU times: keep the baseline
+        else:
             cores = (used.cpu_seconds - before.cpu_seconds) / ((at_ms - before.at_ms) / 1000)
             series.append(_series(workload, "CPU_USAGE_CORES", at_ms, round(cores, 4)))
-        remembered[raw_id] = Sampled(at_ms, used.cpu_seconds)
+            remembered[raw_id] = Sampled(at_ms, used.cpu_seconds)
     return series, remembered
 
 
