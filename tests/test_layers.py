@@ -28,9 +28,10 @@ LAYERS: dict[str, int] = {
     "agents": 1,
     # The database: tables, migrations, dialects, data functions.
     "store": 2,
-    # What is built on the store: access control, the metrics store.
+    # What is built on the store: access control, the metrics store, the server's own metrics.
     "auth": 3,
     "metrics": 3,
+    "server_metrics": 3,
     # Background work and whole operations (ingestion, retention, preparing a store).
     "services": 4,
     # The HTTP API.
