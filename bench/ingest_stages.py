@@ -22,12 +22,11 @@ from pathlib import Path
 
 from bench.ingest import _bodies, _cluster
 from bench.load import POSTGRESQL, SQLITE, Target, ensure_exists, make_target, open_database, wipe
-from workplane.api.sync import parse_batch
-from workplane.services.ingest import write_prepared
+from workplane.services.ingest import parse_batch, write_prepared
 from workplane.services.setup import prepare_store
 from workplane.services.store_workers import tune_collector
 from workplane.store.catalog import CatalogCache
-from workplane.store.ingest import PreparedBatch, check_batch
+from workplane.store.ingest import check_batch, prepare_batch
 
 STAGES = ("parse", "plan", "write", "commit")
 
@@ -52,19 +51,16 @@ def run(target: Target, args: argparse.Namespace) -> None:
         marks.append((time.perf_counter(), time.process_time()))
         with db.read() as conn:
             checked = check_batch(
-                catalog=cache.get(conn),
+                batch,
                 cluster_id=cluster,
-                cluster_name=batch.cluster_name,
-                observations=batch.workloads,
-                samples=batch.samples,
-                resync=batch.full_resync,
                 tenant_id=1,
                 now_ms=int(time.time() * 1000),
+                catalog=cache.get(conn),
             )
-            prepared = PreparedBatch(conn, checked)
+            plan = prepare_batch(conn, checked)
         marks.append((time.perf_counter(), time.process_time()))
         with db.write() as conn:
-            write_prepared(conn, prepared)
+            write_prepared(conn, checked, plan)
             marks.append((time.perf_counter(), time.process_time()))
         marks.append((time.perf_counter(), time.process_time()))
         for stage, (before, after) in zip(STAGES, itertools.pairwise(marks), strict=True):

@@ -46,12 +46,13 @@ from workplane.api.deps import Services
 from workplane.app import build_services
 from workplane.auth.credentials import ADMIN_CLIENT_ID
 from workplane.auth.rules import Access, KeyKind, Role, Rule, administrator
+from workplane.domain.batch import SyncBatch
 from workplane.domain.observation import Observation
 from workplane.domain.pods import PodObservation
 from workplane.domain.scopes import Scope, ScopeType
 from workplane.domain.timefmt import format_ms
+from workplane.services import ingest
 from workplane.services.setup import prepare_store
-from workplane.store import ingest
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
 from workplane.store.schema import workload_pods
@@ -179,15 +180,15 @@ def load(target: Target, rows: list[PodRow], *, force: bool) -> Services:
         with db.write() as conn:
             ingest.apply_batch(
                 conn,
+                SyncBatch(
+                    cluster_name="bench-pods",
+                    workloads=[_workload_item(w) for w in range(first, last)],
+                    pods=pods,
+                ),
                 catalog=CatalogCache().get(conn),
                 cluster_id=CLUSTER,
-                cluster_name="bench-pods",
-                observations=[_workload_item(w) for w in range(first, last)],
-                samples=[],
-                resync=None,
                 tenant_id=1,
                 now_ms=START_MS + len(rows) * 1000,
-                pods=pods,
             )
     _finish(target, db)
     print(f"  {target.label}: loaded {len(rows):,} pods in {time.perf_counter() - started:.1f} s", flush=True)

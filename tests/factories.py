@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from workplane.domain.batch import SyncBatch
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import FullResync, Observation
 from workplane.domain.record import WorkloadIn, build_row, transition
@@ -69,12 +70,9 @@ def sync_in(
     """Apply one sync batch of ``CLUSTER``'s agent inside the caller's write transaction."""
     return services_ingest.apply_batch(
         conn,
-        cluster_id=str(CLUSTER),
-        cluster_name=None,
-        observations=list(observations),
-        samples=[],
-        resync=resync,
+        SyncBatch(workloads=list(observations), full_resync=resync),
         catalog=CatalogCache().get(conn),
+        cluster_id=str(CLUSTER),
         tenant_id=1,
         now_ms=now,
     )

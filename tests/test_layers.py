@@ -28,7 +28,7 @@ LAYERS: dict[str, int] = {
     "agents": 1,
     # The database: tables, migrations, dialects, data functions.
     "store": 2,
-    # What is built on the store: access control, the metrics store.
+    # What is built on the store: access control, the metrics store, the server's own metrics.
     "auth": 3,
     "metrics": 3,
     "server_metrics": 3,

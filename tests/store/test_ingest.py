@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from tests.factories import CLUSTER, sync, wid
 from tests.store.test_counts import assert_rollups_exact
+from workplane.domain.batch import SyncBatch
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import Observation
 from workplane.store import ingest
@@ -44,19 +45,16 @@ def _observations(names: range, revision: int, phase: str, pools: list[str]) -> 
     ]
 
 
-def _prepare(database: Database, observations: list[Observation]) -> ingest.PreparedBatch:
+def _prepare(database: Database, observations: list[Observation]) -> tuple[ingest.Batch, ingest.Plan | None]:
     with database.read() as conn:
         checked = ingest.check_batch(
+            SyncBatch(workloads=observations),
             cluster_id=str(CLUSTER),
-            cluster_name=None,
-            observations=observations,
-            samples=[],
-            resync=None,
-            catalog=CatalogCache().get(conn),
             tenant_id=1,
             now_ms=NOW,
+            catalog=CatalogCache().get(conn),
         )
-        return ingest.PreparedBatch(conn, checked)
+        return checked, ingest.prepare_batch(conn, checked)
 
 
 def _state(database: Database) -> dict[str, tuple[str, int, float | None]]:
@@ -75,7 +73,7 @@ def test_a_plan_overtaken_by_another_writer_is_made_again(
     # Another agent's batch lands first: w0-w4 reach revision 3 (newer than the prepared batch's).
     sync(database, _observations(range(5), 3, "Completed", ["b"]))
     with database.write() as conn:
-        result = prepared.write(conn)
+        result = ingest.write_prepared(conn, *prepared)
     assert (result.applied, result.ignored) == (5, 5)
     state = _state(database)
     assert all(state[f"w{n}"] == ("Completed", 3, None) for n in range(5))
@@ -90,7 +88,7 @@ def test_a_plan_still_valid_is_written_as_planned(database: Database, catalog: C
     sync(database, _observations(range(6), 1, "Pending", []))
     prepared = _prepare(database, _observations(range(6), 2, "Running", ["a"]))
     with database.write() as conn:
-        result = prepared.write(conn)
+        result = ingest.write_prepared(conn, *prepared)
     assert (result.applied, result.ignored) == (6, 0)
     assert set(_state(database).values()) == {("Running", 2, 1.0)}
     assert_rollups_exact(database)
@@ -114,7 +112,7 @@ def test_postgresql_writers_wait_for_the_rows_a_batch_checks(
 
     def write() -> None:
         with database.write() as conn:
-            outcome.append(prepared.write(conn))
+            outcome.append(ingest.write_prepared(conn, *prepared))
 
     writer = threading.Thread(target=write)
     writer.start()

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from tests.factories import CLUSTER, wid
+from workplane.domain.batch import SyncBatch
 from workplane.domain.observation import Observation
 from workplane.domain.pods import PodObservation
 from workplane.domain.scopes import ScopeSet
@@ -61,15 +62,14 @@ def _load(connection: sa.Connection) -> None:
     catalog.seed(connection, 1_800_000_000_000)
     ingest.apply_batch(
         connection,
+        SyncBatch(
+            workloads=[_workload("train", "p1"), _workload("serve", "p2")],
+            pods=[_pod(1, "train"), _pod(2, "train", "Succeeded"), _pod(3, "serve")],
+        ),
         catalog=CatalogCache().get(connection),
         cluster_id=str(CLUSTER),
-        cluster_name=None,
-        observations=[_workload("train", "p1"), _workload("serve", "p2")],
-        samples=[],
-        resync=None,
         tenant_id=1,
         now_ms=1_800_000_000_000,
-        pods=[_pod(1, "train"), _pod(2, "train", "Succeeded"), _pod(3, "serve")],
     )
 
 

@@ -99,7 +99,7 @@ class EdgeGuard:
             await _refuse(scope, receive, send, more)
             return
         # A sync batch is checked field by field when it holds a NUL, so the answer names the item
-        # (``api.sync.parse_batch``); every other body is refused here.
+        # (``services.ingest.parse_batch``); every other body is refused here.
         if not _SYNC_PATH.match(scope["path"]) and json_has_nul(body):
             await _refuse(scope, receive, send, "invalid request: the body contains a NUL character")
             return

@@ -22,7 +22,7 @@ class Observation(WorkloadIn):
     newer than the stored one changes nothing. ``deletedAt`` reports the deletion."""
 
     # Optional here (an agent may leave it out): ``store.ingest.check_batch`` fills in the batch's cluster
-    # before anything reads it. Validating a whole batch in one call (``api.sync``) leaves no earlier
+    # before anything reads it. Validating a whole batch in one call (``services.ingest``) leaves no earlier
     # point at which to default it.
     cluster_id: uuid.UUID | None = Field(default=None, alias="clusterId")  # type: ignore[assignment]
     revision: int = Field(ge=0, le=2**62)

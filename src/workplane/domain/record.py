@@ -46,7 +46,7 @@ _K8S_PHASE_OF = {
 JsonDict = dict[str, Any]
 
 # Validation context key: the caller has already made sure that no text in the input holds a NUL
-# (``api.sync`` looks for the JSON escape in the raw body once, instead of every field of every item).
+# (``services.ingest`` looks for the JSON escape in the raw body once, instead of every field of every item).
 NO_NUL_CHECKED = "no_nul_checked"
 
 # WorkloadIn fields stored as text columns of their own (see ``build_row``).
