@@ -23,7 +23,7 @@ from urllib.parse import quote
 from tests.agents.kubernetes import manifests as m
 from tests.agents.kubernetes.apiserver import FakeCluster
 
-from bench.http_load import Server, request, sample_rss
+from bench.http_load import Server, cpu_by_process, cpu_seconds, process_tree, request, sample_rss
 from bench.load import POSTGRESQL, SQLITE, ensure_exists, make_target, wipe
 from workplane.agents.kubernetes.command import cluster_id_for
 from workplane.services.setup import ADMIN_FILE
@@ -116,6 +116,8 @@ def main() -> None:
             stderr=subprocess.STDOUT,
         )  # fmt: skip
         t0 = time.monotonic()
+        assert server.process is not None
+        server_cpu0, bench_cpu0 = cpu_by_process(process_tree(server.process.pid)), time.process_time()
         peak = 0.0
         count = 0
         try:
@@ -129,6 +131,17 @@ def main() -> None:
                     break
                 time.sleep(0.25)
             elapsed = time.monotonic() - t0
+            # Who used the two cores meanwhile: the agent, the server, and this process (the test API
+            # server answering the lists; the polling here is negligible).
+            cpu = {
+                "agent": cpu_seconds([agent.pid]),
+                # its sync worker processes included, which it may start on the first batch
+                "server": sum(
+                    seconds - server_cpu0.get(pid, 0.0)
+                    for pid, seconds in cpu_by_process(process_tree(server.process.pid)).items()
+                ),
+                "test API server": time.process_time() - bench_cpu0,
+            }
             time.sleep(2)  # the agent settles into watching
             end_rss = sample_rss(agent.pid).total_mb
             peak = max(peak, end_rss)
@@ -143,6 +156,7 @@ def main() -> None:
         f"{elapsed:.1f} s; agent RSS peak {peak:.0f} MB, {end_rss:.0f} MB once watching",
         flush=True,
     )
+    print("CPU seconds until reflected: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()), flush=True)
 
 
 if __name__ == "__main__":

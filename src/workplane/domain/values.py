@@ -24,10 +24,41 @@ Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 TimeMs = Annotated[int, Field(ge=0, le=MAX_TIME_MS)]
 
 
+def _storable(value: Any, depth: int) -> bool:
+    """Whether ``check_json`` accepts ``value``, without working out where a fault is (the path of
+    every nested value, built on the way, was most of the check's cost on a batch of pods)."""
+    if depth > MAX_JSON_DEPTH:
+        return False
+    if isinstance(value, bool) or value is None:
+        return True
+    if isinstance(value, int):
+        return INT64_MIN <= value <= INT64_MAX
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key or not _storable(item, depth + 1):
+                return False
+    elif isinstance(value, list):
+        for item in value:
+            if not _storable(item, depth + 1):
+                return False
+    return True
+
+
 def check_json(value: Any, where: str = "", depth: int = 0) -> None:
     """Raise ``ValueError`` naming the first value that no store can hold: a non-finite number, an
     integer beyond 64 bits, a NUL character in a key or string, or nesting deeper than
     ``MAX_JSON_DEPTH``."""
+    if _storable(value, depth):
+        return
+    _locate(value, where, depth)
+
+
+def _locate(value: Any, where: str, depth: int) -> None:
+    """``check_json``'s error, naming where the fault is."""
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"{where or 'value'}: nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, bool) or value is None:
@@ -45,10 +76,10 @@ def check_json(value: Any, where: str = "", depth: int = 0) -> None:
         for key, item in value.items():
             if "\x00" in key:
                 raise ValueError(f"{where or 'value'}: keys must not contain a NUL character")
-            check_json(item, f"{where}.{key}" if where else key, depth + 1)
+            _locate(item, f"{where}.{key}" if where else key, depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            check_json(item, f"{where}[{index}]", depth + 1)
+            _locate(item, f"{where}[{index}]", depth + 1)
 
 
 def _checked(value: Any) -> Any:

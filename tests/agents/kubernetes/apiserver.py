@@ -32,6 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
+
 JsonObject = dict[str, Any]
 BOOKMARK_EVERY_S = 0.3
 WAIT_STEP_S = 0.05
@@ -96,7 +98,7 @@ class FakeCluster:
         self._compacted = 0
         self._epoch = 0
         self._frozen = False
-        self._listing: tuple[object, list[JsonObject]] = (None, [])
+        self._listings: dict[tuple[str, str, str | None], tuple[int, list[JsonObject]]] = {}
         self.url = ""
         self.requests: list[str] = []  # "GET /api/v1/pods?watch=true…" in order, for assertions
         self._server: ThreadingHTTPServer | None = None
@@ -168,7 +170,8 @@ class FakeCluster:
             key = (namespace if kind.namespaced else "", name)
             obj = self._objects[(kind.group, kind.plural)].pop(key)
             self._rv += 1
-            obj["metadata"]["resourceVersion"] = str(self._rv)
+            # A new object, not the stored one changed: a list page being written may still hold it.
+            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self._rv)}}
             self._record(kind, "DELETED", obj)
 
     def compact(self) -> None:
@@ -306,22 +309,23 @@ class FakeCluster:
                 rv, start = int(token_rv), int(offset)
             # The listing in name order is worked out once per version and namespace, and each page
             # copies only its own objects: a 100,000-pod list is 200 pages.
-            key = (kind.group, kind.plural, namespace, rv)
-            if self._listing[0] != key:
+            # One listing is kept per kind and namespace: lists of several kinds are paged at the
+            # same time, and a page of one must not throw away the listing of another.
+            key = (kind.group, kind.plural, namespace)
+            held = self._listings.get(key)
+            if held is None or held[0] != rv:
                 ordered = sorted(self._objects[(kind.group, kind.plural)].items())
-                self._listing = (
-                    key,
-                    [obj for (ns, _), obj in ordered if namespace is None or ns == namespace],
-                )
-            items = self._listing[1]
+                held = (rv, [obj for (ns, _), obj in ordered if namespace is None or ns == namespace])
+                self._listings[key] = held
+            items = held[1]
             end = start + limit if limit else len(items)
-            page = [copy.deepcopy(obj) for obj in items[start:end]]
+            # Stored objects are never changed in place (an update or a deletion stores a new one), so a
+            # page may hold them as they are while it is written out, without a deep copy of each.
+            typed = {"apiVersion": kind.api_version, "kind": kind.kind}
+            page = [{**typed, **obj} for obj in items[start:end]]
         meta: JsonObject = {"resourceVersion": str(rv)}
         if end < len(items):
             meta["continue"] = f"{rv}:{end}"
-        for item in page:
-            item.setdefault("apiVersion", kind.api_version)
-            item.setdefault("kind", kind.kind)
         return 200, {
             "kind": f"{kind.kind}List",
             "apiVersion": kind.api_version,
@@ -396,7 +400,7 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def _json(self, code: int, body: JsonObject) -> None:
-        data = json.dumps(body).encode()
+        data = orjson.dumps(body)
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -433,7 +437,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
         def write(event: JsonObject) -> None:
-            data = json.dumps(event).encode() + b"\n"
+            data = orjson.dumps(event) + b"\n"
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
 

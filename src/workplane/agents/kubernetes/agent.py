@@ -19,6 +19,7 @@ workload's states; the agent's own observation time does, and it keeps doing so 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -177,6 +178,8 @@ class KubernetesAgent:
         self._workload_pods: dict[str, set[str]] = {}  # workload id -> pods reported under it
         self._seen_events: dict[str, Event] = {}
         self._dirty_events: set[str] = set()  # events to report once their workload is reported
+        self._pod_labels = (config.labels.node_pool,)  # the only pod label a record is made of
+        self._all_listed = asyncio.Event()
         self.resyncs = 0
 
     # -- discovery -------------------------------------------------------------------------------
@@ -224,7 +227,7 @@ class KubernetesAgent:
             if event == "DELETED":
                 self.state.remove_pod(str(meta.get("uid")))
             else:
-                self.state.put_pod(Pod.from_object(obj))
+                self.state.put_pod(Pod.from_object(obj, keep_labels=self._pod_labels))
         elif served.group == CORE and kind == "Event":
             if event == "DELETED":  # expired: what was reported stays in the workload's events
                 self._seen_events.pop(str(meta.get("uid")), None)
@@ -274,22 +277,49 @@ class KubernetesAgent:
                 if workload_id is not None:
                     self.state.dirty.add(workload_id)
 
+    async def _pages(self, served: Served, resource: type[Any]) -> AsyncIterator[tuple[str, list[Any]]]:
+        """The list's pages, each with the list's resourceVersion. The next page is asked for before
+        this one is handed over, so the API server prepares it while the agent reads this one (as
+        lightkube's own ``list()`` does it, the two would wait on each other, page after page)."""
+        generic = self.kube._client
+        request = generic.prepare_request(
+            "list",
+            res=resource,
+            namespace="*" if served.namespaced else None,
+            params={"limit": self.config.page_size},
+        )
+
+        async def page() -> tuple[bool, str, list[Any]]:
+            http: httpx2.AsyncClient = generic._client
+            answer = await http.send(generic.build_adapter_request(request))
+            more, version, items = generic.handle_response("list", answer, request)
+            return more, str(version or ""), items
+
+        pending = asyncio.ensure_future(page())
+        try:
+            while True:
+                more, version, items = await pending
+                if more:  # the continue token is in the request now
+                    pending = asyncio.ensure_future(page())
+                    await asyncio.sleep(0)  # lets it send the request
+                yield version, items
+                if not more:
+                    return
+        finally:
+            pending.cancel()
+
     async def _list(self, served: Served, resource: type[Any]) -> str:
-        namespace = "*" if served.namespaced else None
-        listing = self.kube.list(resource, namespace=namespace, chunk_size=self.config.page_size)
         seen: set[str] = set()
-        async for obj in listing:
-            meta = obj.get("metadata") or {}
-            seen.add(
-                str(
-                    meta.get("uid")
-                    if served.kind != "Namespace" and served.kind != "Node"
-                    else meta.get("name")
-                )
-            )
-            self._apply(served, "ADDED", obj)
+        version = ""
+        by_name = served.kind in ("Namespace", "Node")
+        async for page_version, items in self._pages(served, resource):
+            version = page_version
+            for obj in items:
+                meta = obj.get("metadata") or {}
+                seen.add(str(meta.get("name") if by_name else meta.get("uid")))
+                self._apply(served, "ADDED", obj)
         self._forget_missing(served, seen)
-        return listing.resourceVersion
+        return version
 
     def _forget_missing(self, served: Served, seen: set[str]) -> None:
         """After a relist: what the list no longer has was deleted while the watch was not looking."""
@@ -347,6 +377,8 @@ class KubernetesAgent:
             if name in self._listed:
                 self._resync = True  # a relist: report everything again, so deletions missed show
             self._listed.add(name)
+            if len(self._listed) >= len(self.served):
+                self._all_listed.set()  # the first full resync need not wait for the next round
             while True:
                 try:
                     async for event_type, obj in self._events(resource, served, version):
@@ -531,15 +563,25 @@ class KubernetesAgent:
         started = time.monotonic()
         resync_id = f"k8s-{int(time.time())}-{secrets.token_hex(4)}"
         sent = 0
+        in_flight: asyncio.Future[JsonObject] | None = None
         try:
             # Each batch is sent once the next is built: the last one, which ends a resync and carries
-            # the events (they name workloads of the earlier ones), is known only then.
+            # the events (they name workloads of the earlier ones), is known only then. One batch is
+            # on its way while the next is built (the server writes one while the agent works out the
+            # next); they still arrive one after the other, in order.
             held: Chunk | None = None
             for chunk in _chunks(units, self.config.batch_size):
                 if held is not None:
-                    await self._send(self._body(held, resync_id if resync else None, final=False))
+                    if in_flight is not None:
+                        await in_flight
+                    in_flight = asyncio.ensure_future(
+                        self._send(self._body(held, resync_id if resync else None, final=False))
+                    )
+                    await asyncio.sleep(0)  # lets it start before the next batch is built
                     sent += len(held[0])
                 held = chunk
+            if in_flight is not None:
+                await in_flight
             assert held is not None  # _chunks yields at least one
             body = self._body(held, resync_id if resync else None, final=True)
             events = self.event_items(everything=resync)
@@ -558,6 +600,10 @@ class KubernetesAgent:
             self._resync = True
             await asyncio.sleep(self.config.retry_s)
             return
+        finally:
+            if in_flight is not None and not in_flight.done():
+                # Building a batch failed while one was on its way: let that one end first.
+                await asyncio.wait([in_flight])
         if self.transport.outages != outages:
             self._resync = True  # the server may have restarted on another store
         if resync:
@@ -603,7 +649,12 @@ class KubernetesAgent:
         try:
             done = 0
             while rounds is None or done < rounds:
-                await asyncio.sleep(self.config.interval_s)
+                if self.resyncs == 0 and not self._all_listed.is_set():
+                    # Before the first resync: a round as soon as the lists are in.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._all_listed.wait(), self.config.interval_s)
+                else:
+                    await asyncio.sleep(self.config.interval_s)
                 for task in tasks:
                     if task.done() and not task.cancelled() and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]

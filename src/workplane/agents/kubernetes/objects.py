@@ -2,12 +2,19 @@
 
 A full Pod or Job is several kilobytes; the agent of a 100,000-pod cluster keeps every one, so each is
 boiled down on arrival to the fields below (an owner keeps its ``status`` and a few ``spec`` scalars).
+
+What many pods have alike is held once: the texts they repeat (namespace, node, phase, image, the
+owner's kind, name and uid, timestamps) are interned, and equal owner references, container lists and
+resource requests are shared objects. A pod keeps only the labels asked for (the node-pool label), not
+all of them: at 100,000 pods each of these is tens of megabytes.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from workplane.domain.observation import quantity_to_number
 
@@ -39,6 +46,26 @@ class Ref:
     uid: str
 
 
+T = TypeVar("T")
+H = TypeVar("H", bound=Hashable)
+_SHARED: dict[Any, Any] = {}
+_SHARED_MAX = 65_536  # emptied when full: sharing is an economy, never needed for correctness
+
+
+def text(value: T) -> T:
+    """``value`` interned when it is a text (an interned text is freed once nothing holds it)."""
+    return cast(T, sys.intern(cast(str, value))) if type(value) is str else value
+
+
+def shared(value: H) -> H:
+    """One object for equal immutable values (a Job's five pods have the same owner reference,
+    containers and requests)."""
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    found: H = _SHARED.setdefault(value, value)
+    return found
+
+
 def api_group(api_version: str) -> str:
     group, _, _version = api_version.rpartition("/")
     return group
@@ -50,11 +77,13 @@ def controller_ref(meta: JsonObject) -> Ref | None:
     if not refs:
         return None
     ref = next((r for r in refs if r.get("controller")), refs[0])
-    return Ref(
-        str(ref.get("kind", "")),
-        api_group(str(ref.get("apiVersion", ""))),
-        str(ref.get("name", "")),
-        str(ref["uid"]),
+    return shared(
+        Ref(
+            text(str(ref.get("kind", ""))),
+            text(api_group(str(ref.get("apiVersion", "")))),
+            text(str(ref.get("name", ""))),
+            text(str(ref["uid"])),
+        )
     )
 
 
@@ -122,42 +151,41 @@ class Resources:
     memory_limit: float | None = None
 
 
-def _sum(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return sum(present) if present else None
+def _add(total: float | None, value: float | None) -> float | None:
+    """A sum of the values present; None when none is."""
+    if value is None:
+        return total
+    return value if total is None else total + value
 
 
 def pod_resources(spec: JsonObject, annotations: dict[str, str]) -> Resources:
-    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
-
-    def amounts(part: str, name: str) -> list[float | None]:
-        return [
-            quantity_to_number(((c.get("resources") or {}).get(part) or {}).get(name)) for c in containers
-        ]
-
-    # A device plugin resource is asked for in limits (requests, when given, must equal them).
-    gpu = (
-        _sum(
-            [
-                lim if lim is not None else req
-                for lim, req in zip(
-                    amounts("limits", GPU_RESOURCE), amounts("requests", GPU_RESOURCE), strict=True
-                )
-            ]
-        )
-        or 0.0
-    )
+    gpu = cpu = cpu_limit = memory = memory_limit = None
+    for container in spec.get("containers") or []:
+        if not isinstance(container, dict):
+            continue
+        resources = container.get("resources") or {}
+        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+        # A device plugin resource is asked for in limits (requests, when given, must equal them).
+        devices = quantity_to_number(limits.get(GPU_RESOURCE))
+        gpu = _add(gpu, devices if devices is not None else quantity_to_number(requests.get(GPU_RESOURCE)))
+        cpu = _add(cpu, quantity_to_number(requests.get("cpu")))
+        cpu_limit = _add(cpu_limit, quantity_to_number(limits.get("cpu")))
+        memory = _add(memory, quantity_to_number(requests.get("memory")))
+        memory_limit = _add(memory_limit, quantity_to_number(limits.get("memory")))
+    gpus = gpu or 0.0
     fraction = quantity_to_number(annotations.get(GPU_FRACTION_ANNOTATION))
-    if not gpu and fraction is not None and 0 < fraction <= 1:
-        gpu = fraction
+    if not gpus and fraction is not None and 0 < fraction <= 1:
+        gpus = fraction
     gpu_memory = quantity_to_number(annotations.get(GPU_MEMORY_ANNOTATION))
-    return Resources(
-        gpu=gpu,
-        gpu_memory_mib=gpu_memory if gpu_memory is not None and gpu_memory > 0 else None,
-        cpu=_sum(amounts("requests", "cpu")),
-        cpu_limit=_sum(amounts("limits", "cpu")),
-        memory=_sum(amounts("requests", "memory")),
-        memory_limit=_sum(amounts("limits", "memory")),
+    return shared(
+        Resources(
+            gpu=gpus,
+            gpu_memory_mib=gpu_memory if gpu_memory is not None and gpu_memory > 0 else None,
+            cpu=cpu,
+            cpu_limit=cpu_limit,
+            memory=memory,
+            memory_limit=memory_limit,
+        )
     )
 
 
@@ -187,11 +215,15 @@ class Pod:
     resources: Resources = field(default_factory=Resources)
 
     @classmethod
-    def from_object(cls, obj: JsonObject) -> Pod:
+    def from_object(cls, obj: JsonObject, *, keep_labels: Collection[str] | None = None) -> Pod:
+        """The pod's fields; of its labels only ``keep_labels`` (all when None)."""
         meta = obj.get("metadata") or {}
         spec = obj.get("spec") or {}
         status = obj.get("status") or {}
         labels, annotations = _strings(meta.get("labels")), _strings(meta.get("annotations"))
+        submitted_by = submitter(labels, annotations)
+        if keep_labels is not None:
+            labels = {text(k): text(v) for k, v in labels.items() if k in keep_labels}
         conditions = {str(c.get("type")): c for c in status.get("conditions") or [] if isinstance(c, dict)}
         scheduled = conditions.get("PodScheduled") or {}
         unschedulable = None
@@ -211,25 +243,27 @@ class Pod:
         return cls(
             uid=str(meta.get("uid", "")),
             name=str(meta.get("name", "")),
-            namespace=str(meta.get("namespace", "")),
+            namespace=text(str(meta.get("namespace", ""))),
             owner=controller_ref(meta),
-            created_at=meta.get("creationTimestamp"),
+            created_at=text(meta.get("creationTimestamp")),
             labels=labels,
-            submitted_by=submitter(labels, annotations),
-            phase=str(status.get("phase") or "Pending"),
-            node=spec.get("nodeName") or None,
-            unschedulable=unschedulable,
-            waiting=waiting,
-            waiting_message=waiting_message,
+            submitted_by=text(submitted_by),
+            phase=text(str(status.get("phase") or "Pending")),
+            node=text(spec.get("nodeName") or None),
+            unschedulable=text(unschedulable),
+            waiting=text(waiting),
+            waiting_message=text(waiting_message),
             initializing=initializing,
             ready=(conditions.get("Ready") or {}).get("status") == "True",
             deleting=bool(meta.get("deletionTimestamp")),
-            started_at=status.get("startTime"),
-            completed_at=_finished_at(status),
-            images=tuple(str(c["image"]) for c in containers if c.get("image")),
-            containers=tuple((str(c.get("name", "")), str(c.get("image", ""))) for c in containers),
+            started_at=text(status.get("startTime")),
+            completed_at=text(_finished_at(status)),
+            images=shared(tuple(text(str(c["image"])) for c in containers if c.get("image"))),
+            containers=shared(
+                tuple((text(str(c.get("name", ""))), text(str(c.get("image", "")))) for c in containers)
+            ),
             ip=status.get("podIP"),
-            priority_class=spec.get("priorityClassName"),
+            priority_class=text(spec.get("priorityClassName")),
             resources=pod_resources(spec, annotations),
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ def project_of(state: ClusterState, namespace: str, labels: Labels) -> tuple[str
     return project, department
 
 
+@functools.lru_cache(maxsize=4096)  # a few projects, asked for by every workload of a resync
 def org_id(cluster_id: str, what: str, name: str) -> str:
     """A project's or department's id: the same name in two clusters is two projects (as in Run:ai,
     where each cluster has its own), so the id is derived from the cluster and the name."""
