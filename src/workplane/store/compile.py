@@ -73,21 +73,16 @@ def _like(column: sa.ColumnElement[Any], op: str, value: str, folded: bool = Fal
 
 def text_predicate(column: sa.ColumnElement[Any], op: str, value: str) -> sa.ColumnElement[bool]:
     match op:
-        case "==":
-            return column == value
-        case "!=":
-            return sa.or_(column.is_(None), column != value)
-        case "<=":
-            return column <= value
-        case ">=":
-            return column >= value
         case "!@":
             return sa.or_(column.is_(None), sa.not_(_like(column, op, value)))
-        case _:
+        case "=@" | "=^" | "=$":
             return _like(column, op, value)
+        case _:
+            return number_predicate(column, op, value)
 
 
-def number_predicate(column: sa.ColumnElement[Any], op: str, value: float) -> sa.ColumnElement[bool]:
+def number_predicate(column: sa.ColumnElement[Any], op: str, value: float | str) -> sa.ColumnElement[bool]:
+    """``== != <= >=`` on a column of any ordered type; ``!=`` also holds where there is no value."""
     match op:
         case "==":
             return column == value
