@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from workplane.agents.client import add_connection_flags, agent_credentials
 from workplane.auth.rules import KeyKind, Role
 from workplane.domain.scopes import ScopeType
 
@@ -36,8 +37,6 @@ connect: Callable[[str], httpx.Client] = _connect
 
 def _sign_in(client: httpx.Client, args: argparse.Namespace) -> None:
     """Exchange the administrator key for a token and keep it on ``client`` for the calls that follow."""
-    from workplane.agents.client import agent_credentials
-
     client_id, secret = agent_credentials(args.client_id, args.client_secret, args.credentials_file)
     answer = client.post(
         "/api/v1/token",
@@ -164,19 +163,6 @@ def _signing_key_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_client_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--server", default="http://127.0.0.1:8080", help="base URL of the server (default %(default)s)"
-    )
-    parser.add_argument("--client-id", help="administrator access key client id")
-    parser.add_argument("--client-secret", help="administrator access key secret")
-    parser.add_argument(
-        "--credentials-file",
-        help="file with WORKPLANE_CLIENT_ID= and WORKPLANE_CLIENT_SECRET= lines (default: those environment "
-        "variables, else ./data/admin-credentials.env)",
-    )
-
-
 def _run(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -231,7 +217,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     revoke.add_argument("key", help="client id")
     revoke.set_defaults(run=_run(_key_revoke))
     for parser in (create, listing, rotate, revoke):
-        _add_client_flags(parser)
+        add_connection_flags(parser, "administrator access key")
 
     rules = commands.add_parser("access-rule", help="grant, list and revoke access rules (administrator)")
     rule_commands = rules.add_subparsers(dest="rule_command", required=True)
@@ -248,14 +234,14 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rule_revoke.add_argument("rule_id")
     rule_revoke.set_defaults(run=_run(_rule_revoke))
     for parser in (grant, rule_list, rule_revoke):
-        _add_client_flags(parser)
+        add_connection_flags(parser, "administrator access key")
 
     audit = commands.add_parser("audit", help="read the audit log (administrator)")
     audit.add_argument("--after", type=int, default=0, help="entries after this id")
     audit.add_argument("--limit", type=int, default=100)
     audit.add_argument("--actor", help="only this client id's entries")
     audit.add_argument("--action", help="only this action, e.g. request.refused or access-key.create")
-    _add_client_flags(audit)
+    add_connection_flags(audit, "administrator access key")
     audit.set_defaults(run=_run(_audit))
 
     signing = commands.add_parser("signing-key", help="token signing keys of a data directory")

@@ -54,13 +54,14 @@ def read_credentials(path: Path) -> tuple[str, str]:
         raise ValueError(f"{path}: needs WORKPLANE_CLIENT_ID= and WORKPLANE_CLIENT_SECRET= lines") from None
 
 
-def add_connection_flags(parser: argparse.ArgumentParser) -> None:
-    """An agent command's flags for the server it reports to and the access key it signs in with."""
+def add_connection_flags(parser: argparse.ArgumentParser, key: str = "access key") -> None:
+    """A command's flags for the server it talks to and the access key it signs in with (``key``
+    names the kind of key in the help: the access commands need an administrator's)."""
     parser.add_argument(
         "--server", default="http://127.0.0.1:8080", help="base URL of the server (default %(default)s)"
     )
-    parser.add_argument("--client-id", help="access key client id (default: from --credentials-file)")
-    parser.add_argument("--client-secret", help="access key secret (default: from --credentials-file)")
+    parser.add_argument("--client-id", help=f"{key} client id (default: from --credentials-file)")
+    parser.add_argument("--client-secret", help=f"{key} secret (default: from --credentials-file)")
     parser.add_argument(
         "--credentials-file",
         help="file with WORKPLANE_CLIENT_ID= and WORKPLANE_CLIENT_SECRET= lines, e.g. "
