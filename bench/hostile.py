@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 from bench import inventory
 from bench.cases import build_cases, check_answer
-from bench.http_load import Server, _Client, get_token, request
+from bench.http_load import Client, Server, get_token, request
 from bench.load import DEFAULT_PG_URL, POSTGRESQL, SQLITE, Target, load, make_target
 from workplane.query.filters import MAX_SEARCH_WORDS, MAX_TERMS
 
@@ -88,7 +88,7 @@ async def _run_phase(
     stop_at = time.perf_counter() + seconds
 
     async def reader() -> None:
-        client = _Client(port, ordinary)
+        client = Client(port, ordinary)
         try:
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
@@ -102,7 +102,7 @@ async def _run_phase(
     async def attacker(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
         while time.perf_counter() < stop_at:
-            client = _Client(port, _raw(hostile_url(rng), port, token))
+            client = Client(port, _raw(hostile_url(rng), port, token))
             try:
                 t0 = time.perf_counter()
                 status, _ = await client.once()

@@ -281,7 +281,7 @@ class LoadResult:
         return dict(self.__dict__)
 
 
-class _Client:
+class Client:
     """One keep-alive HTTP/1.1 connection that sends the same GET again and again."""
 
     def __init__(self, port: int, raw_request: bytes) -> None:
@@ -354,7 +354,7 @@ async def _drive(
 
     async def worker() -> None:
         nonlocal errors
-        client = _Client(server.port, raw)
+        client = Client(server.port, raw)
         checked = False
         sent = 0
         try:
