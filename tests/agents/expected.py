@@ -133,6 +133,7 @@ QOS_PROJECT = {
 
 @dataclass(frozen=True)
 class Instance:
+    sn: str
     app: str
     role: str
     gpu: int
@@ -148,6 +149,7 @@ def dlrm_instances() -> list[Instance]:
     with DLRM_CSV.open(newline="") as handle:
         return [
             Instance(
+                row["instance_sn"],
                 row["app_name"],
                 row["role"],
                 int(row["gpu_request"]),
@@ -196,6 +198,12 @@ def dlrm_services_at(instances: list[Instance], t: float) -> dict[str, Service]:
         else:
             s.pending += 1
     return {app: s for app, s in services.items() if s.created <= t}
+
+
+def dlrm_pods_at(instances: list[Instance], t: float) -> tuple[list[Instance], list[Instance]]:
+    """(the instances that exist at trace second ``t``, those of them running)."""
+    live = [i for i in instances if i.created <= t < i.deleted]
+    return live, [i for i in live if i.scheduled <= t]
 
 
 def counts(states: Iterator[tuple[str, bool]]) -> tuple[Counter[str], Counter[str]]:

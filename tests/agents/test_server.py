@@ -103,9 +103,23 @@ def test_replay_command(server_factory: Any) -> None:
     assert done.returncode == 0, done.stderr
     assert "workloads/s" in done.stdout
     assert "alibaba-dlrm" in done.stdout
-    services = expected.dlrm_services_at(expected.dlrm_instances(), 15 * 86_400)
+    instances = expected.dlrm_instances()
+    services = expected.dlrm_services_at(instances, 15 * 86_400)
     with server.client() as api:
         assert count(api, "type==Inference") == sum(1 for s in services.values() if not s.deleted)
+        # Each instance is a pod of its service: those that exist, running in their role's node pool.
+        _check_instance_pods(api, instances, 15 * 86_400)
+        busiest = max(services, key=lambda app: services[app].running)
+        (service,) = list_all(api, f"name=={busiest.replace('_', '-')}")
+        own: list[dict[str, Any]] = []
+        while len(own) < 10_000:  # bounded: the busiest service has about 1,200 pods then
+            window = {"offset": len(own), "limit": 500}
+            page = api.get(f"/api/v1/workloads/{service['id']}/pods", params=window)
+            own += page.json()["pods"]
+            if "next" not in page.json():
+                break
+        live, _ = expected.dlrm_pods_at([i for i in instances if i.app == busiest], 15 * 86_400)
+        assert sorted(p["name"] for p in own) == sorted(f"{i.app}-{i.sn}".replace("_", "-") for i in live)
 
     client_id, secret = server.credentials()
     live = subprocess.run(
@@ -126,6 +140,13 @@ def test_replay_command(server_factory: Any) -> None:
     with server.client() as api:
         running = sum(r["runningPods"] for r in list_all(api, "type==Inference"))
     assert running == sum(s.running for s in later.values())
+    with server.client() as api:
+        _check_instance_pods(api, instances, 15 * 86_400 + 7200)
+        # The instances that went during the two hours were reported deleted.
+        gone = sum(1 for i in instances if 15 * 86_400 < i.deleted <= 15 * 86_400 + 7200)
+        assert gone > 0
+        deleted = api.get("/api/v1/workloads/pods/count", params={"deleted": "true"}).json()["count"]
+        assert deleted == gone
 
     wrong = subprocess.run(
         [*command, "--client-id", client_id, "--client-secret", "wrong", "--traces", "dlrm"],
@@ -163,3 +184,15 @@ def test_serve_demo(server_factory: Any) -> None:
     finally:
         server.stop()
     assert (server.data_dir / "demo-replay.json").is_file()
+
+
+def _check_instance_pods(api: httpx.Client, instances: list[expected.Instance], t: float) -> None:
+    """The API's pods are the DLRM instances that exist at trace second ``t``; the running ones are in
+    their role's node pool (the pending ones in none)."""
+    live, running = expected.dlrm_pods_at(instances, t)
+    assert api.get("/api/v1/workloads/pods/count").json()["count"] == len(live)
+    for role in ("CN", "HN"):
+        pool = api.get(
+            "/api/v1/workloads/pods/count", params={"filterBy": f"currentNodepool=={role.lower()}"}
+        )
+        assert pool.json()["count"] == sum(1 for i in running if i.role == role), role

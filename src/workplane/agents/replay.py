@@ -44,7 +44,18 @@ from typing import Any, Protocol
 import orjson
 
 from workplane.agents.client import ServerUnavailable
-from workplane.agents.traces import COMPLETED, FAILED, PENDING, RUNNING, Cluster, Inventory, Trace, Workload
+from workplane.agents.traces import (
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    Cluster,
+    InstancePod,
+    Inventory,
+    Trace,
+    Workload,
+    memory,
+)
 from workplane.domain.timefmt import format_ms, now_ms
 from workplane.files import write_private
 
@@ -190,6 +201,37 @@ def pod_item(w: Workload, k: int, tm: TimeMap) -> JsonObject | None:
     return item
 
 
+def instance_pod_item(w: Workload, pod: InstancePod, k: int, tm: TimeMap) -> JsonObject:
+    """The sync item of one of the workload's instances (``Workload.instances``) as of step ``k``'s
+    instant, with the step's revision."""
+    at_ms = w.steps[k].at_ms
+    ran, gone = pod.ran_by(at_ms), pod.gone_at(at_ms)
+    allocated: JsonObject = {"gpu": pod.gpu, "cpu": pod.cpu, "cpuMemory": memory(pod.memory_mib)}
+    item: JsonObject = {
+        "id": pod.id,
+        "workloadId": w.id,
+        "revision": at_ms,
+        "name": pod.name,
+        "createdAt": format_ms(tm.reported(pod.created_ms)),
+        "k8sPhase": "Running" if ran else "Pending",
+        "currentNodePool": pod.pool if ran else None,
+        "requestedResources": pod.requested.json(),
+        "allocatedResources": allocated if ran and not gone else None,
+    }
+    if gone and pod.ended_ms is not None:
+        item["deletedAt"] = format_ms(tm.reported(pod.ended_ms))
+    return item
+
+
+def pod_items(w: Workload, k: int, tm: TimeMap, *, resync: bool) -> list[JsonObject]:
+    """The pods to send with step ``k`` of ``w``: its one pod (openb), or its instances (DLRM) — in a
+    resync those that exist at the step, otherwise those that changed since the step before."""
+    if w.pod_id is not None:
+        return [item] if (item := pod_item(w, k, tm)) is not None else []
+    pods = w.pods_live_at(w.steps[k].at_ms) if resync else w.pods_changed_at(k)
+    return [instance_pod_item(w, pod, k, tm) for pod in pods]
+
+
 # ------------------------------------------------------------------------------------ sending
 
 
@@ -313,7 +355,7 @@ class Sender:
             "clusterName": cluster.name,
             "workloads": [observation(w, k, tm) for w, k in states],
         }
-        pods = [pod for w, k in states if (pod := pod_item(w, k, tm)) is not None]
+        pods = [pod for w, k in states for pod in pod_items(w, k, tm, resync=resync is not None)]
         if pods:
             body["pods"] = pods
         if resync is not None:

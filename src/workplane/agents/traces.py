@@ -32,6 +32,8 @@ to reported instants. The README (section "Traces") states the same rules for us
   (``cn``, ``hn``). Phase: Running with at least one running instance, else Pending with at least one
   pending instance, else Stopped (all instances gone, more come later). Created at the first instance's
   creation; deleted when its last instance is deleted (keeping its last phase), if that happens.
+  Each instance is also reported as a pod ``<app>-instance-N``: Pending, then Running in its role's node
+  pool, with its own requests and (while running) allocation, deleted at ``deletion_time``.
 
 Fields a trace does not have (user, images, ITP CPU/memory …) are left empty; the one constant is the
 node pool ``default`` for running ITP and openb workloads.
@@ -180,17 +182,65 @@ class Workload:
     # The id of the workload's one Kubernetes pod, where the trace's records are pods (openb); the
     # replay then reports that pod with the workload.
     pod_id: str | None = None
+    # Its pods, where the trace's records are a workload's instances (DLRM), and the instants their
+    # states change: (trace ms, index into ``instances``), in time order.
+    instances: tuple[InstancePod, ...] = ()
+    instance_changes: tuple[tuple[int, int], ...] = ()
 
     def index_at(self, trace_ms: int) -> int:
         """Index of the step in force at ``trace_ms``; -1 before the workload exists."""
         return bisect_right(self.steps, trace_ms, key=lambda s: s.at_ms) - 1
 
+    def pods_live_at(self, trace_ms: int) -> list[InstancePod]:
+        """The instances that exist at ``trace_ms`` (created, not yet gone)."""
+        return [p for p in self.instances if p.created_ms <= trace_ms and not p.gone_at(trace_ms)]
 
-def _push(steps: list[Step], step: Step) -> None:
-    """Append a state; one at the same instant replaces the previous one, an unchanged one is dropped."""
+    def pods_changed_at(self, k: int) -> list[InstancePod]:
+        """The instances whose state changed since the step before ``k`` (all of them up to step
+        ``k``'s instant when ``k`` is the first): what a replay sending step ``k`` must report."""
+        changes = self.instance_changes
+        first = 0 if k == 0 else bisect_right(changes, self.steps[k - 1].at_ms, key=lambda c: c[0])
+        last = bisect_right(changes, self.steps[k].at_ms, key=lambda c: c[0])
+        return [self.instances[i] for i in dict.fromkeys(i for _, i in changes[first:last])]
+
+
+class InstancePod(NamedTuple):
+    """One instance of a service (DLRM) as a Kubernetes pod, in trace ms: pending from ``created_ms``,
+    running from ``scheduled_ms`` (None: it never ran), gone at ``ended_ms`` (None: it outlives the
+    trace)."""
+
+    id: str
+    name: str
+    pool: str
+    created_ms: int
+    scheduled_ms: int | None
+    ended_ms: int | None
+    requested: Resources
+    gpu: Number
+    cpu: Number
+    memory_mib: Number
+
+    def ran_by(self, trace_ms: int) -> bool:
+        return self.scheduled_ms is not None and self.scheduled_ms <= trace_ms
+
+    def gone_at(self, trace_ms: int) -> bool:
+        return self.ended_ms is not None and self.ended_ms <= trace_ms
+
+    def instants(self) -> Iterator[int]:
+        yield self.created_ms
+        if self.scheduled_ms is not None and self.scheduled_ms > self.created_ms:
+            yield self.scheduled_ms
+        if self.ended_ms is not None:
+            yield self.ended_ms
+
+
+def _push(steps: list[Step], step: Step, *, keep_unchanged: bool = False) -> None:
+    """Append a state; one at the same instant replaces the previous one, an unchanged one is dropped
+    unless ``keep_unchanged`` (a service's instances changed even though their sums did not, and the
+    replay reports a workload's pod changes with its steps)."""
     if steps and steps[-1].at_ms == step.at_ms:
         steps.pop()
-    if steps and steps[-1][1:] == step[1:]:
+    if not keep_unchanged and steps and steps[-1][1:] == step[1:]:
         return
     steps.append(step)
 
@@ -419,7 +469,7 @@ def _service_steps(transitions: list[tuple[int, int, _Instance]]) -> list[Step]:
             pools,
             gone,
         )
-        _push(steps, step)
+        _push(steps, step, keep_unchanged=True)
     return steps
 
 
@@ -441,8 +491,27 @@ def _dlrm_instance(row: dict[str, str]) -> _Instance:
     )
 
 
+def _instance_pod(
+    row: dict[str, str], inst: _Instance, times: tuple[int, int | None, int | None]
+) -> InstancePod:
+    created_ms, scheduled_ms, ended_ms = times
+    return InstancePod(
+        _id("dlrm-pod", row["instance_sn"]),
+        f"{row['app_name']}-{row['instance_sn']}".replace("_", "-"),
+        inst.role.lower(),
+        created_ms,
+        scheduled_ms,
+        ended_ms,
+        Resources(inst.gpu, inst.gpu_limit, inst.cpu, inst.cpu_limit, inst.mib, inst.mib_limit),
+        inst.gpu,
+        inst.cpu,
+        inst.mib,
+    )
+
+
 def load_dlrm(path: Path = DLRM_FILE) -> Trace:
     services: dict[str, list[tuple[int, int, _Instance]]] = {}
+    pods: dict[str, list[InstancePod]] = {}
     created: dict[str, int] = {}
     rows = 0
     with path.open(encoding="utf-8", newline="") as handle:
@@ -458,6 +527,7 @@ def load_dlrm(path: Path = DLRM_FILE) -> Trace:
             created[app] = min(created.get(app, start), start)
             if end is not None and end <= scheduled:  # deleted before it was scheduled
                 transitions += [(start, _NEW_PENDING, inst), (end, _GONE_PENDING, inst)]
+                pods.setdefault(app, []).append(_instance_pod(row, inst, (start, None, end)))
                 continue
             if scheduled > start:
                 transitions += [(start, _NEW_PENDING, inst), (scheduled, _SCHEDULED, inst)]
@@ -465,6 +535,7 @@ def load_dlrm(path: Path = DLRM_FILE) -> Trace:
                 transitions.append((start, _NEW_RUNNING, inst))
             if end is not None:
                 transitions.append((end, _GONE_RUNNING, inst))
+            pods.setdefault(app, []).append(_instance_pod(row, inst, (start, scheduled, end)))
     workloads = [
         Workload(
             id=_id("dlrm", app),
@@ -476,6 +547,10 @@ def load_dlrm(path: Path = DLRM_FILE) -> Trace:
             requested=None,
             single_pod=False,
             steps=_service_steps(transitions),
+            instances=tuple(pods[app]),
+            instance_changes=tuple(
+                sorted((at, index) for index, pod in enumerate(pods[app]) for at in pod.instants())
+            ),
         )
         for app, transitions in services.items()
     ]
