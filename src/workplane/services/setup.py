@@ -18,13 +18,15 @@ ADMIN_FILE = "admin-credentials.env"
 def prepare_store(db: Database, settings: Settings, *, announce: bool = True) -> str | None:
     """Bring the store up to date. Returns the administrator secret when it was just created
     (it is also written, readable by the owner only, to ``<data_dir>/admin-credentials.env``)."""
-    if settings.migrate_on_start:
-        migrate.upgrade(db.engine)
     secret = None
-    with db.write() as connection:
-        catalog.seed(connection, now_ms())
-        if not credentials.has_admin(connection):
-            secret = credentials.create_admin(connection, now_ms=now_ms())
+    # Several servers starting at once on one PostgreSQL (a Deployment's replicas) take turns here.
+    with db.preparing():
+        if settings.migrate_on_start:
+            migrate.upgrade(db.engine)
+        with db.write() as connection:
+            catalog.seed(connection, now_ms())
+            if not credentials.has_admin(connection):
+                secret = credentials.create_admin(connection, now_ms=now_ms())
     if secret is not None:
         path = settings.data_dir / ADMIN_FILE
         credentials.write_credential_file(path, credentials.ADMIN_CLIENT_ID, secret)

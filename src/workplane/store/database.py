@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -124,6 +124,10 @@ class Database:
             connection.begin(),
         ):
             yield connection
+
+    def preparing(self) -> AbstractContextManager[None]:
+        """The block in which this process alone prepares the store (``SqlDialect.preparing``)."""
+        return self.sql.preparing(self.engine)
 
     def checkpoint(self) -> None:
         """SQLite: copy what the write-ahead log holds into the database file (nothing elsewhere)."""

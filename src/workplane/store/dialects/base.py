@@ -9,7 +9,7 @@ outside ``store.dialects`` asks which database it is on.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -61,6 +61,13 @@ class SqlDialect:
 
     def checkpoint(self, engine: sa.Engine) -> None:
         """Copy what a write-ahead log holds into the database file, where the server does that itself."""
+
+    def preparing(self, engine: sa.Engine) -> AbstractContextManager[None]:
+        """Within the block, no other process prepares the store (migrations, seeding, the first
+        administrator key): servers that start together on one database take turns. Nothing where one
+        machine holds the database: the processes of one ``--workers N`` server prepare it once, in
+        their parent, before they start."""
+        return nullcontext()
 
     # --- inserts, updates, upserts -------------------------------------------------------------
     def insert(self, table: sa.Table) -> SQLiteInsert | PostgresInsert:

@@ -23,6 +23,9 @@ from workplane.store.dialects.base import SqlDialect, SubstringPart, Tail, TextC
 from workplane.store.schema import workloads
 
 _SETTING = "workplane.rollups"  # read by the trigger functions of migration 0009
+# The advisory lock key of store preparation: "workplan" in ASCII, a bigint no other user of the
+# database is likely to pick.
+_PREPARE_LOCK = int.from_bytes(b"workplan", "big")
 
 # PostgreSQL only (migration 0010), so not part of ``schema.metadata``, which both databases hold.
 # ``name_lower`` is ``lower(name)``; ``search_text`` is stored folded already.
@@ -60,6 +63,22 @@ class PostgresDialect(SqlDialect):
                 "prepare_threshold": None,
             },
         )
+
+    @contextmanager
+    def preparing(self, engine: sa.Engine) -> Iterator[None]:
+        # A session-level advisory lock, held by a connection of its own for the whole preparation:
+        # the replicas of a Deployment start at once, and two Alembic upgrades racing on an empty
+        # database fail (both create alembic_version). The second one waits here, then finds the
+        # schema at head and the administrator key made. The lock goes with the session if the
+        # process dies midway.
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _PREPARE_LOCK})
+            connection.commit()  # no transaction stays open while the others wait
+            try:
+                yield
+            finally:
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _PREPARE_LOCK})
+                connection.commit()
 
     @contextmanager
     def bounded_read(self, connection: sa.Connection, timeout_ms: int) -> Iterator[Any]:
