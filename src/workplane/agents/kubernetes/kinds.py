@@ -110,3 +110,25 @@ def group_versions(group_list: dict[str, Any]) -> dict[str, list[str]]:
             versions.insert(0, preferred)
         out[str(group.get("name"))] = versions
     return out
+
+
+# What the agent's ServiceAccount needs (deploy/kubernetes/agent.yaml's ClusterRole is checked against
+# these): ``list`` and ``watch`` on every kind it may watch, and ``get`` on discovery's paths.
+RBAC_VERBS = ("list", "watch")
+DISCOVERY_PATHS = ("/api/v1", "/apis", "/apis/*")  # /apis/* covers /apis/<group>/<version>
+
+
+def resource_plural(kind: str) -> str:
+    """The resource name a kind is served under. Discovery gives the real one at run time; an RBAC
+    rule has to name it beforehand, and every kind the agent watches follows the convention of
+    Kubernetes and of these projects' CRDs: the kind in lower case plus "s"."""
+    return kind.lower() + "s"
+
+
+def rbac_resources() -> dict[str, tuple[str, ...]]:
+    """API group -> the resources the agent lists and watches there, whether or not a cluster serves
+    them (a rule on a CRD that is not installed grants nothing)."""
+    out: dict[str, set[str]] = {}
+    for wanted in (*CORE_KINDS, *owner_kinds(), QUEUE_KIND):
+        out.setdefault(wanted.group, set()).add(resource_plural(wanted.kind))
+    return {group: tuple(sorted(names)) for group, names in sorted(out.items())}
