@@ -18,6 +18,7 @@ from runai.runai_client import RunaiClient
 from tests.agents.kubernetes import manifests as m
 from tests.agents.kubernetes.apiserver import FakeCluster
 from tests.agents.kubernetes.conftest import Agent, wait_for, workloads
+from tests.deploy import rbac
 
 pytestmark = pytest.mark.server
 
@@ -252,3 +253,25 @@ def test_restart_resyncs_what_changed_while_the_agent_was_down(agent: Agent, clu
     # The restarted agent began with a full resync of its own (the first run's line may be cut short
     # by its stop, so only the second run's output is read).
     assert "full resync 1:" in agent.log[first_run:]
+
+
+def test_the_agent_asks_only_for_what_its_cluster_role_grants(agent: Agent, cluster: FakeCluster) -> None:
+    """Every request the agent makes — discovery, lists, watches — is one the ClusterRole of
+    deploy/kubernetes/agent.yaml allows, as the API server's RBAC would decide it."""
+    _setup_cluster(cluster)
+    job = cluster.create(m.job_pi("team-a"))
+    cluster.create(m.running(m.pod("pi-pod", job, "team-a", "perl:5.34.0"), "node-1"))
+
+    def watched() -> set[str] | None:
+        kinds = {r.split("?")[0] for r in cluster.requests if "watch=true" in r}
+        return kinds if len(kinds) == len(cluster.kinds) else None
+
+    with agent.running():
+        wait_for("the Job", lambda: _workload(agent, "pi", phase="Running"), agent)
+        wait_for("a watch on every kind the cluster serves", watched, agent)
+    rules = rbac.agent_rules()
+    assert [r for r in cluster.requests if not rbac.allows(rules, r)] == []
+    # The check refuses what the role does not grant.
+    assert not rbac.allows(rules, "GET /api/v1/namespaces/team-a/secrets")
+    assert not rbac.allows(rules, "GET /api/v1/namespaces/team-a/pods/pi-pod")
+    assert not rbac.allows(rules, "GET /version")
