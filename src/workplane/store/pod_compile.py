@@ -45,7 +45,7 @@ def _term(term: Term) -> sa.ColumnElement[bool]:
 
 
 # Text operators a NULL never satisfies and that no index range answers (substrings).
-_SUBSTRING = frozenset({"=@", "=^", "=$"})
+SUBSTRING = frozenset({"=@", "=^", "=$"})
 
 
 def _covering_hints(query: PodQuery) -> list[sa.ColumnElement[bool]]:
@@ -55,9 +55,7 @@ def _covering_hints(query: PodQuery) -> list[sa.ColumnElement[bool]]:
     row (SQLite picks an index by its conditions: over 100k pods, a node-pool substring's count went
     from 0.16 s to 0.07 s, a search word's from 0.13 s to 0.04 s). A page keeps walking the order's
     index instead, stopping at the page's end."""
-    columns = {
-        _COLUMNS[t.field.name] for t in query.terms if t.op in _SUBSTRING and t.field.kind is Kind.TEXT
-    }
+    columns = {_COLUMNS[t.field.name] for t in query.terms if t.op in SUBSTRING and t.field.kind is Kind.TEXT}
     if query.words:
         columns.add(p.search_text)
     return [c.is_not(None) for c in columns if c is not _NO_VALUE]

@@ -11,10 +11,11 @@ import sqlalchemy as sa
 
 from workplane.domain.pods import PodObservation, pod_completed_ms, pod_document, pod_search_text
 from workplane.domain.timefmt import format_ms, to_ms
-from workplane.query.filters import Sort
+from workplane.query.filters import Sort, text_matches
 from workplane.query.pods import PodQuery
 from workplane.store import pod_compile as pod_query
 from workplane.store.database import chunked, upsert
+from workplane.store.dialects import dialect_of
 from workplane.store.paging import page_ids
 from workplane.store.schema import workload_pods, workloads
 
@@ -200,12 +201,71 @@ def workload_pods_page(
     return PodsPage(pods, len(rows) > limit)
 
 
+# Text fields with few distinct values among live pods (clusters, nodes, node pools), each the first
+# column of a live pods' index (migration 0013).
+_FEW_VALUES: dict[str, sa.Column[Any]] = {
+    "clusterId": p.cluster_id,
+    "nodeName": p.node_name,
+    "currentNodepool": p.current_nodepool,
+}
+_MOST_VALUES = 2_000  # past this many distinct values, a substring term is left as it is
+
+# The distinct values of a column among live pods, in order: one index seek per value (its live index
+# starts with it), not a walk of every live pod. {column} is one of ``_FEW_VALUES``.
+_DISTINCT_LIVE = (
+    "WITH RECURSIVE v(x) AS ("
+    "SELECT min({column}) FROM workload_pods WHERE deleted_at IS NULL "
+    "UNION ALL "
+    "SELECT (SELECT min({column}) FROM workload_pods WHERE deleted_at IS NULL AND {column} > v.x) "
+    "FROM v WHERE v.x IS NOT NULL"
+    ") SELECT x FROM v WHERE x IS NOT NULL LIMIT :most"
+)
+
+
+def _live_values(connection: sa.Connection, column: sa.Column[Any]) -> list[str] | None:
+    """The distinct values of ``column`` among live pods; None when there are more than ``_MOST_VALUES``."""
+    values = connection.execute(
+        sa.text(_DISTINCT_LIVE.format(column=column.name)), {"most": _MOST_VALUES + 1}
+    ).scalars()
+    found = list(values)
+    return None if len(found) > _MOST_VALUES else found
+
+
+def narrowing(connection: sa.Connection, query: PodQuery) -> list[sa.ColumnElement[bool]]:
+    """Clauses that only narrow what ``pod_query.where`` selects, from look-ups before the query, so
+    that no substring is answered by walking every live pod; the compiled predicates still decide
+    every row, so no answer changes.
+
+    - A substring term (``=@ =^ =$``) on a field with few distinct values (``_FEW_VALUES``), over live
+      pods: the values that satisfy it, as an ``IN`` list on the field's live index.
+    - Search words: the pods a text index finds them in (``SqlDialect.pod_narrowing``: SQLite's FTS5
+      table, when the words are selective; PostgreSQL's planner uses its trigram index itself).
+
+    Values and candidates are read over the whole tenant; the caller's scopes still apply."""
+    clauses: list[sa.ColumnElement[bool]] = []
+    if not query.deleted:
+        for term in query.terms:
+            column = _FEW_VALUES.get(term.field.name)
+            if column is None or term.op not in pod_query.SUBSTRING:
+                continue
+            values = _live_values(connection, column)
+            if values is not None:
+                matched = [v for v in values if text_matches(term.op, term.text, v)]
+                clauses.append(column.in_(matched) if matched else sa.false())
+    if query.words:
+        found = dialect_of(connection).pod_narrowing(connection, query.words)
+        if found is not None:
+            clauses.append(found)
+    return clauses
+
+
 def list_pods(
     connection: sa.Connection, query: PodQuery, *, sort: Sort, offset: int, limit: int, full: bool
 ) -> PodsPage:
     """A page of the pods that ``query`` selects, in ``sort`` order; ``full`` adds each pod's workload
     and project names (Run:ai's ``verbosity=full``). Paged through ids first (``paging``)."""
-    statement = sa.select(p.id).where(*pod_query.where(query)).order_by(*pod_query.order_by(query, sort))
+    selected = [*pod_query.where(query), *narrowing(connection, query)]
+    statement = sa.select(p.id).where(*selected).order_by(*pod_query.order_by(query, sort))
     ids, has_more = page_ids(connection, statement, offset=offset, limit=limit)
     if not ids:
         return PodsPage([], has_more)
@@ -219,9 +279,8 @@ def list_pods(
 
 
 def count_pods(connection: sa.Connection, query: PodQuery) -> int:
-    statement = (
-        sa.select(sa.func.count()).select_from(workload_pods).where(*pod_query.where(query, count=True))
-    )
+    selected = [*pod_query.where(query, count=True), *narrowing(connection, query)]
+    statement = sa.select(sa.func.count()).select_from(workload_pods).where(*selected)
     return int(connection.execute(statement).scalar_one())
 
 
