@@ -27,7 +27,7 @@ from workplane.store import pods as store
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, create_database
 from workplane.store.dialects import sqlite as sqlite_dialect
-from workplane.store.schema import workload_pods
+from workplane.store.schema import pod_counts, workload_pods
 
 NOW = 1_800_000_000_000
 PROJECTS = ("p1", "p2", "p3")
@@ -203,7 +203,7 @@ def test_the_text_index_follows_every_write(database: Database) -> None:
             assert rows == expected
 
 
-def test_migration_0015_indexes_the_stored_pods(empty_url: str, tmp_path: Path) -> None:
+def test_migrations_0015_and_0016_index_and_count_the_stored_pods(empty_url: str, tmp_path: Path) -> None:
     engine = sa.create_engine(empty_url)
     migrate.upgrade(engine, "0013")
     engine.dispose()
@@ -218,6 +218,7 @@ def test_migration_0015_indexes_the_stored_pods(empty_url: str, tmp_path: Path) 
             query = PodQuery(scope=ScopeSet.everything(), words=parse_search("running"))
             expected = _plain(conn, query, Sort("createdAt"))
             assert expected[1] > 0
+            assert _rolled_up(conn) == _grouped(conn)  # 0016 counted the stored pods
             assert _answer(conn, query, Sort("createdAt")) == expected
             if database.dialect == "sqlite":
                 assert database.sql.pod_narrowing(conn, query.words) is not None
@@ -228,3 +229,63 @@ def test_migration_0015_indexes_the_stored_pods(empty_url: str, tmp_path: Path) 
                 assert "ix_workload_pods_search_trgm" in indexes.scalars().all()
     finally:
         database.dispose()
+
+
+# --- counts from pod_counts (migration 0016) --------------------------------------------------------
+
+
+def _grouped(conn: sa.Connection) -> dict[tuple[str, str, str], int]:
+    p = workload_pods.c
+    rows = conn.execute(
+        sa.select(p.cluster_id, p.department_id, p.project_id, sa.func.count())
+        .where(p.deleted_at.is_(None))
+        .group_by(p.cluster_id, p.department_id, p.project_id)
+    )
+    return {(c, d or "", pr or ""): n for c, d, pr, n in rows}
+
+
+def _rolled_up(conn: sa.Connection) -> dict[tuple[str, str, str], int]:
+    c = pod_counts.c
+    rows = conn.execute(sa.select(c.cluster_id, c.department_id, c.project_id, c.live).where(c.live != 0))
+    return {(cl, d, pr): n for cl, d, pr, n in rows}
+
+
+@pytest.mark.usefixtures("pods")
+def test_pod_counts_follow_every_write(database: Database) -> None:
+    """Inserts, upserts, deletions (deletedAt), a workload moving to another project with its pods, and
+    rows removed outright: the counter rows equal the live pods grouped, and every count they answer
+    equals the pods' own count."""
+    with database.read() as conn:
+        assert _rolled_up(conn) == _grouped(conn)
+    moved = _workload(4).model_copy(update={"revision": 2, "project_id": "p9", "department_id": "d9"})
+    with database.write() as conn:
+        ingest.apply_batch(
+            conn,
+            SyncBatch(workloads=[moved], pods=[]),
+            catalog=CatalogCache().get(conn),
+            cluster_id=str(CLUSTER),
+            tenant_id=1,
+            now_ms=NOW,
+        )
+        conn.execute(
+            workload_pods.delete().where(workload_pods.c.id.in_([str(wid(f"pod{n}")) for n in range(9)]))
+        )
+    _sync(database, [_pod(random.Random(n), n, 4) for n in range(140, 160)])
+    with database.read() as conn:
+        assert _rolled_up(conn) == _grouped(conn)
+        assert ("11111111-1111-4111-8111-111111111111", "d9", "p9") in _rolled_up(conn)
+        scopes = [
+            ScopeSet.everything(),
+            ScopeSet(projects=frozenset({"p2", "p9"})),
+            ScopeSet(departments=frozenset({"d1"})),
+            ScopeSet(clusters=frozenset({str(CLUSTER)})),
+            ScopeSet(),
+        ]
+        terms = [[], [f"clusterId=={CLUSTER}"], ["clusterId!=x"], ["clusterId=@zz"], ["revisionId!=r"]]
+        for scope in scopes:
+            for term in terms:
+                query = PodQuery(scope=scope, terms=parse_filter(term, fields=POD_FIELDS))
+                assert store.count_pods(conn, query) == _plain(conn, query, Sort("createdAt"))[1], (
+                    scope,
+                    term,
+                )

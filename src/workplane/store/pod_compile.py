@@ -38,7 +38,13 @@ _NOT_NULL = frozenset({"clusterId", "workloadId", "createdAt"})
 
 
 def _term(term: Term) -> sa.ColumnElement[bool]:
-    column = _COLUMNS[term.field.name]
+    return term_on(term, {})
+
+
+def term_on(term: Term, columns: dict[str, sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
+    """A filter term, on ``columns`` where they name its field (another table's copy of a pod
+    column, such as ``pod_counts.cluster_id``), else on the pod's own column."""
+    column = columns.get(term.field.name, _COLUMNS[term.field.name])
     if term.field.kind is Kind.TEXT:
         return text_predicate(column, term.op, term.text)
     return time_predicate(column, term.op, term.number)
