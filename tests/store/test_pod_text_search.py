@@ -94,9 +94,21 @@ def pods(database: Database) -> None:
 
 TERMS = [
     f"{field}{op}{needle}"
-    for field in ("nodeName", "currentNodepool", "clusterId")
+    for field in ("nodeName", "currentNodepool", "clusterId", "workloadId")
     for op in ("=@", "=^", "=$", "!@", "!=", "==")
-    for needle in ("a", "A1", "%", "_", "\\", "é", "-n", "a100", str(CLUSTER)[:8], "nothing-like-it")
+    for needle in (
+        "a",
+        "A1",
+        "%",
+        "_",
+        "\\",
+        "é",
+        "-n",
+        "a100",
+        str(CLUSTER)[:8],
+        str(wid("w3"))[:7],
+        "nothing-like-it",
+    )
 ]
 WORDS = ["a", "ab", "a-1", "%_", "\\", "É", "-n", "running", "job-1", "succeeded a", "nothing-like-it", "1"]
 

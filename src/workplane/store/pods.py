@@ -11,9 +11,10 @@ import sqlalchemy as sa
 
 from workplane.domain.pods import PodObservation, pod_completed_ms, pod_document, pod_search_text
 from workplane.domain.timefmt import format_ms, to_ms
-from workplane.query.filters import Sort, text_matches
+from workplane.query.filters import Sort, Term, text_matches
 from workplane.query.pods import PodQuery
 from workplane.store import pod_compile as pod_query
+from workplane.store.compile import text_predicate
 from workplane.store.database import chunked, upsert
 from workplane.store.dialects import dialect_of
 from workplane.store.paging import page_ids
@@ -232,6 +233,19 @@ def _live_values(connection: sa.Connection, column: sa.Column[Any]) -> list[str]
     return None if len(found) > _MOST_VALUES else found
 
 
+def _workload_ids(connection: sa.Connection, term: Term) -> list[str] | None:
+    """The ids of the workloads that satisfy a substring ``term`` on workloadId (read from the
+    workloads' primary key, a fifth of the pods' rows or fewer); None when over ``_MOST_VALUES``."""
+    found = list(
+        connection.execute(
+            sa.select(workloads.c.id)
+            .where(text_predicate(workloads.c.id, term.op, term.text))
+            .limit(_MOST_VALUES + 1)
+        ).scalars()
+    )
+    return None if len(found) > _MOST_VALUES else found
+
+
 def narrowing(connection: sa.Connection, query: PodQuery) -> list[sa.ColumnElement[bool]]:
     """Clauses that only narrow what ``pod_query.where`` selects, from look-ups before the query, so
     that no substring is answered by walking every live pod; the compiled predicates still decide
@@ -239,20 +253,26 @@ def narrowing(connection: sa.Connection, query: PodQuery) -> list[sa.ColumnEleme
 
     - A substring term (``=@ =^ =$``) on a field with few distinct values (``_FEW_VALUES``), over live
       pods: the values that satisfy it, as an ``IN`` list on the field's live index.
+    - A substring term on workloadId: the workloads whose ids satisfy it (a pod's workload is always
+      stored), when there are few, as an ``IN`` list on the workload's pods index.
     - Search words: the pods a text index finds them in (``SqlDialect.pod_narrowing``: SQLite's FTS5
       table, when the words are selective; PostgreSQL's planner uses its trigram index itself).
 
     Values and candidates are read over the whole tenant; the caller's scopes still apply."""
     clauses: list[sa.ColumnElement[bool]] = []
-    if not query.deleted:
-        for term in query.terms:
-            column = _FEW_VALUES.get(term.field.name)
-            if column is None or term.op not in pod_query.SUBSTRING:
-                continue
-            values = _live_values(connection, column)
-            if values is not None:
-                matched = [v for v in values if text_matches(term.op, term.text, v)]
-                clauses.append(column.in_(matched) if matched else sa.false())
+    for term in query.terms:
+        if term.op not in pod_query.SUBSTRING:
+            continue
+        if term.field.name == "workloadId":
+            ids = _workload_ids(connection, term)
+            if ids is not None:
+                clauses.append(p.workload_id.in_(ids) if ids else sa.false())
+            continue
+        column = _FEW_VALUES.get(term.field.name)
+        values = _live_values(connection, column) if column is not None and not query.deleted else None
+        if column is not None and values is not None:
+            matched = [v for v in values if text_matches(term.op, term.text, v)]
+            clauses.append(column.in_(matched) if matched else sa.false())
     if query.words:
         found = dialect_of(connection).pod_narrowing(connection, query.words)
         if found is not None:
