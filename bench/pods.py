@@ -1,8 +1,10 @@
 """``python -m bench.pods``: the cluster-wide pod list and count (``GET /workloads/pods`` and
-``/workloads/pods/count``) over a store of N pods, on SQLite and PostgreSQL.
+``/workloads/pods/count``) and a workload's pods (``GET /workloads/{workloadId}/pods``) over a store of
+N pods, on SQLite and PostgreSQL.
 
     python -m bench.pods                       # 100,000 pods under 20,000 workloads, both databases
-    python -m bench.pods --pods 20000 --db sqlite
+    python -m bench.pods --pods 1000000 --reps 50 --seconds 3   # the targets' size
+    python -m bench.pods --pods 20000 --db sqlite --cases w,x
 
 The inventory is deterministic: N pods, five per workload (one workload per 5 pods, 40 projects in 4
 departments, one cluster), on 500 nodes in 4 node pools, created one second apart; 10 % of the
@@ -13,7 +15,9 @@ function (``ingest.apply_batch``, 2,000 workloads and their pods per batch), the
 
 What is timed is the route function (query parsing, the store's statement, rendering) with the
 caller's access, as ``bench run`` times the workload routes; every answer is checked against the
-inventory. Targets (like the workload list's): a list page ≤ 10 ms, a count ≤ 100 ms (p50).
+inventory. Besides the fixed cases, a page and a count per filter field and a page per sort field are
+generated from ``query.pods.POD_FIELDS``. Targets (p50): a workload's pods ≤ 5 ms, a page ≤ 10 ms, a
+count ≤ 100 ms, a search or substring ≤ 100 ms.
 """
 
 from __future__ import annotations
