@@ -155,11 +155,12 @@ def test_look_ups_change_no_answer(database: Database, monkeypatch: pytest.Monke
         monkeypatch.setattr(store, "_MOST_VALUES", 1)
     sort = Sort("createdAt", SortOrder.DESC)
     matched = 0
-    with database.read() as conn:
-        for query in _queries():
+    for query in _queries():
+        # A read transaction each, as a request has: one transaction runs for query_timeout_ms at most.
+        with database.read() as conn:
             expected = _plain(conn, query, sort)
             assert _answer(conn, query, sort) == expected, query
-            matched += bool(expected[1])
+        matched += bool(expected[1])
     assert matched > 40  # the cases select something, not only nothing
 
 
