@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from workplane.domain.pods import PodObservation, pod_completed_ms, pod_document, pod_search_text
 from workplane.domain.timefmt import format_ms, to_ms
 from workplane.query.filters import Sort, Term, text_matches
-from workplane.query.pods import PodQuery
+from workplane.query.pods import Completed, PodQuery
 from workplane.store import pod_compile as pod_query
 from workplane.store.compile import text_predicate
 from workplane.store.database import chunked, upsert
@@ -309,7 +309,8 @@ def count_pods(connection: sa.Connection, query: PodQuery) -> int:
     revisionId) are summed from ``pod_counts`` (migration 0016), whose rows carry the cluster,
     department and project that scope a pod: a few rows instead of a million index entries. Anything
     else counts the pods themselves."""
-    if not query.deleted and not query.words and all(t.field.name in _ROLLED_UP for t in query.terms):
+    rolled_up = all(t.field.name in _ROLLED_UP for t in query.terms)
+    if rolled_up and not query.deleted and not query.words and query.completed is Completed.ALL:
         c = pod_counts.c
         terms = [pod_query.term_on(t, {"clusterId": c.cluster_id}) for t in query.terms]
         scoped = [] if query.scope.tenant else [restrict(pod_counts, query.scope)]
