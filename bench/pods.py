@@ -1,8 +1,10 @@
 """``python -m bench.pods``: the cluster-wide pod list and count (``GET /workloads/pods`` and
-``/workloads/pods/count``) over a store of N pods, on SQLite and PostgreSQL.
+``/workloads/pods/count``) and a workload's pods (``GET /workloads/{workloadId}/pods``) over a store of
+N pods, on SQLite and PostgreSQL.
 
     python -m bench.pods                       # 100,000 pods under 20,000 workloads, both databases
-    python -m bench.pods --pods 20000 --db sqlite
+    python -m bench.pods --pods 1000000 --reps 50 --seconds 3   # the targets' size
+    python -m bench.pods --pods 20000 --db sqlite --cases w,x
 
 The inventory is deterministic: N pods, five per workload (one workload per 5 pods, 40 projects in 4
 departments, one cluster), on 500 nodes in 4 node pools, created one second apart; 10 % of the
@@ -13,7 +15,9 @@ function (``ingest.apply_batch``, 2,000 workloads and their pods per batch), the
 
 What is timed is the route function (query parsing, the store's statement, rendering) with the
 caller's access, as ``bench run`` times the workload routes; every answer is checked against the
-inventory. Targets (like the workload list's): a list page ≤ 10 ms, a count ≤ 100 ms (p50).
+inventory. Besides the fixed cases, a page and a count per filter field and a page per sort field are
+generated from ``query.pods.POD_FIELDS``. Targets (p50): a workload's pods ≤ 5 ms, a page ≤ 10 ms, a
+count ≤ 100 ms, a search or substring ≤ 100 ms.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from workplane.domain.observation import Observation
 from workplane.domain.pods import PodObservation
 from workplane.domain.scopes import Scope, ScopeType
 from workplane.domain.timefmt import format_ms
+from workplane.query.pods import POD_FIELDS
 from workplane.services import ingest
 from workplane.services.setup import prepare_store
 from workplane.store.catalog import CatalogCache
@@ -152,6 +157,10 @@ def _pod_item(row: PodRow) -> PodObservation:
     return PodObservation.model_validate(item)
 
 
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def _stored(db: Database) -> int:
     with db.read() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(workload_pods)).scalar_one())
@@ -172,7 +181,8 @@ def load(target: Target, rows: list[PodRow], *, force: bool) -> Services:
         wipe(target)
         db = open_database(target)
         prepare_store(db, settings, announce=False)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
+    print(f"  {target.label}: loading, load average {_loadavg()}", flush=True)
     workloads = rows[-1].workload + 1
     for first in range(0, workloads, BATCH_WORKLOADS):
         last = min(workloads, first + BATCH_WORKLOADS)
@@ -191,7 +201,11 @@ def load(target: Target, rows: list[PodRow], *, force: bool) -> Services:
                 now_ms=START_MS + len(rows) * 1000,
             )
     _finish(target, db)
-    print(f"  {target.label}: loaded {len(rows):,} pods in {time.perf_counter() - started:.1f} s", flush=True)
+    print(
+        f"  {target.label}: loaded {len(rows):,} pods in {time.perf_counter() - started:.1f} s "
+        f"({time.process_time() - cpu:.1f} CPU s in this process), load average {_loadavg()}",
+        flush=True,
+    )
     return build_services(settings, db)
 
 
@@ -199,10 +213,11 @@ def load(target: Target, rows: list[PodRow], *, force: bool) -> Services:
 class Case:
     key: str
     what: str
-    kind: str  # "list" or "count"
+    kind: str  # "list", "count" or "workload" (a workload's pods, cycling over ``workloads``)
     params: dict[str, Any]
     access: Access
     expected: Callable[[list[PodRow]], list[PodRow]]  # the matching pods, in the answer's order
+    workloads: tuple[int, ...] = ()
 
 
 def _live(rows: list[PodRow]) -> list[PodRow]:
@@ -215,12 +230,178 @@ def _project_viewer(project: str) -> Access:
     )
 
 
-def build_cases(rows: list[PodRow]) -> list[Case]:
+def _workload_id(workload: int) -> str:
+    return _id("bench-workload", str(workload))
+
+
+def _completed_ms(row: PodRow) -> int | None:
+    return row.created_ms + 3_600_000 if row.completed else None
+
+
+def _deleted_ms(row: PodRow) -> int | None:
+    return row.created_ms + 7_200_000 if row.deleted else None
+
+
+def _phase(row: PodRow) -> str:
+    if row.completed:
+        return "Failed" if row.workload % 100 == 3 else "Succeeded"
+    return "Pending" if row.node is None else "Running"
+
+
+def _search_text(row: PodRow) -> str:
+    """What ``search`` looks in (as ``_pod_item`` reports the pod), folded."""
+    words = (f"train-{row.workload:06d}-{row.id[:5]}", f"train-{row.workload:06d}", row.node, row.pool)
+    return " ".join(w for w in (*words, _phase(row)) if w).lower()
+
+
+# Each filter and sort field's value of an inventory pod (None: the pod has none).
+VALUES: dict[str, Callable[[PodRow], str | int | None]] = {
+    "clusterId": lambda r: CLUSTER,
+    "workloadId": lambda r: _workload_id(r.workload),
+    "revisionId": lambda r: None,
+    "nodeName": lambda r: r.node,
+    "currentNodepool": lambda r: r.pool,
+    "createdAt": lambda r: r.created_ms,
+    "completedAt": _completed_ms,
+    "deletedAt": _deleted_ms,
+}
+
+
+def ordered(found: list[PodRow], field: str, *, desc: bool) -> list[PodRow]:
+    """The list's order: by the field, ties by id in the same direction, pods without a value last."""
+    value = VALUES[field]
+    having = sorted((r for r in found if value(r) is not None), key=lambda r: (value(r), r.id), reverse=desc)
+    without = sorted((r for r in found if value(r) is None), key=lambda r: r.id, reverse=desc)
+    return having + without
+
+
+def _field_terms(rows: list[PodRow]) -> dict[str, tuple[str, bool, Callable[[PodRow], bool]]]:
+    """One filter term per pod filter field (``query.pods.POD_FIELDS``): (term, deleted=, predicate)."""
+    workload = rows[len(rows) // 3].workload
+    early_ms = rows[len(rows) // 100].created_ms
+    late_ms = rows[int(len(rows) * 0.9)].created_ms
+    return {
+        "clusterId": (f"clusterId=={CLUSTER}", False, lambda r: True),
+        "workloadId": (f"workloadId=={_workload_id(workload)}", False, lambda r: r.workload == workload),
+        "revisionId": ("revisionId!=r1", False, lambda r: True),
+        "nodeName": ("nodeName=@node-12", False, lambda r: (r.node or "").startswith("node-12")),
+        "currentNodepool": ("currentNodepool!=default", False, lambda r: r.pool != "default"),
+        "createdAt": (f"createdAt<={format_ms(early_ms)}", False, lambda r: r.created_ms <= early_ms),
+        "completedAt": (
+            f"completedAt>={format_ms(late_ms)}",
+            False,
+            lambda r: (_completed_ms(r) or 0) >= late_ms,
+        ),
+        "deletedAt": (f"deletedAt>={format_ms(late_ms)}", True, lambda r: (_deleted_ms(r) or 0) >= late_ms),
+    }
+
+
+Expected = Callable[[list[PodRow]], list[PodRow]]
+
+
+def _has_word(word: str) -> Callable[[PodRow], bool]:
+    return lambda row: word in _search_text(row)
+
+
+def _selected(keep: Callable[[PodRow], bool], *, deleted: bool = False) -> Expected:
+    """The pods that ``keep`` keeps, live ones or (``deleted``) deleted ones, in creation order."""
+    return lambda rows: [r for r in rows if r.deleted == deleted and keep(r)]
+
+
+def _sorted_by(field: str, *, deleted: bool) -> Expected:
+    return lambda rows: ordered([r for r in rows if r.deleted == deleted], field, desc=True)
+
+
+def generated_cases(rows: list[PodRow]) -> list[Case]:
+    """A list and a count per filter field, and a page sorted by each sort field (newest first)."""
+    admin = administrator(ADMIN_CLIENT_ID)
+    cases: list[Case] = []
+    for field, (term, deleted, keep) in _field_terms(rows).items():
+        params = {"filter_by": [term], "deleted": "true" if deleted else None}
+        expected = _selected(keep, deleted=deleted)
+        cases.append(Case(f"f:{field}", f"list, {term[:40]}", "list", params, admin, expected))
+        cases.append(Case(f"n:{field}", f"count, {term[:39]}", "count", params, admin, expected))
+    for field in POD_FIELDS:
+        deleted = field == "deletedAt"
+        cases.append(
+            Case(
+                f"s:{field}",
+                f"list, sortBy={field} desc" + (", deleted=true" if deleted else ""),
+                "list",
+                {"sort_by": field, "sort_order": "desc", "deleted": "true" if deleted else None},
+                admin,
+                _sorted_by(field, deleted=deleted),
+            )
+        )
+    return cases
+
+
+def search_cases(rows: list[PodRow]) -> list[Case]:
+    """Search words and substrings: selective (a pod's own hex digits: a few pods), moderate (a
+    hundred workloads' names: 500 pods) and broad (a phase: a tenth of the pods)."""
+    admin = administrator(ADMIN_CLIENT_ID)
+    hex5 = rows[len(rows) // 7].id[:5]
+    prefix = f"train-{rows[len(rows) // 2].workload // 100:04d}"
+    workload_hex = _workload_id(rows[len(rows) // 5].workload)[:6]
+    cases = []
+    for key, word in (("x1", hex5), ("x2", prefix), ("x3", "succeeded")):
+        expected = _selected(_has_word(word))
+        cases.append(Case(key, f"list, search={word}", "list", {"search": word}, admin, expected))
+        cases.append(Case(f"{key}c", f"count, search={word}", "count", {"search": word}, admin, expected))
+    term = f"workloadId=@{workload_hex}"
+    expected = _selected(lambda r: workload_hex in _workload_id(r.workload))
+    cases.append(Case("x4", f"list, {term}", "list", {"filter_by": [term]}, admin, expected))
+    cases.append(Case("x4c", f"count, {term}", "count", {"filter_by": [term]}, admin, expected))
+    return cases
+
+
+def workload_cases(rows: list[PodRow]) -> list[Case]:
+    """``GET /workloads/{workloadId}/pods``: 1,000 workloads spread over the inventory, cycled."""
+    workloads = rows[-1].workload + 1
+    spread = tuple(sorted({(n * 7919) % workloads for n in range(1000)}))
+    project = _project(7)
+    own = tuple(w for w in range(7, workloads, PROJECTS))[:: max(1, workloads // PROJECTS // 1000)][:1000]
+
+    def pods_of(workload: int) -> Expected:
+        return _selected(lambda r: r.workload == workload)
+
+    admin = administrator(ADMIN_CLIENT_ID)
+    return [
+        Case(
+            "w1",
+            "a workload's pods (1,000 workloads cycled)",
+            "workload",
+            {},
+            admin,
+            pods_of(spread[0]),
+            spread,
+        ),
+        Case(
+            "w2",
+            "a workload's pods, a project viewer",
+            "workload",
+            {},
+            _project_viewer(project),
+            pods_of(own[0]),
+            own,
+        ),
+        Case(
+            "w3",
+            "a workload's pods, search=running",
+            "workload",
+            {"search": "running"},
+            admin,
+            lambda rs: [r for r in pods_of(spread[0])(rs) if _phase(r) == "Running"],
+            spread,
+        ),
+    ]
+
+
+def fixed_cases(rows: list[PodRow]) -> list[Case]:
     admin = administrator(ADMIN_CLIENT_ID)
     node = rows[len(rows) // 2].node or "node-000"
     recent_ms = rows[int(len(rows) * 0.9)].created_ms
     viewer = _project_viewer(_project(7))
-    newest = lambda found: sorted(found, key=lambda r: (r.created_ms, r.id), reverse=True)  # noqa: E731
     return [
         Case("l1", "list, no filter (oldest first)", "list", {}, admin, _live),
         Case(
@@ -229,7 +410,7 @@ def build_cases(rows: list[PodRow]) -> list[Case]:
             "list",
             {"filter_by": [f"nodeName=={node}"], "sort_order": "desc"},
             admin,
-            lambda rs: newest([r for r in _live(rs) if r.node == node]),
+            lambda rs: ordered([r for r in _live(rs) if r.node == node], "createdAt", desc=True),
         ),
         Case(
             "l3",
@@ -245,7 +426,7 @@ def build_cases(rows: list[PodRow]) -> list[Case]:
             "list",
             {"completed": "true", "sort_by": "completedAt", "sort_order": "desc"},
             admin,
-            lambda rs: newest([r for r in _live(rs) if r.completed]),
+            lambda rs: ordered([r for r in _live(rs) if r.completed], "completedAt", desc=True),
         ),
         Case(
             "l5",
@@ -307,7 +488,15 @@ def build_cases(rows: list[PodRow]) -> list[Case]:
     ]
 
 
-def _call(svc: Services, case: Case) -> bytes:
+def build_cases(rows: list[PodRow]) -> list[Case]:
+    return [*fixed_cases(rows), *workload_cases(rows), *search_cases(rows), *generated_cases(rows)]
+
+
+def _call(svc: Services, case: Case, i: int = 0) -> bytes:
+    if case.kind == "workload":
+        workload = _workload_id(case.workloads[i % len(case.workloads)])
+        args = {"deleted": None, "offset": 0, "limit": 50, "search": None, **case.params}
+        return bytes(routes.get_workload_pods(svc=svc, access=case.access, workloadId=workload, **args).body)
     args = {"deleted": None, "filter_by": None, "search": None, **case.params}
     if case.kind == "list":
         full = {
@@ -336,15 +525,18 @@ def _check(case: Case, body: bytes, rows: list[PodRow]) -> None:
         raise AssertionError(f"{case.key}: the page differs from the expected one")
 
 
-def measure(svc: Services, rows: list[PodRow], budget: Budget) -> dict[str, Timing]:
+def measure(svc: Services, rows: list[PodRow], cases: list[Case], budget: Budget) -> dict[str, Timing]:
     out: dict[str, Timing] = {}
-    for case in build_cases(rows):
+    for case in cases:
+        started = time.perf_counter()
         _check(case, _call(svc, case), rows)
+        first_s = time.perf_counter() - started
 
-        def call(_i: int, case: Case = case) -> None:
-            _call(svc, case)
+        def call(i: int, case: Case = case) -> None:
+            _call(svc, case, i)
 
-        out[case.key] = Timing.of(_repeat(call, budget))
+        out[case.key] = Timing.of(_repeat(call, budget.for_cost(first_s)))
+        print(f"    {case.key:18} {out[case.key].p50_ms:9.2f} ms", flush=True)
     return out
 
 
@@ -358,10 +550,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=200, help="at most this many timed calls per request")
     parser.add_argument("--seconds", type=float, default=5.0, help="at most this long per request")
     parser.add_argument("--force-reload", action="store_true")
+    parser.add_argument(
+        "--cases",
+        default=None,
+        help="comma-separated case keys or key prefixes (f:, n:, s:, x, w, l, c); empty: load only",
+    )
     args = parser.parse_args(argv)
     rows = inventory(args.pods)
     budget = Budget(args.reps, args.seconds)
     cases = build_cases(rows)
+    if args.cases is not None:
+        wanted = [k.strip() for k in args.cases.split(",") if k.strip()]
+        cases = [c for c in cases if any(c.key == k or c.key.startswith(k) for k in wanted)]
     results: dict[str, dict[str, Timing]] = {}
     for kind in [k.strip() for k in args.db.split(",") if k.strip()]:
         if kind not in (SQLITE, POSTGRESQL):
@@ -374,18 +574,23 @@ def main(argv: list[str] | None = None) -> int:
             pg_database=f"workplane_bench_pods_{args.pods}",
         )
         svc = load(target, rows, force=args.force_reload)
-        results[target.label] = measure(svc, rows, budget)
+        print(f"  load average before measuring: {_loadavg()}", flush=True)
+        results[target.label] = measure(svc, rows, cases, budget)
+        print(f"  load average after measuring: {_loadavg()}", flush=True)
         svc.db.dispose()
     labels = list(results)
     print(f"\n{args.pods:,} pods under {rows[-1].workload + 1:,} workloads; p50 / p99 in ms (route function)")
-    print(f"{'':4} {'request':52} " + " ".join(f"{label:>20}" for label in labels))
+    print(f"{'':12} {'request':52} " + " ".join(f"{label:>20}" for label in labels))
     for case in cases:
         cells = [
             f"{results[label][case.key].p50_ms:8.2f} / {results[label][case.key].p99_ms:8.2f}"
             for label in labels
         ]
-        print(f"{case.key:4} {case.what:52} " + " ".join(f"{c:>20}" for c in cells))
-    print("targets: list p50 ≤ 10 ms, count p50 ≤ 100 ms")
+        print(f"{case.key:12} {case.what:52} " + " ".join(f"{c:>20}" for c in cells))
+    print(
+        "targets (p50): a workload's pods (w) ≤ 5 ms; a page ≤ 10 ms; a count ≤ 100 ms; "
+        "a search or substring (x) ≤ 100 ms"
+    )
     return 0
 
 

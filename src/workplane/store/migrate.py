@@ -14,13 +14,15 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # Created by raw SQL per dialect and absent from ``schema.metadata``: the FTS5 table (and its shadow
 # tables) on SQLite (migration 0004); on PostgreSQL the ``workload_search`` table and its indexes
-# (0010), or, before 0010, the pg_trgm indexes on ``workloads``.
+# (0010), or, before 0010, the pg_trgm indexes on ``workloads``; the pods' own (0015).
 TEXT_SEARCH_OBJECTS = (
     "workload_text",
     "workload_search",
     "ix_workload_search_",
     "ix_workloads_name_trgm",
     "ix_workloads_search_trgm",
+    "pod_text",
+    "ix_workload_pods_search_trgm",
 )
 
 

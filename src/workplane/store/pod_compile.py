@@ -38,14 +38,20 @@ _NOT_NULL = frozenset({"clusterId", "workloadId", "createdAt"})
 
 
 def _term(term: Term) -> sa.ColumnElement[bool]:
-    column = _COLUMNS[term.field.name]
+    return term_on(term, {})
+
+
+def term_on(term: Term, columns: dict[str, sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
+    """A filter term, on ``columns`` where they name its field (another table's copy of a pod
+    column, such as ``pod_counts.cluster_id``), else on the pod's own column."""
+    column = columns.get(term.field.name, _COLUMNS[term.field.name])
     if term.field.kind is Kind.TEXT:
         return text_predicate(column, term.op, term.text)
     return time_predicate(column, term.op, term.number)
 
 
 # Text operators a NULL never satisfies and that no index range answers (substrings).
-_SUBSTRING = frozenset({"=@", "=^", "=$"})
+SUBSTRING = frozenset({"=@", "=^", "=$"})
 
 
 def _covering_hints(query: PodQuery) -> list[sa.ColumnElement[bool]]:
@@ -55,9 +61,7 @@ def _covering_hints(query: PodQuery) -> list[sa.ColumnElement[bool]]:
     row (SQLite picks an index by its conditions: over 100k pods, a node-pool substring's count went
     from 0.16 s to 0.07 s, a search word's from 0.13 s to 0.04 s). A page keeps walking the order's
     index instead, stopping at the page's end."""
-    columns = {
-        _COLUMNS[t.field.name] for t in query.terms if t.op in _SUBSTRING and t.field.kind is Kind.TEXT
-    }
+    columns = {_COLUMNS[t.field.name] for t in query.terms if t.op in SUBSTRING and t.field.kind is Kind.TEXT}
     if query.words:
         columns.add(p.search_text)
     return [c.is_not(None) for c in columns if c is not _NO_VALUE]

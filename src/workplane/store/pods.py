@@ -11,12 +11,15 @@ import sqlalchemy as sa
 
 from workplane.domain.pods import PodObservation, pod_completed_ms, pod_document, pod_search_text
 from workplane.domain.timefmt import format_ms, to_ms
-from workplane.query.filters import Sort
-from workplane.query.pods import PodQuery
+from workplane.query.filters import Sort, Term, text_matches
+from workplane.query.pods import Completed, PodQuery
 from workplane.store import pod_compile as pod_query
+from workplane.store.compile import text_predicate
 from workplane.store.database import chunked, upsert
+from workplane.store.dialects import dialect_of
 from workplane.store.paging import page_ids
-from workplane.store.schema import workload_pods, workloads
+from workplane.store.schema import pod_counts, workload_pods, workloads
+from workplane.store.scopes import restrict
 
 p = workload_pods.c
 _UPDATED = [
@@ -200,12 +203,90 @@ def workload_pods_page(
     return PodsPage(pods, len(rows) > limit)
 
 
+# Text fields with few distinct values among live pods (clusters, nodes, node pools), each the first
+# column of a live pods' index (migration 0013).
+_FEW_VALUES: dict[str, sa.Column[Any]] = {
+    "clusterId": p.cluster_id,
+    "nodeName": p.node_name,
+    "currentNodepool": p.current_nodepool,
+}
+_MOST_VALUES = 2_000  # past this many distinct values, a substring term is left as it is
+
+# The distinct values of a column among live pods, in order: one index seek per value (its live index
+# starts with it), not a walk of every live pod. {column} is one of ``_FEW_VALUES``.
+_DISTINCT_LIVE = (
+    "WITH RECURSIVE v(x) AS ("
+    "SELECT min({column}) FROM workload_pods WHERE deleted_at IS NULL "
+    "UNION ALL "
+    "SELECT (SELECT min({column}) FROM workload_pods WHERE deleted_at IS NULL AND {column} > v.x) "
+    "FROM v WHERE v.x IS NOT NULL"
+    ") SELECT x FROM v WHERE x IS NOT NULL LIMIT :most"
+)
+
+
+def _live_values(connection: sa.Connection, column: sa.Column[Any]) -> list[str] | None:
+    """The distinct values of ``column`` among live pods; None when there are more than ``_MOST_VALUES``."""
+    values = connection.execute(
+        sa.text(_DISTINCT_LIVE.format(column=column.name)), {"most": _MOST_VALUES + 1}
+    ).scalars()
+    found = list(values)
+    return None if len(found) > _MOST_VALUES else found
+
+
+def _workload_ids(connection: sa.Connection, term: Term) -> list[str] | None:
+    """The ids of the workloads that satisfy a substring ``term`` on workloadId (read from the
+    workloads' primary key, a fifth of the pods' rows or fewer); None when over ``_MOST_VALUES``."""
+    found = list(
+        connection.execute(
+            sa.select(workloads.c.id)
+            .where(text_predicate(workloads.c.id, term.op, term.text))
+            .limit(_MOST_VALUES + 1)
+        ).scalars()
+    )
+    return None if len(found) > _MOST_VALUES else found
+
+
+def narrowing(connection: sa.Connection, query: PodQuery) -> list[sa.ColumnElement[bool]]:
+    """Clauses that only narrow what ``pod_query.where`` selects, from look-ups before the query, so
+    that no substring is answered by walking every live pod; the compiled predicates still decide
+    every row, so no answer changes.
+
+    - A substring term (``=@ =^ =$``) on a field with few distinct values (``_FEW_VALUES``), over live
+      pods: the values that satisfy it, as an ``IN`` list on the field's live index.
+    - A substring term on workloadId: the workloads whose ids satisfy it (a pod's workload is always
+      stored), when there are few, as an ``IN`` list on the workload's pods index.
+    - Search words: the pods a text index finds them in (``SqlDialect.pod_narrowing``: SQLite's FTS5
+      table, when the words are selective; PostgreSQL's planner uses its trigram index itself).
+
+    Values and candidates are read over the whole tenant; the caller's scopes still apply."""
+    clauses: list[sa.ColumnElement[bool]] = []
+    for term in query.terms:
+        if term.op not in pod_query.SUBSTRING:
+            continue
+        if term.field.name == "workloadId":
+            ids = _workload_ids(connection, term)
+            if ids is not None:
+                clauses.append(p.workload_id.in_(ids) if ids else sa.false())
+            continue
+        column = _FEW_VALUES.get(term.field.name)
+        values = _live_values(connection, column) if column is not None and not query.deleted else None
+        if column is not None and values is not None:
+            matched = [v for v in values if text_matches(term.op, term.text, v)]
+            clauses.append(column.in_(matched) if matched else sa.false())
+    if query.words:
+        found = dialect_of(connection).pod_narrowing(connection, query.words)
+        if found is not None:
+            clauses.append(found)
+    return clauses
+
+
 def list_pods(
     connection: sa.Connection, query: PodQuery, *, sort: Sort, offset: int, limit: int, full: bool
 ) -> PodsPage:
     """A page of the pods that ``query`` selects, in ``sort`` order; ``full`` adds each pod's workload
     and project names (Run:ai's ``verbosity=full``). Paged through ids first (``paging``)."""
-    statement = sa.select(p.id).where(*pod_query.where(query)).order_by(*pod_query.order_by(query, sort))
+    selected = [*pod_query.where(query), *narrowing(connection, query)]
+    statement = sa.select(p.id).where(*selected).order_by(*pod_query.order_by(query, sort))
     ids, has_more = page_ids(connection, statement, offset=offset, limit=limit)
     if not ids:
         return PodsPage([], has_more)
@@ -218,10 +299,25 @@ def list_pods(
     return PodsPage([_render(by_id[i], full=full) for i in ids if i in by_id], has_more)
 
 
+# Fields whose terms a count can decide on ``pod_counts``' rows: the cluster is part of their key, and
+# no pod has a revisionId (its terms are constants).
+_ROLLED_UP = frozenset({"clusterId", "revisionId"})
+
+
 def count_pods(connection: sa.Connection, query: PodQuery) -> int:
-    statement = (
-        sa.select(sa.func.count()).select_from(workload_pods).where(*pod_query.where(query, count=True))
-    )
+    """The live pods of a query with no search words and no terms but on the cluster (or the constant
+    revisionId) are summed from ``pod_counts`` (migration 0016), whose rows carry the cluster,
+    department and project that scope a pod: a few rows instead of a million index entries. Anything
+    else counts the pods themselves."""
+    rolled_up = all(t.field.name in _ROLLED_UP for t in query.terms)
+    if rolled_up and not query.deleted and not query.words and query.completed is Completed.ALL:
+        c = pod_counts.c
+        terms = [pod_query.term_on(t, {"clusterId": c.cluster_id}) for t in query.terms]
+        scoped = [] if query.scope.tenant else [restrict(pod_counts, query.scope)]
+        summed = sa.select(sa.func.coalesce(sa.func.sum(c.live), 0)).where(*scoped, *terms)
+        return int(connection.execute(summed).scalar_one())
+    selected = [*pod_query.where(query, count=True), *narrowing(connection, query)]
+    statement = sa.select(sa.func.count()).select_from(workload_pods).where(*selected)
     return int(connection.execute(statement).scalar_one())
 
 

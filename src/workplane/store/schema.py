@@ -413,6 +413,18 @@ _pods_index("ix_workload_pods_deleted_created", "created_at", "id", where=DELETE
 _pods_index("ix_workload_pods_deleted_at", "deleted_at", "id", where=DELETED)
 _pods_index("ix_workload_pods_completed_at", "completed_at", "id", where=sa.text("completed_at IS NOT NULL"))
 
+# Live pods per cluster, department and project (an empty text where a pod has none), kept exact by
+# triggers on ``workload_pods`` (migration 0015): a pod count with no filter but the caller's scopes (or
+# a term on clusterId) sums these few rows instead of counting a million index entries.
+pod_counts = sa.Table(
+    "pod_counts",
+    metadata,
+    sa.Column("cluster_id", sa.String(36), primary_key=True),
+    sa.Column("department_id", text_c(), primary_key=True),
+    sa.Column("project_id", text_c(), primary_key=True),
+    sa.Column("live", sa.BigInteger, nullable=False),
+)
+
 # Kubernetes events about workloads and their pods, as agents report them (migration 0012).
 workload_events = sa.Table(
     "workload_events",

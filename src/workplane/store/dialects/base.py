@@ -164,6 +164,11 @@ class SqlDialect:
         before the query, or None when it cannot narrow the search."""
         return None
 
+    def pod_narrowing(self, connection: sa.Connection, words: Sequence[str]) -> sa.ColumnElement[bool] | None:
+        """A clause keeping only the pods that a text index says can contain every one of ``words``
+        (folded) in their search text, or None where no index narrows them before the query."""
+        return None
+
     def last_rowid(self, connection: sa.Connection) -> int | None:
         """The highest row id of ``workloads`` where new rows are indexed by their writer
         (``index_rows_after``); None where triggers index them."""

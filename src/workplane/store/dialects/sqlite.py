@@ -37,12 +37,15 @@ CAP = 5_000  # the most index matches a look-up takes before it falls back to th
 MIN_LENGTH = 3  # trigrams: a shorter needle has no trigram to look up
 
 _MATCH = sa.text("SELECT rowid FROM workload_text WHERE workload_text MATCH :query LIMIT :limit")
+_POD_MATCH = sa.text("SELECT rowid FROM pod_text WHERE pod_text MATCH :query LIMIT :limit")
 _INDEX_AFTER = sa.text(
     "INSERT INTO workload_text (rowid, name, search_text) "
     "SELECT rowid, name, search_text FROM workloads WHERE rowid > :after"
 )
-# SQLite's row id of a workload, which the FTS5 table refers to.
+# SQLite's row id of a workload (of a pod), which the FTS5 table ``workload_text`` (``pod_text``)
+# refers to.
 _ROWID: sa.ColumnElement[int] = sa.literal_column("workloads.rowid")
+_POD_ROWID: sa.ColumnElement[int] = sa.literal_column("workload_pods.rowid")
 
 
 class SQLiteDialect(SqlDialect):
@@ -156,25 +159,17 @@ class SQLiteDialect(SqlDialect):
     def narrowing(
         self, connection: sa.Connection, lookups: Sequence[tuple[TextColumn, str]]
     ) -> sa.ColumnElement[bool] | None:
-        narrowed: set[int] | None = None
-        for column, needle in lookups:
-            found = self.text_candidates(connection, column, needle)
-            if found is not None:
-                narrowed = found if narrowed is None else narrowed & found
-        if narrowed is None:
-            return None
-        return _ROWID.in_(sorted(narrowed)) if narrowed else sa.false()
+        found = [self.text_candidates(connection, column, needle) for column, needle in lookups]
+        return _narrowed(_ROWID, found)
 
     def text_candidates(self, connection: sa.Connection, column: TextColumn, needle: str) -> set[int] | None:
         """None for a needle under three characters or one with more than ``CAP`` matches."""
-        if len(needle) < MIN_LENGTH:
-            return None
-        # An FTS5 phrase: the trigram tokenizer matches it as a substring; quotes are doubled inside.
-        query = f'{column} : "{needle.replace(chr(34), chr(34) * 2)}"'
-        found = connection.execute(_MATCH, {"query": query, "limit": CAP + 1}).scalars().all()
-        if len(found) > CAP:
-            return None
-        return set(found)
+        return _candidates(connection, _MATCH, column, needle)
+
+    def pod_narrowing(self, connection: sa.Connection, words: Sequence[str]) -> sa.ColumnElement[bool] | None:
+        """From ``pod_text`` (migration 0015), as ``narrowing`` for the workloads."""
+        found = [_candidates(connection, _POD_MATCH, "search_text", word) for word in words]
+        return _narrowed(_POD_ROWID, found)
 
     def last_rowid(self, connection: sa.Connection) -> int | None:
         return int(connection.execute(sa.text("SELECT coalesce(max(rowid), 0) FROM workloads")).scalar_one())
@@ -186,6 +181,32 @@ class SQLiteDialect(SqlDialect):
         possible id is taken)."""
         if after is not None:
             connection.execute(_INDEX_AFTER, {"after": after})
+
+
+def _candidates(connection: sa.Connection, match: sa.TextClause, column: str, needle: str) -> set[int] | None:
+    """The row ids an FTS5 trigram table (``match``) finds ``needle`` in ``column`` of; None for a
+    needle under three characters or one with more than ``CAP`` matches."""
+    if len(needle) < MIN_LENGTH:
+        return None
+    # An FTS5 phrase: the trigram tokenizer matches it as a substring; quotes are doubled inside.
+    query = f'{column} : "{needle.replace(chr(34), chr(34) * 2)}"'
+    found = connection.execute(match, {"query": query, "limit": CAP + 1}).scalars().all()
+    if len(found) > CAP:
+        return None
+    return set(found)
+
+
+def _narrowed(
+    rowid: sa.ColumnElement[int], found: Sequence[set[int] | None]
+) -> sa.ColumnElement[bool] | None:
+    """The rows every look-up that narrowed (not None) found; None when none narrowed."""
+    narrowed: set[int] | None = None
+    for rows in found:
+        if rows is not None:
+            narrowed = rows if narrowed is None else narrowed & rows
+    if narrowed is None:
+        return None
+    return rowid.in_(sorted(narrowed)) if narrowed else sa.false()
 
 
 def _on_connect(busy_timeout_ms: int, *, background_checkpoints: bool) -> Any:

@@ -1,0 +1,304 @@
+"""The pod list's look-ups before the query (a text index for search words, the distinct values of a
+node, node pool or cluster for a substring term) narrow what it reads without changing any answer:
+every page and count equals the plain predicates' (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from tests.factories import CLUSTER, wid
+from workplane.domain.batch import SyncBatch
+from workplane.domain.observation import Observation
+from workplane.domain.pods import PodObservation
+from workplane.domain.scopes import ScopeSet
+from workplane.query.filters import Sort, SortOrder, parse_filter, parse_search
+from workplane.query.pods import POD_FIELDS, PodQuery
+from workplane.services import ingest
+from workplane.settings import Settings
+from workplane.store import catalog, migrate
+from workplane.store import pod_compile as pod_query
+from workplane.store import pods as store
+from workplane.store.catalog import CatalogCache
+from workplane.store.database import Database, create_database
+from workplane.store.dialects import sqlite as sqlite_dialect
+from workplane.store.schema import pod_counts, workload_pods
+
+NOW = 1_800_000_000_000
+PROJECTS = ("p1", "p2", "p3")
+LETTERS = ["a", "b", "A", "B", "%", "_", "\\", "é", "É", "-", "1", "x"]
+
+
+def _workload(n: int) -> Observation:
+    project = PROJECTS[n % len(PROJECTS)]
+    return Observation.model_validate(
+        {
+            "id": str(wid(f"w{n}")),
+            "revision": 1,
+            "name": f"job-{n}",
+            "projectId": project,
+            "projectName": project,
+            "departmentId": f"d{n % 2}",
+            "departmentName": f"d{n % 2}",
+            "type": "Training",
+            "phase": "Running",
+            "createdAt": "2024-05-01T00:00:00Z",
+        }
+    )
+
+
+def _pod(rng: random.Random, n: int, revision: int) -> PodObservation:
+    node = None if n % 9 == 4 else "".join(rng.choice(LETTERS) for _ in range(rng.randrange(1, 5))) + "-n"
+    item: dict[str, Any] = {
+        "id": str(wid(f"pod{n}")),
+        "workloadId": str(wid(f"w{n % 12}")),
+        "revision": revision,
+        "name": "".join(rng.choice(LETTERS) for _ in range(rng.randrange(1, 7))) + f"-{n}",
+        "createdAt": f"2024-05-01T00:{n // 60:02d}:{n % 60:02d}Z",
+        "k8sPhase": rng.choice(["Running", "Pending", "Succeeded"]),
+        "nodeName": node,
+        "currentNodePool": rng.choice([None, "default", "A100-x", "a100", "h%_1"]),
+    }
+    if revision > 1 and n % 5 == 0:
+        item["deletedAt"] = "2024-05-02T00:00:00Z"
+    return PodObservation.model_validate(item)
+
+
+def _sync(database: Database, pods: list[PodObservation]) -> None:
+    with database.write() as conn:
+        ingest.apply_batch(
+            conn,
+            SyncBatch(workloads=[_workload(n) for n in range(12)], pods=pods),
+            catalog=CatalogCache().get(conn),
+            cluster_id=str(CLUSTER),
+            tenant_id=1,
+            now_ms=NOW,
+        )
+
+
+@pytest.fixture
+def pods(database: Database) -> None:
+    """150 pods with random names, nodes and pools; then a third of them again, in other phases on other
+    nodes (the text is rewritten), a fifth of those deleted."""
+    rng = random.Random(7)
+    with database.write() as conn:
+        catalog.seed(conn, NOW)
+    _sync(database, [_pod(rng, n, 1) for n in range(150)])
+    _sync(database, [_pod(rng, n, 2) for n in range(0, 150, 3)])
+
+
+TERMS = [
+    f"{field}{op}{needle}"
+    for field in ("nodeName", "currentNodepool", "clusterId", "workloadId")
+    for op in ("=@", "=^", "=$", "!@", "!=", "==")
+    for needle in (
+        "a",
+        "A1",
+        "%",
+        "_",
+        "\\",
+        "é",
+        "-n",
+        "a100",
+        str(CLUSTER)[:8],
+        str(wid("w3"))[:7],
+        "nothing-like-it",
+    )
+]
+WORDS = ["a", "ab", "a-1", "%_", "\\", "É", "-n", "running", "job-1", "succeeded a", "nothing-like-it", "1"]
+
+
+def _plain(conn: sa.Connection, query: PodQuery, sort: Sort) -> tuple[list[str], int]:
+    """The compiled predicates alone, without any look-up before the query."""
+    ids = conn.execute(
+        sa.select(workload_pods.c.id)
+        .where(*pod_query.where(query))
+        .order_by(*pod_query.order_by(query, sort))
+    ).scalars()
+    counted = sa.select(sa.func.count()).select_from(workload_pods).where(*pod_query.where(query, count=True))
+    return list(ids), int(conn.execute(counted).scalar_one())
+
+
+def _answer(conn: sa.Connection, query: PodQuery, sort: Sort) -> tuple[list[str], int]:
+    page = store.list_pods(conn, query, sort=sort, offset=0, limit=500, full=False)
+    return [orjson.loads(p)["id"] for p in page.pods], store.count_pods(conn, query)
+
+
+def _queries() -> list[PodQuery]:
+    scopes = [ScopeSet.everything(), ScopeSet(projects=frozenset({"p2"}))]
+    queries = []
+    for n, term in enumerate(TERMS):
+        scope = scopes[n % 2]
+        for deleted in (False, True):
+            queries.append(
+                PodQuery(scope=scope, deleted=deleted, terms=parse_filter([term], fields=POD_FIELDS))
+            )
+    for n, words in enumerate(WORDS):
+        for deleted in (False, True):
+            queries.append(PodQuery(scope=scopes[n % 2], deleted=deleted, words=parse_search(words)))
+    both = parse_filter(["nodeName=@a", "currentNodepool=^a"], fields=POD_FIELDS)
+    queries.append(PodQuery(scope=scopes[0], terms=both, words=parse_search("job")))
+    return queries
+
+
+@pytest.mark.usefixtures("pods")
+@pytest.mark.parametrize("narrow", ["index", "scan"])
+def test_look_ups_change_no_answer(database: Database, monkeypatch: pytest.MonkeyPatch, narrow: str) -> None:
+    # "scan": a cap of 2 candidates and of 1 distinct value, so most look-ups give up (the plain path).
+    if narrow == "scan":
+        monkeypatch.setattr(sqlite_dialect, "CAP", 2)
+        monkeypatch.setattr(store, "_MOST_VALUES", 1)
+    sort = Sort("createdAt", SortOrder.DESC)
+    matched = 0
+    for query in _queries():
+        # A read transaction each, as a request has: one transaction runs for query_timeout_ms at most.
+        with database.read() as conn:
+            expected = _plain(conn, query, sort)
+            assert _answer(conn, query, sort) == expected, query
+        matched += bool(expected[1])
+    assert matched > 40  # the cases select something, not only nothing
+
+
+@pytest.mark.usefixtures("pods")
+def test_look_ups_narrow(database: Database) -> None:
+    """The look-ups happen: a node substring becomes a list of the matching nodes; on SQLite a selective
+    word becomes candidate rows of ``pod_text``."""
+    with database.read() as conn:
+        nodes = {
+            v
+            for v in conn.execute(
+                sa.select(workload_pods.c.node_name).where(workload_pods.c.deleted_at.is_(None))
+            ).scalars()
+            if v
+        }
+        assert store._live_values(conn, workload_pods.c.node_name) == sorted(nodes)
+        none = PodQuery(
+            scope=ScopeSet.everything(), terms=parse_filter(["nodeName=@nothing"], fields=POD_FIELDS)
+        )
+        assert [str(c) for c in store.narrowing(conn, none)] == ["false"]
+        word = PodQuery(scope=ScopeSet.everything(), words=parse_search("job-11"))
+        found = database.sql.pod_narrowing(conn, word.words)
+    if database.dialect == "sqlite":
+        assert found is not None
+        assert "workload_pods.rowid IN" in str(found)
+    else:
+        assert found is None  # PostgreSQL's planner uses the trigram index itself
+
+
+def test_the_text_index_follows_every_write(database: Database) -> None:
+    """SQLite: inserts, upserts that change the text (and ones that do not), and deletions keep
+    ``pod_text`` equal to the pods' text (FTS5's own integrity check compares them)."""
+    if database.dialect != "sqlite":
+        pytest.skip("pod_text is SQLite's")
+    rng = random.Random(3)
+    with database.write() as conn:
+        catalog.seed(conn, NOW)
+    _sync(database, [_pod(rng, n, 1) for n in range(40)])
+    _sync(database, [_pod(rng, n, 2) for n in range(0, 40, 2)])
+    _sync(database, [_pod(rng, n, 3) for n in range(0, 40, 4)])
+    with database.write() as conn:
+        conn.execute(
+            workload_pods.delete().where(workload_pods.c.id.in_([str(wid(f"pod{n}")) for n in range(5)]))
+        )
+        conn.execute(sa.text("INSERT INTO pod_text (pod_text, rank) VALUES ('integrity-check', 1)"))
+        stored = conn.execute(sa.select(workload_pods.c.search_text)).scalars().all()
+        for word in ("running", "pending", "a-n"):
+            found = database.sql.pod_narrowing(conn, [word])
+            expected = sum(word in text for text in stored)
+            rows = conn.execute(
+                sa.select(sa.func.count()).select_from(workload_pods).where(found)
+            ).scalar_one()
+            assert rows == expected
+
+
+def test_migrations_0015_and_0016_index_and_count_the_stored_pods(empty_url: str, tmp_path: Path) -> None:
+    engine = sa.create_engine(empty_url)
+    migrate.upgrade(engine, "0013")
+    engine.dispose()
+    database = create_database(Settings(data_dir=tmp_path, database_url=empty_url, migrate_on_start=False))
+    try:
+        with database.write() as conn:
+            catalog.seed(conn, NOW)
+        rng = random.Random(1)
+        _sync(database, [_pod(rng, n, 1) for n in range(20)])
+        migrate.upgrade(database.engine)
+        with database.read() as conn:
+            query = PodQuery(scope=ScopeSet.everything(), words=parse_search("running"))
+            expected = _plain(conn, query, Sort("createdAt"))
+            assert expected[1] > 0
+            assert _rolled_up(conn) == _grouped(conn)  # 0016 counted the stored pods
+            assert _answer(conn, query, Sort("createdAt")) == expected
+            if database.dialect == "sqlite":
+                assert database.sql.pod_narrowing(conn, query.words) is not None
+            else:
+                indexes = conn.execute(
+                    sa.text("SELECT indexname FROM pg_indexes WHERE tablename = 'workload_pods'")
+                )
+                assert "ix_workload_pods_search_trgm" in indexes.scalars().all()
+    finally:
+        database.dispose()
+
+
+# --- counts from pod_counts (migration 0016) --------------------------------------------------------
+
+
+def _grouped(conn: sa.Connection) -> dict[tuple[str, str, str], int]:
+    p = workload_pods.c
+    rows = conn.execute(
+        sa.select(p.cluster_id, p.department_id, p.project_id, sa.func.count())
+        .where(p.deleted_at.is_(None))
+        .group_by(p.cluster_id, p.department_id, p.project_id)
+    )
+    return {(c, d or "", pr or ""): n for c, d, pr, n in rows}
+
+
+def _rolled_up(conn: sa.Connection) -> dict[tuple[str, str, str], int]:
+    c = pod_counts.c
+    rows = conn.execute(sa.select(c.cluster_id, c.department_id, c.project_id, c.live).where(c.live != 0))
+    return {(cl, d, pr): n for cl, d, pr, n in rows}
+
+
+@pytest.mark.usefixtures("pods")
+def test_pod_counts_follow_every_write(database: Database) -> None:
+    """Inserts, upserts, deletions (deletedAt), a workload moving to another project with its pods, and
+    rows removed outright: the counter rows equal the live pods grouped, and every count they answer
+    equals the pods' own count."""
+    with database.read() as conn:
+        assert _rolled_up(conn) == _grouped(conn)
+    moved = _workload(4).model_copy(update={"revision": 2, "project_id": "p9", "department_id": "d9"})
+    with database.write() as conn:
+        ingest.apply_batch(
+            conn,
+            SyncBatch(workloads=[moved], pods=[]),
+            catalog=CatalogCache().get(conn),
+            cluster_id=str(CLUSTER),
+            tenant_id=1,
+            now_ms=NOW,
+        )
+        conn.execute(
+            workload_pods.delete().where(workload_pods.c.id.in_([str(wid(f"pod{n}")) for n in range(9)]))
+        )
+    _sync(database, [_pod(random.Random(n), n, 4) for n in range(140, 160)])
+    with database.read() as conn:
+        assert _rolled_up(conn) == _grouped(conn)
+        assert ("11111111-1111-4111-8111-111111111111", "d9", "p9") in _rolled_up(conn)
+        scopes = [
+            ScopeSet.everything(),
+            ScopeSet(projects=frozenset({"p2", "p9"})),
+            ScopeSet(departments=frozenset({"d1"})),
+            ScopeSet(clusters=frozenset({str(CLUSTER)})),
+            ScopeSet(),
+        ]
+        terms = [[], [f"clusterId=={CLUSTER}"], ["clusterId!=x"], ["clusterId=@zz"], ["revisionId!=r"]]
+        for scope in scopes:
+            for term in terms:
+                query = PodQuery(scope=scope, terms=parse_filter(term, fields=POD_FIELDS))
+                assert store.count_pods(conn, query) == _plain(conn, query, Sort("createdAt"))[1], (
+                    scope,
+                    term,
+                )
