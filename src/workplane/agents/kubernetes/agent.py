@@ -50,7 +50,7 @@ from workplane.agents.kubernetes.utilisation import (
     UtilisationUnavailable,
     workload_samples,
 )
-from workplane.agents.kubernetes.workloads import Labels, build_item, pod_item, workload_verdict
+from workplane.agents.kubernetes.workloads import Labels, build_item, pod_item, pod_pool, workload_verdict
 from workplane.domain.phases import Phase
 from workplane.domain.timefmt import format_ms, now_ms
 
@@ -116,6 +116,31 @@ class Sent:
         return iter(self._items)
 
 
+# What a pod's last item was made of: the pod, its workload and its node's pool (``pod_item``).
+PodSent = tuple[Pod, str, str | None]
+
+
+class SentPods:
+    """Per pod reported, what its last item was made of, not the item: the pod object is the one the
+    cluster state holds anyway, so a pod costs a small tuple here instead of its item's JSON (about
+    570 bytes; 57 MB at 100,000 pods). The item is made again from these when it is needed (a
+    deletion is the last item plus ``deletedAt``). Pods are replaced, never changed in place, so an
+    equal tuple is an equal item."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, PodSent] = {}
+
+    def put(self, key: str, sent: PodSent) -> bool:
+        """Remember ``sent``; whether it is what was already sent."""
+        if self._items.get(key) == sent:
+            return True
+        self._items[key] = sent
+        return False
+
+    def pop(self, key: str) -> PodSent | None:
+        return self._items.pop(key, None)
+
+
 class Transport(Protocol):
     outages: int
 
@@ -174,7 +199,7 @@ class KubernetesAgent:
         self._reported = Sent()  # workload id -> the item last sent
         self._phases: dict[str, tuple[str, str]] = {}  # workload id -> (phase, since)
         self._revisions: dict[str, int] = {}
-        self._pods_reported = Sent()  # pod uid -> the item last sent
+        self._pods_reported = SentPods()  # pod uid -> what the item last sent was made of
         self._workload_pods: dict[str, set[str]] = {}  # workload id -> pods reported under it
         self._seen_events: dict[str, Event] = {}
         self._dirty_events: set[str] = set()  # events to report once their workload is reported
@@ -271,6 +296,10 @@ class KubernetesAgent:
                 self.state.dirty.add(workload_id)
 
     def _touch_pods(self, which: Callable[[Pod], bool]) -> None:
+        if not self._reported:
+            # Nothing reported yet (the first lists): the first full resync reads every pod's pool
+            # then. A scan of every pod per node listed after them was quadratic.
+            return
         for uid, pod in self.state.pods.items():
             if which(pod):
                 workload_id = self.state.pod_workload.get(uid)
@@ -434,12 +463,12 @@ class KubernetesAgent:
         for uid in self._workload_pods.get(workload_id, set()) - current.keys():
             last = self._pods_reported.pop(uid)
             if last is not None and not everything:
-                items.append({**last, "revision": self._revision(uid), "deletedAt": now_text})
+                items.append(self._pod_gone(uid, last, now_text))
         for uid, pod in current.items():
-            item = pod_item(self.state, pod, workload_id, now_text)
-            if self._pods_reported.put(uid, item) and not everything:
+            sent = (pod, workload_id, pod_pool(self.state, pod))
+            if self._pods_reported.put(uid, sent) and not everything:
                 continue
-            items.append({**item, "revision": self._revision(uid)})
+            items.append({**pod_item(*sent, now_text), "revision": self._revision(uid)})
         self._workload_pods[workload_id] = set(current)
         return items
 
@@ -500,8 +529,12 @@ class KubernetesAgent:
         for uid in self._workload_pods.pop(workload_id, set()):
             last = self._pods_reported.pop(uid)
             if last is not None:
-                gone.append({**last, "revision": self._revision(uid), "deletedAt": _now_text()})
+                gone.append(self._pod_gone(uid, last, _now_text()))
         return gone
+
+    def _pod_gone(self, uid: str, last: PodSent, now_text: str) -> JsonObject:
+        """A pod's deletion: its last item, a new revision and ``deletedAt``."""
+        return {**pod_item(*last, now_text), "revision": self._revision(uid), "deletedAt": now_text}
 
     def changes(self) -> list[Unit]:
         """The workloads that changed since the last batch, with their pods (deletions included)."""

@@ -156,8 +156,15 @@ def workload_verdict(grouping: Grouping, pods: list[Pod]) -> Verdict:
     return workload_phase(grouping.workload, grouping.group, pods)
 
 
-def pod_item(state: ClusterState, pod: Pod, workload_id: str, now_text: str) -> JsonObject:
-    """A pod as a sync item (``docs/sync-protocol.md``); the revision is the caller's."""
+def pod_pool(state: ClusterState, pod: Pod) -> str | None:
+    """The node pool of the node a pod runs on (None while it has no node)."""
+    return (state.node_pools.get(pod.node) or DEFAULT_NODE_POOL) if pod.node else None
+
+
+def pod_item(pod: Pod, workload_id: str, pool: str | None, now_text: str) -> JsonObject:
+    """A pod as a sync item (``docs/sync-protocol.md``), its node's pool given (``pod_pool``); the
+    revision is the caller's. Made of these arguments alone: the agent keeps them, not the item, for
+    every pod it reported (``agent.SentPods``)."""
     placed = pod.node is not None and pod.active
     item: JsonObject = {
         "id": pod.uid,
@@ -169,7 +176,7 @@ def pod_item(state: ClusterState, pod: Pod, workload_id: str, now_text: str) -> 
         "containers": [{"name": name, "image": image} for name, image in pod.containers if name],
         "requestedResources": requested([pod.resources]),
         "allocatedResources": allocated([pod]) if placed else None,
-        "currentNodePool": (state.node_pools.get(pod.node) or DEFAULT_NODE_POOL) if pod.node else None,
+        "currentNodePool": pool,
         "ip": pod.ip,
     }
     if pod.completed_at:
