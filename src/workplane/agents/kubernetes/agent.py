@@ -154,6 +154,7 @@ class AgentConfig:
     labels: Labels = field(default_factory=Labels)
     interval_s: float = 1.0
     batch_size: int = 2000
+    in_flight: int = 2  # batches on their way to the server at once
     page_size: int = 500
     watch_timeout_s: int = 300
     retry_s: float = 1.0
@@ -596,25 +597,29 @@ class KubernetesAgent:
         started = time.monotonic()
         resync_id = f"k8s-{int(time.time())}-{secrets.token_hex(4)}"
         sent = 0
-        in_flight: asyncio.Future[JsonObject] | None = None
+        in_flight: list[asyncio.Future[JsonObject]] = []
         try:
             # Each batch is sent once the next is built: the last one, which ends a resync and carries
-            # the events (they name workloads of the earlier ones), is known only then. One batch is
-            # on its way while the next is built (the server writes one while the agent works out the
-            # next); they still arrive one after the other, in order.
+            # the events (they name workloads of the earlier ones), is known only then, and is sent
+            # once every earlier one has been answered. Up to ``config.in_flight`` batches are on
+            # their way while the next is built: the server plans batches in as many worker
+            # processes at once (a batch names each workload once, so the ones before the last are
+            # independent of one another), and writing them was what a large resync waited for.
             held: Chunk | None = None
             for chunk in _chunks(units, self.config.batch_size):
                 if held is not None:
-                    if in_flight is not None:
-                        await in_flight
-                    in_flight = asyncio.ensure_future(
-                        self._send(self._body(held, resync_id if resync else None, final=False))
+                    while len(in_flight) >= max(1, self.config.in_flight):
+                        await in_flight.pop(0)
+                    in_flight.append(
+                        asyncio.ensure_future(
+                            self._send(self._body(held, resync_id if resync else None, final=False))
+                        )
                     )
                     await asyncio.sleep(0)  # lets it start before the next batch is built
                     sent += len(held[0])
                 held = chunk
-            if in_flight is not None:
-                await in_flight
+            while in_flight:
+                await in_flight.pop(0)
             assert held is not None  # _chunks yields at least one
             body = self._body(held, resync_id if resync else None, final=True)
             events = self.event_items(everything=resync)
@@ -634,9 +639,13 @@ class KubernetesAgent:
             await asyncio.sleep(self.config.retry_s)
             return
         finally:
-            if in_flight is not None and not in_flight.done():
-                # Building a batch failed while one was on its way: let that one end first.
-                await asyncio.wait([in_flight])
+            if in_flight:
+                # A batch failed, or building one did, while others were on their way: let those end
+                # first (their outcome no longer matters: a full resync follows).
+                await asyncio.wait(in_flight)
+                for future in in_flight:
+                    if not future.cancelled():
+                        future.exception()  # retrieved: it is superseded by the one handled
         if self.transport.outages != outages:
             self._resync = True  # the server may have restarted on another store
         if resync:
@@ -681,13 +690,17 @@ class KubernetesAgent:
         tasks = [asyncio.create_task(self._follow(s), name=f"watch {s.kind}") for s in self.served]
         try:
             done = 0
+            last_round = time.monotonic()
             while rounds is None or done < rounds:
                 if self.resyncs == 0 and not self._all_listed.is_set():
                     # Before the first resync: a round as soon as the lists are in.
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._all_listed.wait(), self.config.interval_s)
                 else:
-                    await asyncio.sleep(self.config.interval_s)
+                    # A round every interval_s from the start of the last one: the time a round
+                    # took (the server writing its batch) is not added to a change's wait.
+                    await asyncio.sleep(max(0.0, last_round + self.config.interval_s - time.monotonic()))
+                last_round = time.monotonic()
                 for task in tasks:
                     if task.done() and not task.cancelled() and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]
