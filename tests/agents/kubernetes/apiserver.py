@@ -122,7 +122,9 @@ class FakeCluster:
 
     def _record(self, kind: Kind, event: str, obj: JsonObject) -> None:
         key = (kind.group, kind.plural)
-        self._history[key].append((self._rv, event, copy.deepcopy(obj)))
+        # The object as stored, not a copy: stored objects are never changed in place (an update or a
+        # deletion stores a new one, and callers get copies), so the history may share them.
+        self._history[key].append((self._rv, event, obj))
         self._changed[key].notify_all()
 
     def create(self, obj: JsonObject) -> JsonObject:
