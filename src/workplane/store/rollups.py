@@ -109,4 +109,6 @@ class RollupDeltas:
                 for k, (n, g) in totals.items()
                 if n or g
             ]
+            # In key order: concurrent batches lock the counters they add to in the same order.
+            rows.sort(key=lambda row: str(row["key"]))
             sql.add_on_conflict(connection, table, rows, key="key", sums=("n", "gpu_micro"))

@@ -94,11 +94,18 @@ def upsert_organisation(connection: sa.Connection, records: Sequence[WorkloadIn]
                 "cluster_id": cluster_id,
             },
         )
-    upsert(connection, clusters, list(cluster_rows.values()), [])
-    upsert(connection, departments, list(department_rows.values()), ["name"])
-    upsert(connection, projects, list(project_rows.values()), ["name", "department_id"])
+    # In id order: on PostgreSQL an upsert locks the rows it updates, and two batches of one cluster
+    # written at once (an agent keeps two on their way) must take them in the same order, or each
+    # could wait for the other.
+    upsert(connection, clusters, _by_id(cluster_rows), [])
+    upsert(connection, departments, _by_id(department_rows), ["name"])
+    upsert(connection, projects, _by_id(project_rows), ["name", "department_id"])
     _check_owners(connection, departments, "department", department_rows)
     _check_owners(connection, projects, "project", project_rows)
+
+
+def _by_id(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rows[key] for key in sorted(rows)]
 
 
 class ForeignOrganisation(ValueError):
