@@ -352,9 +352,30 @@ def test_a_workloads_page_shows_its_pods_and_events(
 def test_a_workload_without_pods_or_events_says_so(
     page: Any, dashboard_server: Server, api: httpx.Client
 ) -> None:
-    (target,) = api_ids(api, filterBy="name==app-13")  # a DLRM service: the replay reports no pods
-    signed_in(page, dashboard_server)
-    page.goto(f"/#/workloads/{target}")
-    page.wait_for_selector(".pods-card")
-    assert "No pods reported" in page.inner_text(".pods-card")
-    assert "No events reported" in page.inner_text(".events-card")
+    """Every replayed workload has pods, so the test reports one of its own beside a DLRM service (and
+    deletes it afterwards, leaving the session's data as it found it)."""
+    (template,) = api.get("/api/v1/workloads", params={"filterBy": "name==app-13"}).json()["workloads"]
+    created = template["createdAt"]
+    observation = {
+        "id": "5f0e5c55-0000-4000-8000-0000000e2e01",
+        "revision": 1,
+        "name": "no-pods-yet",
+        "type": template["type"],
+        "phase": "Pending",
+        "createdAt": created,
+        "phaseUpdatedAt": created,
+        **{key: template[key] for key in ("projectId", "projectName", "departmentId", "departmentName")},
+    }
+    path = f"/api/v1/clusters/{template['clusterId']}/sync"
+    answer = api.post(path, json={"workloads": [observation]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["applied"] == 1
+    try:
+        signed_in(page, dashboard_server)
+        page.goto(f"/#/workloads/{observation['id']}")
+        page.wait_for_selector(".pods-card")
+        assert "No pods reported" in page.inner_text(".pods-card")
+        assert "No events reported" in page.inner_text(".events-card")
+    finally:
+        gone = {**observation, "revision": 2, "deletedAt": created}
+        assert api.post(path, json={"workloads": [gone]}).json()["deleted"] == 1
