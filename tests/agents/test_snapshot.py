@@ -214,4 +214,3 @@ def test_all_traces_fully(
     assert sum(r["allocatedResources"]["gpu"] for r in records) == sum(
         i.gpu for i in instances if i.deleted == float("inf")
     )
-    assert elapsed < 120
