@@ -212,6 +212,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="functions to print, by own and by cumulative time (default: 35)",
     )
     profile.set_defaults(handler=cmd_profile)
+
+    fields = commands.add_parser(
+        "fields", help="every sortable and filterable workload field: sorts, filters and counts (route)"
+    )
+    _add_store_flags(fields)
+    fields.add_argument(
+        "--reps", type=_positive, default=30, help="at most this many timed repetitions (default: 30)"
+    )
+    fields.add_argument(
+        "--seconds",
+        type=float,
+        default=1.0,
+        help="stop repeating a request after this many seconds, once 3 repetitions are done (default: 1)",
+    )
+    fields.add_argument(
+        "--only", default=None, help="only the cases whose name contains this text, e.g. 'sort priority'"
+    )
+    fields.set_defaults(handler=cmd_fields)
     return parser
 
 
@@ -307,6 +325,39 @@ def cmd_profile(args: argparse.Namespace) -> int:
             pstats.Stats(profiler, stream=buffer).sort_stats(order).print_stats(args.top)
             print(f"== {target.label}, {case.key} ({args.mode}), {args.reps} requests, by {order}")
             print(buffer.getvalue())
+    return 0
+
+
+def cmd_fields(args: argparse.Namespace) -> int:
+    import os
+
+    from bench.fields import build_field_cases, measure_case, render
+
+    plan = _plan(args)
+    cases = [c for c in build_field_cases(plan) if not args.only or args.only in c.key]
+    args.out.mkdir(parents=True, exist_ok=True)
+    for target in _targets(args):
+        load(target, plan, batch_size=args.batch, force=args.force_reload)
+        svc = services_for(target.settings())
+        results = []
+        load_before = os.getloadavg()
+        try:
+            for case in cases:
+                result = measure_case(svc, case, reps=args.reps, seconds=args.seconds)
+                print(
+                    f"  {case.key}: p50 {result.timing.p50_ms:9.2f} ms  worst {result.timing.max_ms:9.2f} ms"
+                    f"  (n={result.timing.n}, answer {result.answer:,})",
+                    flush=True,
+                )
+                results.append(result)
+        finally:
+            svc.db.dispose()
+        averages = f"{load_before[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+        text = render(target.label, results, averages)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = args.out / f"fields-{target.kind}-{args.size}-{stamp}.txt"
+        path.write_text(text + "\n")
+        print(f"\n{text}\n(saved to {path})", flush=True)
     return 0
 
 
