@@ -19,6 +19,16 @@ class Kind(Enum):
     TEXT_LIST = "text list"
 
 
+class Source(Enum):
+    """Where a field's value comes from, which decides how a sort by it is answered
+    (``store.ordering``)."""
+
+    STORED = "stored"  # a column of the workload
+    CATALOG = "catalog"  # the workload's own value, else its type's default
+    CLOCK = "clock"  # the phase clock at the moment of the query
+    POOLS = "pools"  # the current node pools (sorted by the first)
+
+
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
     """A field a query can name. Only ``name`` and ``kind`` matter to the parser; the other traits
@@ -36,10 +46,13 @@ class FieldSpec:
     sortable: bool = True
     # Whether ``search`` words are matched against the field's values.
     searchable: bool = False
+    source: Source = Source.STORED
 
 
-def _text(name: str, column: str | None, **traits: bool) -> FieldSpec:
-    return FieldSpec(name, Kind.TEXT, column, **traits)
+def _text(
+    name: str, column: str, *, nullable: bool = True, countable: bool = False, searchable: bool = False
+) -> FieldSpec:
+    return FieldSpec(name, Kind.TEXT, column, nullable, countable, searchable=searchable)
 
 
 WORKLOAD_FIELDS: tuple[FieldSpec, ...] = (
@@ -54,8 +67,8 @@ WORKLOAD_FIELDS: tuple[FieldSpec, ...] = (
     _text("phase", "phase", nullable=False, countable=True, searchable=True),
     _text("distributedFramework", "distributed_framework"),
     # Resolved through the catalog: the workload's own value, else its type's default.
-    _text("category", None, countable=True, searchable=True),
-    _text("priorityClassName", None, countable=True),
+    FieldSpec("category", Kind.TEXT, countable=True, searchable=True, source=Source.CATALOG),
+    FieldSpec("priorityClassName", Kind.TEXT, countable=True, source=Source.CATALOG),
     _text("aiApplicationId", "ai_application_id"),
     _text("aiApplicationName", "ai_application_name"),
     FieldSpec("createdAt", Kind.TIME, "created_at", nullable=False),
@@ -67,11 +80,11 @@ WORKLOAD_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("idleGpus", Kind.NUMBER, "idle_gpus"),
     FieldSpec("idleAllocatedGpus", Kind.NUMBER, "idle_allocated_gpus"),
     # Computed from the phase clock at the moment of the query.
-    FieldSpec("totalPendingTimeSeconds", Kind.NUMBER, nullable=False),
-    FieldSpec("totalRunningTimeSeconds", Kind.NUMBER, nullable=False),
-    FieldSpec("priority", Kind.NUMBER, countable=True),
+    FieldSpec("totalPendingTimeSeconds", Kind.NUMBER, nullable=False, source=Source.CLOCK),
+    FieldSpec("totalRunningTimeSeconds", Kind.NUMBER, nullable=False, source=Source.CLOCK),
+    FieldSpec("priority", Kind.NUMBER, countable=True, source=Source.CATALOG),
     # Any of the current node pools; sorted by the first.
-    FieldSpec("nodepool", Kind.TEXT_LIST),
+    FieldSpec("nodepool", Kind.TEXT_LIST, source=Source.POOLS),
 )
 
 FIELDS: dict[str, FieldSpec] = {f.name: f for f in WORKLOAD_FIELDS}

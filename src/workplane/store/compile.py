@@ -25,7 +25,7 @@ and ``filters.number_matches`` are the same rules in Python, and a differential 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -115,16 +115,24 @@ class Compiler:
     """Compiles a ``WorkloadQuery`` against one catalog snapshot and one instant."""
 
     def __init__(
-        self, catalog: CatalogSnapshot, now_ms: int, dialect: SqlDialect, table: sa.Table = workloads
+        self,
+        catalog: CatalogSnapshot,
+        now_ms: int,
+        dialect: SqlDialect,
+        table: sa.Table = workloads,
+        values: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """``dialect``: the database's, which renders substring predicates its own way.
         ``table`` is ``workloads``, or a table sharing its column names for the fields asked about
-        (the live-count aggregate, ``store.counts``)."""
+        (the live-count aggregate, ``store.counts``). ``values``: every value some selected row can
+        have, per column of few values (``store.workloads.few_values``): a positive substring term on
+        such a column becomes an equality with the values that satisfy it, which its index answers."""
         self.catalog = catalog
         self.dialect = dialect
         self.now_ms = now_ms
         self.table = table
         self.c = table.c
+        self.values = values or {}
 
     # --- catalog-resolved fields -------------------------------------------------------------
     def _resolved(
@@ -133,34 +141,50 @@ class Compiler:
         default_of_type: Callable[[str], str],
         candidates: list[str],
         holds: Callable[[str | None], bool],
+        unindexed: bool = False,
     ) -> sa.ColumnElement[bool]:
         accepted = [c for c in candidates if holds(c)]
         types_accepted = [t for t, d in self.catalog.types.items() if default_of_type(t) in accepted]
+        # ``unindexed``: the predicate holds on most rows that an ordered walk visits (``store.ordering``).
+        plain = self.dialect.unindexed if unindexed else _same
         clauses: list[sa.ColumnElement[bool]] = []
         if accepted:
-            clauses.append(own.in_(accepted))
+            clauses.append(plain(own).in_(accepted))
         if types_accepted:
-            clauses.append(sa.and_(own.is_(None), self.c.type.in_(types_accepted)))
+            clauses.append(sa.and_(own.is_(None), plain(self.c.type).in_(types_accepted)))
         if holds(None):
             # No own value and a type the catalog does not know: the field has no value.
-            clauses.append(sa.and_(own.is_(None), self.c.type.not_in(list(self.catalog.types))))
+            clauses.append(sa.and_(own.is_(None), plain(self.c.type).not_in(list(self.catalog.types))))
         return sa.or_(*clauses) if clauses else sa.false()
 
-    def _category(self, holds: Callable[[str | None], bool]) -> sa.ColumnElement[bool]:
+    def _category(
+        self, holds: Callable[[str | None], bool], unindexed: bool = False
+    ) -> sa.ColumnElement[bool]:
         return self._resolved(
             self.c.own_category,
             lambda t: self.catalog.types[t].category,
             [c.name for c in CATEGORIES],
             holds,
+            unindexed,
         )
 
-    def _priority(self, holds: Callable[[str | None], bool]) -> sa.ColumnElement[bool]:
+    def _priority(
+        self, holds: Callable[[str | None], bool], unindexed: bool = False
+    ) -> sa.ColumnElement[bool]:
         return self._resolved(
             self.c.own_priority,
             lambda t: self.catalog.types[t].priority,
             [p.name for p in PRIORITIES],
             holds,
+            unindexed,
         )
+
+    def resolved_is(self, field: str, value: str | None, unindexed: bool = False) -> sa.ColumnElement[bool]:
+        """The catalog-resolved ``field`` (``category`` or ``priorityClassName``) is ``value`` (None: has
+        no value)."""
+        if field == "category":
+            return self._category(lambda v: v == value, unindexed)
+        return self._priority(lambda v: v == value, unindexed)
 
     def category_expr(self) -> sa.ColumnElement[Any]:
         mapping = {t: d.category for t, d in self.catalog.types.items()}
@@ -250,6 +274,9 @@ class Compiler:
         if name == "name" and op in SUBSTRING_OPERATORS:
             return self._substring("name", op, term.text)
         column = self.c[_column(name)]
+        if op in SUBSTRING_OPERATORS and _column(name) in self.values:
+            # ``text_matches`` is this predicate in Python (held equal by a differential test).
+            return column.in_([v for v in self.values[_column(name)] if text_matches(op, term.text, v)])
         if term.field.kind is Kind.TEXT:
             return text_predicate(column, op, term.text)
         if term.field.kind is Kind.TIME:
@@ -382,6 +409,10 @@ class Compiler:
             return [ordered, tie]
         # Rows without a value come last in both directions.
         return [ordered.nulls_last(), tie]
+
+
+def _same(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return column
 
 
 def _column(field: str) -> str:

@@ -23,6 +23,7 @@ from workplane.query.filters import Sort, WorkloadQuery
 from workplane.store.compile import SUBSTRING_OPERATORS, Compiler
 from workplane.store.database import dialect_of, insert_rows, upsert
 from workplane.store.dialects.base import TextColumn
+from workplane.store.ordering import page_by_parts, parts_for
 from workplane.store.paging import page_ids
 from workplane.store.schema import (
     clusters,
@@ -291,6 +292,23 @@ def _where(
     return clauses
 
 
+def few_values(connection: sa.Connection, query: WorkloadQuery) -> dict[str, list[str]]:
+    """Every value the live rows have in the text columns the rollup holds and that the query's
+    substring terms name (``Compiler``'s ``values``): a few hundred at most, from the rollup's
+    rows. Deleted rows are not in the rollup: nothing then."""
+    if query.deleted:
+        return {}
+    columns = {
+        t.field.column
+        for t in query.terms
+        if t.field.countable and t.field.column is not None and t.op in SUBSTRING_OPERATORS
+    }
+    return {
+        c: list(connection.execute(sa.select(workload_counts.c[c]).distinct()).scalars())
+        for c in sorted(columns)
+    }
+
+
 def list_workloads(
     connection: sa.Connection,
     query: WorkloadQuery,
@@ -301,11 +319,17 @@ def list_workloads(
     catalog: CatalogSnapshot,
     now_ms: int,
 ) -> Page:
-    compiler = Compiler(catalog, now_ms, dialect_of(connection))
+    compiler = Compiler(catalog, now_ms, dialect_of(connection), values=few_values(connection, query))
     # Page through ids first (an index-only walk where an index covers the order), then fetch the
     # page's rows: deep offsets then skip index entries, not documents.
-    statement = sa.select(w.id).where(*_where(connection, query, compiler)).order_by(*compiler.order_by(sort))
-    ids, has_more = page_ids(connection, statement, offset=offset, limit=limit)
+    statement = sa.select(w.id).where(*_where(connection, query, compiler))
+    parts = parts_for(connection, query, sort, compiler, need=offset + limit + 1)
+    if parts is not None:  # an order no index gives: walked in parts that one does (``store.ordering``)
+        ids, has_more = page_by_parts(connection, statement, parts, offset=offset, limit=limit)
+    else:
+        ids, has_more = page_ids(
+            connection, statement.order_by(*compiler.order_by(sort)), offset=offset, limit=limit
+        )
     if not ids:
         return Page([], has_more)
     by_id = {r.id: r for r in connection.execute(sa.select(*RENDER_COLUMNS).where(w.id.in_(ids)))}
@@ -332,7 +356,7 @@ def count_workloads(
 ) -> int:
     if not query.deleted and not query.words and all(t.field.countable for t in query.terms):
         return count_from_aggregate(connection, query, catalog=catalog, now_ms=now_ms)
-    compiler = Compiler(catalog, now_ms, dialect_of(connection))
+    compiler = Compiler(catalog, now_ms, dialect_of(connection), values=few_values(connection, query))
     statement = sa.select(sa.func.count()).select_from(workloads).where(*_where(connection, query, compiler))
     return int(connection.execute(statement).scalar_one())
 

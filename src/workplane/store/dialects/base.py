@@ -147,6 +147,14 @@ class SqlDialect:
         """Allocated GPUs in millionths, rounded as the database's ``round`` does in the triggers."""
         raise NotImplementedError
 
+    # --- query planning ------------------------------------------------------------------------
+    def unindexed(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """``column`` in a form no index answers, for a predicate that holds on most rows of an
+        ordered walk (``store.ordering``): the walk along the order's own index then beats looking
+        the rows up by the predicate and sorting them all. Here the column itself: a planner with
+        statistics sees that alone."""
+        return column
+
     # --- text search ---------------------------------------------------------------------------
     def substrings(self, parts: Sequence[SubstringPart]) -> sa.ColumnElement[bool]:
         """All of ``parts`` at once, as the database answers them best: here the plain predicates."""

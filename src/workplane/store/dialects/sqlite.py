@@ -25,6 +25,8 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.sqlite.dml import Insert
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.expression import UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 
 from workplane.files import private_sqlite_file
 from workplane.settings import Settings
@@ -156,6 +158,11 @@ class SQLiteDialect(SqlDialect):
         return math.trunc(scaled + (0.5 if scaled >= 0 else -0.5))
 
     # --- text search ---------------------------------------------------------------------------
+    def unindexed(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        # SQLite keeps no statistics here (the server never runs ANALYZE) and takes any equality on
+        # an indexed column as selective; a unary ``+`` is its documented way to rule the index out.
+        return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
+
     def narrowing(
         self, connection: sa.Connection, lookups: Sequence[tuple[TextColumn, str]]
     ) -> sa.ColumnElement[bool] | None:

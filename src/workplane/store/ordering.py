@@ -1,0 +1,175 @@
+"""Sorting by a field that no index orders: the page from ordered parts, asked one after another.
+
+A sort by such a field (the catalog-resolved ``category``, ``priorityClassName`` and ``priority``; a
+column of few values such as ``phase`` or ``projectName``, whose index is ordered by creation time
+within a value, not by id; a sparse column, whose index holds only the rows with a value) would read
+and sort every matching row. Instead the matching rows are split into parts whose sort keys do not
+overlap and that follow each other in the sort's order, and each part is one that an index walks in
+order:
+
+- a column with values only on some rows (``domain.fields``: nullable, with a sparse index in
+  ``store.schema``): the rows with a value, along that index by (value, id), then those without, by
+  id (NULLs last in both directions);
+- a field of few values that the live-count rollup holds (stored, or resolved through the catalog):
+  one part per value present, in the sort's order, each by id. The rollup says which values are
+  present and how many rows each has, so an absent value costs nothing; a part with many rows is
+  walked along the id index with its own predicate kept off its index (``SqlDialect.unindexed``),
+  since it holds on most rows visited, and a small one is looked up by its index and sorted.
+
+Parts are asked in order, each for as many ids as the page still needs (plus what the offset still
+skips), until the page is full: usually one statement. The clock fields and the rest keep the plain
+``ORDER BY``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from workplane.domain.catalog import PRIORITIES
+from workplane.domain.fields import FIELDS, Source
+from workplane.query.filters import Sort, SortOrder, WorkloadQuery
+from workplane.store.compile import Compiler
+from workplane.store.schema import SPARSE_INDEXED, workload_counts, workloads
+from workplane.store.scopes import restrict
+
+w = workloads.c
+PRIORITY_VALUE = {p.name: p.value for p in PRIORITIES}
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Rows satisfying ``where``, in the order ``order`` (one an index walks)."""
+
+    where: sa.ColumnElement[bool]
+    order: Sequence[sa.ColumnElement[Any]]
+
+
+def parts_for(
+    connection: sa.Connection,
+    query: WorkloadQuery,
+    sort: Sort,
+    compiler: Compiler,
+    *,
+    need: int,
+) -> list[Part] | None:
+    """The parts a sort by ``sort.field`` is answered from, or None where the plain ``ORDER BY`` is
+    the better plan. ``need``: how many ids the walk must yield (offset plus the page and one)."""
+    spec = FIELDS[sort.field]
+    descending = sort.order is SortOrder.DESC
+    by_id = [w.id.desc() if descending else w.id.asc()]
+    column_name = "first_nodepool" if spec.source is Source.POOLS else spec.column
+    if column_name in SPARSE_INDEXED:
+        column = w[column_name]
+        key = column.desc() if descending else column.asc()
+        return [Part(column.is_not(None), [key, *by_id]), Part(column.is_(None), by_id)]
+    # The rollup knows the live rows only, and only the terms it can answer: anything else is a
+    # selection whose size it cannot tell (a selective one is best answered by its own index).
+    if query.deleted or query.words or not all(t.field.countable for t in query.terms):
+        return None
+    if spec.source is Source.CATALOG:
+        groups = _catalog_groups(connection, query, sort.field, compiler)
+        field = "category" if sort.field == "category" else "priorityClassName"
+        values = sorted(
+            (v for v in groups if v is not None), key=_catalog_key(sort.field), reverse=descending
+        )
+        ordered = [*values, None] if None in groups else values
+        total = _live_total(connection)
+        return [
+            Part(compiler.resolved_is(field, v, unindexed=_dense(groups[v], total, need)), by_id)
+            for v in ordered
+        ]
+    if spec.source is Source.STORED and spec.countable and spec.column is not None:
+        counts = _rollup_counts(connection, query, compiler, workload_counts.c[spec.column])
+        total = _live_total(connection)
+        column = w[spec.column]
+        parts = []
+        for value in sorted(counts, reverse=descending):
+            subject = compiler.dialect.unindexed(column) if _dense(counts[value], total, need) else column
+            parts.append(Part(subject == value, by_id))
+        return parts
+    return None
+
+
+def page_by_parts(
+    connection: sa.Connection, statement: sa.Select[Any], parts: list[Part], *, offset: int, limit: int
+) -> tuple[list[str], bool]:
+    """The page of ``statement`` (a select of the id column, unordered) ordered as ``parts`` follow
+    each other, and whether more rows follow it (``paging.page_ids`` for parts)."""
+    ids: list[str] = []
+    skip = offset
+    for part in parts:
+        want = skip + limit + 1 - len(ids)
+        got = list(
+            connection.execute(statement.where(part.where).order_by(*part.order).limit(want)).scalars()
+        )
+        if len(got) <= skip:
+            skip -= len(got)
+            continue
+        ids.extend(got[skip:])
+        skip = 0
+        if len(ids) > limit:
+            break
+    return ids[:limit], len(ids) > limit
+
+
+def _dense(rows: int, total: int, need: int) -> bool:
+    """Whether walking the id index for ``need`` rows of a part of ``rows`` rows (visiting about
+    ``need * total / rows``) costs less than looking all of them up and sorting them."""
+    return rows > 0 and rows >= math.sqrt(need * max(total, 1))
+
+
+def _live_total(connection: sa.Connection) -> int:
+    """The live workloads: about the rows a walk of the whole id index visits."""
+    total = connection.execute(sa.select(sa.func.coalesce(sa.func.sum(workload_counts.c.n), 0))).scalar_one()
+    return int(total)
+
+
+def _rollup_counts(
+    connection: sa.Connection, query: WorkloadQuery, compiler: Compiler, *columns: sa.ColumnElement[Any]
+) -> Counter[Any]:
+    """Live workloads matching the query's terms inside its scope, per value of ``columns`` (one
+    column: keyed by its value; several: by the tuple)."""
+    rollup = Compiler(compiler.catalog, compiler.now_ms, compiler.dialect, table=workload_counts)
+    statement = (
+        sa.select(*columns, sa.func.sum(workload_counts.c.n))
+        .where(restrict(workload_counts, query.scope), *(rollup.term(t) for t in query.terms))
+        .group_by(*columns)
+    )
+    counts: Counter[Any] = Counter()
+    for row in connection.execute(statement):
+        key = row[0] if len(columns) == 1 else tuple(row[: len(columns)])
+        if row[-1]:
+            counts[key] += int(row[-1])
+    return counts
+
+
+def _catalog_groups(
+    connection: sa.Connection, query: WorkloadQuery, field: str, compiler: Compiler
+) -> Counter[str | None]:
+    """Live matching workloads per resolved value of a catalog field (None: no value), from the
+    rollup's (type, own value) counts resolved as ``Compiler._resolved`` does."""
+    category = field == "category"
+    own = workload_counts.c.own_category if category else workload_counts.c.own_priority
+    groups: Counter[str | None] = Counter()
+    for (type_name, own_value), n in _rollup_counts(
+        connection, query, compiler, workload_counts.c.type, own
+    ).items():
+        value = own_value
+        if value is None and type_name in compiler.catalog.types:
+            default = compiler.catalog.types[type_name]
+            value = default.category if category else default.priority
+        groups[value] += n
+    return groups
+
+
+def _catalog_key(field: str) -> Any:
+    """The order of a catalog field's values: by name, or for ``priority`` by the number it stands for."""
+    if field == "priority":
+        return lambda name: (PRIORITY_VALUE[name], name)
+    return lambda name: name
