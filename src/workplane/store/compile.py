@@ -400,8 +400,12 @@ class Compiler:
                 return self.c.first_nodepool
         raise QueryError("sortBy", f"cannot sort by {field!r}")
 
-    def order_by(self, sort: Sort) -> list[sa.ColumnElement[Any]]:
+    def order_by(self, sort: Sort, unindexed: bool = False) -> list[sa.ColumnElement[Any]]:
+        """``unindexed``: the selection is small, and is best looked up by its filters' indexes and
+        sorted, not found by walking the order's own index (``store.ordering.few_matches``)."""
         key = self.sort_key(sort.field)
+        if unindexed:
+            key = self.dialect.unindexed(key)
         descending = sort.order is SortOrder.DESC
         ordered = key.desc() if descending else key.asc()
         tie = self.c.id.desc() if descending else self.c.id.asc()

@@ -96,6 +96,17 @@ def parts_for(
     return None
 
 
+def few_matches(connection: sa.Connection, query: WorkloadQuery, compiler: Compiler, *, need: int) -> bool:
+    """Whether the rollup says that the query's terms select so few live rows that looking them up
+    by the terms' own indexes and sorting them beats walking any ordered index (which, for a rare
+    selection, visits most of the table before the page is full: a term on a catalog-resolved
+    field, an absent value)."""
+    if query.deleted or query.words or not query.terms or not all(t.field.countable for t in query.terms):
+        return False
+    matching = sum(_rollup_counts(connection, query, compiler, workload_counts.c.phase).values())
+    return not _dense(matching, _live_total(connection), need)
+
+
 def page_by_parts(
     connection: sa.Connection, statement: sa.Select[Any], parts: list[Part], *, offset: int, limit: int
 ) -> tuple[list[str], bool]:
@@ -121,7 +132,7 @@ def page_by_parts(
 def _dense(rows: int, total: int, need: int) -> bool:
     """Whether walking the id index for ``need`` rows of a part of ``rows`` rows (visiting about
     ``need * total / rows``) costs less than looking all of them up and sorting them."""
-    return rows > 0 and rows >= math.sqrt(need * max(total, 1))
+    return rows >= math.sqrt(need * max(total, 1))
 
 
 def _live_total(connection: sa.Connection) -> int:

@@ -23,9 +23,10 @@ from workplane.query.filters import Sort, WorkloadQuery
 from workplane.store.compile import SUBSTRING_OPERATORS, Compiler
 from workplane.store.database import dialect_of, insert_rows, upsert
 from workplane.store.dialects.base import TextColumn
-from workplane.store.ordering import page_by_parts, parts_for
+from workplane.store.ordering import few_matches, page_by_parts, parts_for
 from workplane.store.paging import page_ids
 from workplane.store.schema import (
+    SPARSE_INDEXED,
     clusters,
     departments,
     projects,
@@ -292,21 +293,40 @@ def _where(
     return clauses
 
 
+# The most distinct values a substring term is turned into (``few_values``).
+FEW_VALUES = 1000
+
+
 def few_values(connection: sa.Connection, query: WorkloadQuery) -> dict[str, list[str]]:
-    """Every value the live rows have in the text columns the rollup holds and that the query's
-    substring terms name (``Compiler``'s ``values``): a few hundred at most, from the rollup's
-    rows. Deleted rows are not in the rollup: nothing then."""
-    if query.deleted:
-        return {}
-    columns = {
-        t.field.column
-        for t in query.terms
-        if t.field.countable and t.field.column is not None and t.op in SUBSTRING_OPERATORS
-    }
-    return {
-        c: list(connection.execute(sa.select(workload_counts.c[c]).distinct()).scalars())
-        for c in sorted(columns)
-    }
+    """Every value that rows may have in the text columns of few values that the query's substring
+    terms name (``Compiler``'s ``values``): for a column the live-count rollup holds, its rows' values
+    (live rows only: nothing for ``deleted=true``); for a sparse indexed column, the distinct values
+    its index holds, one index probe each, unless there are more than ``FEW_VALUES``."""
+    out: dict[str, list[str]] = {}
+    for term in query.terms:
+        column = term.field.column
+        if column is None or term.op not in SUBSTRING_OPERATORS or column in out:
+            continue
+        if term.field.countable and not query.deleted:
+            out[column] = list(connection.execute(sa.select(workload_counts.c[column]).distinct()).scalars())
+        elif column in SPARSE_INDEXED:
+            values = _distinct_values(connection, w[column], FEW_VALUES)
+            if values is not None:
+                out[column] = values
+    return out
+
+
+def _distinct_values(connection: sa.Connection, column: sa.Column[Any], most: int) -> list[str] | None:
+    """The distinct non-NULL values of an indexed ``column`` in order, by a walk that asks its
+    index for the next value after each one (neither database skips through an index by itself);
+    None when there are more than ``most``."""
+    first = sa.select(sa.func.min(column)).where(column.is_not(None)).scalar_subquery()
+    walk = sa.select(first.label("v")).cte("walk", recursive=True)
+    after = sa.select(column).where(column > walk.c.v).order_by(column).limit(1).scalar_subquery()
+    walk = walk.union_all(sa.select(after).where(walk.c.v.is_not(None)))
+    statement = sa.select(walk.c.v).where(walk.c.v.is_not(None)).limit(most + 1)
+    values = list(connection.execute(statement).scalars())
+    return values if len(values) <= most else None
 
 
 def list_workloads(
@@ -323,13 +343,16 @@ def list_workloads(
     # Page through ids first (an index-only walk where an index covers the order), then fetch the
     # page's rows: deep offsets then skip index entries, not documents.
     statement = sa.select(w.id).where(*_where(connection, query, compiler))
-    parts = parts_for(connection, query, sort, compiler, need=offset + limit + 1)
-    if parts is not None:  # an order no index gives: walked in parts that one does (``store.ordering``)
+    need = offset + limit + 1
+    # A few matching rows are sorted whatever the order; else an order no index gives is walked in
+    # parts that one does (``store.ordering``).
+    few = few_matches(connection, query, compiler, need=need)
+    parts = None if few else parts_for(connection, query, sort, compiler, need=need)
+    if parts is not None:
         ids, has_more = page_by_parts(connection, statement, parts, offset=offset, limit=limit)
     else:
-        ids, has_more = page_ids(
-            connection, statement.order_by(*compiler.order_by(sort)), offset=offset, limit=limit
-        )
+        ordered = statement.order_by(*compiler.order_by(sort, unindexed=few))
+        ids, has_more = page_ids(connection, ordered, offset=offset, limit=limit)
     if not ids:
         return Page([], has_more)
     by_id = {r.id: r for r in connection.execute(sa.select(*RENDER_COLUMNS).where(w.id.in_(ids)))}
