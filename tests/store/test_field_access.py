@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+import pytest
 import sqlalchemy as sa
 
 from tests.factories import at, create_workload, wid, workload
@@ -205,6 +206,8 @@ FILTERS = [
     "submittedBy==alice",
     "submittedBy!=alice",
     "nodepool=@pool",
+    "nodepool==pool-a",
+    "nodepool==nowhere",
     "allocatedGPU>=2",
     "totalRunningTimeSeconds>=60",
 ]
@@ -237,8 +240,40 @@ def test_filters_and_counts_match_the_rows(database: Database, catalog: CatalogS
                 now_ms=NOW_MS,
             )
         assert count == len(selected), term
+        with database.read() as conn:
+            scoped = store.count_workloads(
+                conn,
+                WorkloadQuery(scope=ScopeSet(projects=frozenset({"3"})), terms=parse_filter([term])),
+                catalog=catalog,
+                now_ms=NOW_MS,
+            )
+        assert scoped == sum(1 for r in selected if r["_scope"][0] == "3"), term
         for field in ("createdAt", "phase", "category", "submittedBy", "projectName", "priority"):
             for order in SortOrder:
                 expected = _expected(selected, field, order is SortOrder.DESC)
                 got, _more = _page(database, catalog, Sort(field, order), offset=3, limit=8, terms=[term])
                 assert got == expected[3:11], (term, field, order)
+
+
+def test_contains_terms_without_the_value_lists(
+    database: Database, catalog: CatalogSnapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleted rows are not in the rollup, and a column of more than ``FEW_VALUES`` values keeps the
+    plain predicate: both must still select exactly."""
+    _load(database, catalog)
+    deleted = _values(database, catalog, deleted=True)
+    live = _values(database, catalog)
+    monkeypatch.setattr(store, "FEW_VALUES", 1)
+    for term in ("projectName=@proj", "submittedBy=@o", "departmentName=@Y"):
+        for rows, is_deleted in ((deleted, True), (live, False)):
+            expected = sorted(r["id"] for r in rows if _holds(r, term))
+            got, _more = _page(
+                database,
+                catalog,
+                Sort("name", SortOrder.ASC),
+                offset=0,
+                limit=100,
+                terms=[term],
+                deleted=is_deleted,
+            )
+            assert sorted(got) == expected, (term, is_deleted)

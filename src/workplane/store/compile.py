@@ -133,6 +133,10 @@ class Compiler:
         self.table = table
         self.c = table.c
         self.values = values or {}
+        # Whether the selection is of live rows (``where``): the type's side of a catalog-resolved
+        # term then repeats it, so that SQLite can answer that side by the live rows' type index
+        # (a partial index serves a disjunct only when the disjunct implies its condition).
+        self.live = False
 
     # --- catalog-resolved fields -------------------------------------------------------------
     def _resolved(
@@ -150,8 +154,9 @@ class Compiler:
         clauses: list[sa.ColumnElement[bool]] = []
         if accepted:
             clauses.append(plain(own).in_(accepted))
+        live = [self.c.deleted_at.is_(None)] if self.live else []
         if types_accepted:
-            clauses.append(sa.and_(own.is_(None), plain(self.c.type).in_(types_accepted)))
+            clauses.append(sa.and_(own.is_(None), plain(self.c.type).in_(types_accepted), *live))
         if holds(None):
             # No own value and a type the catalog does not know: the field has no value.
             clauses.append(sa.and_(own.is_(None), plain(self.c.type).not_in(list(self.catalog.types))))
@@ -352,6 +357,7 @@ class Compiler:
         return sa.or_(*clauses)
 
     def where(self, query: WorkloadQuery) -> list[sa.ColumnElement[bool]]:
+        self.live = not query.deleted
         clauses: list[sa.ColumnElement[bool]] = [
             self.c.deleted_at.is_not(None) if query.deleted else self.c.deleted_at.is_(None)
         ]

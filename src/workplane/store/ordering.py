@@ -64,6 +64,11 @@ def parts_for(
     descending = sort.order is SortOrder.DESC
     by_id = [w.id.desc() if descending else w.id.asc()]
     column_name = "first_nodepool" if spec.source is Source.POOLS else spec.column
+    if column_name == "deleted_at":
+        # The selection decides it: live rows have no value (all ties: by id), deleted ones all have
+        # one (along the index of deleted rows).
+        key = w.deleted_at.desc() if descending else w.deleted_at.asc()
+        return [Part(sa.true(), [key, *by_id] if query.deleted else by_id)]
     if column_name in SPARSE_INDEXED:
         column = w[column_name]
         key = column.desc() if descending else column.asc()

@@ -26,12 +26,14 @@ from workplane.store.dialects.base import TextColumn
 from workplane.store.ordering import few_matches, page_by_parts, parts_for
 from workplane.store.paging import page_ids
 from workplane.store.schema import (
+    POOL_COUNTED_COLUMNS,
     SPARSE_INDEXED,
     clusters,
     departments,
     projects,
     workload_counts,
     workload_nodepools,
+    workload_pool_counts,
     workloads,
 )
 from workplane.store.scopes import restrict
@@ -374,11 +376,37 @@ def count_from_aggregate(
     return int(connection.execute(statement).scalar_one())
 
 
+def count_in_pool(
+    connection: sa.Connection, query: WorkloadQuery, *, catalog: CatalogSnapshot, now_ms: int
+) -> int | None:
+    """The count of live workloads in one node pool (``nodepool==``), from the per-pool rollup, where
+    its other terms are on what that rollup holds; None otherwise. A workload is counted once in each
+    pool it uses, so one pool's rows count each of its workloads once."""
+    pools = [t for t in query.terms if t.field.name == "nodepool"]
+    if query.deleted or query.words or len(pools) != 1 or pools[0].op != "==":
+        return None
+    if not all(
+        t.field.name in ("nodepool", "category")
+        or (t.field.countable and t.field.column in POOL_COUNTED_COLUMNS)
+        for t in query.terms
+    ):
+        return None
+    compiler = Compiler(catalog, now_ms, dialect_of(connection), table=workload_pool_counts)
+    total = sa.func.coalesce(sa.func.sum(workload_pool_counts.c.n), 0)
+    statement = sa.select(total).where(
+        restrict(workload_pool_counts, query.scope), *(compiler.term(t) for t in query.terms)
+    )
+    return int(connection.execute(statement).scalar_one())
+
+
 def count_workloads(
     connection: sa.Connection, query: WorkloadQuery, *, catalog: CatalogSnapshot, now_ms: int
 ) -> int:
     if not query.deleted and not query.words and all(t.field.countable for t in query.terms):
         return count_from_aggregate(connection, query, catalog=catalog, now_ms=now_ms)
+    in_pool = count_in_pool(connection, query, catalog=catalog, now_ms=now_ms)
+    if in_pool is not None:
+        return in_pool
     compiler = Compiler(catalog, now_ms, dialect_of(connection), values=few_values(connection, query))
     statement = sa.select(sa.func.count()).select_from(workloads).where(*_where(connection, query, compiler))
     return int(connection.execute(statement).scalar_one())
