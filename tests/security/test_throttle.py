@@ -5,6 +5,7 @@ every server process (and every app on the same store) shares the counts."""
 from __future__ import annotations
 
 import math
+import threading
 import time
 import uuid
 from collections import Counter
@@ -13,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tests.auth.helpers import create_key
 from tests.server import Server, assert_error, running_server
 from workplane.api.deps import Services
 from workplane.app import build_services, create_app
+from workplane.auth.audit import RefusalLog, list_entries
 from workplane.auth.credentials import ADMIN_CLIENT_ID
 from workplane.settings import Settings
 from workplane.store.database import Database
@@ -106,3 +109,27 @@ def test_apps_on_one_store_share_the_counts(
     ):
         answers = [_ask(first if i % 2 else second, ADMIN_CLIENT_ID, "wrong") for i in range(7)]
     assert [a.status_code for a in answers] == [401] * 6 + [429]
+
+
+def test_a_flush_waits_for_the_rows_another_flush_is_writing(database: Database) -> None:
+    # The audit route flushes before it reads. If the periodic flusher has just taken the buffer and
+    # is still writing it, the route's flush must not return (and the route read) before those rows
+    # are committed: that race once hid a refusal from the answer.
+    refusals = RefusalLog()
+    refusals.add(actor="someone", target="/api/v1/token", status=401, address="203.0.113.7", detail="")
+    first = threading.Thread(target=refusals.flush, args=(database,))
+    with database.write() as blocker:  # holds the write lock (SQLite) or the table (PostgreSQL)
+        if blocker.dialect.name == "postgresql":
+            blocker.execute(sa.text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
+        first.start()
+        time.sleep(0.3)  # the first flush has taken the row and waits for the lock
+        second = threading.Thread(target=refusals.flush, args=(database,))
+        second.start()
+        second.join(timeout=0.5)
+        assert second.is_alive(), "a flush returned while another one's rows were not yet written"
+    second.join(timeout=30)
+    first.join(timeout=30)
+    assert not second.is_alive()
+    assert not first.is_alive()
+    with database.read() as connection:
+        assert [(r.actor, r.address) for r in list_entries(connection)] == [("someone", "203.0.113.7")]

@@ -95,6 +95,10 @@ class RefusalLog:
         self._capacity = capacity
         self._dropped = 0
         self._lock = threading.Lock()
+        # Held from taking the rows until they are committed: a flush that finds the buffer empty
+        # because another flush took it must wait for that one's rows to be readable (the audit
+        # route flushes before it reads, and promises an answer that includes every refusal so far).
+        self._flushing = threading.Lock()
 
     def add(self, *, actor: str, target: str, status: int, address: str | None, detail: str) -> None:
         row = entry(
@@ -113,6 +117,10 @@ class RefusalLog:
             self._pending.append(row)
 
     def flush(self, db: Database) -> int:
+        with self._flushing:
+            return self._flush(db)
+
+    def _flush(self, db: Database) -> int:
         with self._lock:
             rows, self._pending = list(self._pending), deque()
             dropped, self._dropped = self._dropped, 0
