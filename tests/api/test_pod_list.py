@@ -14,20 +14,25 @@ from tests.api.test_sync import CLUSTER_A, obs, sync, wid
 from tests.server import assert_error
 
 LIST = "/api/v1/workloads/pods"
+# Revision uids in descending order: B sorts before A.
+REV_A = "4a1c0e5e-0000-4000-8000-00000000000a"
+REV_B = "9b2d1f6f-0000-4000-8000-00000000000b"
 COUNT = "/api/v1/workloads/pods/count"
 
 
 def _inventory(client: TestClient) -> None:
     """Workload 1 (project p1) with pods 1-3, workload 2 (project p2) with pods 4-5:
     pod 1 on node-1/pool a100 Running; pod 2 Succeeded (completion reported by the agent) on node-2;
-    pod 3 Pending, unscheduled; pod 4 Failed on node-1 (completion from its phase); pod 5 deleted."""
+    pod 3 Pending, unscheduled; pod 4 Failed on node-1 (completion from its phase); pod 5 deleted.
+    Pods 1 and 5 belong to revision A, pod 2 to revision B (a Knative Service's revisions); 3 and 4 to
+    none."""
     workloads = [obs(1, 1), obs(2, 1, projectId="p2", projectName="team-b", name="bert-finetune")]
     pods = [
-        pod(1, 1, 1, currentNodePool="a100"),
-        pod(2, 1, 1, "Succeeded", nodeName="node-2", completedAt="2024-05-01T12:00:00Z"),
+        pod(1, 1, 1, currentNodePool="a100", revisionId=REV_A),
+        pod(2, 1, 1, "Succeeded", nodeName="node-2", completedAt="2024-05-01T12:00:00Z", revisionId=REV_B),
         pod(3, 1, 1, "Pending", nodeName=None),
         pod(4, 2, 1, "Failed"),
-        pod(5, 2, 1, deletedAt="2024-05-01T13:00:00Z"),
+        pod(5, 2, 1, deletedAt="2024-05-01T13:00:00Z", revisionId=REV_A),
     ]
     sync(client, {"workloads": workloads, "pods": pods})
 
@@ -66,6 +71,12 @@ CASES: list[tuple[dict[str, Any], list[int]]] = [
     ({"filterBy": "completedAt!=2024-05-01T12:00:00Z"}, [1, 3, 4]),  # no completion: satisfies !=
     ({"filterBy": "revisionId!=x"}, [1, 2, 3, 4]),
     ({"filterBy": "revisionId==x"}, []),
+    ({"filterBy": f"revisionId=={REV_A}"}, [1]),
+    ({"filterBy": f"revisionId!={REV_A}"}, [2, 3, 4]),  # no revision: satisfies !=
+    ({"filterBy": "revisionId=^9B2D"}, [2]),
+    ({"filterBy": "revisionId!@0000"}, [3, 4]),
+    ({"filterBy": f"revisionId=={REV_A}", "deleted": "true"}, [5]),
+    ({"filterBy": f"revisionId=={REV_A},workloadId=={wid(1)}"}, [1]),
     ({"search": "BERT"}, [4]),  # the workload's name
     ({"search": "job-1 pending"}, [3]),  # every word: the pod's name and its phase
     ({"search": "node-2"}, [2]),
@@ -92,6 +103,11 @@ def test_completed_sort_paging_and_full_verbosity(client: TestClient) -> None:
     assert by_node[0] == "job-1-pod-2"
     assert by_node[-1] == "job-1-pod-3"
     assert set(by_node[1:3]) == {"job-1-pod-1", "job-2-pod-4"}
+    # By revision: pods without one last in both directions, ties by id.
+    by_revision = _names(client, sortBy="revisionId", sortOrder="desc")
+    assert by_revision[:2] == ["job-1-pod-2", "job-1-pod-1"]
+    assert set(by_revision[2:]) == {"job-1-pod-3", "job-2-pod-4"}
+    assert _names(client, sortBy="revisionId")[:2] == ["job-1-pod-1", "job-1-pod-2"]
     assert _names(client, sortBy="createdAt", sortOrder="desc") == [
         "job-2-pod-4",
         "job-1-pod-3",

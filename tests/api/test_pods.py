@@ -131,3 +131,20 @@ def test_events_newest_first_repeated_ones_updated_scoped(client: TestClient, an
     assert_error(stray, 400, "events[0]", wid(42))
     outsider, _insider = viewers(client, anonymous)
     assert_error(anonymous.get(path, headers=outsider), 404, wid(1))
+
+
+def test_a_pods_revision_is_a_uuid_served_on_its_record(client: TestClient) -> None:
+    """``revisionId`` (the owning Knative Revision's uid) is checked at the edge like the other ids,
+    stored as the canonical UUID text and served; a pod without one serves ``null``."""
+    revision = str(uuid.uuid5(uuid.UUID(CLUSTER_A), "hello-00001"))
+    sync(
+        client,
+        {"workloads": [obs(1, 1)], "pods": [pod(1, 1, 1, revisionId=revision.upper()), pod(2, 1, 1)]},
+    )
+    assert [p["revisionId"] for p in _pods(client, 1)] == [revision, None]
+    for bad in ("hello-00001", "", "\x00", revision + "0" * 300):
+        answer = client.post(
+            f"/api/v1/clusters/{CLUSTER_A}/sync", json={"pods": [pod(3, 1, 1, revisionId=bad)]}
+        )
+        assert_error(answer, 400, "pods[0].revisionId")
+    assert len(_pods(client, 1)) == 2

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from tests.factories import CLUSTER, wid
 from workplane.domain.batch import SyncBatch
@@ -32,6 +33,7 @@ from workplane.store.schema import pod_counts, workload_pods
 NOW = 1_800_000_000_000
 PROJECTS = ("p1", "p2", "p3")
 LETTERS = ["a", "b", "A", "B", "%", "_", "\\", "é", "É", "-", "1", "x"]
+REVISIONS = [wid("rev0"), wid("rev1"), wid("rev2")]
 
 
 def _workload(n: int) -> Observation:
@@ -64,6 +66,8 @@ def _pod(rng: random.Random, n: int, revision: int) -> PodObservation:
         "nodeName": node,
         "currentNodePool": rng.choice([None, "default", "A100-x", "a100", "h%_1"]),
     }
+    if n % 12 < 4:  # the pods of four workloads run under revisions, which a rewrite may change
+        item["revisionId"] = str(REVISIONS[(n + revision) % len(REVISIONS)])
     if revision > 1 and n % 5 == 0:
         item["deletedAt"] = "2024-05-02T00:00:00Z"
     return PodObservation.model_validate(item)
@@ -94,7 +98,7 @@ def pods(database: Database) -> None:
 
 TERMS = [
     f"{field}{op}{needle}"
-    for field in ("nodeName", "currentNodepool", "clusterId", "workloadId")
+    for field in ("nodeName", "currentNodepool", "clusterId", "workloadId", "revisionId")
     for op in ("=@", "=^", "=$", "!@", "!=", "==")
     for needle in (
         "a",
@@ -107,6 +111,8 @@ TERMS = [
         "a100",
         str(CLUSTER)[:8],
         str(wid("w3"))[:7],
+        str(REVISIONS[1]),
+        str(REVISIONS[2])[-6:].upper(),
         "nothing-like-it",
     )
 ]
@@ -216,22 +222,35 @@ def test_the_text_index_follows_every_write(database: Database) -> None:
             assert rows == expected
 
 
-def test_migrations_0015_and_0016_index_and_count_the_stored_pods(empty_url: str, tmp_path: Path) -> None:
-    engine = sa.create_engine(empty_url)
-    migrate.upgrade(engine, "0013")
-    engine.dispose()
-    database = create_database(Settings(data_dir=tmp_path, database_url=empty_url, migrate_on_start=False))
+def _stored_pods(url: str, data_dir: Path, pods: int) -> Database:
+    """A store migrated to the head with ``pods`` pods (the caller disposes of it)."""
+    database = create_database(Settings(data_dir=data_dir, database_url=url, migrate_on_start=False))
+    migrate.upgrade(database.engine)
+    with database.write() as conn:
+        catalog.seed(conn, NOW)
+    rng = random.Random(pods)
+    _sync(database, [_pod(rng, n, 1) for n in range(pods)])
+    return database
+
+
+def _downgrade(database: Database, to: str) -> None:
+    with database.engine.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), to)
+
+
+def test_migrations_0015_to_0017_index_and_count_the_stored_pods(empty_url: str, tmp_path: Path) -> None:
+    """Pods stored at 0013 (written at the head, then the store taken back down to 0013) are indexed
+    and counted by the migrations after it."""
+    database = _stored_pods(empty_url, tmp_path, 20)
     try:
-        with database.write() as conn:
-            catalog.seed(conn, NOW)
-        rng = random.Random(1)
-        _sync(database, [_pod(rng, n, 1) for n in range(20)])
+        _downgrade(database, "0013")
+        assert "pod_counts" not in sa.inspect(database.engine).get_table_names()
         migrate.upgrade(database.engine)
         with database.read() as conn:
             query = PodQuery(scope=ScopeSet.everything(), words=parse_search("running"))
             expected = _plain(conn, query, Sort("createdAt"))
             assert expected[1] > 0
-            assert _rolled_up(conn) == _grouped(conn)  # 0016 counted the stored pods
+            assert _rolled_up(conn) == _grouped(conn)  # 0016 and 0017 counted the stored pods
             assert _answer(conn, query, Sort("createdAt")) == expected
             if database.dialect == "sqlite":
                 assert database.sql.pod_narrowing(conn, query.words) is not None
@@ -244,23 +263,66 @@ def test_migrations_0015_and_0016_index_and_count_the_stored_pods(empty_url: str
         database.dispose()
 
 
+def test_migration_0017_adds_the_pods_revisions_to_their_counts_and_goes_back_down(
+    empty_url: str, tmp_path: Path
+) -> None:
+    """Down to 0016: the revision column goes and the counts are keyed, and kept, without it. Up again:
+    the counts are keyed by revision (every stored pod without one until reported again), and the
+    triggers keep them exact as pods come back with their revisions."""
+    database = _stored_pods(empty_url, tmp_path, 30)
+    try:
+        with database.read() as conn:
+            assert {key[3] for key in _rolled_up(conn)} == {"", *(str(r) for r in REVISIONS)}
+        _downgrade(database, "0016")
+        engine = database.engine
+        assert "revision_id" not in {c["name"] for c in sa.inspect(engine).get_columns("workload_pods")}
+        key = "cluster_id, coalesce(department_id, ''), coalesce(project_id, '')"
+        grouped = (
+            f"SELECT {key}, count(*) FROM workload_pods WHERE deleted_at IS NULL "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        )
+        rolled = (
+            "SELECT cluster_id, department_id, project_id, live FROM pod_counts "
+            "WHERE live <> 0 ORDER BY 1, 2, 3"
+        )
+        with engine.begin() as conn:
+            assert conn.execute(sa.text(rolled)).all() == conn.execute(sa.text(grouped)).all()
+            # 0016's triggers are back: a pod removed outright leaves its counter.
+            conn.execute(sa.text("DELETE FROM workload_pods WHERE id = :id"), {"id": str(wid("pod1"))})
+        with engine.begin() as conn:
+            assert conn.execute(sa.text(rolled)).all() == conn.execute(sa.text(grouped)).all()
+        migrate.upgrade(engine)
+        with database.read() as conn:
+            assert _rolled_up(conn) == _grouped(conn)
+            assert {key[3] for key in _rolled_up(conn)} == {""}
+        _sync(database, [_pod(random.Random(n), n, 2) for n in range(30)])
+        with database.read() as conn:
+            assert _rolled_up(conn) == _grouped(conn)
+            assert {key[3] for key in _rolled_up(conn)} == {"", *(str(r) for r in REVISIONS)}
+            query = PodQuery(
+                scope=ScopeSet.everything(),
+                terms=parse_filter([f"revisionId=={REVISIONS[0]}"], fields=POD_FIELDS),
+            )
+            assert store.count_pods(conn, query) == _plain(conn, query, Sort("createdAt"))[1] > 0
+    finally:
+        database.dispose()
+
+
 # --- counts from pod_counts (migration 0016) --------------------------------------------------------
 
 
-def _grouped(conn: sa.Connection) -> dict[tuple[str, str, str], int]:
+def _grouped(conn: sa.Connection) -> dict[tuple[str, ...], int]:
     p = workload_pods.c
-    rows = conn.execute(
-        sa.select(p.cluster_id, p.department_id, p.project_id, sa.func.count())
-        .where(p.deleted_at.is_(None))
-        .group_by(p.cluster_id, p.department_id, p.project_id)
-    )
-    return {(c, d or "", pr or ""): n for c, d, pr, n in rows}
+    key = [p.cluster_id, p.department_id, p.project_id, p.revision_id]
+    rows = conn.execute(sa.select(*key, sa.func.count()).where(p.deleted_at.is_(None)).group_by(*key))
+    return {(c, d or "", pr or "", r or ""): n for c, d, pr, r, n in rows}
 
 
-def _rolled_up(conn: sa.Connection) -> dict[tuple[str, str, str], int]:
+def _rolled_up(conn: sa.Connection) -> dict[tuple[str, ...], int]:
     c = pod_counts.c
-    rows = conn.execute(sa.select(c.cluster_id, c.department_id, c.project_id, c.live).where(c.live != 0))
-    return {(cl, d, pr): n for cl, d, pr, n in rows}
+    key = [c.cluster_id, c.department_id, c.project_id, c.revision_id]
+    rows = conn.execute(sa.select(*key, c.live).where(c.live != 0))
+    return {(cl, d, pr, r): n for cl, d, pr, r, n in rows}
 
 
 @pytest.mark.usefixtures("pods")
@@ -286,7 +348,9 @@ def test_pod_counts_follow_every_write(database: Database) -> None:
     _sync(database, [_pod(random.Random(n), n, 4) for n in range(140, 160)])
     with database.read() as conn:
         assert _rolled_up(conn) == _grouped(conn)
-        assert ("11111111-1111-4111-8111-111111111111", "d9", "p9") in _rolled_up(conn)
+        assert ("11111111-1111-4111-8111-111111111111", "d9", "p9", "") in _rolled_up(conn)
+        # Four workloads' pods run under revisions (moved from one to another by their rewrites).
+        assert {key[3] for key in _rolled_up(conn)} == {"", *(str(r) for r in REVISIONS)}
         scopes = [
             ScopeSet.everything(),
             ScopeSet(projects=frozenset({"p2", "p9"})),
@@ -294,7 +358,18 @@ def test_pod_counts_follow_every_write(database: Database) -> None:
             ScopeSet(clusters=frozenset({str(CLUSTER)})),
             ScopeSet(),
         ]
-        terms = [[], [f"clusterId=={CLUSTER}"], ["clusterId!=x"], ["clusterId=@zz"], ["revisionId!=r"]]
+        terms = [
+            [],
+            [f"clusterId=={CLUSTER}"],
+            ["clusterId!=x"],
+            ["clusterId=@zz"],
+            ["revisionId!=r"],
+            [f"revisionId=={REVISIONS[0]}"],
+            [f"revisionId!={REVISIONS[1]}"],
+            [f"revisionId=@{str(REVISIONS[2])[-5:].upper()}"],
+            [f"revisionId!@{str(REVISIONS[2])[:5]}", f"clusterId=={CLUSTER}"],
+            [f"revisionId<={REVISIONS[1]}"],
+        ]
         for scope in scopes:
             for term in terms:
                 query = PodQuery(scope=scope, terms=parse_filter(term, fields=POD_FIELDS))
@@ -302,3 +377,21 @@ def test_pod_counts_follow_every_write(database: Database) -> None:
                     scope,
                     term,
                 )
+
+
+@pytest.mark.usefixtures("pods")
+@pytest.mark.parametrize("order", [SortOrder.ASC, SortOrder.DESC])
+def test_pods_sort_by_revision_with_the_pods_without_one_last(database: Database, order: SortOrder) -> None:
+    """By revisionId (the canonical UUID text, compared by code point), ties by id in the same
+    direction; pods without a revision last in both directions. Expected order worked out here."""
+    with database.read() as conn:
+        p = workload_pods.c
+        rows = conn.execute(sa.select(p.revision_id, p.id).where(p.deleted_at.is_(None))).all()
+        query = PodQuery(scope=ScopeSet.everything())
+        ids, _count = _answer(conn, query, Sort("revisionId", order))
+    descending = order is SortOrder.DESC
+    with_one = sorted(((r, i) for r, i in rows if r is not None), reverse=descending)
+    without = sorted((i for r, i in rows if r is None), reverse=descending)
+    assert with_one
+    assert without
+    assert ids == [i for _r, i in with_one] + without

@@ -29,6 +29,8 @@ class PodObservation(BaseModel):
 
     id: uuid.UUID
     workload_id: uuid.UUID = Field(alias="workloadId")
+    # The uid of the workload revision that owns the pod (a Knative Revision); None when it has none.
+    revision_id: uuid.UUID | None = Field(default=None, alias="revisionId")
     revision: int = Field(ge=0, le=2**62)
     name: str = Field(min_length=1, max_length=253)
     created_at: datetime = Field(alias="createdAt")
@@ -65,6 +67,7 @@ def pod_document(pod: PodObservation, cluster_id: str, project_id: str | None) -
         "id": str(pod.id),
         "name": pod.name,
         "workloadId": str(pod.workload_id),
+        "revisionId": None if pod.revision_id is None else str(pod.revision_id),
         "clusterId": cluster_id,
         "projectId": project_id,
         # Required by the upstream schema: an empty name when the pod has no priority class.

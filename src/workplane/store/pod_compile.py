@@ -21,13 +21,10 @@ from workplane.store.scopes import restrict
 
 p = workload_pods.c
 
-# Agents report no workload revision with a pod, so ``revisionId`` has no value on any pod: as a NULL
-# it satisfies only ``!=`` and ``!@``, and sorting by it orders by the id alone.
-_NO_VALUE: sa.ColumnElement[Any] = sa.cast(sa.null(), sa.String)
 _COLUMNS: dict[str, sa.ColumnElement[Any]] = {
     "clusterId": p.cluster_id,
     "workloadId": p.workload_id,
-    "revisionId": _NO_VALUE,
+    "revisionId": p.revision_id,
     "nodeName": p.node_name,
     "currentNodepool": p.current_nodepool,
     "createdAt": p.created_at,
@@ -64,7 +61,7 @@ def _covering_hints(query: PodQuery) -> list[sa.ColumnElement[bool]]:
     columns = {_COLUMNS[t.field.name] for t in query.terms if t.op in SUBSTRING and t.field.kind is Kind.TEXT}
     if query.words:
         columns.add(p.search_text)
-    return [c.is_not(None) for c in columns if c is not _NO_VALUE]
+    return [c.is_not(None) for c in columns]
 
 
 def search_words(words: list[str]) -> list[sa.ColumnElement[bool]]:

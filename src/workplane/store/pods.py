@@ -37,6 +37,7 @@ _UPDATED = [
     "current_nodepool",
     "completed_at",
     "search_text",
+    "revision_id",
 ]
 
 
@@ -154,6 +155,7 @@ def apply_pods(
                 "current_nodepool": pod.current_node_pool,
                 "completed_at": pod_completed_ms(pod, phase_at),
                 "search_text": pod_search_text(pod, owner.name),
+                "revision_id": None if pod.revision_id is None else str(pod.revision_id),
             }
         )
     if changes:
@@ -299,20 +301,28 @@ def list_pods(
     return PodsPage([_render(by_id[i], full=full) for i in ids if i in by_id], has_more)
 
 
-# Fields whose terms a count can decide on ``pod_counts``' rows: the cluster is part of their key, and
-# no pod has a revisionId (its terms are constants).
-_ROLLED_UP = frozenset({"clusterId", "revisionId"})
+# Fields whose terms a count can decide on ``pod_counts``' rows: both are part of their key. The revision
+# is in the key (0017) because a count by revisionId is a revision's pods (a Knative Service's traffic
+# split), and ``revisionId!=`` would otherwise visit every live pod (the revision index holds only the
+# pods that have one). The price is a row per (cluster, department, project, revision) that has had a
+# live pod, left at zero when the revision goes (as a project's rows are): a count with no filter sums
+# those too, a few thousand rows at most for a cluster replacing revisions daily.
+_REVISION = "revisionId"
+_ROLLED_UP = frozenset({"clusterId", _REVISION})
 
 
 def count_pods(connection: sa.Connection, query: PodQuery) -> int:
-    """The live pods of a query with no search words and no terms but on the cluster (or the constant
-    revisionId) are summed from ``pod_counts`` (migration 0016), whose rows carry the cluster,
-    department and project that scope a pod: a few rows instead of a million index entries. Anything
-    else counts the pods themselves."""
+    """The live pods of a query with no search words and no terms but on the cluster or the revision
+    are summed from ``pod_counts`` (migrations 0016, 0017), whose rows carry the cluster, department
+    and project that scope a pod and its revision: a few rows instead of a million index entries.
+    Anything else counts the pods themselves."""
     rolled_up = all(t.field.name in _ROLLED_UP for t in query.terms)
     if rolled_up and not query.deleted and not query.words and query.completed is Completed.ALL:
         c = pod_counts.c
-        terms = [pod_query.term_on(t, {"clusterId": c.cluster_id}) for t in query.terms]
+        # A missing revision is an empty text in the key: NULL again, so that every operator treats it
+        # as the pods' own column does (``!=`` and ``!@`` hold, the others do not).
+        counted = {"clusterId": c.cluster_id, _REVISION: sa.func.nullif(c.revision_id, "")}
+        terms = [pod_query.term_on(t, counted) for t in query.terms]
         scoped = [] if query.scope.tenant else [restrict(pod_counts, query.scope)]
         summed = sa.select(sa.func.coalesce(sa.func.sum(c.live), 0)).where(*scoped, *terms)
         return int(connection.execute(summed).scalar_one())

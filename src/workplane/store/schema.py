@@ -390,6 +390,8 @@ workload_pods = sa.Table(
     sa.Column("current_nodepool", text_c(), nullable=True),
     sa.Column("completed_at", sa.BigInteger, nullable=True),
     sa.Column("search_text", text_c(), nullable=True),  # folded: pod, workload and node names, pool, phase
+    # The uid of the workload revision that owns the pod (a Knative Revision), when it has one (0017).
+    sa.Column("revision_id", text_c(), nullable=True),
 )
 # A workload's pods in creation order (the pods route's page).
 sa.Index(
@@ -411,17 +413,27 @@ for _col in ("cluster_id", "department_id", "project_id", "node_name", "current_
 _pods_index("ix_workload_pods_live_created", "created_at", "id", where=LIVE)
 _pods_index("ix_workload_pods_deleted_created", "created_at", "id", where=DELETED)
 _pods_index("ix_workload_pods_deleted_at", "deleted_at", "id", where=DELETED)
+# Only the pods that have a revision: most have none, and a filter on it names a value (0017).
+_pods_index(
+    "ix_workload_pods_live_revision_id",
+    "revision_id",
+    "created_at",
+    "id",
+    where=sa.text("deleted_at IS NULL AND revision_id IS NOT NULL"),
+)
 _pods_index("ix_workload_pods_completed_at", "completed_at", "id", where=sa.text("completed_at IS NOT NULL"))
 
-# Live pods per cluster, department and project (an empty text where a pod has none), kept exact by
-# triggers on ``workload_pods`` (migration 0015): a pod count with no filter but the caller's scopes (or
-# a term on clusterId) sums these few rows instead of counting a million index entries.
+# Live pods per cluster, department, project and revision (an empty text where a pod has none), kept
+# exact by triggers on ``workload_pods`` (migrations 0016, 0017): a pod count with no filter but the
+# caller's scopes (or terms on clusterId and revisionId) sums these few rows instead of counting a
+# million index entries.
 pod_counts = sa.Table(
     "pod_counts",
     metadata,
     sa.Column("cluster_id", sa.String(36), primary_key=True),
     sa.Column("department_id", text_c(), primary_key=True),
     sa.Column("project_id", text_c(), primary_key=True),
+    sa.Column("revision_id", text_c(), primary_key=True),
     sa.Column("live", sa.BigInteger, nullable=False),
 )
 

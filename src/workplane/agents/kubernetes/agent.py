@@ -116,8 +116,9 @@ class Sent:
         return iter(self._items)
 
 
-# What a pod's last item was made of: the pod, its workload and its node's pool (``pod_item``).
-PodSent = tuple[Pod, str, str | None]
+# What a pod's last item was made of: the pod, its workload, its node's pool and its revision
+# (``pod_item``).
+PodSent = tuple[Pod, str, str | None, str | None]
 
 
 class SentPods:
@@ -466,7 +467,7 @@ class KubernetesAgent:
             if last is not None and not everything:
                 items.append(self._pod_gone(uid, last, now_text))
         for uid, pod in current.items():
-            sent = (pod, workload_id, pod_pool(self.state, pod))
+            sent = (pod, workload_id, pod_pool(self.state, pod), self.state.revision_of(pod))
             if self._pods_reported.put(uid, sent) and not everything:
                 continue
             items.append({**pod_item(*sent, now_text), "revision": self._revision(uid)})

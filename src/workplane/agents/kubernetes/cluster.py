@@ -12,13 +12,17 @@ native type.
 
 A pod whose chain passes through an owner the agent watches but has not seen yet (the pod's watch ran
 ahead of its ReplicaSet's) waits, and is grouped once the owner arrives.
+
+**Revision.** A pod whose chain passes through a Knative Revision (Pod → ReplicaSet → Deployment →
+Revision → Configuration → Service) belongs to that revision of its Service: the Revision's uid is the
+pod's ``revisionId`` (``revision_of``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workplane.agents.kubernetes.kinds import RUNAI_NATIVE_KINDS, type_of
+from workplane.agents.kubernetes.kinds import REVISION_OWNER, RUNAI_NATIVE_KINDS, type_of
 from workplane.agents.kubernetes.objects import Owner, Pod, Ref
 from workplane.domain.catalog import NATIVE_GROUP
 
@@ -100,6 +104,14 @@ class ClusterState:
                 grouped = chain[index - 1]
             return Grouping(node, grouped, workload_type)
         return None  # unreachable: a pod is always a workload of type Pod
+
+    def revision_of(self, pod: Pod) -> str | None:
+        """The uid of the workload revision in the pod's owner chain (a Knative Revision), the pod's
+        ``revisionId``; None when the chain has none (or is not complete yet)."""
+        for node in self.chain(pod) or ():
+            if isinstance(node, Owner) and (node.kind, node.group) == REVISION_OWNER:
+                return node.uid
+        return None
 
     def regroup(self) -> None:
         """Assign changed pods to their workloads and mark every workload that changed as dirty."""

@@ -28,12 +28,16 @@ RUNAI_NATIVE_KINDS: dict[str, str] = {
     "DistributedInferenceWorkload": "DistributedInference",
 }
 
+# The owner whose uid is a pod's ``revisionId``: a Knative Service's pods run under one of its Revisions
+# (Service → Configuration → Revision → Deployment → ReplicaSet → Pod).
+REVISION_OWNER = ("Revision", "serving.knative.dev")
+
 # Owners that are no workload type of their own but stand between one and its pods.
 INTERMEDIATE_OWNERS: tuple[tuple[str, str], ...] = (
     ("RunaiJob", NATIVE_GROUP),
     ("TrainJob", "trainer.kubeflow.org"),
     ("Configuration", "serving.knative.dev"),
-    ("Revision", "serving.knative.dev"),
+    REVISION_OWNER,
     ("VirtualMachine", "kubevirt.io"),
 )
 

@@ -177,10 +177,13 @@ def pod_pool(state: ClusterState, pod: Pod) -> str | None:
     return (state.node_pools.get(pod.node) or DEFAULT_NODE_POOL) if pod.node else None
 
 
-def pod_item(pod: Pod, workload_id: str, pool: str | None, now_text: str) -> JsonObject:
-    """A pod as a sync item (``docs/sync-protocol.md``), its node's pool given (``pod_pool``); the
-    revision is the caller's. Made of these arguments alone: the agent keeps them, not the item, for
-    every pod it reported (``agent.SentPods``)."""
+def pod_item(
+    pod: Pod, workload_id: str, pool: str | None, revision_id: str | None, now_text: str
+) -> JsonObject:
+    """A pod as a sync item (``docs/sync-protocol.md``), its node's pool given (``pod_pool``) and the
+    workload revision that owns it (``ClusterState.revision_of``); the item's ``revision`` is the
+    caller's. Made of these arguments alone: the agent keeps them, not the item, for every pod it
+    reported (``agent.SentPods``)."""
     placed = pod.node is not None and pod.active
     item: JsonObject = {
         "id": pod.uid,
@@ -199,4 +202,6 @@ def pod_item(pod: Pod, workload_id: str, pool: str | None, now_text: str) -> Jso
         item["completedAt"] = pod.completed_at
     if pod.priority_class:
         item["priorityClassName"] = pod.priority_class
+    if revision_id:
+        item["revisionId"] = revision_id
     return item
