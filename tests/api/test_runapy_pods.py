@@ -14,6 +14,7 @@ from tests.auth.test_runapy_scoped import _runai, _scoped_credential
 from tests.server import Server
 
 pytestmark = pytest.mark.server
+REVISION = "6f1e2d3c-0000-4000-8000-0000000000a1"
 
 
 def test_the_client_lists_and_counts_pods(runai: RunaiClient, server: Server) -> None:
@@ -22,7 +23,7 @@ def test_the_client_lists_and_counts_pods(runai: RunaiClient, server: Server) ->
         "pods": [
             pod(1, 1, 1, currentNodePool="a100"),
             pod(2, 1, 1, "Succeeded", completedAt="2024-05-01T12:00:00Z"),
-            pod(3, 2, 1, nodeName="node-2"),
+            pod(3, 2, 1, nodeName="node-2", revisionId=REVISION),
         ],
     }
     with server.client() as admin:
@@ -47,6 +48,11 @@ def test_the_client_lists_and_counts_pods(runai: RunaiClient, server: Server) ->
     assert pods.count_pods(filter_by=["currentNodepool=@A1"]).data == {"count": 1}
     assert pods.count_pods(search="bert").data == {"count": 1}
     assert pods.count_pods(deleted=True).data == {"count": 0}
+    # A pod's revision, filtered, sorted and counted by, and parsed by the client's model.
+    by_revision = pods.list_pods(filter_by=[f"revisionId=={REVISION}"], sort_by="revisionId").data["pods"]
+    assert [str(models.Pod1.from_dict(p).revision_id) for p in by_revision] == [REVISION]
+    assert pods.count_pods(filter_by=[f"revisionId=={REVISION}"]).data == {"count": 1}
+    assert pods.count_pods(filter_by=[f"revisionId!={REVISION}"]).data == {"count": 2}
 
 
 def test_a_scoped_client_sees_only_its_projects_pods_and_events(server: Server) -> None:

@@ -26,9 +26,13 @@ from tests.server import Server, running_server
 from workplane.agents.kubernetes.command import cluster_id_for
 
 # The CRDs installed in the test cluster: Kubeflow's PyTorchJob, Run:ai's TrainingWorkload and the
-# RunaiJob under it, and KAI's queues. Every other CRD the agent knows of is absent.
+# RunaiJob under it, Knative Serving's Service, Configuration and Revision, and KAI's queues. Every
+# other CRD the agent knows of is absent.
 CRDS = (
     Kind("kubeflow.org", "v1", "PyTorchJob", "pytorchjobs"),
+    Kind("serving.knative.dev", "v1", "Service", "services"),
+    Kind("serving.knative.dev", "v1", "Configuration", "configurations"),
+    Kind("serving.knative.dev", "v1", "Revision", "revisions"),
     Kind("run.ai", "v2alpha1", "TrainingWorkload", "trainingworkloads"),
     Kind("run.ai", "v1", "RunaiJob", "runaijobs"),
     Kind("scheduling.run.ai", "v2", "Queue", "queues", namespaced=False),

@@ -12,6 +12,14 @@ Where each comes from:
 - ``training_workload`` / ``runaijob_of``: a Run:ai TrainingWorkload (``run.ai/v2alpha1``) as
   ``runai submit`` creates it (its spec fields wrap values in ``{"value": …}``), and the RunaiJob
   (``run.ai/v1``) it owns, which owns the pods.
+- ``knative_service`` / ``configuration_of`` / ``revision_of`` / ``revision_deployment`` /
+  ``revision_replicaset``: the ``hello`` Service of Knative's documentation ("Deploying your first
+  Knative Service", ``ghcr.io/knative/helloworld-go`` with ``TARGET``), and the chain Knative Serving's
+  controllers make under it: the Configuration (same name, owned by the Service), one Revision per
+  change of its template (``hello-00001``, ``hello-00002``, owned by the Configuration, labelled with
+  their service, configuration and generation), the Revision's Deployment ``<revision>-deployment``
+  (``user-container`` and Knative's ``queue-proxy`` sidecar) and that Deployment's ReplicaSet. Pods are
+  the ReplicaSet's, as for any Deployment.
 - ``scheduler_event``: the ``FailedScheduling`` Event kube-scheduler records about a pod it cannot
   place (``v1 Event``: involvedObject, reason, message, source, first/last timestamps, count).
 - Pod statuses follow what the kubelet and scheduler write: ``PodScheduled`` False with reason
@@ -128,6 +136,152 @@ def replicaset_of(deployment: JsonObject) -> JsonObject:
         },
         "spec": {"replicas": deployment["spec"]["replicas"], "template": deployment["spec"]["template"]},
         "status": {"replicas": deployment["spec"]["replicas"]},
+    }
+
+
+KNATIVE = "serving.knative.dev/v1"
+HELLO_IMAGE = "ghcr.io/knative/helloworld-go:latest"
+QUEUE_PROXY_IMAGE = "gcr.io/knative-releases/knative.dev/serving/cmd/queue:v1.16.0"
+
+
+def _hello_template(target: str) -> JsonObject:
+    return {
+        "spec": {
+            "containers": [
+                {
+                    "image": HELLO_IMAGE,
+                    "env": [{"name": "TARGET", "value": target}],
+                    "ports": [{"containerPort": 8080}],
+                }
+            ]
+        }
+    }
+
+
+def knative_service(ns: str, target: str = "World") -> JsonObject:
+    return {
+        "apiVersion": KNATIVE,
+        "kind": "Service",
+        "metadata": {"name": "hello", "namespace": ns},
+        "spec": {"template": _hello_template(target)},
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [
+                {"type": "ConfigurationsReady", "status": "True"},
+                {"type": "Ready", "status": "True"},
+                {"type": "RoutesReady", "status": "True"},
+            ],
+            "latestCreatedRevisionName": "hello-00001",
+            "latestReadyRevisionName": "hello-00001",
+            "url": f"http://hello.{ns}.example.com",
+            "traffic": [{"revisionName": "hello-00001", "latestRevision": True, "percent": 100}],
+        },
+    }
+
+
+def configuration_of(service: JsonObject) -> JsonObject:
+    meta = service["metadata"]
+    return {
+        "apiVersion": KNATIVE,
+        "kind": "Configuration",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "generation": 1,
+            "labels": {
+                "serving.knative.dev/service": meta["name"],
+                "serving.knative.dev/serviceUID": meta["uid"],
+            },
+            "ownerReferences": [owner_ref(service)],
+        },
+        "spec": {"template": service["spec"]["template"]},
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "latestCreatedRevisionName": "hello-00001",
+            "latestReadyRevisionName": "hello-00001",
+        },
+    }
+
+
+def revision_of(configuration: JsonObject, generation: int, target: str = "World") -> JsonObject:
+    meta = configuration["metadata"]
+    service = meta["labels"]["serving.knative.dev/service"]
+    template = _hello_template(target)
+    return {
+        "apiVersion": KNATIVE,
+        "kind": "Revision",
+        "metadata": {
+            "name": f"{meta['name']}-{generation:05d}",
+            "namespace": meta["namespace"],
+            "labels": {
+                "serving.knative.dev/configuration": meta["name"],
+                "serving.knative.dev/configurationGeneration": str(generation),
+                "serving.knative.dev/configurationUID": meta["uid"],
+                "serving.knative.dev/routingState": "active",
+                "serving.knative.dev/service": service,
+                "serving.knative.dev/serviceUID": meta["labels"]["serving.knative.dev/serviceUID"],
+            },
+            "ownerReferences": [owner_ref(configuration)],
+        },
+        "spec": {**template["spec"], "containerConcurrency": 0, "timeoutSeconds": 300},
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [
+                {"type": "Active", "status": "True"},
+                {"type": "ContainerHealthy", "status": "True"},
+                {"type": "Ready", "status": "True"},
+                {"type": "ResourcesAvailable", "status": "True"},
+            ],
+            "actualReplicas": 1,
+            "desiredReplicas": 1,
+        },
+    }
+
+
+def revision_deployment(revision: JsonObject) -> JsonObject:
+    meta = revision["metadata"]
+    labels = {
+        "app": meta["name"],
+        **meta["labels"],
+        "serving.knative.dev/revision": meta["name"],
+        "serving.knative.dev/revisionUID": meta["uid"],
+    }
+    containers = [
+        {**revision["spec"]["containers"][0], "name": "user-container"},
+        {"name": "queue-proxy", "image": QUEUE_PROXY_IMAGE, "ports": [{"containerPort": 8012}]},
+    ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": f"{meta['name']}-deployment",
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_ref(revision)],
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"serving.knative.dev/revisionUID": meta["uid"]}},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": containers}},
+        },
+        "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1},
+    }
+
+
+def revision_replicaset(deployment: JsonObject, pod_template_hash: str) -> JsonObject:
+    meta = deployment["metadata"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": f"{meta['name']}-{pod_template_hash}",
+            "namespace": meta["namespace"],
+            "labels": {**meta["labels"], "pod-template-hash": pod_template_hash},
+            "ownerReferences": [owner_ref(deployment)],
+        },
+        "spec": {"replicas": 1, "template": deployment["spec"]["template"]},
+        "status": {"replicas": 1, "readyReplicas": 1},
     }
 
 

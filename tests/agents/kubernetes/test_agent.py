@@ -198,6 +198,64 @@ def test_workloads_follow_the_cluster(agent: Agent, cluster: FakeCluster) -> Non
     assert "Traceback" not in agent.log
 
 
+def _revision_pods(agent: Agent, revision_id: str) -> int:
+    """How many live pods runapy's pod count says the revision has (``revisionId==``)."""
+    configuration = Configuration(
+        client_id=agent.server.client_id,
+        client_secret=agent.server.client_secret,
+        runai_base_url=agent.server.base_url,
+    )
+    with RunaiClient(ApiClient(configuration)) as runai:
+        counted: int = runai.workloads.pods.count_pods(filter_by=[f"revisionId=={revision_id}"]).data["count"]
+    return counted
+
+
+def test_a_knative_services_pods_come_with_their_revision(agent: Agent, cluster: FakeCluster) -> None:
+    """Pod → ReplicaSet → Deployment → Revision → Configuration → Service: one workload, the Service,
+    whose pods each carry the uid of the Revision that runs them; a plain Deployment's pods have none."""
+    _setup_cluster(cluster)
+    service = cluster.create(m.knative_service("team-b"))
+    configuration = cluster.create(m.configuration_of(service))
+
+    def revision_pod(generation: int, target: str, pod_template_hash: str) -> str:
+        revision = cluster.create(m.revision_of(configuration, generation, target))
+        deployment = cluster.create(m.revision_deployment(revision))
+        replicaset = cluster.create(m.revision_replicaset(deployment, pod_template_hash))
+        name = f"{replicaset['metadata']['name']}-x2x8q"
+        cluster.create(m.running(m.pod(name, replicaset, "team-b", m.HELLO_IMAGE), "node-2"))
+        uid: str = revision["metadata"]["uid"]
+        return uid
+
+    first = revision_pod(1, "World", "7d9c5b8f4")
+    deployment = cluster.create(m.deployment_nginx("team-b", replicas=1))
+    replicaset = cluster.create(m.replicaset_of(deployment))
+    nginx_pod = m.pod("nginx-deployment-66b6c48dd5-0", replicaset, "team-b", "nginx:1.14.2")
+    cluster.create(m.running(nginx_pod, "node-2"))
+
+    with agent.running():
+        hello = wait_for("the Knative Service", lambda: _workload(agent, "hello", runningPods=1), agent)
+        assert hello["type"] == "Service"
+        assert not {"hello-00001", "hello-00001-deployment"} & set(workloads(agent.server, agent.cluster_id))
+        pods = wait_for("the Service's pod", lambda: _pods(agent, hello["id"], count=1), agent)
+        assert [(p.name, str(p.revision_id)) for p in pods] == [
+            ("hello-00001-deployment-7d9c5b8f4-x2x8q", first)
+        ]
+        nginx = wait_for("the Deployment", lambda: _workload(agent, "nginx-deployment", runningPods=1), agent)
+        assert [p.revision_id for p in wait_for("its pod", lambda: _pods(agent, nginx["id"]), agent)] == [
+            None
+        ]
+
+        # A second revision (the template changed), its pod beside the first one's: a traffic split.
+        second = revision_pod(2, "Knative", "5f6b7c9d8")
+        pods = wait_for("both revisions' pods", lambda: _pods(agent, hello["id"], count=2), agent)
+        assert sorted((p.name, str(p.revision_id)) for p in pods) == [
+            ("hello-00001-deployment-7d9c5b8f4-x2x8q", first),
+            ("hello-00002-deployment-5f6b7c9d8-x2x8q", second),
+        ]
+        assert (_revision_pods(agent, first), _revision_pods(agent, second)) == (1, 1)
+    assert "Traceback" not in agent.log
+
+
 def test_relist_after_410_gone_reports_what_the_watch_missed(agent: Agent, cluster: FakeCluster) -> None:
     _setup_cluster(cluster)
     for name in ("keep", "drop"):
