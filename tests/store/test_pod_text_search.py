@@ -325,6 +325,17 @@ def _rolled_up(conn: sa.Connection) -> dict[tuple[str, ...], int]:
     return {(cl, d, pr, r): n for cl, d, pr, r, n in rows}
 
 
+_COUNTS_KEY = ("cluster_id", "department_id", "project_id", "revision_id")
+
+
+def _emptied_revisions(conn: sa.Connection) -> set[tuple[str, ...]]:
+    """Counter rows of a revision left at zero (the triggers delete them)."""
+    c = pod_counts.c
+    return {
+        tuple(r) for r in conn.execute(sa.select(c[*_COUNTS_KEY]).where(c.live == 0, c.revision_id != ""))
+    }
+
+
 @pytest.mark.usefixtures("pods")
 def test_pod_counts_follow_every_write(database: Database) -> None:
     """Inserts, upserts, deletions (deletedAt), a workload moving to another project with its pods, and
@@ -332,6 +343,12 @@ def test_pod_counts_follow_every_write(database: Database) -> None:
     equals the pods' own count."""
     with database.read() as conn:
         assert _rolled_up(conn) == _grouped(conn)
+        # The rewrites moved every pod of workloads 0 and 3 (project p1) from rev1 to rev2: rev1's rows
+        # there went with their last pod.
+        stored = {key[1:] for key in conn.execute(sa.select(pod_counts.c[*_COUNTS_KEY]))}
+        assert ("d0", "p1", str(REVISIONS[2])) in stored
+        assert not {("d0", "p1", str(REVISIONS[1])), ("d1", "p1", str(REVISIONS[1]))} & stored
+        assert _emptied_revisions(conn) == set()
     moved = _workload(4).model_copy(update={"revision": 2, "project_id": "p9", "department_id": "d9"})
     with database.write() as conn:
         ingest.apply_batch(
@@ -351,6 +368,7 @@ def test_pod_counts_follow_every_write(database: Database) -> None:
         assert ("11111111-1111-4111-8111-111111111111", "d9", "p9", "") in _rolled_up(conn)
         # Four workloads' pods run under revisions (moved from one to another by their rewrites).
         assert {key[3] for key in _rolled_up(conn)} == {"", *(str(r) for r in REVISIONS)}
+        assert _emptied_revisions(conn) == set()
         scopes = [
             ScopeSet.everything(),
             ScopeSet(projects=frozenset({"p2", "p9"})),

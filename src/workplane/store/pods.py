@@ -304,9 +304,9 @@ def list_pods(
 # Fields whose terms a count can decide on ``pod_counts``' rows: both are part of their key. The revision
 # is in the key (0017) because a count by revisionId is a revision's pods (a Knative Service's traffic
 # split), and ``revisionId!=`` would otherwise visit every live pod (the revision index holds only the
-# pods that have one). The price is a row per (cluster, department, project, revision) that has had a
-# live pod, left at zero when the revision goes (as a project's rows are): a count with no filter sums
-# those too, a few thousand rows at most for a cluster replacing revisions daily.
+# pods that have one). The price is a row per (cluster, department, project, revision) with live pods,
+# which a count with no filter sums too: a few per Knative Service. A revision's row is deleted when its
+# last live pod goes (the triggers of 0017), so replaced and scaled-to-zero revisions leave none.
 _REVISION = "revisionId"
 _ROLLED_UP = frozenset({"clusterId", _REVISION})
 

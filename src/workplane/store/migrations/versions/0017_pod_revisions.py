@@ -10,9 +10,12 @@ filter ``revisionId==`` and its count). Pods without a revision, most of them, a
 
 ``pod_counts`` gains ``revision_id`` (an empty text for none) as a fourth key column, so that a count
 with terms on revisionId is still summed from its rows, as it was while no pod had a revision. The
-rows are one per (cluster, department, project, revision) that has had a live pod: a few more per
-Knative Service, which a count with no filter sums as well. The table and its triggers are made
-again with the new key (same shape as 0016's), counted from the stored pods.
+rows are one per (cluster, department, project, revision) with live pods: a few more per Knative
+Service, which a count with no filter sums as well. Revisions come and go (every change of a
+Service's template makes one, and scaling to zero empties it), so a revision's row is deleted when its
+count reaches zero, by the trigger that took it there; the rows without a revision stay as 0016 keeps
+them. The table and its triggers are made again with the new key (same shape as 0016's), counted
+from the stored pods.
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ def _sqlite_triggers(key: tuple[str, ...]) -> list[str]:
         "WHERE new.deleted_at IS NULL ON CONFLICT DO UPDATE SET live = live + 1;"
     )
     remove = f"UPDATE pod_counts SET live = live - 1 WHERE old.deleted_at IS NULL AND ({columns}) = ({old});"
+    if "revision_id" in key:
+        remove += (
+            " DELETE FROM pod_counts WHERE old.deleted_at IS NULL AND old.revision_id IS NOT NULL "
+            f"AND live = 0 AND ({columns}) = ({old});"
+        )
     changed = "(old.deleted_at IS NULL) <> (new.deleted_at IS NULL) OR " + " OR ".join(
         f"old.{c} IS NOT new.{c}" for c in key
     )
@@ -70,6 +78,20 @@ def _pg_deltas(parts: list[tuple[str, int]], key: tuple[str, ...]) -> str:
     )
 
 
+def _pg_prune(key: tuple[str, ...]) -> str:
+    """Drop the revisions' counter rows that the statement took to zero. Those rows are locked by this
+    transaction already (its upsert changed them), so the delete waits for no other writer; a row
+    that a concurrent writer's pod keeps above zero is not deleted, and a writer that adds to a row
+    being deleted inserts it again once this transaction commits (``ON CONFLICT`` retries)."""
+    columns = ", ".join(key)
+    gone = (
+        f"SELECT DISTINCT {_key('t', key)} FROM old_rows t "
+        "WHERE t.deleted_at IS NULL AND t.revision_id IS NOT NULL"
+    )
+    matched = " AND ".join(f"c.{c} = o.{c}" for c in key)
+    return f"DELETE FROM pod_counts c USING ({gone}) o ({columns}) WHERE c.live = 0 AND {matched};"
+
+
 def _pg_function(name: str, body: str) -> str:
     return (
         f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
@@ -78,10 +100,11 @@ def _pg_function(name: str, body: str) -> str:
 
 
 def _postgresql_triggers(key: tuple[str, ...]) -> list[str]:
+    prune = f"\n{_pg_prune(key)}" if "revision_id" in key else ""
     return [
         _pg_function("pod_counts_insert", _pg_deltas([("new_rows", 1)], key)),
-        _pg_function("pod_counts_update", _pg_deltas([("new_rows", 1), ("old_rows", -1)], key)),
-        _pg_function("pod_counts_delete", _pg_deltas([("old_rows", -1)], key)),
+        _pg_function("pod_counts_update", _pg_deltas([("new_rows", 1), ("old_rows", -1)], key) + prune),
+        _pg_function("pod_counts_delete", _pg_deltas([("old_rows", -1)], key) + prune),
         "CREATE TRIGGER pod_counts_insert AFTER INSERT ON workload_pods REFERENCING NEW TABLE AS new_rows "
         "FOR EACH STATEMENT EXECUTE FUNCTION pod_counts_insert()",
         "CREATE TRIGGER pod_counts_update AFTER UPDATE ON workload_pods "
