@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
@@ -105,15 +106,27 @@ def test_postgresql_writers_wait_for_the_rows_a_batch_checks(
         pytest.skip("SQLite has one writer at a time")
     sync(database, _observations(range(3), 1, "Pending", ["a"]))
     prepared = _prepare(database, _observations(range(3), 2, "Running", ["a"]))
-    other = database.engine.connect()
-    transaction = other.begin()
-    other.execute(sa.text("UPDATE workloads SET project_name = 'renamed' WHERE name = 'w1'"))
     outcome: list[ingest.BatchResult] = []
 
     def write() -> None:
         with database.write() as conn:
             outcome.append(ingest.write_prepared(conn, *prepared))
 
+    blocked_while(database, sa.text("UPDATE workloads SET project_name = 'renamed' WHERE name = 'w1'"), write)
+    assert outcome[0].applied == 3
+    with database.read() as conn:
+        names = dict(conn.execute(sa.select(workloads.c.name, workloads.c.project_name)).all())
+    assert names == {f"w{n}": "project-1" for n in range(3)}
+    assert_rollups_exact(database)
+
+
+def blocked_while(database: Database, change: sa.Executable, write: Callable[[], object]) -> None:
+    """PostgreSQL: ``write`` runs in a thread while another transaction holds ``change`` uncommitted,
+    until it waits for a lock (asserted, at most 20 s); then that transaction commits and ``write``
+    finishes."""
+    other = database.engine.connect()
+    transaction = other.begin()
+    other.execute(change)
     writer = threading.Thread(target=write)
     writer.start()
     try:
@@ -125,11 +138,6 @@ def test_postgresql_writers_wait_for_the_rows_a_batch_checks(
         transaction.commit()
         other.close()
         writer.join(timeout=30)
-    assert outcome[0].applied == 3
-    with database.read() as conn:
-        names = dict(conn.execute(sa.select(workloads.c.name, workloads.c.project_name)).all())
-    assert names == {f"w{n}": "project-1" for n in range(3)}
-    assert_rollups_exact(database)
 
 
 def _waiting_for_a_lock(database: Database) -> bool:

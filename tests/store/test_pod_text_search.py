@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from tests.factories import CLUSTER, wid
+from tests.store.test_ingest import blocked_while
 from workplane.domain.batch import SyncBatch
 from workplane.domain.observation import Observation
 from workplane.domain.pods import PodObservation
@@ -413,3 +414,22 @@ def test_pods_sort_by_revision_with_the_pods_without_one_last(database: Database
     assert with_one
     assert without
     assert ids == [i for _r, i in with_one] + without
+
+
+def test_a_pod_joining_a_revision_whose_row_another_writer_empties(database: Database) -> None:
+    """PostgreSQL: one transaction removes a revision's last live pod (its counter row deleted, not yet
+    committed) while a sync batch adds a pod to that revision: the batch waits for the row, and once
+    the first commits, inserts it again; the counts stay exact."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time")
+    with database.write() as conn:
+        catalog.seed(conn, NOW)
+    solo = wid("rev-solo")
+    first, second = (_pod(random.Random(n), n, 1).model_copy(update={"revision_id": solo}) for n in (0, 12))
+    _sync(database, [first])
+    gone = workload_pods.update().where(workload_pods.c.id == str(first.id)).values(deleted_at=NOW)
+    blocked_while(database, gone, lambda: _sync(database, [second]))
+    with database.read() as conn:
+        assert _rolled_up(conn) == _grouped(conn)
+        assert [n for key, n in _rolled_up(conn).items() if key[3] == str(solo)] == [1]
+        assert _emptied_revisions(conn) == set()
