@@ -42,6 +42,34 @@ def test_a_deployment_pod_belongs_to_the_deployment_through_its_replicaset() -> 
     assert (grouping.workload.uid, grouping.type) == (deployment["metadata"]["uid"], "Deployment")
 
 
+def test_a_knative_pod_belongs_to_the_service_and_to_the_revision_that_runs_it() -> None:
+    """Pod → ReplicaSet → Deployment → Revision → Configuration → Service: the workload is the Service,
+    the pod's revision is the Revision's uid; none while the Revision is not seen yet (the pod waits),
+    and none for a Deployment's pod outside Knative."""
+    state = ClusterState()
+    service = _with_uid(m.knative_service("ns"))
+    configuration = _with_uid(m.configuration_of(service))
+    revision = _with_uid(m.revision_of(configuration, 1))
+    deployment = _with_uid(m.revision_deployment(revision))
+    replicaset = _with_uid(m.revision_replicaset(deployment, "7d9c5b8f4"))
+    pod = Pod.from_object(_with_uid(m.pod("hello-pod", replicaset, "ns", m.HELLO_IMAGE)))
+    for obj in (service, configuration, deployment, replicaset):
+        _owner(state, obj)
+    state.watched.add(("Revision", "serving.knative.dev"))
+    assert state.grouping(pod) is None
+    assert state.revision_of(pod) is None
+    _owner(state, revision)
+    grouping = state.grouping(pod)
+    assert grouping is not None
+    assert (grouping.workload.uid, grouping.type) == (service["metadata"]["uid"], "Service")
+    assert state.revision_of(pod) == revision["metadata"]["uid"]
+    nginx = _with_uid(m.deployment_nginx("ns"))
+    nginx_set = _with_uid(m.replicaset_of(nginx))
+    _owner(state, nginx)
+    _owner(state, nginx_set)
+    assert state.revision_of(Pod.from_object(_with_uid(m.pod("p", nginx_set, "ns", "nginx")))) is None
+
+
 def test_runai_workloads_group_their_pods_at_the_second_highest_owner() -> None:
     state = ClusterState()
     training = _with_uid(m.training_workload("ns"))
