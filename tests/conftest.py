@@ -20,6 +20,7 @@ from runai.api_client import ApiClient
 from runai.configuration import Configuration
 from runai.runai_client import RunaiClient
 
+from tests import file_weights
 from tests.server import Server, running_server
 from workplane.api.deps import Services
 from workplane.app import build_services, create_app
@@ -43,6 +44,12 @@ POSTGRES_URL = os.environ.get("WORKPLANE_TEST_POSTGRES_URL")
 # ``tests/auth/test_security.py`` checks that the server's own default is the strong one.
 STRONG_SCRYPT = (credentials._N, credentials._R, credentials._P)
 credentials._N, credentials._R, credentials._P = 2**10, 8, 1
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The longest files first, so the parallel run does not end with one worker on a long file
+    # (tests/file_weights.py; ./scripts/test turns off pytest-xdist's own reordering).
+    items[:] = file_weights.longest_first(items, file_weights.load())
 
 
 @pytest.fixture
