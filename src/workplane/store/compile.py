@@ -139,16 +139,24 @@ class Compiler:
         self.live = False
 
     # --- catalog-resolved fields -------------------------------------------------------------
+    def catalog_defaults(self, field: str) -> dict[str, str]:
+        """Each catalog type's default for the catalog-resolved ``field`` (``category`` or
+        ``priorityClassName``): what a workload of that type without a value of its own reports. The one
+        place that resolution reads the catalog (``store.ordering`` resolves rollup rows with it too)."""
+        if field == "category":
+            return {t: d.category for t, d in self.catalog.types.items()}
+        return {t: d.priority for t, d in self.catalog.types.items()}
+
     def _resolved(
         self,
         own: sa.ColumnElement[Any],
-        default_of_type: Callable[[str], str],
+        defaults: dict[str, str],
         candidates: list[str],
         holds: Callable[[str | None], bool],
         unindexed: bool = False,
     ) -> sa.ColumnElement[bool]:
         accepted = [c for c in candidates if holds(c)]
-        types_accepted = [t for t, d in self.catalog.types.items() if default_of_type(t) in accepted]
+        types_accepted = [t for t, d in defaults.items() if d in accepted]
         # ``unindexed``: the predicate holds on most rows that an ordered walk visits (``store.ordering``).
         plain = self.dialect.unindexed if unindexed else _same
         clauses: list[sa.ColumnElement[bool]] = []
@@ -167,7 +175,7 @@ class Compiler:
     ) -> sa.ColumnElement[bool]:
         return self._resolved(
             self.c.own_category,
-            lambda t: self.catalog.types[t].category,
+            self.catalog_defaults("category"),
             [c.name for c in CATEGORIES],
             holds,
             unindexed,
@@ -178,7 +186,7 @@ class Compiler:
     ) -> sa.ColumnElement[bool]:
         return self._resolved(
             self.c.own_priority,
-            lambda t: self.catalog.types[t].priority,
+            self.catalog_defaults("priorityClassName"),
             [p.name for p in PRIORITIES],
             holds,
             unindexed,
@@ -192,11 +200,11 @@ class Compiler:
         return self._priority(lambda v: v == value, unindexed)
 
     def category_expr(self) -> sa.ColumnElement[Any]:
-        mapping = {t: d.category for t, d in self.catalog.types.items()}
+        mapping = self.catalog_defaults("category")
         return sa.func.coalesce(self.c.own_category, sa.case(mapping, value=self.c.type, else_=None))
 
     def priority_name_expr(self) -> sa.ColumnElement[Any]:
-        mapping = {t: d.priority for t, d in self.catalog.types.items()}
+        mapping = self.catalog_defaults("priorityClassName")
         return sa.func.coalesce(self.c.own_priority, sa.case(mapping, value=self.c.type, else_=None))
 
     def priority_value_expr(self) -> sa.ColumnElement[Any]:

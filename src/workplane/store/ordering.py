@@ -50,16 +50,50 @@ class Part:
     order: Sequence[sa.ColumnElement[Any]]
 
 
+class Rollup:
+    """The live-count rollup (``workload_counts``) as one list request reads it: the live total is
+    asked once however many of the decisions below need it."""
+
+    def __init__(self, connection: sa.Connection, query: WorkloadQuery, compiler: Compiler) -> None:
+        self.connection = connection
+        self.query = query
+        self.compiler = compiler
+        self._live_total: int | None = None
+
+    def live_total(self) -> int:
+        """The live workloads: about the rows a walk of the whole id index visits."""
+        if self._live_total is None:
+            total = sa.select(sa.func.coalesce(sa.func.sum(workload_counts.c.n), 0))
+            self._live_total = int(self.connection.execute(total).scalar_one())
+        return self._live_total
+
+    def counts(self, *columns: sa.ColumnElement[Any]) -> Counter[Any]:
+        """Live workloads matching the query's terms inside its scope, per value of ``columns`` (one
+        column: keyed by its value; several: by the tuple)."""
+        compiler = self.compiler
+        rollup = Compiler(compiler.catalog, compiler.now_ms, compiler.dialect, table=workload_counts)
+        statement = (
+            sa.select(*columns, sa.func.sum(workload_counts.c.n))
+            .where(restrict(workload_counts, self.query.scope), *(rollup.term(t) for t in self.query.terms))
+            .group_by(*columns)
+        )
+        counts: Counter[Any] = Counter()
+        for row in self.connection.execute(statement):
+            key = row[0] if len(columns) == 1 else tuple(row[: len(columns)])
+            if row[-1]:
+                counts[key] += int(row[-1])
+        return counts
+
+
 def parts_for(
-    connection: sa.Connection,
-    query: WorkloadQuery,
+    rollup: Rollup,
     sort: Sort,
-    compiler: Compiler,
     *,
     need: int,
 ) -> list[Part] | None:
     """The parts a sort by ``sort.field`` is answered from, or None where the plain ``ORDER BY`` is
     the better plan. ``need``: how many ids the walk must yield (offset plus the page and one)."""
+    query, compiler = rollup.query, rollup.compiler
     spec = FIELDS[sort.field]
     descending = sort.order is SortOrder.DESC
     by_id = [w.id.desc() if descending else w.id.asc()]
@@ -78,20 +112,20 @@ def parts_for(
     if query.deleted or query.words or not all(t.field.countable for t in query.terms):
         return None
     if spec.source is Source.CATALOG:
-        groups = _catalog_groups(connection, query, sort.field, compiler)
         field = "category" if sort.field == "category" else "priorityClassName"
+        groups = _catalog_groups(rollup, field)
         values = sorted(
             (v for v in groups if v is not None), key=_catalog_key(sort.field), reverse=descending
         )
         ordered = [*values, None] if None in groups else values
-        total = _live_total(connection)
+        total = rollup.live_total()
         return [
             Part(compiler.resolved_is(field, v, unindexed=_dense(groups[v], total, need)), by_id)
             for v in ordered
         ]
     if spec.source is Source.STORED and spec.countable and spec.column is not None:
-        counts = _rollup_counts(connection, query, compiler, workload_counts.c[spec.column])
-        total = _live_total(connection)
+        counts = rollup.counts(workload_counts.c[spec.column])
+        total = rollup.live_total()
         column = w[spec.column]
         parts = []
         for value in sorted(counts, reverse=descending):
@@ -101,15 +135,16 @@ def parts_for(
     return None
 
 
-def few_matches(connection: sa.Connection, query: WorkloadQuery, compiler: Compiler, *, need: int) -> bool:
+def few_matches(rollup: Rollup, *, need: int) -> bool:
     """Whether the rollup says that the query's terms select so few live rows that looking them up
     by the terms' own indexes and sorting them beats walking any ordered index (which, for a rare
     selection, visits most of the table before the page is full: a term on a catalog-resolved
     field, an absent value)."""
+    query = rollup.query
     if query.deleted or query.words or not query.terms or not all(t.field.countable for t in query.terms):
         return False
-    matching = sum(_rollup_counts(connection, query, compiler, workload_counts.c.phase).values())
-    return not _dense(matching, _live_total(connection), need)
+    matching = sum(rollup.counts(workload_counts.c.phase).values())
+    return not _dense(matching, rollup.live_total(), need)
 
 
 def page_by_parts(
@@ -140,47 +175,14 @@ def _dense(rows: int, total: int, need: int) -> bool:
     return rows >= math.sqrt(need * max(total, 1))
 
 
-def _live_total(connection: sa.Connection) -> int:
-    """The live workloads: about the rows a walk of the whole id index visits."""
-    total = connection.execute(sa.select(sa.func.coalesce(sa.func.sum(workload_counts.c.n), 0))).scalar_one()
-    return int(total)
-
-
-def _rollup_counts(
-    connection: sa.Connection, query: WorkloadQuery, compiler: Compiler, *columns: sa.ColumnElement[Any]
-) -> Counter[Any]:
-    """Live workloads matching the query's terms inside its scope, per value of ``columns`` (one
-    column: keyed by its value; several: by the tuple)."""
-    rollup = Compiler(compiler.catalog, compiler.now_ms, compiler.dialect, table=workload_counts)
-    statement = (
-        sa.select(*columns, sa.func.sum(workload_counts.c.n))
-        .where(restrict(workload_counts, query.scope), *(rollup.term(t) for t in query.terms))
-        .group_by(*columns)
-    )
-    counts: Counter[Any] = Counter()
-    for row in connection.execute(statement):
-        key = row[0] if len(columns) == 1 else tuple(row[: len(columns)])
-        if row[-1]:
-            counts[key] += int(row[-1])
-    return counts
-
-
-def _catalog_groups(
-    connection: sa.Connection, query: WorkloadQuery, field: str, compiler: Compiler
-) -> Counter[str | None]:
+def _catalog_groups(rollup: Rollup, field: str) -> Counter[str | None]:
     """Live matching workloads per resolved value of a catalog field (None: no value), from the
-    rollup's (type, own value) counts resolved as ``Compiler._resolved`` does."""
-    category = field == "category"
-    own = workload_counts.c.own_category if category else workload_counts.c.own_priority
+    rollup's (type, own value) counts resolved with the compiler's catalog defaults."""
+    own = workload_counts.c.own_category if field == "category" else workload_counts.c.own_priority
+    defaults = rollup.compiler.catalog_defaults(field)
     groups: Counter[str | None] = Counter()
-    for (type_name, own_value), n in _rollup_counts(
-        connection, query, compiler, workload_counts.c.type, own
-    ).items():
-        value = own_value
-        if value is None and type_name in compiler.catalog.types:
-            default = compiler.catalog.types[type_name]
-            value = default.category if category else default.priority
-        groups[value] += n
+    for (type_name, own_value), n in rollup.counts(workload_counts.c.type, own).items():
+        groups[own_value if own_value is not None else defaults.get(type_name)] += n
     return groups
 
 

@@ -23,7 +23,7 @@ from workplane.query.filters import Sort, WorkloadQuery
 from workplane.store.compile import SUBSTRING_OPERATORS, Compiler
 from workplane.store.database import dialect_of, insert_rows, upsert
 from workplane.store.dialects.base import TextColumn
-from workplane.store.ordering import few_matches, page_by_parts, parts_for
+from workplane.store.ordering import Rollup, few_matches, page_by_parts, parts_for
 from workplane.store.paging import page_ids
 from workplane.store.schema import (
     POOL_COUNTED_COLUMNS,
@@ -348,8 +348,9 @@ def list_workloads(
     need = offset + limit + 1
     # A few matching rows are sorted whatever the order; else an order no index gives is walked in
     # parts that one does (``store.ordering``).
-    few = few_matches(connection, query, compiler, need=need)
-    parts = None if few else parts_for(connection, query, sort, compiler, need=need)
+    rollup = Rollup(connection, query, compiler)
+    few = few_matches(rollup, need=need)
+    parts = None if few else parts_for(rollup, sort, need=need)
     if parts is not None:
         ids, has_more = page_by_parts(connection, statement, parts, offset=offset, limit=limit)
     else:
