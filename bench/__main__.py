@@ -189,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated subset of requests, e.g. a2,b1,c4 (default: all)",
     )
+    explain.add_argument(
+        "--fields",
+        action="store_true",
+        help="the cases of `bench fields` instead; --cases then names them, e.g. 'list completedAt>='",
+    )
     explain.set_defaults(handler=cmd_explain)
 
     profile = commands.add_parser(
@@ -278,9 +283,10 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from bench.explain import explain_all
+    from bench.fields import build_field_cases
 
     plan = _plan(args)
-    cases = _select(build_cases(plan), args.cases)
+    cases = _select(build_field_cases(plan) if args.fields else build_cases(plan), args.cases)
     args.out.mkdir(parents=True, exist_ok=True)
     for target in _targets(args):
         load(target, plan, batch_size=args.batch, force=args.force_reload)

@@ -55,6 +55,7 @@ POSITIVE_FORM = {"!=": "==", "!@": "=@"}
 
 # The text operators a trigram index can answer (a NULL never satisfies them; ``name`` is never NULL).
 SUBSTRING_OPERATORS = frozenset({"=@", "=^", "=$"})
+RANGE_OPERATORS = frozenset({"<=", ">="})
 
 
 def escape_like(value: str) -> str:
@@ -121,12 +122,16 @@ class Compiler:
         dialect: SqlDialect,
         table: sa.Table = workloads,
         values: Mapping[str, Sequence[str]] | None = None,
+        ranges_unindexed: bool = False,
     ) -> None:
         """``dialect``: the database's, which renders substring predicates its own way.
         ``table`` is ``workloads``, or a table sharing its column names for the fields asked about
         (the live-count aggregate, ``store.counts``). ``values``: every value some selected row can
         have, per column of few values (``store.workloads.few_values``): a positive substring term on
-        such a column becomes an equality with the values that satisfy it, which its index answers."""
+        such a column becomes an equality with the values that satisfy it, which its index answers.
+        ``ranges_unindexed``: ``<=``/``>=`` on a stored column is kept off the column's own index
+        (``SqlDialect.unindexed``), for a bounded walk of the order's index
+        (``store.ordering.ranged_walk``)."""
         self.catalog = catalog
         self.dialect = dialect
         self.now_ms = now_ms
@@ -137,6 +142,7 @@ class Compiler:
         # term then repeats it, so that SQLite can answer that side by the live rows' type index
         # (a partial index serves a disjunct only when the disjunct implies its condition).
         self.live = False
+        self.ranges_unindexed = ranges_unindexed
 
     # --- catalog-resolved fields -------------------------------------------------------------
     def catalog_defaults(self, field: str) -> dict[str, str]:
@@ -292,9 +298,12 @@ class Compiler:
             return column.in_([v for v in self.values[_column(name)] if text_matches(op, term.text, v)])
         if term.field.kind is Kind.TEXT:
             return text_predicate(column, op, term.text)
+        subject = (
+            self.dialect.unindexed(column) if self.ranges_unindexed and op in RANGE_OPERATORS else column
+        )
         if term.field.kind is Kind.TIME:
-            return time_predicate(column, op, term.number)
-        return number_predicate(column, op, term.number)
+            return time_predicate(subject, op, term.number)
+        return number_predicate(subject, op, term.number)
 
     def _pool_terms(self, terms: list[Term]) -> sa.ColumnElement[bool]:
         """Several node-pool terms in one correlated subquery over the workload's pools: for each
@@ -414,11 +423,16 @@ class Compiler:
                 return self.c.first_nodepool
         raise QueryError("sortBy", f"cannot sort by {field!r}")
 
-    def order_by(self, sort: Sort, unindexed: bool = False) -> list[sa.ColumnElement[Any]]:
+    def order_by(
+        self, sort: Sort, unindexed: bool = False, unordered: bool = False
+    ) -> list[sa.ColumnElement[Any]]:
         """``unindexed``: the selection is small, and is best looked up by its filters' indexes and
-        sorted, not found by walking the order's own index (``store.ordering.few_matches``)."""
+        sorted, not found by walking the order's own index (``store.ordering.few_matches``).
+        ``unordered``: so even where statistics say otherwise (``SqlDialect.unordered``)."""
         key = self.sort_key(sort.field)
-        if unindexed:
+        if unordered:
+            key = self.dialect.unordered(key)
+        elif unindexed:
             key = self.dialect.unindexed(key)
         descending = sort.order is SortOrder.DESC
         ordered = key.desc() if descending else key.asc()

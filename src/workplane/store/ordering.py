@@ -19,6 +19,16 @@ order:
 Parts are asked in order, each for as many ids as the page still needs (plus what the offset still
 skips), until the page is full: usually one statement. The clock fields and the rest keep the plain
 ``ORDER BY``.
+
+A range term (``<=``, ``>=``) on a column with an index of its own, in the creation-time order, has
+two plans: walk the order's index testing the range on each row (a few rows where the selected ones
+spread along the walk; the whole table where they lie at its far end, as the recently completed do in
+ascending order), or look the rows up by the range's index and sort them (cheap for a small
+selection only). SQLite has no statistics to choose by, and PostgreSQL's take the selected rows as
+spread evenly. ``ranged_walk`` chooses: a range whose index holds fewer than ``√(need · N)`` rows
+(counted along it, no further) is looked up and sorted; else the walk goes at most that far, the
+range kept off its index, and if the page is among the rows visited it is the page; if not, the
+selection lies away from that end, and is looked up and sorted.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ import sqlalchemy as sa
 from workplane.domain.catalog import PRIORITIES
 from workplane.domain.fields import FIELDS, Source
 from workplane.query.filters import Sort, SortOrder, WorkloadQuery
-from workplane.store.compile import Compiler
+from workplane.store.compile import RANGE_OPERATORS, Compiler
 from workplane.store.schema import SPARSE_INDEXED, workload_counts, workloads
 from workplane.store.scopes import restrict
 
@@ -145,6 +155,53 @@ def few_matches(rollup: Rollup, *, need: int) -> bool:
         return False
     matching = sum(rollup.counts(workload_counts.c.phase).values())
     return not _dense(matching, rollup.live_total(), need)
+
+
+# The creation-time index, on live rows and on deleted ones, is ordered by (createdAt, id): a walk of it
+# needs no sort. Columns whose own index a range term would be answered by (``ranges_unindexed``).
+WALKED_FIELDS = frozenset({"createdAt"})
+RANGE_INDEXED = frozenset({*SPARSE_INDEXED, "phase_updated_at"})
+
+
+@dataclass(frozen=True, slots=True)
+class Walk:
+    """How a page in the creation-time order with a range term on an indexed column is read: along
+    the order's index as far as ``bound`` (None: not at all, the range selects few rows), then, where
+    the page is not all inside, the selection found by the range's index and sorted. ``whole``: the
+    bound holds on every row (the table has no more rows than the walk may visit)."""
+
+    bound: sa.ColumnElement[bool] | None
+    whole: bool = False
+
+
+def ranged_walk(rollup: Rollup, sort: Sort, *, need: int) -> Walk | None:
+    """The ``Walk`` for a query with a range term on a column that has an index of its own, in an
+    order whose index a walk follows (see the module's docstring); None where that does not apply.
+    ``need``: how many ids the walk must yield (offset plus the page and one)."""
+    query, compiler = rollup.query, rollup.compiler
+    ranges = [t for t in query.terms if t.op in RANGE_OPERATORS and t.field.column in RANGE_INDEXED]
+    if sort.field not in WALKED_FIELDS or not ranges:
+        return None
+    reach = max(need, math.ceil(math.sqrt(need * max(rollup.live_total(), 1))))
+    connection = rollup.connection
+    for term in ranges:
+        # Its rows, counted along its own index up to ``reach`` (deleted rows and the other terms
+        # included: an upper bound on the selection). Fewer: looking them up and sorting is cheap.
+        capped = sa.select(sa.literal(1)).select_from(workloads).where(compiler.term(term)).limit(reach)
+        selected = connection.execute(sa.select(sa.func.count()).select_from(capped.subquery())).scalar_one()
+        if selected < reach:
+            return Walk(None)
+    key = w.created_at
+    descending = sort.order is SortOrder.DESC
+    kept = w.deleted_at.is_not(None) if query.deleted else w.deleted_at.is_(None)
+    # The key of the ``reach``-th row along the index (an index-only walk): ties on it are all kept,
+    # since the bound only has to hold on every row up to there.
+    edge = connection.execute(
+        sa.select(key).where(kept).order_by(key.desc() if descending else key).offset(reach - 1).limit(1)
+    ).scalar()
+    if edge is None:
+        return Walk(sa.true(), whole=True)
+    return Walk(key >= edge if descending else key <= edge)
 
 
 def page_by_parts(

@@ -23,7 +23,7 @@ from workplane.query.filters import Sort, WorkloadQuery
 from workplane.store.compile import SUBSTRING_OPERATORS, Compiler
 from workplane.store.database import dialect_of, insert_rows, upsert
 from workplane.store.dialects.base import TextColumn
-from workplane.store.ordering import Rollup, few_matches, page_by_parts, parts_for
+from workplane.store.ordering import Rollup, few_matches, page_by_parts, parts_for, ranged_walk
 from workplane.store.paging import page_ids
 from workplane.store.schema import (
     POOL_COUNTED_COLUMNS,
@@ -281,7 +281,13 @@ def _where(
     scope clause then keeps those the caller may see. So narrowing never widens what a scoped caller
     gets, and a needle common elsewhere but rare in the caller's projects falls back to the plain
     predicate over the scope's rows (the project/department indexes), never to a wrong answer."""
-    clauses = compiler.where(query)
+    return [*compiler.where(query), *_narrowing(connection, query, compiler)]
+
+
+def _narrowing(
+    connection: sa.Connection, query: WorkloadQuery, compiler: Compiler
+) -> list[sa.ColumnElement[bool]]:
+    """The candidate rows from a text index that ``_where`` adds (none, or one clause)."""
     lookups: list[tuple[TextColumn, str]] = [
         ("name", fold(t.text)) for t in query.terms if t.field.name == "name" and t.op in SUBSTRING_OPERATORS
     ]
@@ -290,9 +296,7 @@ def _where(
     names = [fold(c.name) for c in CATEGORIES] + [fold(p.value) for p in Phase]
     lookups += [("search_text", word) for word in query.words if not any(word in n for n in names)]
     narrowing = compiler.dialect.narrowing(connection, lookups)
-    if narrowing is not None:
-        clauses.append(narrowing)
-    return clauses
+    return [] if narrowing is None else [narrowing]
 
 
 # The most distinct values a substring term is turned into (``few_values``).
@@ -344,7 +348,8 @@ def list_workloads(
     compiler = Compiler(catalog, now_ms, dialect_of(connection), values=few_values(connection, query))
     # Page through ids first (an index-only walk where an index covers the order), then fetch the
     # page's rows: deep offsets then skip index entries, not documents.
-    statement = sa.select(w.id).where(*_where(connection, query, compiler))
+    narrowing = _narrowing(connection, query, compiler)
+    statement = sa.select(w.id).where(*compiler.where(query), *narrowing)
     need = offset + limit + 1
     # A few matching rows are sorted whatever the order; else an order no index gives is walked in
     # parts that one does (``store.ordering``).
@@ -354,8 +359,23 @@ def list_workloads(
     if parts is not None:
         ids, has_more = page_by_parts(connection, statement, parts, offset=offset, limit=limit)
     else:
-        ordered = statement.order_by(*compiler.order_by(sort, unindexed=few))
-        ids, has_more = page_ids(connection, ordered, offset=offset, limit=limit)
+        walk = None if few else ranged_walk(rollup, sort, need=need)
+        order = compiler.order_by(sort)
+        walked = False
+        if walk is not None and walk.bound is not None:
+            # The same selection with its ranges off their indexes, along the order's index.
+            walker = Compiler(
+                catalog, now_ms, compiler.dialect, values=compiler.values, ranges_unindexed=True
+            )
+            along = sa.select(w.id).where(*walker.where(query), *narrowing, walk.bound).order_by(*order)
+            ids, has_more = page_ids(connection, along, offset=offset, limit=limit)
+            # A row after the page inside the bound: every row before it is inside too.
+            walked = walk.whole or has_more
+        if not walked:
+            # A small selection, or (a range's) one the walk did not reach: found by the terms'
+            # indexes, then sorted.
+            order = compiler.order_by(sort, unindexed=few, unordered=walk is not None)
+            ids, has_more = page_ids(connection, statement.order_by(*order), offset=offset, limit=limit)
     if not ids:
         return Page([], has_more)
     by_id = {r.id: r for r in connection.execute(sa.select(*RENDER_COLUMNS).where(w.id.in_(ids)))}

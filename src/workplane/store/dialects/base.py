@@ -155,6 +155,13 @@ class SqlDialect:
         statistics sees that alone."""
         return column
 
+    def unordered(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """A number ``column`` as a sort key no index gives, on every database: for a selection that
+        a walk along the key's index is known to find only far along it (``store.ordering.Walk``),
+        where statistics that take the selected rows as spread evenly would still walk it. Here
+        ``column + 0``."""
+        return column + 0
+
     # --- text search ---------------------------------------------------------------------------
     def substrings(self, parts: Sequence[SubstringPart]) -> sa.ColumnElement[bool]:
         """All of ``parts`` at once, as the database answers them best: here the plain predicates."""

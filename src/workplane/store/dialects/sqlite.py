@@ -163,6 +163,9 @@ class SQLiteDialect(SqlDialect):
         # an indexed column as selective; a unary ``+`` is its documented way to rule the index out.
         return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
 
+    def unordered(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return self.unindexed(column)
+
     def narrowing(
         self, connection: sa.Connection, lookups: Sequence[tuple[TextColumn, str]]
     ) -> sa.ColumnElement[bool] | None:
