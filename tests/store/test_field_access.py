@@ -206,6 +206,10 @@ FILTERS = [
     "submittedBy==alice",
     "submittedBy!=alice",
     "nodepool=@pool",
+    "nodepool=@-a",  # one pool's name: counted from the pool rollup
+    "nodepool=^def",
+    "nodepool=$B",
+    "nodepool=@nowhere",
     "nodepool==pool-a",
     "nodepool==nowhere",
     "allocatedGPU>=2",

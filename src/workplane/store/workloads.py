@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from workplane.domain.record import Previous, WorkloadIn, build_row, set_doc_fie
 from workplane.domain.scopes import ScopeSet
 from workplane.domain.text import fold
 from workplane.domain.timefmt import to_ms
-from workplane.query.filters import Sort, WorkloadQuery
+from workplane.query.filters import Sort, WorkloadQuery, text_matches
 from workplane.store.compile import SUBSTRING_OPERATORS, Compiler
 from workplane.store.database import dialect_of, insert_rows, upsert
 from workplane.store.dialects.base import TextColumn
@@ -400,11 +400,30 @@ def count_from_aggregate(
 def count_in_pool(
     connection: sa.Connection, query: WorkloadQuery, *, catalog: CatalogSnapshot, now_ms: int
 ) -> int | None:
-    """The count of live workloads in one node pool (``nodepool==``), from the per-pool rollup, where
-    its other terms are on what that rollup holds; None otherwise. A workload is counted once in each
-    pool it uses, so one pool's rows count each of its workloads once."""
+    """The count of live workloads in one node pool (``nodepool==``, or a ``=@ =^ =$`` that only one
+    pool's name satisfies), from the per-pool rollup, where its other terms are on what that rollup
+    holds; None otherwise. A workload is counted once in each pool it uses, so one pool's rows count
+    each of its workloads once (with two pools matching, one using both would be counted twice)."""
     pools = [t for t in query.terms if t.field.name == "nodepool"]
-    if query.deleted or query.words or len(pools) != 1 or pools[0].op != "==":
+    if query.deleted or query.words or len(pools) != 1:
+        return None
+    (pool,) = pools
+    if pool.op in SUBSTRING_OPERATORS:
+        # The live pool names are the rollup's; ``text_matches`` is the predicate in Python.
+        names = workload_pool_counts.c.nodepool
+        matching = [
+            n
+            for n in connection.execute(sa.select(names).distinct()).scalars()
+            if text_matches(pool.op, pool.text, n)
+        ]
+        if len(matching) > 1:
+            return None
+        if not matching:
+            return 0
+        query = replace(
+            query, terms=[replace(t, op="==", text=matching[0]) if t is pool else t for t in query.terms]
+        )
+    elif pool.op != "==":
         return None
     if not all(
         t.field.name in ("nodepool", "category")
