@@ -91,6 +91,10 @@ def _filters(plan: Plan) -> list[Filter]:
     ]
 
 
+# Ranges also listed newest first (``store.ordering.ranged_walk``).
+NEWEST_FIRST = ("completedAt>=", "allocatedGPU>=", "totalRunningTimeSeconds>=")
+
+
 def build_field_cases(plan: Plan) -> list[Case]:
     live = [p for p in plan.items if p.deleted_s is None]
     cases: list[Case] = []
@@ -120,6 +124,17 @@ def build_field_cases(plan: Plan) -> list[Case]:
             target=SEARCH_TARGET if f.contains else LIST_TARGET,
         )
         cases.append(list_case)
+        if f.key in NEWEST_FIRST:
+            # The default order walks from the oldest; these selections lie mostly at the newest end.
+            cases.append(
+                replace(
+                    list_case,
+                    key=f"list {f.key} newest first",
+                    title=f"{list_case.title}, createdAt desc",
+                    sort_by="createdAt",
+                    sort_order="desc",
+                )
+            )
         cases.append(replace(list_case, key=f"count {f.key}", kind=COUNT, expect=n, target=COUNT_TARGET))
     return cases
 
