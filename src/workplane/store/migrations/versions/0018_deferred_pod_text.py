@@ -5,9 +5,9 @@ Revises: 0017
 Create Date: 2026-12-06
 
 SQLite's FTS5 insert trigger of 0015 put each new pod in ``pod_text`` on its own: about 45 µs of CPU
-of a sync batch's ~140 µs per new pod (a first sync of 100,000 pods spent 4–5 s on it, under the
-write lock). As 0009 did for ``workload_text``, the trigger now first asks whether its transaction
-deferred it (``triggers_deferred`` holds a row), and the sync path indexes the batch's new pods in one
+of a sync batch's ~140 µs per new pod (measured at 40,000 pods), all of it under the write lock. As
+0009 did for ``workload_text``, the trigger now first asks whether its transaction deferred it
+(``triggers_deferred`` holds a row), and the sync path indexes the batch's new pods in one
 ``INSERT ... SELECT`` by row id instead (``SqlDialect.index_rows_after``). Every other writer is
 indexed by the trigger as before. (The update and delete triggers fire only when a pod's text changes
 or it goes, which a batch leaves to them.) PostgreSQL's pod text index is a GIN index: unchanged.
