@@ -237,7 +237,7 @@ def test_migration_0009_guards_the_triggers_and_goes_back_down(tmp_path: Path) -
         with engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
             # The pods' counts (0016) are kept by their triggers in every transaction, sync batches
-            # included; their text index's insert trigger is guarded from 0017 on (its own test).
+            # included; their text index's insert trigger is guarded from 0018 on (its own test).
             return {name: "triggers_deferred" in sql for name, sql in rows if not name.startswith("pod_")}
 
     try:

@@ -164,7 +164,7 @@ def apply_pods(
         # In the order of the primary key: each row then lands next to the last one in the key's
         # index instead of on a page of its own (a fifth of the upsert's CPU time at 100,000 pods on
         # SQLite). The new pods go in the text index in one statement after the upsert, not one
-        # trigger run each (migration 0017); a pod whose text changed is re-indexed by its update
+        # trigger run each (migration 0018); a pod whose text changed is re-indexed by its update
         # trigger.
         changes.sort(key=itemgetter("id"))
         sql = dialect_of(connection)

@@ -40,7 +40,7 @@ MIN_LENGTH = 3  # trigrams: a shorter needle has no trigram to look up
 
 _MATCH = sa.text("SELECT rowid FROM workload_text WHERE workload_text MATCH :query LIMIT :limit")
 _POD_MATCH = sa.text("SELECT rowid FROM pod_text WHERE pod_text MATCH :query LIMIT :limit")
-# Per table whose FTS5 text index its writer may keep (migrations 0009, 0017): the statement that
+# Per table whose FTS5 text index its writer may keep (migrations 0009, 0018): the statement that
 # indexes the rows inserted after a row id.
 _INDEX_AFTER = {
     "workloads": sa.text(
