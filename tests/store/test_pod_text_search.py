@@ -212,6 +212,9 @@ def test_the_text_index_follows_every_write(database: Database) -> None:
         conn.execute(
             workload_pods.delete().where(workload_pods.c.id.in_([str(wid(f"pod{n}")) for n in range(5)]))
         )
+        # A writer other than a sync batch: its new pod is indexed by the insert trigger.
+        row = conn.execute(sa.select(workload_pods).limit(1)).mappings().one()
+        conn.execute(workload_pods.insert().values({**row, "id": str(wid("pod-inserted"))}))
         conn.execute(sa.text("INSERT INTO pod_text (pod_text, rank) VALUES ('integrity-check', 1)"))
         stored = conn.execute(sa.select(workload_pods.c.search_text)).scalars().all()
         for word in ("running", "pending", "a-n"):
@@ -468,3 +471,27 @@ def test_sorts_answered_in_parts_page_as_the_plain_order(
     # Live pods: completedAt (unless only completed pods), clusterId, nodeName, currentNodepool and
     # revisionId.
     assert in_parts == 2 * 2 * (2 + 4 * 3)
+
+
+def test_migration_0018_guards_the_insert_trigger_and_goes_back_down(tmp_path: Path) -> None:
+    """SQLite: 0018 lets a writer that indexes its new pods itself defer the text index's insert
+    trigger (as 0009 does for the workloads'); its downgrade restores 0015's trigger."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'migrate.db'}")
+
+    def trigger(name: str) -> str:
+        with engine.connect() as conn:
+            found = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = :name"), {"name": name})
+            return str(found.scalar_one())
+
+    try:
+        migrate.upgrade(engine)
+        assert "triggers_deferred" in trigger("pod_text_insert")
+        assert "triggers_deferred" not in trigger("pod_text_update")
+        assert "triggers_deferred" not in trigger("pod_counts_insert")
+        with engine.begin() as conn:
+            command.downgrade(migrate.alembic_config(conn), "0017")
+        assert "triggers_deferred" not in trigger("pod_text_insert")
+        migrate.upgrade(engine)
+        assert "triggers_deferred" in trigger("pod_text_insert")
+    finally:
+        engine.dispose()

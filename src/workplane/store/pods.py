@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -19,6 +20,7 @@ from workplane.store.database import chunked, upsert
 from workplane.store.dialects import dialect_of
 from workplane.store.ordering import Part, dense, page_by_parts
 from workplane.store.paging import page_ids
+from workplane.store.rollups import deferred_triggers
 from workplane.store.schema import pod_counts, workload_pods, workloads
 from workplane.store.scopes import restrict
 
@@ -160,7 +162,17 @@ def apply_pods(
             }
         )
     if changes:
-        upsert(connection, workload_pods, changes, _UPDATED)
+        # In the order of the primary key: each row then lands next to the last one in the key's
+        # index instead of on a page of its own (a fifth of the upsert's CPU time at 100,000 pods on
+        # SQLite). The new pods go in the text index in one statement after the upsert, not one
+        # trigger run each (migration 0018); a pod whose text changed is re-indexed by its update
+        # trigger.
+        changes.sort(key=itemgetter("id"))
+        sql = dialect_of(connection)
+        with deferred_triggers(connection):
+            before_insert = sql.last_rowid(connection, workload_pods)
+            upsert(connection, workload_pods, changes, _UPDATED)
+            sql.index_rows_after(connection, workload_pods, before_insert)
     if resync_id is not None:
         written = {c["id"] for c in changes}
         seen = [key for key in latest if key not in written]
