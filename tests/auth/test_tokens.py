@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import secrets
 import time
 from pathlib import Path
@@ -100,6 +101,24 @@ def test_a_changed_key_under_the_same_name_is_noticed(tmp_path: Path) -> None:
     kubelet_secret_update(mount, {"signing-key": "2b" * 32}, "2026_02")
     replaced = TokenSigner(bytes.fromhex("2b" * 32), tenant="1").issue("someone", "user", 600)
     assert signer.verify(replaced).subject == "someone"
+
+
+def test_a_broken_update_leaves_the_ring_as_it_was(tmp_path: Path) -> None:
+    mount = tmp_path / "keys"
+    kept, new = "3c" * 32, "4d" * 32
+    kubelet_secret_update(mount, {"signing-key": kept}, "2026_01")
+    signer = _mounted_signer(mount)
+    before = signer.issue("someone", "user", 600)
+    kubelet_secret_update(mount, {"signing-key": "not a key", "signing-key.4102444800": kept}, "2026_02")
+    after = TokenSigner(bytes.fromhex(new), tenant="1").issue("someone", "user", 600)
+    with pytest.raises(InvalidToken):
+        signer.verify(after)  # the reload this asks for finds nothing it can read
+    assert signer.verify(before).subject == "someone"
+    assert _kid(signer.issue("someone", "user", 600)) == key_id(bytes.fromhex(kept))
+    kubelet_secret_update(mount, {"signing-key": new, "signing-key.4102444800": kept}, "2026_03")
+    # Forced reloads happen at most once a second: without waiting, the fixed Secret is seen now.
+    signer._forced_at = -math.inf
+    assert signer.verify(after).subject == "someone"
 
 
 def test_a_mounted_ring_skips_expired_keys_and_never_writes(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import math
 import secrets
 import threading
@@ -36,6 +37,8 @@ from typing import Any
 
 from workplane.domain.values import INT64_MAX
 from workplane.files import private_dir, write_private
+
+log = logging.getLogger("workplane")
 
 _RELOAD_INTERVAL_S = 5.0  # how often an issuing process looks for a rotated key
 _MIN_RELOAD_S = 1.0  # unknown kids reload the ring at most this often (no disk I/O per forged token)
@@ -147,7 +150,13 @@ class TokenSigner:
         if stamp == self._stamp:
             return
         load = load_mounted_key_ring if self._mounted else load_key_ring
-        current, previous = load(self._key_dir)
+        try:
+            current, previous = load(self._key_dir)
+        except (OSError, ValueError) as exc:
+            # A key ring changed into something unreadable (a mistyped key in a Secret): keep serving
+            # with the ring as it was, and look again at the next change.
+            log.warning("signing keys in %s not reloaded: %s", self._key_dir, exc)
+            return
         with self._lock:
             if key_id(current) != self._kid and self._kid in previous and self._switch_delay_s > 0:
                 self._signing, self._switch_at = (self._key, self._kid), now + self._switch_delay_s
