@@ -282,10 +282,9 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rotate_signing = signing_commands.add_parser(
         "rotate", help="make a new signing key; tokens signed by the old one stay valid until they expire"
     )
-    rotate_signing.add_argument(
-        "--data-dir", help="the server's data directory (WORKPLANE_DATA_DIR, default ./data)"
-    )
-    rotate_signing.add_argument(
+    ring = rotate_signing.add_mutually_exclusive_group()
+    ring.add_argument("--data-dir", help="the server's data directory (WORKPLANE_DATA_DIR, default ./data)")
+    ring.add_argument(
         "--secret",
         metavar="FILE",
         help="rotate the keys of a Secret instead: read it as `kubectl get secret -o json` prints it "
