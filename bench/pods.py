@@ -320,12 +320,13 @@ def _selected(keep: Callable[[PodRow], bool], *, deleted: bool = False) -> Expec
     return lambda rows: [r for r in rows if r.deleted == deleted and keep(r)]
 
 
-def _sorted_by(field: str, *, deleted: bool) -> Expected:
-    return lambda rows: ordered([r for r in rows if r.deleted == deleted], field, desc=True)
+def _sorted_by(field: str, *, deleted: bool, desc: bool) -> Expected:
+    return lambda rows: ordered([r for r in rows if r.deleted == deleted], field, desc=desc)
 
 
 def generated_cases(rows: list[PodRow]) -> list[Case]:
-    """A list and a count per filter field, and a page sorted by each sort field (newest first)."""
+    """A list and a count per filter field, and a page sorted by each sort field, each way (``s:<field>``
+    descending, ``s:<field>:asc`` ascending)."""
     admin = administrator(ADMIN_CLIENT_ID)
     cases: list[Case] = []
     for field, (term, deleted, keep) in _field_terms(rows).items():
@@ -335,16 +336,17 @@ def generated_cases(rows: list[PodRow]) -> list[Case]:
         cases.append(Case(f"n:{field}", f"count, {term[:39]}", "count", params, admin, expected))
     for field in POD_FIELDS:
         deleted = field == "deletedAt"
-        cases.append(
-            Case(
-                f"s:{field}",
-                f"list, sortBy={field} desc" + (", deleted=true" if deleted else ""),
-                "list",
-                {"sort_by": field, "sort_order": "desc", "deleted": "true" if deleted else None},
-                admin,
-                _sorted_by(field, deleted=deleted),
+        for order in ("desc", "asc"):
+            cases.append(
+                Case(
+                    f"s:{field}" + ("" if order == "desc" else ":asc"),
+                    f"list, sortBy={field} {order}" + (", deleted=true" if deleted else ""),
+                    "list",
+                    {"sort_by": field, "sort_order": order, "deleted": "true" if deleted else None},
+                    admin,
+                    _sorted_by(field, deleted=deleted, desc=order == "desc"),
+                )
             )
-        )
     return cases
 
 

@@ -153,11 +153,42 @@ def _signing_key_rotate(args: argparse.Namespace) -> int:
     from workplane.settings import load_settings
 
     settings = load_settings(data_dir=args.data_dir)
-    kid = rotate_signing_key(settings.data_dir, keep_s=settings.token_lifetime_s + 60)
+    keep_s = args.keep_s if args.keep_s is not None else settings.token_lifetime_s + 60
+    if args.secret is not None:
+        return _rotate_secret(args.secret, keep_s)
+    kid = rotate_signing_key(settings.data_dir, keep_s=keep_s)
     print(
         f"workplane: new signing key {kid} in {settings.data_dir / 'signing.key'}; tokens signed by the "
         f"previous key stay valid until they expire (at most {settings.token_lifetime_s} s). Running "
         "servers on this data directory pick it up by themselves; copy it to servers elsewhere.",
+        flush=True,
+    )
+    return 0
+
+
+def _rotate_secret(source: str, keep_s: int) -> int:
+    """A Secret as ``kubectl get secret -o json`` prints it, in; the same Secret with its signing keys
+    rotated, out, for ``kubectl replace -f -`` (whose resourceVersion check refuses it if the Secret
+    changed in between)."""
+    import base64
+
+    from workplane.auth.tokens import rotate_mounted_keys
+
+    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    secret = json.loads(text)
+    if not isinstance(secret, dict) or secret.get("kind") != "Secret":
+        raise SystemExit("workplane: --secret takes a Secret as `kubectl get secret NAME -o json` prints it")
+    files = {name: base64.b64decode(value).decode() for name, value in (secret.get("data") or {}).items()}
+    try:
+        rotated, kid = rotate_mounted_keys(files, keep_s)
+    except ValueError as exc:
+        raise SystemExit(f"workplane: {exc}") from exc
+    secret["data"] = {name: base64.b64encode(value.encode()).decode() for name, value in rotated.items()}
+    print(json.dumps(secret, indent=2))
+    print(
+        f"workplane: new signing key {kid}; the previous one verifies tokens for {keep_s} s more. "
+        "Replicas pick it up when kubelet updates the mounted Secret.",
+        file=sys.stderr,
         flush=True,
     )
     return 0
@@ -244,12 +275,24 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     add_connection_flags(audit, "administrator access key")
     audit.set_defaults(run=_run(_audit))
 
-    signing = commands.add_parser("signing-key", help="token signing keys of a data directory")
+    signing = commands.add_parser(
+        "signing-key", help="token signing keys of a data directory or a Kubernetes Secret"
+    )
     signing_commands = signing.add_subparsers(dest="signing_command", required=True)
     rotate_signing = signing_commands.add_parser(
         "rotate", help="make a new signing key; tokens signed by the old one stay valid until they expire"
     )
+    ring = rotate_signing.add_mutually_exclusive_group()
+    ring.add_argument("--data-dir", help="the server's data directory (WORKPLANE_DATA_DIR, default ./data)")
+    ring.add_argument(
+        "--secret",
+        metavar="FILE",
+        help="rotate the keys of a Secret instead: read it as `kubectl get secret -o json` prints it "
+        "(- for stdin) and print it rotated, for `kubectl replace -f -`",
+    )
     rotate_signing.add_argument(
-        "--data-dir", help="the server's data directory (WORKPLANE_DATA_DIR, default ./data)"
+        "--keep-s",
+        type=int,
+        help="how long the replaced key keeps verifying tokens, seconds (default: token_lifetime_s + 60)",
     )
     rotate_signing.set_defaults(run=_signing_key_rotate)

@@ -57,7 +57,9 @@ def build_services(
         settings=settings,
         db=db,
         catalog=catalog,
-        signer=TokenSigner.from_dir(settings.data_dir, tenant=str(settings.tenant_id)),
+        signer=TokenSigner.from_dir(
+            settings.data_dir, tenant=str(settings.tenant_id), key_dir=settings.signing_key_dir
+        ),
         workers=StoreWorkers(settings, db, catalog, settings.sync_process_count),
         access=AccessCache(settings.access_cache_s),
         expensive_reads=ExpensiveReads(settings.max_expensive_reads),

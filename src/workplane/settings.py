@@ -26,6 +26,12 @@ class Settings(BaseSettings):
         description="Directory for the embedded SQLite database, the token signing key and the "
         "administrator credential file.",
     )
+    signing_key_dir: Path | None = Field(
+        default=None,
+        description="A read-only key ring instead of the data directory's, e.g. a Kubernetes Secret "
+        "mounted as a directory: the file signing-key is the current token signing key, and "
+        "signing-key.<until> a key it replaced, still verifying tokens until that Unix time.",
+    )
     database_url: SecretStr | None = Field(
         default=None,
         description="SQLAlchemy URL of the store, e.g. postgresql+psycopg://user@host/db. "

@@ -1,8 +1,12 @@
-"""Creating scoped callers through the administrator API, as an operator would."""
+"""Creating scoped callers through the administrator API, as an operator would; a Secret volume as
+kubelet lays it out."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -59,3 +63,45 @@ def printed_credential(out: str) -> Credential:
         line.strip().split(":", 1) for line in out.splitlines() if line.strip().startswith("client ")
     )
     return Credential(fields["client id"].strip(), fields["client secret"].strip())
+
+
+def kubelet_secret_update(mount: Path, files: dict[str, str], version: str) -> None:
+    """What kubelet does to a Secret volume, read-only between updates: the files in a new hidden
+    folder, ``..data`` swapped to it by a rename, one symlink ``<key> -> ..data/<key>`` per key (those
+    of keys no longer there removed), then the previous folder removed."""
+    mount.mkdir(exist_ok=True)
+    mount.chmod(0o755)
+    folder = mount / f"..{version}"
+    folder.mkdir()
+    for name, value in files.items():
+        (folder / name).write_text(value)
+        (folder / name).chmod(0o440)
+    folder.chmod(0o555)
+    data = mount / "..data"
+    before = os.readlink(data) if data.is_symlink() else None
+    staged = mount / "..data_tmp"
+    staged.symlink_to(folder.name)
+    staged.replace(data)
+    for name in files:
+        if not (mount / name).is_symlink():
+            (mount / name).symlink_to(f"..data/{name}")
+    for link in mount.iterdir():
+        if link.is_symlink() and not link.name.startswith("..") and link.name not in files:
+            link.unlink()
+    if before is not None:
+        (mount / before).chmod(0o755)
+        shutil.rmtree(mount / before)
+    mount.chmod(0o555)
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every entry under ``folder`` (symlinks not followed) with its target or content: to show that
+    nothing there was changed."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            found[name] = f"-> {os.readlink(path)}"
+        else:
+            found[name] = path.read_text() if path.is_file() else "/"
+    return found

@@ -16,15 +16,17 @@ import yaml
 
 from tests.agents.kubernetes.apiserver import BUILTIN
 from tests.agents.kubernetes.conftest import CRDS
+from tests.auth.helpers import kubelet_secret_update
 from workplane.agents.client import agent_credentials
 from workplane.agents.kubernetes.kinds import DISCOVERY_PATHS, RBAC_VERBS, rbac_resources, resource_plural
-from workplane.auth.tokens import load_key_ring
+from workplane.auth.tokens import TokenSigner, key_id
 from workplane.cli import build_parser
 from workplane.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 # The oldest Kubernetes release the manifests are for, and the newest the validator knows.
+KEY_DIR = "WORKPLANE_SIGNING_KEY_DIR"
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 
 Doc = dict[str, Any]
@@ -160,21 +162,41 @@ def test_the_server_runs_several_replicas_behind_its_service() -> None:
         assert container[probe]["httpGet"]["port"] == port["name"]
 
 
-def test_the_server_writes_only_to_its_volumes(tmp_path: Path) -> None:
-    """A read-only root: the data directory and /tmp are volumes, and the signing key from the Secret
-    lies where the server reads it."""
+def test_the_server_writes_only_to_its_volumes() -> None:
+    """A read-only root: the data directory and /tmp are volumes, and the signing keys are the Secret
+    mounted as a directory where the server reads its key ring."""
     container = _container("workplane-server")
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    data_dir = _env(container, {"database-url": ""})["WORKPLANE_DATA_DIR"]
-    assert data_dir in mounts
+    env = _env(container, {"database-url": ""})
+    assert env["WORKPLANE_DATA_DIR"] in mounts
     assert "/tmp" in mounts
-    [key_mount] = [m for m in mounts.values() if m["name"] == "signing-key"]
-    key_file = Path(key_mount["mountPath"]).relative_to(data_dir)
-    key = "ab" * 32
-    (tmp_path / key_file).write_text(key + "\n")  # as `kubectl create secret --from-literal` gives it
-    current, _previous = load_key_ring(tmp_path)
-    assert current == bytes.fromhex(key)
+    key_mount = mounts[env[KEY_DIR]]
+    assert key_mount["readOnly"] is True
+
+
+def test_the_signing_keys_follow_the_secret_without_a_restart(tmp_path: Path) -> None:
+    """Kubelet updates a Secret volume in place only without ``subPath``; with ``items``, a key absent
+    from the Secret (``signing-key.<until>`` outside a rotation) would fail the mount."""
+    container = _container("workplane-server")
+    key_dir = _env(container, {"database-url": ""})[KEY_DIR]
+    [key_mount] = [m for m in container["volumeMounts"] if m["mountPath"] == key_dir]
+    assert "subPath" not in key_mount
+    assert "subPathExpr" not in key_mount
+    pod = _one("Deployment", "workplane-server")["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == key_mount["name"]]
+    assert volume["secret"]["secretName"] == "workplane-server"
+    assert "items" not in volume["secret"]
+    old, new = "ab" * 32, "cd" * 32
+    # As `kubectl create secret --from-literal` gives them, then after a rotation.
+    mount = tmp_path / "keys"
+    kubelet_secret_update(mount, {"database-url": "postgresql://x", "signing-key": old}, "2026_01")
+    signer = TokenSigner.from_dir(tmp_path / "data", tenant="1", key_dir=mount)
+    before = signer.issue("someone", "user", 600)
+    kubelet_secret_update(mount, {"signing-key": new, "signing-key.4102444800": old}, "2026_02")
+    assert signer.verify(TokenSigner(bytes.fromhex(new), tenant="1").issue("x", "user", 600)).subject == "x"
+    assert signer.verify(before).subject == "someone"
+    assert signer.kid == key_id(bytes.fromhex(new))
 
 
 def test_the_agent_command_and_credentials(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,7 +44,11 @@ def chromium_path() -> str | None:
     return next((c for c in candidates if c and Path(c).is_file()), None)
 
 
-@pytest.fixture(scope="session")
+# Package-scoped, not session-scoped: Playwright's synchronous API runs an event loop in this thread
+# while it is open, and every later test on the same worker that calls ``asyncio.run`` would fail
+# ("cannot be called from a running event loop"). The suite hands files out longest first, so other
+# files run after these on the same worker.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     executable = chromium_path()
     if executable is None:

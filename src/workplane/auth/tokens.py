@@ -9,15 +9,24 @@ with 7-bit ASCII input that happens only for the last group of a 3-byte block en
 Signing keys rotate without cutting anyone off: the header names its key (``kid``); the current key
 lives in ``<data_dir>/signing.key`` and the keys it replaced in ``<data_dir>/signing-keys/``, each
 kept until every token it signed has expired. Server processes notice a rotation by themselves (a
-token with a ``kid`` they do not know, or the key file's change) and reload the key ring.
+token with a ``kid`` they do not know, or the key files' change) and reload the key ring.
+
+A *mounted* key ring (``signing_key_dir``, e.g. a Kubernetes Secret mounted as a directory) is read
+only and flat, as Secret keys are: ``signing-key`` is the current key and ``signing-key.<until>`` a key
+it replaced, kept until the Unix time ``<until>``. Kubelet updates such a directory by swapping a
+symlink, and replicas see the update up to a minute or so apart: a replica that notices a new current
+key keeps signing with the one it replaced for ``MOUNTED_SWITCH_DELAY_S`` more, so that no replica is
+handed a token of a key it has not seen yet.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import math
 import secrets
 import threading
@@ -29,8 +38,11 @@ from typing import Any
 from workplane.domain.values import INT64_MAX
 from workplane.files import private_dir, write_private
 
+log = logging.getLogger("workplane")
+
 _RELOAD_INTERVAL_S = 5.0  # how often an issuing process looks for a rotated key
 _MIN_RELOAD_S = 1.0  # unknown kids reload the ring at most this often (no disk I/O per forged token)
+MOUNTED_SWITCH_DELAY_S = 120.0  # kubelet's sync period (1 min) and its Secret cache, with room to spare
 _UNSAFE = {">": "\\u003e", "?": "\\u003f", "~": "\\u007e", "\x7f": "\\u007f"}
 
 
@@ -80,6 +92,8 @@ class TokenSigner:
         previous: dict[str, bytes] | None = None,
         tenant: str | None = None,
         key_dir: Path | None = None,
+        mounted: bool = False,
+        switch_delay_s: float = 0.0,
     ) -> None:
         self._key = key
         self._kid = key_id(key)
@@ -87,16 +101,34 @@ class TokenSigner:
         self.issuer = issuer
         self.tenant = tenant
         self._key_dir = key_dir
+        self._mounted = mounted
+        self._switch_delay_s = switch_delay_s
+        # After a rotation is noticed: the key that keeps signing, and until when (monotonic).
+        self._signing: tuple[bytes, str] | None = None
+        self._switch_at = -math.inf
         self._lock = threading.Lock()
         # When the ring on disk was last looked at: periodically (issuing) and for an unknown kid.
         self._checked_at = self._forced_at = -math.inf
-        self._stamp = _stamp(key_dir)
+        self._stamp = _stamp(key_dir, mounted=mounted)
 
     @classmethod
-    def from_dir(cls, data_dir: Path, *, tenant: str | None = None) -> TokenSigner:
-        """The key ring of a data directory (its current key is created on first use)."""
-        current, previous = load_key_ring(data_dir)
-        return cls(current, previous=previous, tenant=tenant, key_dir=data_dir)
+    def from_dir(
+        cls, data_dir: Path, *, tenant: str | None = None, key_dir: Path | None = None
+    ) -> TokenSigner:
+        """The key ring of a data directory (its current key is created on first use), or the
+        mounted key ring in ``key_dir`` when one is given."""
+        if key_dir is None:
+            current, previous = load_key_ring(data_dir)
+            return cls(current, previous=previous, tenant=tenant, key_dir=data_dir)
+        current, previous = load_mounted_key_ring(key_dir)
+        return cls(
+            current,
+            previous=previous,
+            tenant=tenant,
+            key_dir=key_dir,
+            mounted=True,
+            switch_delay_s=MOUNTED_SWITCH_DELAY_S,
+        )
 
     @property
     def kid(self) -> str:
@@ -114,12 +146,30 @@ class TokenSigner:
             if now - self._checked_at < _RELOAD_INTERVAL_S:
                 return
             self._checked_at = now
-        stamp = _stamp(self._key_dir)
+        stamp = _stamp(self._key_dir, mounted=self._mounted)
         if stamp == self._stamp:
             return
-        current, previous = load_key_ring(self._key_dir)
+        load = load_mounted_key_ring if self._mounted else load_key_ring
+        try:
+            current, previous = load(self._key_dir)
+        except (OSError, ValueError) as exc:
+            # A key ring changed into something unreadable (a mistyped key in a Secret): keep serving
+            # with the ring as it was, and look again at the next change.
+            log.warning("signing keys in %s not reloaded: %s", self._key_dir, exc)
+            return
         with self._lock:
+            if key_id(current) != self._kid and self._kid in previous and self._switch_delay_s > 0:
+                self._signing, self._switch_at = (self._key, self._kid), now + self._switch_delay_s
             self._key, self._kid, self._previous, self._stamp = current, key_id(current), previous, stamp
+
+    def _signing_key(self) -> tuple[bytes, str]:
+        """The key new tokens are signed with: the current one, or for a while after a rotation of a
+        mounted ring the one it replaced (still verified everywhere, unlike the new one yet)."""
+        with self._lock:
+            held = self._signing
+            if held is not None and time.monotonic() < self._switch_at and held[1] in self._previous:
+                return held
+            return self._key, self._kid
 
     def _key_for(self, kid: Any) -> bytes | None:
         if kid is None:
@@ -147,7 +197,7 @@ class TokenSigner:
         }
         if self.tenant is not None:
             payload["tid"] = self.tenant
-        key, kid = self._key, self._kid
+        key, kid = self._signing_key()
         header = {"alg": "HS256", "kid": kid, "typ": "JWT"}
         signing_input = f"{_b64(_json(header))}.{_b64(_json(payload))}"
         signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
@@ -204,42 +254,116 @@ def _numeric_date(value: object) -> int:
     return seconds
 
 
-def _stamp(data_dir: Path | None) -> tuple[float, ...]:
-    """Changes whenever the key ring on disk does (rotation replaces the key file by a rename)."""
-    if data_dir is None:
-        return ()
-    try:
-        stamps = [(data_dir / "signing.key").stat().st_mtime_ns]
-    except FileNotFoundError:
-        return ()
-    folder = data_dir / PREVIOUS_DIR
-    if folder.is_dir():
-        stamps.append(folder.stat().st_mtime_ns)
-    return tuple(float(s) for s in stamps)
-
-
 PREVIOUS_DIR = "signing-keys"
+MOUNTED_KEY = "signing-key"  # a mounted ring's current key; ``signing-key.<until>``: the ones it replaced
+
+
+def _ring_files(key_dir: Path, *, mounted: bool) -> tuple[Path, list[Path]]:
+    """The current key's file and the files of the keys it replaced."""
+    if mounted:
+        return key_dir / MOUNTED_KEY, sorted(key_dir.glob(f"{MOUNTED_KEY}.*"))
+    folder = key_dir / PREVIOUS_DIR
+    return key_dir / "signing.key", sorted(folder.glob("*.key")) if folder.is_dir() else []
+
+
+def _stamp(key_dir: Path | None, *, mounted: bool = False) -> tuple[tuple[str, int, int, int], ...]:
+    """Changes whenever the key ring on disk does. ``stat`` follows symlinks: kubelet's update of a
+    mounted Secret points them at new files (a new inode), a rotation in a data directory renames a new
+    file over the key, and a key added or removed changes the list."""
+    if key_dir is None:
+        return ()
+    current, earlier = _ring_files(key_dir, mounted=mounted)
+    stamps = []
+    for path in (current, *earlier):
+        try:
+            found = path.stat()
+        except FileNotFoundError:  # removed since it was listed: the next look sees the rest
+            continue
+        stamps.append((path.name, found.st_ino, found.st_mtime_ns, found.st_size))
+    return tuple(stamps)
+
+
+def _keep_until(path: Path, *, mounted: bool) -> int | None:
+    """The Unix time an earlier key's file name keeps it until (None: not a key file)."""
+    until = path.name.removeprefix(f"{MOUNTED_KEY}.") if mounted else path.stem.partition(".")[2]
+    try:
+        return int(until)
+    except ValueError:
+        return None
+
+
+def _read_key(path: Path) -> bytes:
+    key = bytes.fromhex(path.read_text().strip())
+    if len(key) < 32:
+        raise ValueError(f"{path}: a signing key is at least 64 hex digits")
+    return key
+
+
+def _earlier_keys(files: list[Path], moment: float, *, mounted: bool) -> dict[str, bytes]:
+    """The earlier keys still within their retention, by the kid of their content (a file's name is
+    not trusted to say which key it holds). Expired ones are left alone: their tokens have expired."""
+    found: dict[str, bytes] = {}
+    for path in files:
+        keep_until = _keep_until(path, mounted=mounted)
+        if keep_until is None or keep_until < moment:
+            continue
+        try:
+            key = _read_key(path)
+        except FileNotFoundError:  # removed since it was listed
+            continue
+        found[key_id(key)] = key
+    return found
 
 
 def load_key_ring(data_dir: Path, now: float | None = None) -> tuple[bytes, dict[str, bytes]]:
     """The current key and the earlier keys still within their retention, by kid. Earlier keys past
-    it are removed: every token they signed has expired."""
+    it are removed where the directory allows it: every token they signed has expired."""
     current = load_or_create_key(data_dir / "signing.key")
-    previous: dict[str, bytes] = {}
-    folder = data_dir / PREVIOUS_DIR
     moment = now if now is not None else time.time()
-    if folder.is_dir():
-        for path in folder.glob("*.key"):
-            kid, _, until = path.stem.partition(".")
-            try:
-                keep_until = int(until)
-            except ValueError:
-                continue
-            if keep_until < moment:
+    _key_file, earlier = _ring_files(data_dir, mounted=False)
+    for path in earlier:
+        keep_until = _keep_until(path, mounted=False)
+        if keep_until is not None and keep_until < moment:
+            with contextlib.suppress(OSError):  # a read-only directory: skipped all the same
                 path.unlink(missing_ok=True)
-                continue
-            previous[kid] = bytes.fromhex(path.read_text().strip())
-    return current, previous
+    return current, _earlier_keys(earlier, moment, mounted=False)
+
+
+def load_mounted_key_ring(key_dir: Path, now: float | None = None) -> tuple[bytes, dict[str, bytes]]:
+    """A mounted key ring (``signing-key`` and ``signing-key.<until>`` files), read only: nothing is
+    created or removed there, expired keys are skipped."""
+    key_file, earlier = _ring_files(key_dir, mounted=True)
+    if not key_file.exists():
+        raise FileNotFoundError(f"no signing key {key_file} (the key ring's current key)")
+    moment = now if now is not None else time.time()
+    return _read_key(key_file), _earlier_keys(earlier, moment, mounted=True)
+
+
+def rotate_mounted_keys(
+    files: dict[str, str], keep_s: int, now: float | None = None
+) -> tuple[dict[str, str], str]:
+    """The files of a mounted key ring (e.g. a Secret's data, with other entries left as they are)
+    after a rotation: a new ``signing-key``, the one it replaced as ``signing-key.<until>``, and the
+    earlier keys past their time dropped. Returns them and the new key's kid."""
+    moment = int(now if now is not None else time.time())
+    if MOUNTED_KEY not in files:
+        raise ValueError(f"no {MOUNTED_KEY!r} to rotate")
+    old = files[MOUNTED_KEY].strip()
+    bytes.fromhex(old)  # refuse to keep something that is not a key
+    rotated = {
+        name: value
+        for name, value in files.items()
+        if not name.startswith(f"{MOUNTED_KEY}.")
+        or (until := _keep_until(Path(name), mounted=True)) is None
+        or until >= moment
+    }
+    until = moment + keep_s
+    while f"{MOUNTED_KEY}.{until}" in rotated:  # two rotations within a second: keep both keys
+        until += 1
+    rotated[f"{MOUNTED_KEY}.{until}"] = old
+    new = secrets.token_bytes(32)
+    rotated[MOUNTED_KEY] = new.hex()
+    return rotated, key_id(new)
 
 
 def rotate_signing_key(data_dir: Path, keep_s: int, now: float | None = None) -> str:
@@ -261,7 +385,7 @@ def rotate_signing_key(data_dir: Path, keep_s: int, now: float | None = None) ->
 def load_or_create_key(path: Path) -> bytes:
     """The signing key, generated on first use and kept readable by the owner only."""
     if path.exists():
-        return bytes.fromhex(path.read_text().strip())
+        return _read_key(path)
     key = secrets.token_bytes(32)
     write_private(path, key.hex(), exclusive=True)
     return key

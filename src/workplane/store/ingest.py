@@ -365,9 +365,9 @@ def _write_workloads(connection: sa.Connection, plan: Plan) -> None:
     # statement): the row triggers would cost more than the rows' own writes (migration 0009).
     sql = dialect_of(connection)
     with deferred_triggers(connection):
-        before_insert = sql.last_rowid(connection) if plan.new_rows else None
+        before_insert = sql.last_rowid(connection, workloads) if plan.new_rows else None
         insert_rows(connection, workloads, plan.new_rows)
-        sql.index_rows_after(connection, before_insert)
+        sql.index_rows_after(connection, workloads, before_insert)
         _write_changes(connection, plan.changes)
         follow_workloads(connection, plan.changes)
         for part in chunked(plan.replaced_pools):

@@ -130,7 +130,7 @@ def parts_for(
         ordered = [*values, None] if None in groups else values
         total = rollup.live_total()
         return [
-            Part(compiler.resolved_is(field, v, unindexed=_dense(groups[v], total, need)), by_id)
+            Part(compiler.resolved_is(field, v, unindexed=dense(groups[v], total, need)), by_id)
             for v in ordered
         ]
     if spec.source is Source.STORED and spec.countable and spec.column is not None:
@@ -139,7 +139,7 @@ def parts_for(
         column = w[spec.column]
         parts = []
         for value in sorted(counts, reverse=descending):
-            subject = compiler.dialect.unindexed(column) if _dense(counts[value], total, need) else column
+            subject = compiler.dialect.unindexed(column) if dense(counts[value], total, need) else column
             parts.append(Part(subject == value, by_id))
         return parts
     return None
@@ -154,7 +154,7 @@ def few_matches(rollup: Rollup, *, need: int) -> bool:
     if query.deleted or query.words or not query.terms or not all(t.field.countable for t in query.terms):
         return False
     matching = sum(rollup.counts(workload_counts.c.phase).values())
-    return not _dense(matching, rollup.live_total(), need)
+    return not dense(matching, rollup.live_total(), need)
 
 
 # The creation-time index, on live rows and on deleted ones, is ordered by (createdAt, id): a walk of it
@@ -226,7 +226,7 @@ def page_by_parts(
     return ids[:limit], len(ids) > limit
 
 
-def _dense(rows: int, total: int, need: int) -> bool:
+def dense(rows: int, total: int, need: int) -> bool:
     """Whether walking the id index for ``need`` rows of a part of ``rows`` rows (visiting about
     ``need * total / rows``) costs less than looking all of them up and sorting them."""
     return rows >= math.sqrt(need * max(total, 1))

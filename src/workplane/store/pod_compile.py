@@ -31,7 +31,7 @@ _COLUMNS: dict[str, sa.ColumnElement[Any]] = {
     "completedAt": p.completed_at,
     "deletedAt": p.deleted_at,
 }
-_NOT_NULL = frozenset({"clusterId", "workloadId", "createdAt"})
+NOT_NULL = frozenset({"clusterId", "workloadId", "createdAt"})
 
 
 def _term(term: Term) -> sa.ColumnElement[bool]:
@@ -98,7 +98,7 @@ def order_by(query: PodQuery, sort: Sort) -> list[sa.ColumnElement[Any]]:
     ordered = key.desc() if descending else key.asc()
     tie = p.id.desc() if descending else p.id.asc()
     has_value = (
-        sort.field in _NOT_NULL
+        sort.field in NOT_NULL
         or (sort.field == "completedAt" and query.completed is Completed.TRUE)
         or (sort.field == "deletedAt" and query.deleted)
     )

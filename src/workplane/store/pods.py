@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -11,13 +12,15 @@ import sqlalchemy as sa
 
 from workplane.domain.pods import PodObservation, pod_completed_ms, pod_document, pod_search_text
 from workplane.domain.timefmt import format_ms, to_ms
-from workplane.query.filters import Sort, Term, text_matches
+from workplane.query.filters import Sort, SortOrder, Term, text_matches
 from workplane.query.pods import Completed, PodQuery
 from workplane.store import pod_compile as pod_query
 from workplane.store.compile import text_predicate
 from workplane.store.database import chunked, upsert
 from workplane.store.dialects import dialect_of
+from workplane.store.ordering import Part, dense, page_by_parts
 from workplane.store.paging import page_ids
+from workplane.store.rollups import deferred_triggers
 from workplane.store.schema import pod_counts, workload_pods, workloads
 from workplane.store.scopes import restrict
 
@@ -159,7 +162,17 @@ def apply_pods(
             }
         )
     if changes:
-        upsert(connection, workload_pods, changes, _UPDATED)
+        # In the order of the primary key: each row then lands next to the last one in the key's
+        # index instead of on a page of its own (a fifth of the upsert's CPU time at 100,000 pods on
+        # SQLite). The new pods go in the text index in one statement after the upsert, not one
+        # trigger run each (migration 0018); a pod whose text changed is re-indexed by its update
+        # trigger.
+        changes.sort(key=itemgetter("id"))
+        sql = dialect_of(connection)
+        with deferred_triggers(connection):
+            before_insert = sql.last_rowid(connection, workload_pods)
+            upsert(connection, workload_pods, changes, _UPDATED)
+            sql.index_rows_after(connection, workload_pods, before_insert)
     if resync_id is not None:
         written = {c["id"] for c in changes}
         seen = [key for key in latest if key not in written]
@@ -213,6 +226,12 @@ _FEW_VALUES: dict[str, sa.Column[Any]] = {
     "currentNodepool": p.current_nodepool,
 }
 _MOST_VALUES = 2_000  # past this many distinct values, a substring term is left as it is
+# Fields a sort may answer in parts (``sort_parts``): each the first column of an index over live pods.
+_SORTED_IN_PARTS: dict[str, sa.Column[Any]] = {
+    **_FEW_VALUES,
+    "revisionId": p.revision_id,
+    "completedAt": p.completed_at,
+}
 
 # The distinct values of a column among live pods, in order: one index seek per value (its live index
 # starts with it), not a walk of every live pod. {column} is one of ``_FEW_VALUES``.
@@ -226,13 +245,15 @@ _DISTINCT_LIVE = (
 )
 
 
-def _live_values(connection: sa.Connection, column: sa.Column[Any]) -> list[str] | None:
-    """The distinct values of ``column`` among live pods; None when there are more than ``_MOST_VALUES``."""
-    values = connection.execute(
-        sa.text(_DISTINCT_LIVE.format(column=column.name)), {"most": _MOST_VALUES + 1}
-    ).scalars()
-    found = list(values)
-    return None if len(found) > _MOST_VALUES else found
+def _live_values(
+    connection: sa.Connection, column: sa.Column[Any], most: int | None = None
+) -> list[str] | None:
+    """The distinct values of ``column`` among live pods; None when there are more than ``most``
+    (``_MOST_VALUES``)."""
+    most = _MOST_VALUES if most is None else most
+    distinct = sa.text(_DISTINCT_LIVE.format(column=column.name))
+    found = list(connection.execute(distinct, {"most": most + 1}).scalars())
+    return None if len(found) > most else found
 
 
 def _workload_ids(connection: sa.Connection, term: Term) -> list[str] | None:
@@ -282,14 +303,81 @@ def narrowing(connection: sa.Connection, query: PodQuery) -> list[sa.ColumnEleme
     return clauses
 
 
+def _live_total(connection: sa.Connection) -> int:
+    """The live pods (``pod_counts``): about the rows a walk of the whole id index visits."""
+    total = sa.select(sa.func.coalesce(sa.func.sum(pod_counts.c.live), 0))
+    return int(connection.execute(total).scalar_one())
+
+
+# A sort by one of these fields is answered in one part per value where it has at most this many
+# distinct live values (a cluster, a node pool: large parts, which the value's index would have to read
+# whole and sort); with more (nodes), each value's pods are few, and its index in value order, with
+# each value's few pods sorted by id on the way, serves.
+_FEW_PARTS = 64
+
+
+def sort_parts(connection: sa.Connection, query: PodQuery, sort: Sort, *, need: int) -> list[Part] | None:
+    """The parts a sort that no index orders is answered from (``store.ordering``, as for workloads),
+    or None where the plain ``ORDER BY`` serves. The live indexes on a cluster, node, node pool or
+    revision are ordered by (value, createdAt, id), not (value, id), and hold NULLs where the sort
+    puts them last only in one direction; completedAt's holds only the pods that have one.
+
+    - A field of few distinct live values (``_FEW_PARTS``: clusters, node pools): one part per value,
+      in the sort's order, then the pods without one; each by id. A part as large as an even share of
+      the live pods (``ordering.dense``) is walked along the id index with its value kept off its own
+      index; a smaller one is looked up by that index and sorted.
+    - Any other field that a pod may lack (completedAt, nodeName, revisionId): the pods that have a
+      value, along its index, then those without, by id.
+
+    Only for live pods selected by the caller's scope alone: terms and words select a set whose size
+    no look-up here tells, and the plain order is left to the planner there."""
+    if query.deleted or query.terms or query.words:
+        return None
+    if sort.field == "completedAt" and query.completed is Completed.TRUE:
+        return None  # every selected pod has one: its index gives the order
+    descending = sort.order is SortOrder.DESC
+    by_id = [p.id.desc() if descending else p.id.asc()]
+    column = _SORTED_IN_PARTS.get(sort.field)
+    if column is None:
+        return None
+    values = _live_values(connection, column, _FEW_PARTS) if sort.field in _FEW_VALUES else None
+    if values is not None:
+        subject: sa.ColumnElement[Any] = column
+        unindexed = dialect_of(connection).unindexed(column)
+        if unindexed is not column:
+            # A planner without statistics (SQLite) is told which parts to walk along the id index.
+            # Each part is sized as an even share of the live pods: counting each value's pods would
+            # read them. (PostgreSQL chooses by its statistics, and is spared the sum: ``pod_counts``
+            # has a row per revision.)
+            total = _live_total(connection)
+            if dense(total // max(len(values), 1), total, need):
+                subject = unindexed
+        parts = [Part(subject == value, by_id) for value in (reversed(values) if descending else values)]
+    elif sort.field in pod_query.NOT_NULL:
+        return None
+    else:
+        key = column.desc() if descending else column.asc()
+        parts = [Part(column.is_not(None), [key, *by_id])]
+    if sort.field not in pod_query.NOT_NULL:
+        parts.append(Part(column.is_(None), by_id))
+    return parts
+
+
 def list_pods(
     connection: sa.Connection, query: PodQuery, *, sort: Sort, offset: int, limit: int, full: bool
 ) -> PodsPage:
     """A page of the pods that ``query`` selects, in ``sort`` order; ``full`` adds each pod's workload
-    and project names (Run:ai's ``verbosity=full``). Paged through ids first (``paging``)."""
+    and project names (Run:ai's ``verbosity=full``). Paged through ids first (``paging``), in ordered
+    parts where no index gives the order (``sort_parts``)."""
     selected = [*pod_query.where(query), *narrowing(connection, query)]
-    statement = sa.select(p.id).where(*selected).order_by(*pod_query.order_by(query, sort))
-    ids, has_more = page_ids(connection, statement, offset=offset, limit=limit)
+    parts = sort_parts(connection, query, sort, need=offset + limit + 1)
+    if parts is not None:
+        ids, has_more = page_by_parts(
+            connection, sa.select(p.id).where(*selected), parts, offset=offset, limit=limit
+        )
+    else:
+        statement = sa.select(p.id).where(*selected).order_by(*pod_query.order_by(query, sort))
+        ids, has_more = page_ids(connection, statement, offset=offset, limit=limit)
     if not ids:
         return PodsPage([], has_more)
     rows = sa.select(*_RENDERED, p.id).where(p.id.in_(ids))

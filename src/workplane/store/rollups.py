@@ -34,10 +34,11 @@ _POOLED = itemgetter(*(COUNTED_COLUMNS.index(c) for c in POOL_COUNTED_COLUMNS))
 
 def deferred_triggers(connection: sa.Connection) -> AbstractContextManager[None]:
     """Within the block, this transaction's writes to workloads and their pools are not counted by the
-    rollup triggers (nor, on SQLite, are new rows put in the text index): the caller does both itself
-    (``RollupDeltas``, ``SqlDialect.index_rows_after``). Restored on the way out, so later statements
-    of the same transaction are seen by the triggers again. There is no ``finally``: an error inside
-    must roll the transaction back (``Database.write`` does), which takes the deferral with it."""
+    rollup triggers (nor, on SQLite, are new workloads and pods put in their text indexes): the
+    caller does both itself (``RollupDeltas``, ``SqlDialect.index_rows_after``). Restored on the way
+    out, so later statements of the same transaction are seen by the triggers again. There is no
+    ``finally``: an error inside must roll the transaction back (``Database.write`` does), which
+    takes the deferral with it."""
     return dialect_of(connection).deferred_triggers(connection)
 
 

@@ -5,10 +5,13 @@
 minutes) resumes where it was. A watch refused with ``410 Gone`` (the version has been compacted away)
 relists the kind: what the new list lacks is taken for deleted, and the next batch is a full resync.
 
-**Batches.** Every ``interval_s`` the workloads whose objects or pods changed are worked out again and
-those whose record changed are sent. The first batch after a start, after any relist, and after the
-server was unreachable is a full resync (the protocol's ``fullResync``): every workload the cluster has
-now, so the control plane drops what was deleted while the agent was not looking.
+**Batches.** Once something changed, the workloads whose objects or pods changed are worked out again
+and those whose record changed are sent: at once, unless the last round began less than
+``interval_s`` ago (then when it is that old), and never while the last round's batches are still on
+their way, so under a stream of changes each batch carries what came during the round before. The
+first batch after a start, after any relist, and after the server was unreachable is a full resync
+(the protocol's ``fullResync``): every workload the cluster has now, so the control plane drops what
+was deleted while the agent was not looking.
 
 **Revisions** are observation times in milliseconds (never lower than the last one sent for the
 workload). A workload is made of several objects — its owner and its pods — whose resourceVersions come
@@ -62,6 +65,7 @@ log = logging.getLogger("workplane.agent.kubernetes")
 Unit = tuple[JsonObject | None, list[JsonObject]]
 MAX_PODS_PER_BATCH = 40_000  # the protocol takes 50,000
 MAX_EVENTS_PER_BATCH = 10_000
+IDLE_ROUND_S = 1.0
 
 
 Chunk = tuple[list[JsonObject], list[JsonObject]]
@@ -153,7 +157,7 @@ class AgentConfig:
     cluster_id: str
     cluster_name: str
     labels: Labels = field(default_factory=Labels)
-    interval_s: float = 1.0
+    interval_s: float = 0.25  # the least time from one round's start to the next one's
     batch_size: int = 2000
     in_flight: int = 2  # batches on their way to the server at once
     page_size: int = 500
@@ -207,6 +211,7 @@ class KubernetesAgent:
         self._dirty_events: set[str] = set()  # events to report once their workload is reported
         self._pod_labels = (config.labels.node_pool,)  # the only pod label a record is made of
         self._all_listed = asyncio.Event()
+        self._changed = asyncio.Event()  # a watch or list brought something since the last round
         self.resyncs = 0
 
     # -- discovery -------------------------------------------------------------------------------
@@ -407,6 +412,7 @@ class KubernetesAgent:
                 continue
             if name in self._listed:
                 self._resync = True  # a relist: report everything again, so deletions missed show
+            self._changed.set()
             self._listed.add(name)
             if len(self._listed) >= len(self.served):
                 self._all_listed.set()  # the first full resync need not wait for the next round
@@ -417,6 +423,7 @@ class KubernetesAgent:
                         version = str(meta.get("resourceVersion") or version)
                         if event_type in ("ADDED", "MODIFIED", "DELETED"):
                             self._apply(served, event_type, obj)
+                            self._changed.set()
                 except (httpx2.HTTPError, OSError) as exc:
                     if _is_gone(exc):
                         self.say(f"kubernetes agent: {name}: watch expired (410 Gone), relisting")
@@ -682,8 +689,8 @@ class KubernetesAgent:
                 self.say(f"kubernetes agent: GPU samples not sent: {exc}")
 
     async def run(self, *, rounds: int | None = None) -> None:
-        """Discover, follow every served kind, and send a batch every ``interval_s`` (forever, or
-        ``rounds`` times)."""
+        """Discover, follow every served kind, and send the changes as they come (forever, or for
+        ``rounds`` rounds)."""
         await self.discover()
         kinds = ", ".join(s.kind for s in self.served)
         absent = ", ".join(f"{w.kind}.{w.group}" for w in self.absent) or "none"
@@ -692,15 +699,25 @@ class KubernetesAgent:
         try:
             done = 0
             last_round = time.monotonic()
+            # Even with nothing changed, a round at least this often: it forwards the GPU readings
+            # when due and notices a watch that failed.
+            idle_s = max(self.config.interval_s, IDLE_ROUND_S)
             while rounds is None or done < rounds:
                 if self.resyncs == 0 and not self._all_listed.is_set():
                     # Before the first resync: a round as soon as the lists are in.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._all_listed.wait(), self.config.interval_s)
+                        await asyncio.wait_for(self._all_listed.wait(), idle_s)
                 else:
-                    # A round every interval_s from the start of the last one: the time a round
-                    # took (the server writing its batch) is not added to a change's wait.
+                    # A round as soon as something changed: waiting for a fixed period would add half
+                    # of it to every change's trip on average. At most one round per interval_s
+                    # (from the start of the last one, so the time a round took is not added to a
+                    # change's wait): under a stream of changes the batches stay large, and the
+                    # server is not sent a request per change.
+                    if not (self._resync or self._changed.is_set()):
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._changed.wait(), idle_s)
                     await asyncio.sleep(max(0.0, last_round + self.config.interval_s - time.monotonic()))
+                self._changed.clear()
                 last_round = time.monotonic()
                 for task in tasks:
                     if task.done() and not task.cancelled() and task.exception() is not None:

@@ -85,14 +85,20 @@ class SqlDialect:
         rows: list[dict[str, Any]],
         update_columns: list[str],
     ) -> None:
-        if not update_columns:
+        if update_columns:
+            self.upsert_rows(connection, table, rows, update_columns)
+        else:
             self.insert_ignore(connection, table, rows)
-            return
+
+    def upsert_rows(
+        self, connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], columns: list[str]
+    ) -> None:
+        """INSERT rows, or update ``columns`` of those whose primary key exists."""
         keys = [c.name for c in table.primary_key.columns]
         statement = self.insert(table)
         connection.execute(
             statement.on_conflict_do_update(
-                index_elements=keys, set_={c: statement.excluded[c] for c in update_columns}
+                index_elements=keys, set_={c: statement.excluded[c] for c in columns}
             ),
             rows,
         )
@@ -184,10 +190,11 @@ class SqlDialect:
         (folded) in their search text, or None where no index narrows them before the query."""
         return None
 
-    def last_rowid(self, connection: sa.Connection) -> int | None:
-        """The highest row id of ``workloads`` where new rows are indexed by their writer
-        (``index_rows_after``); None where triggers index them."""
+    def last_rowid(self, connection: sa.Connection, table: sa.Table) -> int | None:
+        """The highest row id of ``table`` (``workloads`` or ``workload_pods``) where new rows are
+        indexed by their writer (``index_rows_after``); None where triggers index them."""
         return None
 
-    def index_rows_after(self, connection: sa.Connection, after: int | None) -> None:
-        """Put the workloads inserted after row id ``after`` in the text index (see ``last_rowid``)."""
+    def index_rows_after(self, connection: sa.Connection, table: sa.Table, after: int | None) -> None:
+        """Put the rows of ``table`` inserted after row id ``after`` in its text index (see
+        ``last_rowid``)."""

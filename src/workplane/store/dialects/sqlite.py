@@ -40,10 +40,18 @@ MIN_LENGTH = 3  # trigrams: a shorter needle has no trigram to look up
 
 _MATCH = sa.text("SELECT rowid FROM workload_text WHERE workload_text MATCH :query LIMIT :limit")
 _POD_MATCH = sa.text("SELECT rowid FROM pod_text WHERE pod_text MATCH :query LIMIT :limit")
-_INDEX_AFTER = sa.text(
-    "INSERT INTO workload_text (rowid, name, search_text) "
-    "SELECT rowid, name, search_text FROM workloads WHERE rowid > :after"
-)
+# Per table whose FTS5 text index its writer may keep (migrations 0009, 0018): the statement that
+# indexes the rows inserted after a row id.
+_INDEX_AFTER = {
+    "workloads": sa.text(
+        "INSERT INTO workload_text (rowid, name, search_text) "
+        "SELECT rowid, name, search_text FROM workloads WHERE rowid > :after"
+    ),
+    "workload_pods": sa.text(
+        "INSERT INTO pod_text (rowid, search_text) "
+        "SELECT rowid, search_text FROM workload_pods WHERE rowid > :after"
+    ),
+}
 # SQLite's row id of a workload (of a pod), which the FTS5 table ``workload_text`` (``pod_text``)
 # refers to.
 _ROWID: sa.ColumnElement[int] = sa.literal_column("workloads.rowid")
@@ -116,6 +124,21 @@ class SQLiteDialect(SqlDialect):
             [tuple(r[c] for c in names) for r in rows],
         )
 
+    def upsert_rows(
+        self, connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], columns: list[str]
+    ) -> None:
+        """As ``insert_rows``, the statement goes to the driver as it is: SQLAlchemy's per-row
+        parameter processing was a tenth of a sync batch's pod upsert."""
+        names = list(rows[0])
+        quote = connection.dialect.identifier_preparer.quote
+        keys = ", ".join(quote(c.name) for c in table.primary_key.columns)
+        updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns)
+        connection.exec_driver_sql(
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in names)}) "
+            f"VALUES ({', '.join('?' for _ in names)}) ON CONFLICT ({keys}) DO UPDATE SET {updates}",
+            [tuple(r[c] for c in names) for r in rows],
+        )
+
     def update_rows(
         self, connection: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *, key: str
     ) -> None:
@@ -181,16 +204,17 @@ class SQLiteDialect(SqlDialect):
         found = [_candidates(connection, _POD_MATCH, "search_text", word) for word in words]
         return _narrowed(_POD_ROWID, found)
 
-    def last_rowid(self, connection: sa.Connection) -> int | None:
-        return int(connection.execute(sa.text("SELECT coalesce(max(rowid), 0) FROM workloads")).scalar_one())
+    def last_rowid(self, connection: sa.Connection, table: sa.Table) -> int | None:
+        quoted = connection.dialect.identifier_preparer.quote(table.name)
+        return int(connection.exec_driver_sql(f"SELECT coalesce(max(rowid), 0) FROM {quoted}").scalar_one())
 
-    def index_rows_after(self, connection: sa.Connection, after: int | None) -> None:
+    def index_rows_after(self, connection: sa.Connection, table: sa.Table, after: int | None) -> None:
         """In one statement, for a writer that deferred the insert trigger (``deferred_triggers``):
         10–20 µs a row instead of the trigger's ~100. Exact within the writer's transaction: SQLite
         gives a new row the highest row id plus one (it picks an unused lower one only once the highest
         possible id is taken)."""
         if after is not None:
-            connection.execute(_INDEX_AFTER, {"after": after})
+            connection.execute(_INDEX_AFTER[table.name], {"after": after})
 
 
 def _candidates(connection: sa.Connection, match: sa.TextClause, column: str, needle: str) -> set[int] | None:
