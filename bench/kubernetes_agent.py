@@ -44,6 +44,7 @@ from bench.http_load import Server, cpu_by_process, cpu_seconds, process_tree, r
 from bench.load import POSTGRESQL, SQLITE, ensure_exists, make_target, wipe
 from workplane.agents.kubernetes.command import cluster_id_for
 from workplane.services.setup import ADMIN_FILE
+from workplane.settings import Settings
 
 CLUSTER = "bench-k8s"
 
@@ -235,7 +236,20 @@ def main() -> None:
         default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
         help="PostgreSQL server to create the benchmark database on",
     )
+    parser.add_argument(
+        "--server-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting for this run (repeatable), e.g. sqlite_writer_cache_mib=16",
+    )
     args = parser.parse_args()
+    server_env: dict[str, str] = {}
+    for setting in args.server_setting:
+        name, sep, value = setting.partition("=")
+        if not sep or name not in Settings.model_fields:
+            parser.error(f"--server-setting {setting!r}: expected NAME=VALUE with a setting's name")
+        server_env[f"WORKPLANE_{name.upper()}"] = value
     if args.owners <= 0 or args.pods_per_owner <= 0 or args.sample_every <= 0 or args.rate <= 0:
         parser.error("--owners, --pods-per-owner, --rate and --sample-every must be positive")
     out = Path(args.out)
@@ -257,7 +271,8 @@ def main() -> None:
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     kubeconfig.write_text(cluster.kubeconfig())
     cluster_filter = quote(f"clusterId=={cluster_id_for(CLUSTER)}")
-    with Server(target, workers=1, log_path=out / f"k8s-agent-server-{args.db}.log") as server:
+    log_path = out / f"k8s-agent-server-{args.db}.log"
+    with Server(target, workers=1, log_path=log_path, env=server_env) as server:
         token = _token(server.port, target.data_dir / ADMIN_FILE)
         headers = {"Authorization": f"Bearer {token}"}
         log = (out / f"k8s-agent-{args.db}.log").open("wb")

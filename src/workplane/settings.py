@@ -83,6 +83,15 @@ class Settings(BaseSettings):
         "file from a thread of its own, so that no writer waits for it (0: the writer that commits past "
         "64 MiB of log does it).",
     )
+    sqlite_writer_cache_mib: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="SQLite: page cache of each sync worker process's connection, in MiB. A sync batch "
+        "updates the pods' table and its indexes at pages spread over the whole file; with 16 MiB (the "
+        "server's own connections) a 100,000-pod first sync reads many of them again from the operating "
+        "system. The memory is taken as pages are read and given back when the worker stops.",
+    )
     sync_processes: int | None = Field(
         default=None,
         ge=0,

@@ -37,6 +37,12 @@ def collector_state(_db: Database, _catalogs: CatalogCache) -> tuple[int, int]:
     return gc.get_threshold()[0], gc.get_freeze_count()
 
 
+def page_cache_kib(db: Database, _catalogs: CatalogCache) -> int:
+    """A store task: the page cache of the running process's write connection, in KiB."""
+    with db.write() as conn:
+        return -int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+
+
 @pytest.fixture
 def pooled(settings: Settings, services: Services) -> Iterator[tuple[TestClient, Services]]:
     """An in-process server whose sync batches go to two worker processes."""
@@ -76,6 +82,20 @@ def test_workers_collect_garbage_for_batches(pooled: tuple[TestClient, Services]
         assert threshold == GC_YOUNG_THRESHOLD
         assert frozen > 10_000  # the application's modules, schema and validators
     assert gc.get_threshold()[0] != GC_YOUNG_THRESHOLD
+
+
+def test_sqlite_workers_write_with_a_larger_page_cache(settings: Settings, services: Services) -> None:
+    """A sync worker's connections get ``sqlite_writer_cache_mib`` of page cache; the server's own keep
+    16 MiB (their memory counts towards the server's resident set under read load)."""
+    if not settings.is_sqlite:
+        pytest.skip("a SQLite setting")
+    tuned = settings.model_copy(update={"sync_processes": 1, "sqlite_writer_cache_mib": 48})
+    svc = build_services(tuned, services.db)
+    with admin_client(tuned, svc) as client:
+        portal = client.portal
+        assert portal is not None
+        assert portal.call(svc.workers.run, page_cache_kib) == 48 * 1024
+    assert page_cache_kib(services.db, CatalogCache()) == 16 * 1024
 
 
 def test_a_bad_batch_is_refused_whole_by_a_worker(pooled: tuple[TestClient, Services]) -> None:

@@ -64,7 +64,7 @@ def _start(settings: Settings) -> None:
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _store = (
-        create_database(settings, background_checkpoints=settings.checkpoints_in_background),
+        create_database(settings, background_checkpoints=settings.checkpoints_in_background, writer=True),
         CatalogCache(),
     )
 

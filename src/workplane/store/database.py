@@ -138,12 +138,15 @@ class Database:
 
 
 def create_database(
-    settings: Settings, url: str | None = None, *, background_checkpoints: bool = False
+    settings: Settings, url: str | None = None, *, background_checkpoints: bool = False, writer: bool = False
 ) -> Database:
     """The store's engine. ``background_checkpoints`` (SQLite): no connection checkpoints when it
-    commits; the owner calls ``Database.checkpoint`` periodically instead (the server does)."""
+    commits; the owner calls ``Database.checkpoint`` periodically instead (the server does).
+    ``writer``: the engine of a sync worker process (SQLite: a larger page cache)."""
     url = url or settings.sqlalchemy_url
-    engine = for_url(url).create_engine(url, settings, background_checkpoints=background_checkpoints)
+    engine = for_url(url).create_engine(
+        url, settings, background_checkpoints=background_checkpoints, writer=writer
+    )
     return Database(engine, settings.query_timeout_ms)
 
 

@@ -51,7 +51,9 @@ class SqlDialect:
     row_lock: ClassVar[str]
 
     # --- engine --------------------------------------------------------------------------------
-    def create_engine(self, url: str, settings: Settings, *, background_checkpoints: bool) -> sa.Engine:
+    def create_engine(
+        self, url: str, settings: Settings, *, background_checkpoints: bool, writer: bool = False
+    ) -> sa.Engine:
         raise NotImplementedError
 
     def bounded_read(self, connection: sa.Connection, timeout_ms: int) -> AbstractContextManager[Any]:

@@ -48,7 +48,9 @@ class PostgresDialect(SqlDialect):
     row_lock = " FOR UPDATE"
 
     # --- engine --------------------------------------------------------------------------------
-    def create_engine(self, url: str, settings: Settings, *, background_checkpoints: bool) -> sa.Engine:
+    def create_engine(
+        self, url: str, settings: Settings, *, background_checkpoints: bool, writer: bool = False
+    ) -> sa.Engine:
         return sa.create_engine(
             url,
             pool_size=settings.db_pool_size,

@@ -34,6 +34,7 @@ from workplane.store.dialects.base import WRITE_TRANSACTION, SqlDialect, Tail, T
 from workplane.store.schema import triggers_deferred
 
 _LOCK_POLL_S = 0.001  # how often a writer tries again for SQLite's write lock
+_READER_CACHE_MIB = 16  # page cache of each of the server process's own connections
 
 CAP = 5_000  # the most index matches a look-up takes before it falls back to the plain predicate
 MIN_LENGTH = 3  # trigrams: a shorter needle has no trigram to look up
@@ -64,9 +65,12 @@ class SQLiteDialect(SqlDialect):
     row_lock = ""  # the write transaction (BEGIN IMMEDIATE) already excludes every other writer
 
     # --- engine --------------------------------------------------------------------------------
-    def create_engine(self, url: str, settings: Settings, *, background_checkpoints: bool) -> sa.Engine:
+    def create_engine(
+        self, url: str, settings: Settings, *, background_checkpoints: bool, writer: bool = False
+    ) -> sa.Engine:
         """``background_checkpoints``: no connection checkpoints when it commits; the owner calls
-        ``checkpoint`` periodically instead (the server does)."""
+        ``checkpoint`` periodically instead (the server does). ``writer``: the engine of a sync worker
+        process, whose connections get ``settings.sqlite_writer_cache_mib`` of page cache."""
         db_path = sa.make_url(url).database
         if db_path and db_path != ":memory:":
             private_sqlite_file(Path(db_path))
@@ -76,7 +80,10 @@ class SQLiteDialect(SqlDialect):
             max_overflow=settings.db_pool_size,
             connect_args={"check_same_thread": False, "timeout": settings.db_busy_timeout_ms / 1000},
         )
-        on_connect = _on_connect(settings.db_busy_timeout_ms, background_checkpoints=background_checkpoints)
+        cache_mib = settings.sqlite_writer_cache_mib if writer else _READER_CACHE_MIB
+        on_connect = _on_connect(
+            settings.db_busy_timeout_ms, background_checkpoints=background_checkpoints, cache_mib=cache_mib
+        )
         sa.event.listen(engine, "connect", on_connect)
         sa.event.listen(engine, "begin", _on_begin(settings.db_busy_timeout_ms))
         return engine
@@ -243,7 +250,7 @@ def _narrowed(
     return rowid.in_(sorted(narrowed)) if narrowed else sa.false()
 
 
-def _on_connect(busy_timeout_ms: int, *, background_checkpoints: bool) -> Any:
+def _on_connect(busy_timeout_ms: int, *, background_checkpoints: bool, cache_mib: int) -> Any:
     def on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         # Take transaction control away from the sqlite3 module, which would otherwise open
         # transactions lazily on the first DML and leave reads outside any snapshot; the "begin"
@@ -258,10 +265,11 @@ def _on_connect(busy_timeout_ms: int, *, background_checkpoints: bool) -> Any:
         # Wait for a competing writer instead of failing at once; past this the API answers 503.
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        # 16 MiB of page cache per connection, and no memory-mapped I/O: the operating system's page
-        # cache already keeps the hot indexes in memory, and mapped pages would count towards the
-        # server's resident memory (a million workloads is ~3 GB of database).
-        cursor.execute("PRAGMA cache_size=-16384")
+        # A bounded page cache per connection (16 MiB for the server's own connections), and no
+        # memory-mapped I/O: the operating system's page cache already keeps the hot indexes in
+        # memory, and mapped pages would count towards the server's resident memory (a million
+        # workloads is ~3 GB of database).
+        cursor.execute(f"PRAGMA cache_size={-1024 * int(cache_mib)}")
         cursor.execute("PRAGMA mmap_size=0")
         cursor.execute("PRAGMA temp_store=MEMORY")
         # Copying the log into the database file is done by ``checkpoint`` from a thread of its own
