@@ -148,12 +148,30 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _signing_key_rotate(args: argparse.Namespace) -> int:
+def _seconds(text: str) -> int:
+    """``--keep-s``: a whole number of seconds, not negative."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give how many seconds to keep the old key")
+    return value
+
+
+def _signing_key_rotate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from workplane.auth.tokens import rotate_signing_key
     from workplane.settings import load_settings
 
     settings = load_settings(data_dir=args.data_dir)
-    keep_s = args.keep_s if args.keep_s is not None else settings.token_lifetime_s + 60
+    lifetime = settings.token_lifetime_s
+    if args.keep_s is not None and args.keep_s < lifetime:
+        # Checked here, not by the argument's type: the lifetime is a setting, known once they are read.
+        parser.error(
+            f"argument --keep-s: {args.keep_s} s is shorter than the token lifetime (token_lifetime_s = "
+            f"{lifetime} s): tokens signed by the replaced key would be refused before they expire"
+        )
+    keep_s = args.keep_s if args.keep_s is not None else lifetime + 60
     if args.secret is not None:
         return _rotate_secret(args.secret, keep_s)
     kid = rotate_signing_key(settings.data_dir, keep_s=keep_s)
@@ -292,7 +310,8 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     rotate_signing.add_argument(
         "--keep-s",
-        type=int,
-        help="how long the replaced key keeps verifying tokens, seconds (default: token_lifetime_s + 60)",
+        type=_seconds,
+        help="how long the replaced key keeps verifying tokens, seconds: at least token_lifetime_s "
+        "(default: token_lifetime_s + 60)",
     )
-    rotate_signing.set_defaults(run=_signing_key_rotate)
+    rotate_signing.set_defaults(run=lambda args: _signing_key_rotate(args, rotate_signing))
