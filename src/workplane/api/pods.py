@@ -162,7 +162,13 @@ def get_workload_pods(
 def get_revision_pods(
     svc: ServicesDep,
     access: WorkloadReader,
-    revisionId: Annotated[str, Path(description="The UUID of the revision (a Knative Revision's uid).")],
+    revisionId: Annotated[
+        str,
+        Path(
+            description="The UUID of the revision (a Knative Revision's uid).",
+            json_schema_extra={"format": "uuid"},
+        ),
+    ],
     deleted: PodsDeletedQ = None,
     # Not upstream's (it pages nothing): a revision's deleted pods pile up with every scale-down, so
     # an answer is at most 5,000 pods, and ``next`` says where the rest begin.
