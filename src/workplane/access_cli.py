@@ -148,12 +148,35 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _signing_key_rotate(args: argparse.Namespace) -> int:
-    from workplane.auth.tokens import rotate_signing_key
+def _seconds(text: str) -> int:
+    """``--keep-s``: a whole number of seconds, not negative."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give how many seconds to keep the old key")
+    return value
+
+
+def _signing_key_rotate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from workplane.auth.tokens import replaced_key_signs_s, rotate_signing_key
     from workplane.settings import load_settings
 
     settings = load_settings(data_dir=args.data_dir)
-    keep_s = args.keep_s if args.keep_s is not None else settings.token_lifetime_s + 60
+    lifetime = settings.token_lifetime_s
+    # The last token the replaced key signs must stay verifiable to its end: servers go on signing
+    # with that key for a while after the rotation (a mounted Secret's replicas, minutes).
+    signs_s = replaced_key_signs_s(mounted=args.secret is not None)
+    shortest = lifetime + signs_s
+    if args.keep_s is not None and args.keep_s < shortest:
+        # Checked here, not by the argument's type: the lifetime is a setting, known once they are read.
+        parser.error(
+            f"argument --keep-s: {args.keep_s} s is shorter than the token lifetime (token_lifetime_s = "
+            f"{lifetime} s) and the {signs_s} s servers may go on signing with the replaced key: give at "
+            f"least {shortest}, or tokens it signed would be refused before they expire"
+        )
+    keep_s = args.keep_s if args.keep_s is not None else shortest + 60
     if args.secret is not None:
         return _rotate_secret(args.secret, keep_s)
     kid = rotate_signing_key(settings.data_dir, keep_s=keep_s)
@@ -292,7 +315,8 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     rotate_signing.add_argument(
         "--keep-s",
-        type=int,
-        help="how long the replaced key keeps verifying tokens, seconds (default: token_lifetime_s + 60)",
+        type=_seconds,
+        help="how long the replaced key keeps verifying tokens, seconds: at least token_lifetime_s + 5 "
+        "(with --secret: + 245, while replicas see the update and switch); default 60 s more than that",
     )
-    rotate_signing.set_defaults(run=_signing_key_rotate)
+    rotate_signing.set_defaults(run=lambda args: _signing_key_rotate(args, rotate_signing))

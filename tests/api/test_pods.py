@@ -148,3 +148,65 @@ def test_a_pods_revision_is_a_uuid_served_on_its_record(client: TestClient) -> N
         )
         assert_error(answer, 400, "pods[0].revisionId")
     assert len(_pods(client, 1)) == 2
+
+
+def _revision(name: str) -> str:
+    return str(uuid.uuid5(uuid.UUID(CLUSTER_A), name))
+
+
+def test_a_revisions_pods_live_and_deleted_scoped_like_their_workload(
+    client: TestClient, anonymous: TestClient
+) -> None:
+    """GET /workloads/inferences/revisions/{revisionId}/pods: the revision's own pods only (not its
+    workload's other revision's, nor a pod without one), live or deleted, in creation order; a revision
+    with only deleted pods is known (an empty live list), one never seen or outside the caller's scopes
+    is 404, a malformed id 400."""
+    first, second = _revision("hello-00001"), _revision("hello-00002")
+    sync(
+        client,
+        {
+            "workloads": [obs(1, 1), obs(2, 1, projectId="p2", projectName="team-b")],
+            "pods": [
+                pod(1, 1, 1, revisionId=first),
+                pod(2, 1, 1, revisionId=second),
+                pod(3, 1, 1, revisionId=first),
+                pod(4, 1, 1),
+                pod(5, 2, 1, revisionId=_revision("other-00001")),
+            ],
+        },
+    )
+    path = f"/api/v1/workloads/inferences/revisions/{first}/pods"
+    answer = client.get(path)
+    assert answer.status_code == 200, answer.text
+    assert [p["id"] for p in answer.json()["pods"]] == [pid(1), pid(3)]
+    assert "next" not in answer.json()
+    paged = client.get(path, params={"limit": 1, "offset": 0}).json()
+    assert ([p["id"] for p in paged["pods"]], paged["next"]) == ([pid(1)], 1)
+    assert client.get(path, params={"deleted": "true"}).json() == {"pods": []}
+    # The id is matched as a UUID, whatever its spelling.
+    upper = client.get(path.replace(first, first.upper())).json()["pods"]
+    assert [p["id"] for p in upper] == [pid(1), pid(3)]
+    sync(
+        client,
+        {"pods": [pod(2, 1, 2, revisionId=second, deletedAt="2024-05-01T11:00:00Z")]},
+    )
+    gone = f"/api/v1/workloads/inferences/revisions/{second}/pods"
+    assert client.get(gone).json() == {"pods": []}
+    deleted = client.get(gone, params={"deleted": "true"}).json()["pods"]
+    assert [(p["id"], p["revisionId"], p["deletedAt"]) for p in deleted] == [
+        (pid(2), second, "2024-05-01T11:00:00.000Z")
+    ]
+    # A viewer of another project: as for the workload's own pods, the revision does not exist.
+    outsider, insider = viewers(client, anonymous)
+    assert_error(anonymous.get(path, headers=outsider), 404, first)
+    assert_error(anonymous.get(gone, headers=outsider, params={"deleted": "true"}), 404, second)
+    seen = anonymous.get(path, headers=insider).json()["pods"]
+    assert [p["id"] for p in seen] == [pid(1), pid(3)]
+    other = f"/api/v1/workloads/inferences/revisions/{_revision('other-00001')}/pods"
+    assert_error(anonymous.get(other, headers=insider), 404, _revision("other-00001"))
+    assert [p["id"] for p in client.get(other).json()["pods"]] == [pid(5)]
+    # Never seen; malformed.
+    assert_error(client.get(f"/api/v1/workloads/inferences/revisions/{_revision('nope')}/pods"), 404)
+    assert_error(client.get("/api/v1/workloads/inferences/revisions/hello-00001/pods"), 400, "revisionId")
+    assert_error(client.get(path, params={"deleted": "maybe"}), 400, "deleted")
+    assert_error(client.get(path, params={"limit": 0}), 400, "limit")

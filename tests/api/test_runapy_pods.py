@@ -91,3 +91,37 @@ def test_a_scoped_client_sees_only_its_projects_pods_and_events(server: Server) 
         assert raised.value.status == 404
     finally:
         client.close()
+
+
+def test_the_client_reads_a_revisions_pods(runai: RunaiClient, server: Server) -> None:
+    """runapy's ``get_revision_pods``: the revision's live pods, then its deleted ones, parsed by the
+    client's own response model; a viewer of another project gets 404, as for the workload's pods."""
+    batch = {
+        "workloads": [obs(1, 1)],
+        "pods": [
+            pod(1, 1, 1, revisionId=REVISION),
+            pod(2, 1, 1, revisionId=REVISION, deletedAt="2024-05-01T11:00:00Z"),
+            pod(3, 1, 1),
+        ],
+    }
+    with server.client() as admin:
+        assert admin.post(f"/api/v1/clusters/{CLUSTER_A}/sync", json=batch).status_code == 200
+    pods = runai.workloads.pods
+    live = models.GetRevisionPods200Response.from_dict(pods.get_revision_pods(REVISION).data)
+    assert live is not None
+    assert [(str(p.id), str(p.revision_id)) for p in live.pods] == [(pid(1), REVISION)]
+    gone = pods.get_revision_pods(REVISION, deleted=True).data["pods"]
+    assert [p["id"] for p in gone] == [pid(2)]
+    with pytest.raises(ApiException) as raised:
+        pods.get_revision_pods("6f1e2d3c-0000-4000-8000-0000000000ff")
+    assert raised.value.status == 404
+    outsider = _runai(server, *_scoped_credential(server, "project-viewer", "project", "another-project"))
+    insider = _runai(server, *_scoped_credential(server, "project-viewer", "project", "p1"))
+    try:
+        with pytest.raises(ApiException) as raised:
+            outsider.workloads.pods.get_revision_pods(REVISION)
+        assert raised.value.status == 404
+        assert [p["id"] for p in insider.workloads.pods.get_revision_pods(REVISION).data["pods"]] == [pid(1)]
+    finally:
+        outsider.close()
+        insider.close()

@@ -17,6 +17,7 @@ import pytest
 from tests.auth.helpers import bearer, kubelet_secret_update, tree
 from tests.server import running_server
 from workplane.auth.tokens import (
+    MOUNTED_SWITCH_DELAY_S,
     PREVIOUS_DIR,
     InvalidToken,
     TokenSigner,
@@ -179,19 +180,84 @@ def test_the_rotate_command_turns_a_secret_into_its_rotation(tmp_path: Path, cap
         "data": {name: _b64(value) for name, value in {"signing-key": old, "database-url": "pg"}.items()},
     }
     (tmp_path / "secret.json").write_text(json.dumps(secret))
-    assert main(["signing-key", "rotate", "--secret", str(tmp_path / "secret.json"), "--keep-s", "600"]) == 0
+    assert main(["signing-key", "rotate", "--secret", str(tmp_path / "secret.json"), "--keep-s", "3900"]) == 0
     out, err = capsys.readouterr()
     rotated = json.loads(out)
     assert rotated["metadata"] == secret["metadata"]  # `kubectl replace` refuses it if the Secret changed
     data = {name: base64.b64decode(value).decode() for name, value in rotated["data"].items()}
     [kept] = [name for name in data if name.startswith("signing-key.")]
     assert data[kept] == old
-    assert int(kept.removeprefix("signing-key.")) >= time.time() + 590
+    assert int(kept.removeprefix("signing-key.")) >= time.time() + 3890
     assert data["database-url"] == "pg"
     assert key_id(bytes.fromhex(data["signing-key"])) in err
     kubelet_secret_update(tmp_path / "keys", data, "2026_01")
     _current, previous = load_mounted_key_ring(tmp_path / "keys")
     assert list(previous) == [key_id(bytes.fromhex(old))]
+
+
+@pytest.mark.parametrize(
+    ("keep_s", "mentions"),
+    [
+        ("-1", ["--keep-s", "-1 is negative"]),
+        ("599", ["--keep-s", "599 s is shorter than the token lifetime", "600 s"]),
+        ("604", ["--keep-s", "604 s is shorter"]),
+        ("ten", ["--keep-s", "'ten' is not a whole number"]),
+    ],
+)
+@pytest.mark.parametrize("ring", ["data-dir", "secret"])
+def test_the_rotate_command_refuses_to_drop_the_old_key_before_its_tokens_expire(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch, keep_s: str, mentions: list[str], ring: str
+) -> None:
+    """``--keep-s`` under the token lifetime (here 600 s) would refuse tokens the replaced key signed
+    while they are still valid; a negative value even more so. Both are usage errors (exit 2, argparse's
+    message), and nothing is rotated."""
+    monkeypatch.setenv("WORKPLANE_TOKEN_LIFETIME_S", "600")
+    data_dir = tmp_path / "data"
+    key = TokenSigner.from_dir(data_dir).kid
+    (tmp_path / "secret.json").write_text(
+        json.dumps({"kind": "Secret", "data": {"signing-key": _b64("d1" * 32)}})
+    )
+    where = (
+        ["--data-dir", str(data_dir)] if ring == "data-dir" else ["--secret", str(tmp_path / "secret.json")]
+    )
+    with pytest.raises(SystemExit) as exited:
+        main(["signing-key", "rotate", *where, "--keep-s", keep_s])
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "usage: " in err, err
+    assert "signing-key rotate: error: argument --keep-s: " in err, err
+    for mention in mentions:
+        assert mention in err, err
+    assert TokenSigner.from_dir(data_dir).kid == key
+    assert not (data_dir / PREVIOUS_DIR).exists()
+    # The lifetime and the 5 s in which a server may not yet have seen the rotation are enough.
+    assert main(["signing-key", "rotate", "--data-dir", str(data_dir), "--keep-s", "605"]) == 0
+    assert TokenSigner.from_dir(data_dir).kid != key
+
+
+def test_a_secrets_replaced_key_outlives_every_token_it_signs(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas on a mounted Secret see a rotation up to MOUNTED_SWITCH_DELAY_S apart and then sign with
+    the replaced key for MOUNTED_SWITCH_DELAY_S more: its last token, issued up to 245 s after the
+    rotation, must verify to its end. The default kept the key for the lifetime + 60 s only, and such
+    a token was refused in its last three minutes; a --keep-s that short is now refused."""
+    monkeypatch.setenv("WORKPLANE_TOKEN_LIFETIME_S", "600")
+    old = "e2" * 32
+    secret = {"kind": "Secret", "data": {"signing-key": _b64(old)}}
+    (tmp_path / "secret.json").write_text(json.dumps(secret))
+    rotated_at = time.time()
+    assert main(["signing-key", "rotate", "--secret", str(tmp_path / "secret.json")]) == 0
+    data = {k: base64.b64decode(v).decode() for k, v in json.loads(capsys.readouterr().out)["data"].items()}
+    kubelet_secret_update(tmp_path / "keys", data, "2026_01")
+    last_signed = rotated_at + 2 * MOUNTED_SWITCH_DELAY_S + 5
+    _current, previous = load_mounted_key_ring(tmp_path / "keys", now=last_signed + 600 - 1)
+    assert key_id(bytes.fromhex(old)) in previous
+    for short, shortest in (("844", "845"), ("660", "845")):
+        with pytest.raises(SystemExit):
+            main(["signing-key", "rotate", "--secret", str(tmp_path / "secret.json"), "--keep-s", short])
+        assert f"at least {shortest}" in capsys.readouterr().err
 
 
 def test_a_server_on_a_mounted_secret_keeps_old_tokens_across_a_rotation(tmp_path: Path) -> None:

@@ -8,7 +8,11 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
@@ -103,6 +107,41 @@ def test_every_copied_file_exists_and_reaches_the_build() -> None:
     for unwanted in (".venv/bin/python", "data/workplane.db", "tests/conftest.py", "requirements/dev.lock"):
         assert _excluded(unwanted, patterns), unwanted
     assert (ROOT / ".dockerignore").resolve() == (ROOT / ".containerignore").resolve()
+
+
+def test_the_installed_package_holds_every_file_of_the_source(tmp_path: Path) -> None:
+    """The project built as the image builds it — from what the Containerfile copies, with the
+    installed setuptools, nothing downloaded — holds every file under ``src/workplane``. A data file
+    that pyproject's package data leaves out is missing only from an installed copy (the image's),
+    never from the editable one the other tests run: the reference description under ``api/spec``
+    was, and ``/api/docs`` failed in the image."""
+    context = tmp_path / "context"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for copy in _all("COPY"):
+        *sources, destination = copy.split()
+        if any(word.startswith("--from") for word in sources):
+            continue
+        target = context / destination.removeprefix("/src").strip("/")
+        for source in sources:
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, target, ignore=ignore)
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy(ROOT / source, target / Path(source).name)
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    built = subprocess.run(
+        [*pip_wheel, "--no-index", "-w", str(tmp_path / "wheel"), str(context)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    [wheel] = (tmp_path / "wheel").glob("workplane-*.whl")
+    installed = set(zipfile.ZipFile(wheel).namelist())
+    source = ROOT / "src"
+    files = [p for p in (source / "workplane").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    missing = sorted({p.relative_to(source).as_posix() for p in files} - installed)
+    assert missing == [], f"left out of the installed package (pyproject's package-data): {missing}"
 
 
 def test_the_image_runs_the_workplane_command_as_a_user() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 import sqlalchemy as sa
 from alembic import command
 
@@ -20,7 +21,7 @@ from workplane.services import ingest
 from workplane.store import catalog, migrate
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
-from workplane.store.pods import count_pods, list_pods
+from workplane.store.pods import count_pods, list_pods, revision_pods_page
 from workplane.store.schema import workload_pods
 
 
@@ -93,6 +94,40 @@ def test_a_scoped_query_sees_only_its_workloads_pods(database: Database) -> None
         assert _ids(conn, departments) == ["serve-3"]
         nothing = PodQuery(scope=ScopeSet())
         assert (_ids(conn, nothing), count_pods(conn, nothing)) == ([], 0)
+
+
+def test_a_revisions_pods_are_read_from_their_own_indexes(database: Database) -> None:
+    """SQLite: a revision's live pods, its deleted ones and the question whether it has any are each a
+    look-up on a partial index over the pods that have a revision (0017, 0019), scoped or not; without
+    0019, the deleted ones walked every deleted pod."""
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plans: PostgreSQL chooses by its statistics")
+    revision = str(wid("serve-00001"))
+    with database.write() as conn:
+        _load(conn)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cursor: Any, statement: str, parameters: Any, _x: Any, _many: bool) -> None:
+        if "FROM workload_pods" in statement:
+            statements.append((statement, parameters))
+
+    sa.event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        with database.read() as conn:
+            for scope in (ScopeSet.everything(), ScopeSet(projects=frozenset({"p2"}))):
+                for deleted in (False, True):
+                    # No such pods: the page and both existence look-ups run.
+                    page = revision_pods_page(conn, revision, scope=scope, deleted=deleted, offset=0, limit=9)
+                    assert page is None
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", capture)
+    assert len(statements) == 12
+    with database.read() as conn:
+        for statement, parameters in statements:
+            plan = " | ".join(
+                str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            )
+            assert "_revision_id (revision_id=?)" in plan, (statement, plan)
 
 
 def test_migration_0013_fills_the_listing_columns_of_stored_pods(empty_url: str) -> None:

@@ -1,23 +1,24 @@
-"""GET /api/v1/workloads/pods, /workloads/pods/count, /workloads/{workloadId}/pods and /events: pods
-across the caller's scopes, and a workload's pods and events, as the agents last reported them."""
+"""GET /api/v1/workloads/pods, /workloads/pods/count, /workloads/{workloadId}/pods and /events, and
+/workloads/inferences/revisions/{revisionId}/pods: pods across the caller's scopes, a workload's pods
+and events, and an inference workload revision's pods, as the agents last reported them."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from workplane.api.deps import ServicesDep, WorkloadReader, readable
-from workplane.api.errors import bad_request
+from workplane.api.errors import bad_request, not_found
 from workplane.api.openapi import error_responses, json_response
 from workplane.api.params import parse_bool, parse_enum, strip_enum_prefix
-from workplane.api.workload_parts import require_readable, workload_id_of
+from workplane.api.workload_parts import require_readable, uuid_of, workload_id_of
 from workplane.auth.rules import Access
 from workplane.query.filters import Sort, SortOrder, parse_filter, parse_search
 from workplane.query.pods import POD_FIELDS, Completed, PodQuery, Verbosity, sort_field
 from workplane.store.events import workload_events_page
-from workplane.store.pods import count_pods, list_pods, workload_pods_page
+from workplane.store.pods import PodsPage, count_pods, list_pods, revision_pods_page, workload_pods_page
 
 router = APIRouter(prefix="/api/v1", tags=["Workloads"])
 
@@ -59,6 +60,12 @@ def _pod_sort(sort_by: str | None, sort_order: str | None) -> Sort:
     return Sort(sort_field(strip_enum_prefix(sort_by)) if sort_by else "createdAt", order)
 
 
+def _pods_page(page: PodsPage, offset: int, limit: int) -> Response:
+    """``{"pods": […], "next"?}``: the page's stored records as they are, ``next`` where more follow."""
+    tail = f',"next":{offset + limit}' if page.has_more else ""
+    return Response(f'{{"pods":[{",".join(page.pods)}]{tail}}}', media_type="application/json")
+
+
 @router.get(
     "/workloads/pods",
     operation_id="list_pods",
@@ -90,8 +97,7 @@ def list_all_pods(
     full = parse_enum("verbosity", verbosity, Verbosity) is Verbosity.FULL if verbosity else False
     with svc.db.read() as conn:
         page = list_pods(conn, query, sort=sort, offset=offset, limit=limit, full=full)
-    tail = f',"next":{offset + limit}' if page.has_more else ""
-    return Response(f'{{"pods":[{",".join(page.pods)}]{tail}}}', media_type="application/json")
+    return _pods_page(page, offset, limit)
 
 
 @router.get(
@@ -143,8 +149,41 @@ def get_workload_pods(
         page = workload_pods_page(
             conn, workload_id, deleted=only_deleted, offset=offset, limit=limit, words=words
         )
-    tail = f',"next":{offset + limit}' if page.has_more else ""
-    return Response(f'{{"pods":[{",".join(page.pods)}]{tail}}}', media_type="application/json")
+    return _pods_page(page, offset, limit)
+
+
+@router.get(
+    "/workloads/inferences/revisions/{revisionId}/pods",
+    operation_id="get_revision_pods",
+    summary="Get the pods of an inference workload revision.",
+    responses={**json_response("Pods page", "PodsPage"), **error_responses(400, 401, 403, 404, 503)},
+    response_class=Response,
+)
+def get_revision_pods(
+    svc: ServicesDep,
+    access: WorkloadReader,
+    revisionId: Annotated[
+        str,
+        Path(
+            description="The UUID of the revision (a Knative Revision's uid).",
+            json_schema_extra={"format": "uuid"},
+        ),
+    ],
+    deleted: PodsDeletedQ = None,
+    # Not upstream's (it pages nothing): a revision's deleted pods pile up with every scale-down, so
+    # an answer is at most 5,000 pods, and ``next`` says where the rest begin.
+    offset: Annotated[int, Query(ge=0, le=2_147_483_647, description="Pods to skip.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=5_000, description="Page size, 1..5000.")] = 5_000,
+) -> Response:
+    revision_id = uuid_of("revisionId", revisionId)
+    only_deleted = parse_bool("deleted", deleted)
+    with svc.db.read() as conn:
+        page = revision_pods_page(
+            conn, revision_id, scope=readable(access), deleted=only_deleted, offset=offset, limit=limit
+        )
+    if page is None:
+        raise not_found(f"revision {revision_id} not found")
+    return _pods_page(page, offset, limit)
 
 
 @router.get(

@@ -13,11 +13,16 @@ from workplane.auth.rules import Access
 from workplane.store import workloads as store
 
 
-def workload_id_of(text: str) -> str:
+def uuid_of(name: str, text: str) -> str:
+    """A path's id as the canonical UUID text, or 400 naming the parameter."""
     try:
         return str(uuid.UUID(text))
     except ValueError:
-        raise bad_request(f"invalid workloadId: {text!r} is not a UUID") from None
+        raise bad_request(f"invalid {name}: {text!r} is not a UUID") from None
+
+
+def workload_id_of(text: str) -> str:
+    return uuid_of("workloadId", text)
 
 
 def require_readable(connection: sa.Connection, access: Access, workload_id: str) -> None:

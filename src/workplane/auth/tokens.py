@@ -339,6 +339,17 @@ def load_mounted_key_ring(key_dir: Path, now: float | None = None) -> tuple[byte
     return _read_key(key_file), _earlier_keys(earlier, moment, mounted=True)
 
 
+def replaced_key_signs_s(*, mounted: bool) -> int:
+    """How long after a rotation a server may still sign tokens with the key it replaced: how much
+    longer than the token lifetime that key must keep verifying. In a data directory, until each
+    process next looks at the ring. From a mounted Secret, until the last replica sees kubelet's
+    update (up to ``MOUNTED_SWITCH_DELAY_S`` after the rotation, the bound that delay rests on), and
+    then ``MOUNTED_SWITCH_DELAY_S`` more, during which it signs with the replaced key on purpose."""
+    if mounted:
+        return math.ceil(2 * MOUNTED_SWITCH_DELAY_S + _RELOAD_INTERVAL_S)
+    return math.ceil(_RELOAD_INTERVAL_S)
+
+
 def rotate_mounted_keys(
     files: dict[str, str], keep_s: int, now: float | None = None
 ) -> tuple[dict[str, str], str]:

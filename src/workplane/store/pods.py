@@ -11,6 +11,7 @@ import orjson
 import sqlalchemy as sa
 
 from workplane.domain.pods import PodObservation, pod_completed_ms, pod_document, pod_search_text
+from workplane.domain.scopes import ScopeSet
 from workplane.domain.timefmt import format_ms, to_ms
 from workplane.query.filters import Sort, SortOrder, Term, text_matches
 from workplane.query.pods import Completed, PodQuery
@@ -216,6 +217,31 @@ def workload_pods_page(
     rows = connection.execute(statement.order_by(p.created_at, p.id).offset(offset).limit(limit + 1)).all()
     pods = [_render(row) for row in rows[:limit]]
     return PodsPage(pods, len(rows) > limit)
+
+
+def revision_pods_page(
+    connection: sa.Connection,
+    revision_id: str,
+    *,
+    scope: ScopeSet,
+    deleted: bool | None,
+    offset: int,
+    limit: int,
+) -> PodsPage | None:
+    """A workload revision's pods inside ``scope``, in creation order (live ones; ``deleted=True``: the
+    deleted ones). None when no pod of the revision, live or deleted, is inside ``scope``: a revision is
+    known by its pods, and one outside the caller's scopes does not exist for it (the same answer)."""
+    mine = (p.revision_id == revision_id, restrict(workload_pods, scope))
+    live = p.deleted_at.is_(None)
+    statement = sa.select(*_RENDERED).where(*mine, p.deleted_at.is_not(None) if deleted else live)
+    rows = connection.execute(statement.order_by(p.created_at, p.id).offset(offset).limit(limit + 1)).all()
+    if not rows and not any(
+        # Live and deleted asked apart: each is a look-up on its own partial index (0017, 0019).
+        connection.execute(sa.select(p.id).where(*mine, kind).limit(1)).first()
+        for kind in (live, p.deleted_at.is_not(None))
+    ):
+        return None
+    return PodsPage([_render(row) for row in rows[:limit]], len(rows) > limit)
 
 
 # Text fields with few distinct values among live pods (clusters, nodes, node pools), each the first

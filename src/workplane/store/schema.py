@@ -421,6 +421,14 @@ _pods_index(
     "id",
     where=sa.text("deleted_at IS NULL AND revision_id IS NOT NULL"),
 )
+# A revision's deleted pods (``GET /workloads/inferences/revisions/{revisionId}/pods?deleted=true``; 0019).
+_pods_index(
+    "ix_workload_pods_deleted_revision_id",
+    "revision_id",
+    "created_at",
+    "id",
+    where=sa.text("deleted_at IS NOT NULL AND revision_id IS NOT NULL"),
+)
 _pods_index("ix_workload_pods_completed_at", "completed_at", "id", where=sa.text("completed_at IS NOT NULL"))
 
 # Live pods per cluster, department, project and revision (an empty text where a pod has none), kept
