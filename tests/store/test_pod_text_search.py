@@ -562,3 +562,48 @@ def test_a_negated_terms_count_is_the_rest_less_its_positive(database: Database)
     # The difference is what answered them (one statement each, the rollup's sum in it).
     differences = sum("pod_counts" in s and "count(*)" in s for s in statements)
     assert differences == len(negated) * len(scopes) * len(rolled)
+
+
+@pytest.mark.usefixtures("pods")
+@pytest.mark.parametrize("plan", ["planned", "walk", "look-up"])
+def test_ranges_in_creation_order_page_as_the_plain_order(
+    database: Database, monkeypatch: pytest.MonkeyPatch, plan: str
+) -> None:
+    """A range on completedAt or deletedAt in creation order (``store._ranged_page``): looked up by the
+    range's index and sorted, or walked along the creation-time index as far as its bound (and looked
+    up where the page is not inside): every page, either way, equals the plain ``ORDER BY``'s.
+    "walk": the bound as near as the page allows; "look-up": every range taken as a small one."""
+    if plan != "planned":
+        monkeypatch.setattr(store, "_live_total", lambda _conn: 0 if plan == "walk" else 10**9)
+    rng = random.Random(13)
+    finished = []
+    for n in range(190, 250):
+        item = _pod(rng, n, 1).model_dump(by_alias=True, mode="json")
+        # Completed minutes after one another, in an order unlike their creation's; each created in
+        # the same second as an earlier pod (ties on createdAt, broken by id).
+        item["createdAt"] = _pod(rng, n - 190, 1).model_dump(by_alias=True, mode="json")["createdAt"]
+        item["completedAt"] = f"2024-05-01T0{1 + (n * 7) % 5}:{(n * 13) % 60:02d}:00Z"
+        item["k8sPhase"] = "Succeeded"
+        finished.append(PodObservation.model_validate(item))
+    _sync(database, finished)
+    scopes = [ScopeSet.everything(), ScopeSet(projects=frozenset({"p2"}))]
+    cases = [
+        (["completedAt>=2024-05-01T04:00:00Z"], False),
+        (["completedAt<=2024-05-01T02:30:00Z"], False),
+        (["completedAt>=2024-05-01T02:00:00Z", "completedAt<=2024-05-01T03:00:00Z"], False),
+        (["completedAt>=2024-05-01T03:00:00Z", "nodeName=@a"], False),
+        (["completedAt>=2030-01-01T00:00:00Z"], False),
+        (["deletedAt>=2024-05-01T00:00:00Z"], True),
+    ]
+    for terms, deleted in cases:
+        for order in SortOrder:
+            sort = Sort("createdAt", order)
+            for scope in scopes:
+                query = PodQuery(scope=scope, deleted=deleted, terms=parse_filter(terms, fields=POD_FIELDS))
+                with database.read() as conn:
+                    expected, _ = _plain(conn, query, sort)
+                    for offset, limit in ((0, 1), (0, 5), (3, 7), (10, 20), (max(len(expected) - 2, 0), 5)):
+                        page = store.list_pods(conn, query, sort=sort, offset=offset, limit=limit, full=False)
+                        got = [orjson.loads(p)["id"] for p in page.pods]
+                        assert got == expected[offset : offset + limit], (terms, sort, scope, offset)
+                        assert page.has_more == (offset + limit < len(expected)), (terms, sort, offset)

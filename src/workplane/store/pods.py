@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, replace
 from operator import itemgetter
@@ -15,7 +16,7 @@ from workplane.domain.timefmt import format_ms, to_ms
 from workplane.query.filters import Sort, SortOrder, Term, text_matches
 from workplane.query.pods import Completed, PodQuery
 from workplane.store import pod_compile as pod_query
-from workplane.store.compile import text_predicate
+from workplane.store.compile import RANGE_OPERATORS, text_predicate
 from workplane.store.database import chunked, upsert
 from workplane.store.dialects import dialect_of
 from workplane.store.ordering import Part, dense, page_by_merge, page_by_parts
@@ -403,6 +404,61 @@ def _merged_parts(narrow: Narrowed, sort: Sort) -> list[Part] | None:
     return [Part(column == value, order) for value in values]
 
 
+# Columns with an index of their own (``ix_workload_pods_completed_at``, ``ix_workload_pods_deleted_at``)
+# that a range term would be answered by (``_ranged_page``).
+_RANGE_INDEXED: dict[str, sa.Column[Any]] = {"completedAt": p.completed_at, "deletedAt": p.deleted_at}
+
+
+def _ranged_page(
+    connection: sa.Connection, query: PodQuery, narrow: Narrowed, sort: Sort, *, offset: int, limit: int
+) -> tuple[list[str], bool] | None:
+    """A page in creation order of a query with a range term (``<=``, ``>=``) on completedAt or
+    deletedAt, read as ``ordering.ranged_walk`` reads the workloads': a range whose index holds fewer
+    than ``√(need · N)`` pods (counted along it, no further) is looked up by it and sorted; else the
+    creation-time index is walked at most that far, the range kept off its own index, and if the page
+    is among the pods visited it is the page; if not, the selection lies away from that end (pods
+    completed recently, in the oldest-first order: the whole table walked before the first one), and
+    is looked up and sorted. None where that does not apply (another order, no such term, a store of
+    fewer live pods than the walk may visit)."""
+    ranges = [t for t in query.terms if t.op in RANGE_OPERATORS and t.field.name in _RANGE_INDEXED]
+    if sort.field != "createdAt" or not ranges:
+        return None
+    need = offset + limit + 1
+    reach = max(need, math.ceil(math.sqrt(need * max(_live_total(connection), 1))))
+    sql = dialect_of(connection)
+    descending = sort.order is SortOrder.DESC
+    looked_up = sa.select(p.id).where(*pod_query.where(query), *narrow.clauses)
+    key = sql.unordered(p.created_at)
+    sorted_order = [key.desc(), p.id.desc()] if descending else [key.asc(), p.id.asc()]
+    few = False
+    for term in ranges:
+        # Its pods along its own index, up to ``reach`` (other terms and liveness aside: an upper bound).
+        capped = sa.select(sa.literal(1)).select_from(workload_pods).where(pod_query.term_on(term, {}))
+        counted = sa.select(sa.func.count()).select_from(capped.limit(reach).subquery())
+        few = few or connection.execute(counted).scalar_one() < reach
+    if not few:
+        kept = p.deleted_at.is_not(None) if query.deleted else p.deleted_at.is_(None)
+        along = p.created_at.desc() if descending else p.created_at.asc()
+        edge = connection.execute(
+            sa.select(p.created_at).where(kept).order_by(along).offset(reach - 1).limit(1)
+        ).scalar()
+        if edge is None:
+            return None  # fewer live pods than ``reach``: the plain walk is bounded anyway
+        off_index = {t.field.name: sql.unindexed(_RANGE_INDEXED[t.field.name]) for t in ranges}
+        walked = [
+            *pod_query.where(replace(query, terms=[t for t in query.terms if t not in ranges])),
+            *(pod_query.term_on(t, off_index) for t in ranges),
+            *narrow.clauses,
+            p.created_at >= edge if descending else p.created_at <= edge,
+        ]
+        walk = sa.select(p.id).where(*walked).order_by(*pod_query.order_by(query, sort))
+        ids, has_more = page_ids(connection, walk, offset=offset, limit=limit)
+        if has_more:
+            # A pod after the page inside the bound: every pod before it is inside too.
+            return ids, has_more
+    return page_ids(connection, looked_up.order_by(*sorted_order), offset=offset, limit=limit)
+
+
 def list_pods(
     connection: sa.Connection, query: PodQuery, *, sort: Sort, offset: int, limit: int, full: bool
 ) -> PodsPage:
@@ -428,8 +484,12 @@ def list_pods(
             limit=limit,
         )
     else:
-        statement = sa.select(p.id).where(*selected).order_by(*pod_query.order_by(query, sort))
-        ids, has_more = page_ids(connection, statement, offset=offset, limit=limit)
+        ranged = _ranged_page(connection, query, narrow, sort, offset=offset, limit=limit)
+        if ranged is not None:
+            ids, has_more = ranged
+        else:
+            statement = sa.select(p.id).where(*selected).order_by(*pod_query.order_by(query, sort))
+            ids, has_more = page_ids(connection, statement, offset=offset, limit=limit)
     if not ids:
         return PodsPage([], has_more)
     rows = sa.select(*_RENDERED, p.id).where(p.id.in_(ids))
