@@ -574,7 +574,7 @@ def test_ranges_in_creation_order_page_as_the_plain_order(
     up where the page is not inside): every page, either way, equals the plain ``ORDER BY``'s.
     "walk": the bound as near as the page allows; "look-up": every range taken as a small one."""
     if plan != "planned":
-        monkeypatch.setattr(store, "_live_total", lambda _conn: 0 if plan == "walk" else 10**9)
+        monkeypatch.setattr(store, "_table_size", lambda _conn: 0 if plan == "walk" else 10**9)
     rng = random.Random(13)
     finished = []
     for n in range(190, 250):

@@ -409,6 +409,14 @@ def _merged_parts(narrow: Narrowed, sort: Sort) -> list[Part] | None:
 _RANGE_INDEXED: dict[str, sa.Column[Any]] = {"completedAt": p.completed_at, "deletedAt": p.deleted_at}
 
 
+def _table_size(connection: sa.Connection) -> int:
+    """About how many pods are stored, as the database estimates it at once (else the live pods): a
+    scale for ``_ranged_page``'s choice. Summing ``pod_counts`` (a row per live revision) took 5–60 ms
+    at a million pods, more than the rest of that plan."""
+    estimated = dialect_of(connection).estimated_rows(connection, workload_pods)
+    return _live_total(connection) if estimated is None else estimated
+
+
 def _ranged_page(
     connection: sa.Connection, query: PodQuery, narrow: Narrowed, sort: Sort, *, offset: int, limit: int
 ) -> tuple[list[str], bool] | None:
@@ -424,8 +432,8 @@ def _ranged_page(
     if sort.field != "createdAt" or not ranges:
         return None
     need = offset + limit + 1
-    reach = max(need, math.ceil(math.sqrt(need * max(_live_total(connection), 1))))
     sql = dialect_of(connection)
+    reach = max(need, math.ceil(math.sqrt(need * max(_table_size(connection), 1))))
     descending = sort.order is SortOrder.DESC
     looked_up = sa.select(p.id).where(*pod_query.where(query), *narrow.clauses)
     key = sql.unordered(p.created_at)

@@ -190,6 +190,11 @@ class SqlDialect:
         (folded) in their search text, or None where no index narrows them before the query."""
         return None
 
+    def estimated_rows(self, connection: sa.Connection, table: sa.Table) -> int | None:
+        """About how many rows ``table`` holds, deleted ones included, read in constant time (a scale
+        for a plan's choice, not a count); None where the database cannot tell."""
+        return None
+
     def last_rowid(self, connection: sa.Connection, table: sa.Table) -> int | None:
         """The highest row id of ``table`` (``workloads`` or ``workload_pods``) where new rows are
         indexed by their writer (``index_rows_after``); None where triggers index them."""

@@ -88,6 +88,14 @@ class PostgresDialect(SqlDialect):
             connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
         yield raw.cancel_safe
 
+    def estimated_rows(self, connection: sa.Connection, table: sa.Table) -> int | None:
+        """The planner's own estimate (``pg_class.reltuples``, kept by autovacuum and ANALYZE); None
+        for a table never analyzed (-1 since PostgreSQL 14)."""
+        found = connection.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"), {"name": table.name}
+        ).scalar()
+        return int(found) if found is not None and found >= 0 else None
+
     # --- inserts, updates ----------------------------------------------------------------------
     def insert(self, table: sa.Table) -> Insert:
         return postgresql.insert(table)
