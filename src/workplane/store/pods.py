@@ -476,7 +476,7 @@ def list_pods(
     narrow = narrowed(connection, query)
     selected = [*pod_query.where(query), *narrow.clauses]
     parts = sort_parts(connection, query, sort, need=offset + limit + 1)
-    merged = _merged_parts(narrow, sort)
+    merged = _merged_parts(narrow, sort) if dialect_of(connection).merges_value_walks else None
     if parts is not None:
         ids, has_more = page_by_parts(
             connection, sa.select(p.id).where(*selected), parts, offset=offset, limit=limit

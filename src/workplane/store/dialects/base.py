@@ -49,6 +49,10 @@ class SqlDialect:
     # What a SELECT appends to lock the rows it reads until the transaction ends ("" where a write
     # transaction already excludes every other writer).
     row_lock: ClassVar[str]
+    # Whether a page in creation order of the pods on a few values of a node, pool or cluster is read
+    # as one walk per value, merged (``store.pods._merged_parts``), rather than from the ``IN`` list's
+    # index and sorted (see the dialects).
+    merges_value_walks: ClassVar[bool] = False
 
     # --- engine --------------------------------------------------------------------------------
     def create_engine(self, url: str, settings: Settings, *, background_checkpoints: bool) -> sa.Engine:

@@ -46,6 +46,9 @@ class PostgresDialect(SqlDialect):
     marker = "%s"
     # Writers do not exclude one another: the rows a writer read stay locked until it commits.
     row_lock = " FOR UPDATE"
+    # The ``IN`` list's 19,000 index entries (ten nodes at a million pods) read and sorted for a page:
+    # 5.8 ms of SQL; one walk per node, merged: 3.0 ms.
+    merges_value_walks = True
 
     # --- engine --------------------------------------------------------------------------------
     def create_engine(self, url: str, settings: Settings, *, background_checkpoints: bool) -> sa.Engine:

@@ -62,6 +62,9 @@ class SQLiteDialect(SqlDialect):
     name = "sqlite"
     marker = "?"
     row_lock = ""  # the write transaction (BEGIN IMMEDIATE) already excludes every other writer
+    # SQLite reads the ``IN`` list's index entries alone, in C: 0.4 ms for ten nodes' 19,000 at a
+    # million pods, where building and running the merged walks' statement took 2.3 ms.
+    merges_value_walks = False
 
     # --- engine --------------------------------------------------------------------------------
     def create_engine(self, url: str, settings: Settings, *, background_checkpoints: bool) -> sa.Engine:
