@@ -570,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
         "--db", default="sqlite,postgresql", help="sqlite, postgresql or both (comma-separated)"
     )
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    parser.add_argument(
+        "--pg-database", default=None, help="the PostgreSQL database (default workplane_bench_pods_<N>)"
+    )
     parser.add_argument("--reps", type=int, default=200, help="at most this many timed calls per request")
     parser.add_argument("--seconds", type=float, default=5.0, help="at most this long per request")
     parser.add_argument("--force-reload", action="store_true")
@@ -594,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
             size=args.pods,
             out_dir=OUT_DIR,
             pg_url=args.pg_url,
-            pg_database=f"workplane_bench_pods_{args.pods}",
+            pg_database=args.pg_database or f"workplane_bench_pods_{args.pods}",
         )
         svc = load(target, rows, force=args.force_reload)
         print(f"  load average before measuring: {_loadavg()}", flush=True)

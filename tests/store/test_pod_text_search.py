@@ -495,3 +495,119 @@ def test_migration_0018_guards_the_insert_trigger_and_goes_back_down(tmp_path: P
         assert "triggers_deferred" in trigger("pod_text_insert")
     finally:
         engine.dispose()
+
+
+@pytest.mark.usefixtures("pods")
+def test_pages_walked_a_value_at_a_time_page_as_the_plain_order(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A substring term on a node, node pool or cluster that a few live values satisfy pages in
+    creation order through one walk per value, merged (``store._merged_parts``): every page, either
+    way, at every offset, equals the plain ``ORDER BY``'s, ties on createdAt (pods created in the same
+    second, on different nodes) broken by id in the same direction."""
+    # On both databases, whichever plan the dialect prefers at a million pods.
+    monkeypatch.setattr(type(database.sql), "merges_value_walks", True)
+    rng = random.Random(11)
+    twins = [
+        _pod(rng, n, 1).model_copy(update={"created_at": _pod(rng, n - 150, 1).created_at})
+        for n in range(150, 190)
+    ]
+    _sync(database, twins)  # forty more pods, each created in the same second as an earlier one
+    scopes = [ScopeSet.everything(), ScopeSet(projects=frozenset({"p2"}))]
+    merged = 0
+    for term in ("nodeName=@a", "nodeName=^b", "nodeName=$1-n", "currentNodepool=@a", "currentNodepool=$_1"):
+        for order in SortOrder:
+            sort = Sort("createdAt", order)
+            for scope in scopes:
+                query = PodQuery(scope=scope, terms=parse_filter([term], fields=POD_FIELDS))
+                with database.read() as conn:
+                    expected, _ = _plain(conn, query, sort)
+                    merged += store._merged_parts(store.narrowed(conn, query), sort) is not None
+                    for offset, limit in ((0, 1), (0, 5), (3, 7), (10, 20), (max(len(expected) - 2, 0), 5)):
+                        page = store.list_pods(conn, query, sort=sort, offset=offset, limit=limit, full=False)
+                        got = [orjson.loads(p)["id"] for p in page.pods]
+                        assert got == expected[offset : offset + limit], (term, sort, scope, offset)
+                        assert page.has_more == (offset + limit < len(expected)), (term, sort, offset)
+    # All but "currentNodepool=$_1" (one pool, "h%_1": its own index walk) are walked a value at a time.
+    assert merged == 4 * 2 * 2
+
+
+@pytest.mark.usefixtures("pods")
+def test_a_negated_terms_count_is_the_rest_less_its_positive(database: Database) -> None:
+    """``count_pods`` answers a negated term beside the rolled-up ones (cluster, revision) as the
+    rolled-up count less its positive's: equal to the plain count, a pod without a value included."""
+    scopes = [
+        ScopeSet.everything(),
+        ScopeSet(projects=frozenset({"p2"})),
+        ScopeSet(departments=frozenset({"d1"})),
+    ]
+    negated = [
+        "nodeName!@a",
+        "nodeName!=a-n",
+        "currentNodepool!=default",
+        "currentNodepool!@A1",
+        f"workloadId!={wid('w3')}",
+        "completedAt!=2024-05-01T00:00:00Z",
+    ]
+    rolled = ["", f"clusterId=={CLUSTER}", f"revisionId!={REVISIONS[1]}", f"revisionId=={REVISIONS[0]}"]
+    nonzero = 0
+    statements: list[str] = []
+    with database.read() as conn:
+        sa.event.listen(conn, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        for scope in scopes:
+            for term in negated:
+                for other in rolled:
+                    terms = parse_filter([term, other] if other else [term], fields=POD_FIELDS)
+                    query = PodQuery(scope=scope, terms=terms)
+                    expected = _plain(conn, query, Sort("createdAt"))[1]
+                    assert store.count_pods(conn, query) == expected, (scope, term, other)
+                    nonzero += expected > 0
+    assert nonzero > 50
+    # The difference is what answered them (one statement each, the rollup's sum in it).
+    differences = sum("pod_counts" in s and "count(*)" in s for s in statements)
+    assert differences == len(negated) * len(scopes) * len(rolled)
+
+
+@pytest.mark.usefixtures("pods")
+@pytest.mark.parametrize("plan", ["planned", "walk", "look-up"])
+def test_ranges_in_creation_order_page_as_the_plain_order(
+    database: Database, monkeypatch: pytest.MonkeyPatch, plan: str
+) -> None:
+    """A range on completedAt or deletedAt in creation order (``store._ranged_page``): looked up by the
+    range's index and sorted, or walked along the creation-time index as far as its bound (and looked
+    up where the page is not inside): every page, either way, equals the plain ``ORDER BY``'s.
+    "walk": the bound as near as the page allows; "look-up": every range taken as a small one."""
+    if plan != "planned":
+        monkeypatch.setattr(store, "_table_size", lambda _conn: 0 if plan == "walk" else 10**9)
+    rng = random.Random(13)
+    finished = []
+    for n in range(190, 250):
+        item = _pod(rng, n, 1).model_dump(by_alias=True, mode="json")
+        # Completed minutes after one another, in an order unlike their creation's; each created in
+        # the same second as an earlier pod (ties on createdAt, broken by id).
+        item["createdAt"] = _pod(rng, n - 190, 1).model_dump(by_alias=True, mode="json")["createdAt"]
+        item["completedAt"] = f"2024-05-01T0{1 + (n * 7) % 5}:{(n * 13) % 60:02d}:00Z"
+        item["k8sPhase"] = "Succeeded"
+        finished.append(PodObservation.model_validate(item))
+    _sync(database, finished)
+    scopes = [ScopeSet.everything(), ScopeSet(projects=frozenset({"p2"}))]
+    cases = [
+        (["completedAt>=2024-05-01T04:00:00Z"], False),
+        (["completedAt<=2024-05-01T02:30:00Z"], False),
+        (["completedAt>=2024-05-01T02:00:00Z", "completedAt<=2024-05-01T03:00:00Z"], False),
+        (["completedAt>=2024-05-01T03:00:00Z", "nodeName=@a"], False),
+        (["completedAt>=2030-01-01T00:00:00Z"], False),
+        (["deletedAt>=2024-05-01T00:00:00Z"], True),
+    ]
+    for terms, deleted in cases:
+        for order in SortOrder:
+            sort = Sort("createdAt", order)
+            for scope in scopes:
+                query = PodQuery(scope=scope, deleted=deleted, terms=parse_filter(terms, fields=POD_FIELDS))
+                with database.read() as conn:
+                    expected, _ = _plain(conn, query, sort)
+                    for offset, limit in ((0, 1), (0, 5), (3, 7), (10, 20), (max(len(expected) - 2, 0), 5)):
+                        page = store.list_pods(conn, query, sort=sort, offset=offset, limit=limit, full=False)
+                        got = [orjson.loads(p)["id"] for p in page.pods]
+                        assert got == expected[offset : offset + limit], (terms, sort, scope, offset)
+                        assert page.has_more == (offset + limit < len(expected)), (terms, sort, offset)

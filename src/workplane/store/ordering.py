@@ -226,6 +226,35 @@ def page_by_parts(
     return ids[:limit], len(ids) > limit
 
 
+def page_by_merge(
+    connection: sa.Connection,
+    statement: sa.Select[Any],
+    parts: list[Part],
+    keys: Sequence[sa.ColumnElement[Any]],
+    *,
+    descending: bool,
+    offset: int,
+    limit: int,
+) -> tuple[list[str], bool]:
+    """The page of ``statement`` (a select of the id column, unordered) in the order of ``keys`` (the
+    id last), where the parts' rows interleave in that order but each part alone is one an index walks
+    in it (``part.order``: ``keys`` in the same direction): each part's first ``offset + limit + 1``
+    rows, merged, in one statement (a ``UNION ALL`` of the parts' ``LIMIT``-ed walks, sorted). The
+    rows read are at most that many per part, however many the parts hold; and whether more rows
+    follow the page."""
+    want = offset + limit + 1
+    walks = [
+        statement.with_only_columns(*keys).where(part.where).order_by(*part.order).limit(want).subquery()
+        for part in parts
+    ]
+    merged = sa.union_all(*(sa.select(*walk.c) for walk in walks)).subquery()
+    columns = list(merged.c)
+    order = [c.desc() if descending else c.asc() for c in columns]
+    page = sa.select(columns[-1]).order_by(*order).offset(offset).limit(limit + 1)
+    ids = list(connection.execute(page).scalars())
+    return ids[:limit], len(ids) > limit
+
+
 def dense(rows: int, total: int, need: int) -> bool:
     """Whether walking the id index for ``need`` rows of a part of ``rows`` rows (visiting about
     ``need * total / rows``) costs less than looking all of them up and sorting them."""

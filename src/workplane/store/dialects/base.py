@@ -49,6 +49,10 @@ class SqlDialect:
     # What a SELECT appends to lock the rows it reads until the transaction ends ("" where a write
     # transaction already excludes every other writer).
     row_lock: ClassVar[str]
+    # Whether a page in creation order of the pods on a few values of a node, pool or cluster is read
+    # as one walk per value, merged (``store.pods._merged_parts``), rather than from the ``IN`` list's
+    # index and sorted (see the dialects).
+    merges_value_walks: ClassVar[bool] = False
 
     # --- engine --------------------------------------------------------------------------------
     def create_engine(
@@ -190,6 +194,11 @@ class SqlDialect:
     def pod_narrowing(self, connection: sa.Connection, words: Sequence[str]) -> sa.ColumnElement[bool] | None:
         """A clause keeping only the pods that a text index says can contain every one of ``words``
         (folded) in their search text, or None where no index narrows them before the query."""
+        return None
+
+    def estimated_rows(self, connection: sa.Connection, table: sa.Table) -> int | None:
+        """About how many rows ``table`` holds, deleted ones included, read in constant time (a scale
+        for a plan's choice, not a count); None where the database cannot tell."""
         return None
 
     def last_rowid(self, connection: sa.Connection, table: sa.Table) -> int | None:

@@ -46,6 +46,9 @@ class PostgresDialect(SqlDialect):
     marker = "%s"
     # Writers do not exclude one another: the rows a writer read stay locked until it commits.
     row_lock = " FOR UPDATE"
+    # The ``IN`` list's 19,000 index entries (ten nodes at a million pods) read and sorted for a page:
+    # 5.8 ms of SQL; one walk per node, merged: 3.0 ms.
+    merges_value_walks = True
 
     # --- engine --------------------------------------------------------------------------------
     def create_engine(
@@ -89,6 +92,14 @@ class PostgresDialect(SqlDialect):
         if timeout_ms:
             connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
         yield raw.cancel_safe
+
+    def estimated_rows(self, connection: sa.Connection, table: sa.Table) -> int | None:
+        """The planner's own estimate (``pg_class.reltuples``, kept by autovacuum and ANALYZE); None
+        for a table never analyzed (-1 since PostgreSQL 14)."""
+        found = connection.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"), {"name": table.name}
+        ).scalar()
+        return int(found) if found is not None and found >= 0 else None
 
     # --- inserts, updates ----------------------------------------------------------------------
     def insert(self, table: sa.Table) -> Insert:

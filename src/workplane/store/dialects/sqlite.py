@@ -63,6 +63,9 @@ class SQLiteDialect(SqlDialect):
     name = "sqlite"
     marker = "?"
     row_lock = ""  # the write transaction (BEGIN IMMEDIATE) already excludes every other writer
+    # SQLite reads the ``IN`` list's index entries alone, in C: 0.4 ms for ten nodes' 19,000 at a
+    # million pods, where building and running the merged walks' statement took 2.3 ms.
+    merges_value_walks = False
 
     # --- engine --------------------------------------------------------------------------------
     def create_engine(
@@ -210,6 +213,11 @@ class SQLiteDialect(SqlDialect):
         """From ``pod_text`` (migration 0015), as ``narrowing`` for the workloads."""
         found = [_candidates(connection, _POD_MATCH, "search_text", word) for word in words]
         return _narrowed(_POD_ROWID, found)
+
+    def estimated_rows(self, connection: sa.Connection, table: sa.Table) -> int | None:
+        # Row ids are handed out in order (``index_rows_after``): the highest is about the rows ever
+        # inserted, one seek at the end of the table's B-tree.
+        return self.last_rowid(connection, table)
 
     def last_rowid(self, connection: sa.Connection, table: sa.Table) -> int | None:
         quoted = connection.dialect.identifier_preparer.quote(table.name)
