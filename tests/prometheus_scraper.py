@@ -54,20 +54,21 @@ def scraping(workdir: Path, target: str, *, job: str, labels: dict[str, str] | N
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_S
-        while not _ready(url):
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise AssertionError(
-                    f"Prometheus did not start: {(workdir / 'prometheus.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.1)
+        with httpx.Client(timeout=2) as http:  # one client: ``httpx.get`` loads the CA bundle each try
+            while not _ready(http, url):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise AssertionError(
+                        f"Prometheus did not start: {(workdir / 'prometheus.log').read_text()[-2000:]}"
+                    )
+                time.sleep(0.1)
         yield url
     finally:
         stop_process(process)
 
 
-def _ready(url: str) -> bool:
+def _ready(http: httpx.Client, url: str) -> bool:
     try:
-        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+        return http.get(f"{url}/-/ready").status_code == 200
     except httpx.TransportError:
         return False
 

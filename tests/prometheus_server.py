@@ -302,15 +302,17 @@ class PrometheusServer:
             stderr=log,
         )
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.process.returncode}; see {self.root}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1, **self.ready_check).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+        # One client (``verify``, ``auth``): ``httpx.get`` loads the CA bundle on each try.
+        with httpx.Client(timeout=1, **self.ready_check) as http:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"prometheus exited with {self.process.returncode}; see {self.root}")
+                try:
+                    if http.get(f"{self.url}/-/ready").status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"prometheus was not ready within {READY_TIMEOUT_S} s; see {self.root}")
 

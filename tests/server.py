@@ -100,15 +100,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def _wait_healthy(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServerFailedToStart(f"the server exited with {process.returncode}:\n{_log_tail(log)}")
-        try:
-            if httpx.get(f"{base_url}/api/v1/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
+    # One client for every try: ``httpx.get`` makes a client, and with it an SSL context that loads the
+    # CA bundle, each time (38 ms of CPU a try, about 0.45 CPU-s a start; 1.3 ms with one client).
+    with httpx.Client(timeout=2) as http:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ServerFailedToStart(f"the server exited with {process.returncode}:\n{_log_tail(log)}")
+            try:
+                if http.get(f"{base_url}/api/v1/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
     _stop(process)
     raise ServerFailedToStart(f"no healthy answer within {START_TIMEOUT_S:.0f} s:\n{_log_tail(log)}")
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from workplane.agents.client import add_connection_flags, agent_credentials
-from workplane.auth.rules import KeyKind, Role
+from workplane.domain.roles import KeyKind, Role
 from workplane.domain.scopes import ScopeType
 
 

@@ -154,14 +154,15 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.output()
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        with httpx.Client(timeout=1) as http:  # one client: ``httpx.get`` loads the CA bundle each try
+            while time.monotonic() < deadline:
+                assert self.process.poll() is None, self.output()
+                try:
+                    if http.get(f"{self.url}/api/v1/health").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
         raise AssertionError(f"the server did not answer: {self.output()}")
 
     def kill(self) -> None:

@@ -18,29 +18,12 @@ from fastapi.testclient import TestClient
 from tests.api.test_sync import CLUSTER_A, CLUSTER_B, obs, sync
 from tests.conftest import admin_client
 from tests.server import descendants, running_server, still_running
+from tests.store_tasks import collector_state, page_cache_kib, worker_pid
 from workplane.api.deps import Services
 from workplane.app import build_services
 from workplane.services.store_workers import GC_YOUNG_THRESHOLD, StoreWorkers
 from workplane.settings import Settings
 from workplane.store.catalog import CatalogCache
-from workplane.store.database import Database
-
-
-def worker_pid(_db: Database, _catalogs: CatalogCache) -> int:
-    """A store task: the process that runs it."""
-    return os.getpid()
-
-
-def collector_state(_db: Database, _catalogs: CatalogCache) -> tuple[int, int]:
-    """A store task: the young-generation threshold of the process that runs it, and how many objects
-    it keeps out of collections."""
-    return gc.get_threshold()[0], gc.get_freeze_count()
-
-
-def page_cache_kib(db: Database, _catalogs: CatalogCache) -> int:
-    """A store task: the page cache of the running process's write connection, in KiB."""
-    with db.write() as conn:
-        return -int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
 
 
 @pytest.fixture

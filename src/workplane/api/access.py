@@ -23,7 +23,8 @@ from workplane.api.openapi import error_responses
 from workplane.api.responses import json_answer
 from workplane.auth import audit, credentials
 from workplane.auth import rules as access_rules
-from workplane.auth.rules import ROLE_PERMISSIONS, ROLE_SCOPES, KeyKind, Role
+from workplane.auth.rules import ROLE_PERMISSIONS, ROLE_SCOPES
+from workplane.domain.roles import KeyKind, Role
 from workplane.domain.scopes import Scope, ScopeType
 from workplane.domain.timefmt import format_ms, now_ms
 from workplane.domain.values import INT64_MAX

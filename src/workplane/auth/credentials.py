@@ -19,7 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from workplane.auth.rules import TENANT_SCOPE_ID, KeyKind, Role, grant
+from workplane.auth.rules import TENANT_SCOPE_ID, grant
+from workplane.domain.roles import KeyKind, Role
 from workplane.domain.scopes import Scope, ScopeType
 from workplane.files import write_private
 from workplane.store.schema import access_keys

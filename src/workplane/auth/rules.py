@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from workplane.domain.roles import KeyKind, Role
 from workplane.domain.scopes import Scope, ScopeSet, ScopeType
 from workplane.store.schema import access_keys, access_rules
 
@@ -27,15 +28,6 @@ class Permission(StrEnum):
     CATALOG_WRITE = "catalog:write"  # register, change, delete workload types
     SYNC = "clusters:sync"  # report a cluster's workloads (the sync protocol)
     ACCESS_ADMIN = "access:admin"  # access keys, access rules, the audit log
-
-
-class Role(StrEnum):
-    ADMINISTRATOR = "administrator"
-    DEPARTMENT_EDITOR = "department-editor"
-    DEPARTMENT_VIEWER = "department-viewer"
-    RESEARCHER = "researcher"
-    PROJECT_VIEWER = "project-viewer"
-    CLUSTER_AGENT = "cluster-agent"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -68,12 +60,6 @@ ROLE_SCOPES: dict[Role, frozenset[ScopeType]] = {
 TENANT_WIDE = frozenset({Permission.CATALOG_WRITE, Permission.ACCESS_ADMIN})
 
 TENANT_SCOPE_ID = "*"  # the server serves one tenant; its scope needs no id of its own
-
-
-class KeyKind(StrEnum):
-    USER = "user"
-    SERVICE = "service"
-    AGENT = "agent"
 
 
 @dataclass(frozen=True, slots=True)
