@@ -179,7 +179,11 @@ def ranged_walk(rollup: Rollup, sort: Sort, *, need: int) -> Walk | None:
     order whose index a walk follows (see the module's docstring); None where that does not apply.
     ``need``: how many ids the walk must yield (offset plus the page and one)."""
     query, compiler = rollup.query, rollup.compiler
-    ranges = [t for t in query.terms if t.op in RANGE_OPERATORS and t.field.column in RANGE_INDEXED]
+    ranges = [
+        t
+        for t in query.terms
+        if t.op in RANGE_OPERATORS and (t.field.column in RANGE_INDEXED or t.field.name in compiler.streams)
+    ]
     if sort.field not in WALKED_FIELDS or not ranges:
         return None
     reach = max(need, math.ceil(math.sqrt(need * max(rollup.live_total(), 1))))
@@ -202,6 +206,47 @@ def ranged_walk(rollup: Rollup, sort: Sort, *, need: int) -> Walk | None:
     if edge is None:
         return Walk(sa.true(), whole=True)
     return Walk(key >= edge if descending else key <= edge)
+
+
+# The clock fields (``Compiler.clock_streams``): a sort by one merges the three sets' own orders.
+CLOCK_FIELDS = frozenset({"totalPendingTimeSeconds", "totalRunningTimeSeconds"})
+# Beyond this many rows into a sort (offset plus page), the merge's candidates would make too long a
+# list of ids: the plain ``ORDER BY``.
+CLOCK_MERGE_MOST = 2000
+
+
+def clock_candidates(
+    connection: sa.Connection, statement: sa.Select[Any], compiler: Compiler, sort: Sort, *, need: int
+) -> list[str]:
+    """Ids among which the first ``need`` rows of ``statement`` (a select of the id column) in the
+    order of the clock field ``sort.field`` are: from each of the field's three sets of rows, its
+    first ``need`` along its key's index, and, where the key is in milliseconds, the first ``need``
+    by id of the whole second that the last of them is in (the order is by whole seconds, then id,
+    so a row later in the key's order within that second can come earlier). The caller orders them
+    with the plain ``ORDER BY``."""
+    descending = sort.order is SortOrder.DESC
+    by_id = w.id.desc() if descending else w.id.asc()
+    ids: dict[str, None] = {}
+    for stream in compiler.clock_streams(sort.field):
+        key = stream.key
+        along = statement.add_columns(key).where(stream.where)
+        rows = connection.execute(
+            along.order_by(key.desc() if descending else key.asc(), by_id).limit(need)
+        ).all()
+        ids.update((row[0], None) for row in rows)
+        if len(rows) < need or stream.scale == 1000:
+            continue
+        second = stream.seconds(rows[-1][1])
+        low = stream.key_bound(second * 1000)
+        # By id, but found by the key's index (ordering along the id index would walk the table).
+        unindexed = compiler.dialect.unindexed(w.id)
+        tied = (
+            statement.where(stream.where, key >= low, key < low + 1000)
+            .order_by(unindexed.desc() if descending else unindexed.asc())
+            .limit(need)
+        )
+        ids.update((i, None) for i in connection.execute(tied).scalars())
+    return list(ids)
 
 
 def page_by_parts(

@@ -1,0 +1,51 @@
+"""phase-clock indexes: sorts, ranges and counts on totalPendingTimeSeconds / totalRunningTimeSeconds
+
+Revision ID: 0019
+Revises: 0018
+Create Date: 2026-12-06
+
+The two totals are computed at request time from the stored clock (``closed + (now - since)`` while an
+interval is open), so no index ordered them: a sort, a range or a count read every row. On each of
+three disjoint sets of rows the total is a stored key plus a constant, and these indexes order each
+set by its key (decision 0021): stopped clocks by ``closed`` in whole seconds (the served value);
+open ones by ``closed - since`` (an expression index); open ones that start after now by ``since``.
+The last two hold live Pending, resp. Running, rows only.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0019"
+down_revision = "0018"
+branch_labels = None
+depends_on = None
+
+CLOCKS = ("pending", "running")
+
+
+def _index(name: str, columns: list[str | sa.TextClause], where: str) -> None:
+    op.create_index(name, "workloads", columns, sqlite_where=sa.text(where), postgresql_where=sa.text(where))
+
+
+def upgrade() -> None:
+    for clock in CLOCKS:
+        closed, since = f"{clock}_closed_ms", f"{clock}_since_ms"
+        _index(
+            f"ix_workloads_{clock}_stopped",
+            [sa.text(f"({closed} / 1000)"), "id", closed, "deleted_at", since],
+            f"{since} IS NULL",
+        )
+        _index(
+            f"ix_workloads_{clock}_open",
+            [sa.text(f"({closed} - {since})"), "id", since, "deleted_at"],
+            f"{since} IS NOT NULL",
+        )
+        _index(f"ix_workloads_{clock}_since", [since, closed, "id", "deleted_at"], f"{since} IS NOT NULL")
+
+
+def downgrade() -> None:
+    for clock in CLOCKS:
+        for kind in ("since", "open", "stopped"):
+            op.drop_index(f"ix_workloads_{clock}_{kind}", table_name="workloads")
