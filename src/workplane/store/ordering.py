@@ -226,26 +226,35 @@ def clock_candidates(
     with the plain ``ORDER BY``."""
     descending = sort.order is SortOrder.DESC
     by_id = w.id.desc() if descending else w.id.asc()
-    ids: dict[str, None] = {}
-    for stream in compiler.clock_streams(sort.field):
+    streams = compiler.clock_streams(sort.field)
+    # The first rows of each set in one statement (each its own ordered, limited subquery).
+    firsts = []
+    for number, stream in enumerate(streams):
         key = stream.key
-        along = statement.add_columns(key).where(stream.where)
-        rows = connection.execute(
-            along.order_by(key.desc() if descending else key.asc(), by_id).limit(need)
-        ).all()
-        ids.update((row[0], None) for row in rows)
-        if len(rows) < need or stream.scale == 1000:
+        first = (
+            statement.add_columns(key.label("key"), sa.literal(number).label("stream"))
+            .where(stream.where)
+            .order_by(key.desc() if descending else key.asc(), by_id)
+            .limit(need)
+            .subquery()
+        )
+        firsts.append(sa.select(first.c.id, first.c.key, first.c.stream))
+    rows = connection.execute(sa.union_all(*firsts)).all()
+    ids = dict.fromkeys(row[0] for row in rows)
+    for number, stream in enumerate(streams):
+        keys = [row[1] for row in rows if row[2] == number]
+        if len(keys) < need or stream.scale == 1000:
             continue
-        second = stream.seconds(rows[-1][1])
-        low = stream.key_bound(second * 1000)
+        last = min(keys) if descending else max(keys)
+        low = stream.key_bound(stream.seconds(last) * 1000)
         # By id, but found by the key's index (ordering along the id index would walk the table).
         unindexed = compiler.dialect.unindexed(w.id)
         tied = (
-            statement.where(stream.where, key >= low, key < low + 1000)
+            statement.where(stream.where, stream.key >= low, stream.key < low + 1000)
             .order_by(unindexed.desc() if descending else unindexed.asc())
             .limit(need)
         )
-        ids.update((i, None) for i in connection.execute(tied).scalars())
+        ids.update(dict.fromkeys(connection.execute(tied).scalars()))
     return list(ids)
 
 
