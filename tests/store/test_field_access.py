@@ -495,7 +495,7 @@ def test_clock_fields_sort_filter_and_count_as_served(
 
 
 def test_clock_sorts_and_counts_read_the_clock_indexes(database: Database, catalog: CatalogSnapshot) -> None:
-    """Every statement of a clock sort or count is answered by an index of migration 0019 or by id:
+    """Every statement of a clock sort or count is answered by an index of migration 0020 or by id:
     none reads the whole table to compute the totals."""
     if database.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's plans: PostgreSQL chooses by its statistics")

@@ -472,8 +472,8 @@ def test_single_migration_head() -> None:
     assert len(migrate.heads()) == 1
 
 
-# The clock indexes on expressions (migration 0019): SQLite's reflection skips them, ``include_object``
-# leaves them out of the comparison, and ``test_migration_0019_*`` checks them by name.
+# The clock indexes on expressions (migration 0020): SQLite's reflection skips them, ``include_object``
+# leaves them out of the comparison, and ``test_migration_0020_*`` checks them by name.
 @pytest.mark.filterwarnings("ignore:.*expression-based index")
 def test_migrated_schema_equals_metadata(database: Database) -> None:
     with database.engine.connect() as conn:
@@ -507,12 +507,12 @@ def _workload_indexes(engine: sa.Engine) -> set[str]:
         return set(conn.exec_driver_sql(statement).scalars())
 
 
-def test_migration_0019_adds_the_clock_indexes_and_goes_back_down(empty_url: str) -> None:
+def test_migration_0020_adds_the_clock_indexes_and_goes_back_down(empty_url: str) -> None:
     engine = sa.create_engine(empty_url)
     migrate.upgrade(engine)
     assert _workload_indexes(engine) >= CLOCK_INDEXES
     with engine.begin() as conn:
-        command.downgrade(migrate.alembic_config(conn), "0018")
+        command.downgrade(migrate.alembic_config(conn), "0019")
     assert not CLOCK_INDEXES & _workload_indexes(engine)
     migrate.upgrade(engine)
     assert _workload_indexes(engine) >= CLOCK_INDEXES

@@ -119,7 +119,7 @@ def time_predicate(column: sa.ColumnElement[Any], op: str, at_ms: float) -> sa.C
 @dataclass(frozen=True, slots=True)
 class ClockStream:
     """One of three disjoint sets of rows on which a phase-clock total is ``key * scale + shift``
-    milliseconds, ``key`` being what an index of migration 0019 orders (``Compiler.clock_streams``)."""
+    milliseconds, ``key`` being what an index of migration 0020 orders (``Compiler.clock_streams``)."""
 
     where: sa.ColumnElement[bool]
     key: sa.ColumnElement[Any]
@@ -268,7 +268,7 @@ class Compiler:
 
     def clock_streams(self, field: str) -> list[ClockStream]:
         """The rows split three ways on which the clock ``field`` is a stored key plus a constant
-        (the indexes of migration 0019 order each by its key): the stopped clocks, whose total is
+        (the indexes of migration 0020 order each by its key): the stopped clocks, whose total is
         ``closed`` (keyed in whole seconds, the served value); the clocks open since before
         ``now_ms``, whose total is ``closed - since + now``; and those open since after it (a clock
         ahead of ours), whose total is ``closed``."""

@@ -197,7 +197,7 @@ SPARSE_INDEXED = (
 for _col in SPARSE_INDEXED:
     _partial_index(f"ix_workloads_{_col}", _col, "id", where=sa.text(f"{_col} IS NOT NULL"))
 
-# The phase clocks (migration 0019). ``totalPendingTimeSeconds`` is ``closed + (now - since)`` while the
+# The phase clocks (migration 0020). ``totalPendingTimeSeconds`` is ``closed + (now - since)`` while the
 # interval is open (``since`` in the past), else ``closed``: not a stored value, but on each of three
 # disjoint sets of rows a stored key plus a constant, which an index orders (``Compiler.clock_streams``):
 # - stopped clocks (``since`` NULL: every row not Pending, resp. not Running, and every deleted one):

@@ -1,7 +1,7 @@
 """phase-clock indexes: sorts, ranges and counts on totalPendingTimeSeconds / totalRunningTimeSeconds
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-06
 
 The two totals are computed at request time from the stored clock (``closed + (now - since)`` while an
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0019"
-down_revision = "0018"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
