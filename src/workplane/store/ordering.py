@@ -104,6 +104,7 @@ def parts_for(
     """The parts a sort by ``sort.field`` is answered from, or None where the plain ``ORDER BY`` is
     the better plan. ``need``: how many ids the walk must yield (offset plus the page and one)."""
     query, compiler = rollup.query, rollup.compiler
+    cost = compiler.dialect.walk_cost
     spec = FIELDS[sort.field]
     descending = sort.order is SortOrder.DESC
     by_id = [w.id.desc() if descending else w.id.asc()]
@@ -130,7 +131,7 @@ def parts_for(
         ordered = [*values, None] if None in groups else values
         total = rollup.live_total()
         return [
-            Part(compiler.resolved_is(field, v, unindexed=dense(groups[v], total, need)), by_id)
+            Part(compiler.resolved_is(field, v, unindexed=dense(groups[v], total, need, cost)), by_id)
             for v in ordered
         ]
     if spec.source is Source.STORED and spec.countable and spec.column is not None:
@@ -139,7 +140,9 @@ def parts_for(
         column = w[spec.column]
         parts = []
         for value in sorted(counts, reverse=descending):
-            subject = compiler.dialect.unindexed(column) if dense(counts[value], total, need) else column
+            subject = (
+                compiler.dialect.unindexed(column) if dense(counts[value], total, need, cost) else column
+            )
             parts.append(Part(subject == value, by_id))
         return parts
     return None
@@ -309,10 +312,11 @@ def page_by_merge(
     return ids[:limit], len(ids) > limit
 
 
-def dense(rows: int, total: int, need: int) -> bool:
+def dense(rows: int, total: int, need: int, cost: float = 1.0) -> bool:
     """Whether walking the id index for ``need`` rows of a part of ``rows`` rows (visiting about
-    ``need * total / rows``) costs less than looking all of them up and sorting them."""
-    return rows >= math.sqrt(need * max(total, 1))
+    ``need * total / rows``, each ``cost`` times a row looked up: ``SqlDialect.walk_cost``) costs
+    less than looking all of them up and sorting them."""
+    return rows >= math.sqrt(cost * need * max(total, 1))
 
 
 def _catalog_groups(rollup: Rollup, field: str) -> Counter[str | None]:
