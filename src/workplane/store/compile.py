@@ -306,14 +306,15 @@ class Compiler:
                 predicate = expr >= bound(math.ceil(seconds))
             case "<=":
                 predicate = expr < bound(math.floor(seconds) + 1)
+            case "==" if not seconds.is_integer():
+                predicate = sa.false()
             case "==":
-                if not seconds.is_integer():
-                    return sa.false()
                 predicate = sa.and_(expr >= bound(int(seconds)), expr < bound(int(seconds) + 1))
+            case _ if not seconds.is_integer():
+                predicate = sa.true()
             case _:
-                if not seconds.is_integer():
-                    return sa.true()
                 predicate = sa.or_(expr < bound(int(seconds)), expr >= bound(int(seconds) + 1))
+        # Within one set of rows, even where the bound decides nothing (``!= 1.5`` holds on all).
         return predicate if stream is None else sa.and_(stream.where, predicate)
 
     # --- terms -------------------------------------------------------------------------------
