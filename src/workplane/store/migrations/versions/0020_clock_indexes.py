@@ -7,7 +7,7 @@ Create Date: 2026-12-06
 The two totals are computed at request time from the stored clock (``closed + (now - since)`` while an
 interval is open), so no index ordered them: a sort, a range or a count read every row. On each of
 three disjoint sets of rows the total is a stored key plus a constant, and these indexes order each
-set by its key (decision 0021): stopped clocks by ``closed`` in whole seconds (the served value);
+set by its key (decision 0022): stopped clocks by ``closed`` in whole seconds (the served value);
 open ones by ``closed - since`` (an expression index); open ones that start after now by ``since``.
 The last two hold live Pending, resp. Running, rows only.
 """
