@@ -64,11 +64,17 @@ class Rollup:
     """The live-count rollup (``workload_counts``) as one list request reads it: the live total is
     asked once however many of the decisions below need it."""
 
-    def __init__(self, connection: sa.Connection, query: WorkloadQuery, compiler: Compiler) -> None:
+    def __init__(
+        self,
+        connection: sa.Connection,
+        query: WorkloadQuery,
+        compiler: Compiler,
+        live_total: int | None = None,
+    ) -> None:
         self.connection = connection
         self.query = query
         self.compiler = compiler
-        self._live_total: int | None = None
+        self._live_total = live_total
 
     def live_total(self) -> int:
         """The live workloads: about the rows a walk of the whole id index visits."""
