@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,7 +49,10 @@ from workplane.store.dialects.base import SqlDialect, TextColumn
 from workplane.store.schema import workload_nodepools, workloads
 from workplane.store.scopes import restrict
 
-_MAX_MS = 2**62
+# The largest bound a time filter compares against: a whole second (so that every bound is one, which
+# the clocks' index in whole seconds needs, ``ClockStream``), far beyond any real duration, and a valid
+# 64-bit integer (a huge filter value must not overflow SQLite's INTEGER).
+_MAX_MS = (2**62 // 1000) * 1000
 
 # A negative node-pool term holds when no pool satisfies its positive form.
 POSITIVE_FORM = {"!=": "==", "!@": "=@"}
@@ -112,6 +116,25 @@ def time_predicate(column: sa.ColumnElement[Any], op: str, at_ms: float) -> sa.C
             return number_predicate(column, op, int(at_ms)) if whole else sa.true()
 
 
+@dataclass(frozen=True, slots=True)
+class ClockStream:
+    """One of three disjoint sets of rows on which a phase-clock total is ``key * scale + shift``
+    milliseconds, ``key`` being what an index of migration 0020 orders (``Compiler.clock_streams``)."""
+
+    where: sa.ColumnElement[bool]
+    key: sa.ColumnElement[Any]
+    scale: int  # 1000: ``key`` is whole seconds already (every bound compared is a whole second)
+    shift: int
+
+    def key_bound(self, ms: int) -> int:
+        """The key of the rows whose total is ``ms`` (a whole second where ``scale`` is 1000)."""
+        return (ms - self.shift) // self.scale
+
+    def seconds(self, key: int) -> int:
+        """The served value (whole seconds, rounded down) of a row of this set with ``key``."""
+        return (key * self.scale + self.shift) // 1000
+
+
 class Compiler:
     """Compiles a ``WorkloadQuery`` against one catalog snapshot and one instant."""
 
@@ -123,6 +146,7 @@ class Compiler:
         table: sa.Table = workloads,
         values: Mapping[str, Sequence[str]] | None = None,
         ranges_unindexed: bool = False,
+        streams: Mapping[str, int] | None = None,
     ) -> None:
         """``dialect``: the database's, which renders substring predicates its own way.
         ``table`` is ``workloads``, or a table sharing its column names for the fields asked about
@@ -131,7 +155,9 @@ class Compiler:
         such a column becomes an equality with the values that satisfy it, which its index answers.
         ``ranges_unindexed``: ``<=``/``>=`` on a stored column is kept off the column's own index
         (``SqlDialect.unindexed``), for a bounded walk of the order's index
-        (``store.ordering.ranged_walk``)."""
+        (``store.ordering.ranged_walk``). ``streams``: per clock field, which of its
+        ``clock_streams`` the rows are taken from; a term on that field then selects from that set
+        only, by its index (the caller adds up the sets: ``store.workloads``)."""
         self.catalog = catalog
         self.dialect = dialect
         self.now_ms = now_ms
@@ -143,6 +169,7 @@ class Compiler:
         # (a partial index serves a disjunct only when the disjunct implies its condition).
         self.live = False
         self.ranges_unindexed = ranges_unindexed
+        self.streams = dict(streams or {})
 
     # --- catalog-resolved fields -------------------------------------------------------------
     def catalog_defaults(self, field: str) -> dict[str, str]:
@@ -230,33 +257,65 @@ class Compiler:
         SQL's truncating integer division is a floor)."""
         return self._elapsed_ms(field) // sa.literal(1000, sa.BigInteger)
 
-    def _elapsed_ms(self, field: str) -> sa.ColumnElement[Any]:
+    def _clock_columns(self, field: str) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
+        """The stored (closed, since) of a clock field."""
         if field == "totalPendingTimeSeconds":
-            return self.elapsed_ms_expr(self.c.pending_closed_ms, self.c.pending_since_ms)
-        return self.elapsed_ms_expr(self.c.running_closed_ms, self.c.running_since_ms)
+            return self.c.pending_closed_ms, self.c.pending_since_ms
+        return self.c.running_closed_ms, self.c.running_since_ms
+
+    def _elapsed_ms(self, field: str) -> sa.ColumnElement[Any]:
+        return self.elapsed_ms_expr(*self._clock_columns(field))
+
+    def clock_streams(self, field: str) -> list[ClockStream]:
+        """The rows split three ways on which the clock ``field`` is a stored key plus a constant
+        (the indexes of migration 0020 order each by its key): the stopped clocks, whose total is
+        ``closed`` (keyed in whole seconds, the served value); the clocks open since before
+        ``now_ms``, whose total is ``closed - since + now``; and those open since after it (a clock
+        ahead of ours), whose total is ``closed``."""
+        closed, since = self._clock_columns(field)
+        now = sa.literal(self.now_ms, sa.BigInteger)
+        seconds = sa.literal_column(f"({closed.name} / 1000)", sa.BigInteger)
+        return [
+            ClockStream(since.is_(None), seconds, 1000, 0),
+            # ``since < now`` holds on nearly every open clock: kept off the ``since`` index, so that
+            # the set is read along its key's.
+            ClockStream(
+                sa.and_(since.is_not(None), self.dialect.unindexed(since) < now),
+                closed - since,
+                1,
+                self.now_ms,
+            ),
+            ClockStream(sa.and_(since.is_not(None), since >= now), closed, 1, 0),
+        ]
 
     def _elapsed_predicate(self, field: str, op: str, seconds: float) -> sa.ColumnElement[bool]:
-        # Served value is floor(ms / 1000); compare in milliseconds so no rounding happens in SQL.
-        # Bounds are clamped to [-1, 2**62] ms: far outside any real duration, and always a valid
-        # 64-bit integer (a huge filter value must not overflow SQLite's INTEGER).
+        # Served value is floor(ms / 1000); compare in milliseconds so no rounding happens in SQL,
+        # against whole seconds clamped to [-1 s, _MAX_MS].
+        stream = self.clock_streams(field)[self.streams[field]] if field in self.streams else None
         expr = self._elapsed_ms(field)
+        if stream is not None:
+            expr = self.dialect.unindexed(stream.key) if self.ranges_unindexed else stream.key
 
-        def ms(value: int) -> sa.ColumnElement[Any]:
-            return sa.literal(max(-1, min(value * 1000, _MAX_MS)), sa.BigInteger)
+        def bound(value: int) -> sa.ColumnElement[Any]:
+            ms = max(-1000, min(value * 1000, _MAX_MS))
+            return sa.literal(stream.key_bound(ms) if stream is not None else ms, sa.BigInteger)
 
+        predicate: sa.ColumnElement[bool]
         match op:
             case ">=":
-                return expr >= ms(math.ceil(seconds))
+                predicate = expr >= bound(math.ceil(seconds))
             case "<=":
-                return expr < ms(math.floor(seconds) + 1)
+                predicate = expr < bound(math.floor(seconds) + 1)
+            case "==" if not seconds.is_integer():
+                predicate = sa.false()
             case "==":
-                if not seconds.is_integer():
-                    return sa.false()
-                return sa.and_(expr >= ms(int(seconds)), expr < ms(int(seconds) + 1))
+                predicate = sa.and_(expr >= bound(int(seconds)), expr < bound(int(seconds) + 1))
+            case _ if not seconds.is_integer():
+                predicate = sa.true()
             case _:
-                if not seconds.is_integer():
-                    return sa.true()
-                return sa.or_(expr < ms(int(seconds)), expr >= ms(int(seconds) + 1))
+                predicate = sa.or_(expr < bound(int(seconds)), expr >= bound(int(seconds) + 1))
+        # Within one set of rows, even where the bound decides nothing (``!= 1.5`` holds on all).
+        return predicate if stream is None else sa.and_(stream.where, predicate)
 
     # --- terms -------------------------------------------------------------------------------
     def term(self, term: Term) -> sa.ColumnElement[bool]:

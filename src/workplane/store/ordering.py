@@ -64,11 +64,17 @@ class Rollup:
     """The live-count rollup (``workload_counts``) as one list request reads it: the live total is
     asked once however many of the decisions below need it."""
 
-    def __init__(self, connection: sa.Connection, query: WorkloadQuery, compiler: Compiler) -> None:
+    def __init__(
+        self,
+        connection: sa.Connection,
+        query: WorkloadQuery,
+        compiler: Compiler,
+        live_total: int | None = None,
+    ) -> None:
         self.connection = connection
         self.query = query
         self.compiler = compiler
-        self._live_total: int | None = None
+        self._live_total = live_total
 
     def live_total(self) -> int:
         """The live workloads: about the rows a walk of the whole id index visits."""
@@ -104,6 +110,7 @@ def parts_for(
     """The parts a sort by ``sort.field`` is answered from, or None where the plain ``ORDER BY`` is
     the better plan. ``need``: how many ids the walk must yield (offset plus the page and one)."""
     query, compiler = rollup.query, rollup.compiler
+    cost = compiler.dialect.walk_cost
     spec = FIELDS[sort.field]
     descending = sort.order is SortOrder.DESC
     by_id = [w.id.desc() if descending else w.id.asc()]
@@ -130,7 +137,7 @@ def parts_for(
         ordered = [*values, None] if None in groups else values
         total = rollup.live_total()
         return [
-            Part(compiler.resolved_is(field, v, unindexed=dense(groups[v], total, need)), by_id)
+            Part(compiler.resolved_is(field, v, unindexed=dense(groups[v], total, need, cost)), by_id)
             for v in ordered
         ]
     if spec.source is Source.STORED and spec.countable and spec.column is not None:
@@ -139,7 +146,9 @@ def parts_for(
         column = w[spec.column]
         parts = []
         for value in sorted(counts, reverse=descending):
-            subject = compiler.dialect.unindexed(column) if dense(counts[value], total, need) else column
+            subject = (
+                compiler.dialect.unindexed(column) if dense(counts[value], total, need, cost) else column
+            )
             parts.append(Part(subject == value, by_id))
         return parts
     return None
@@ -179,7 +188,11 @@ def ranged_walk(rollup: Rollup, sort: Sort, *, need: int) -> Walk | None:
     order whose index a walk follows (see the module's docstring); None where that does not apply.
     ``need``: how many ids the walk must yield (offset plus the page and one)."""
     query, compiler = rollup.query, rollup.compiler
-    ranges = [t for t in query.terms if t.op in RANGE_OPERATORS and t.field.column in RANGE_INDEXED]
+    ranges = [
+        t
+        for t in query.terms
+        if t.op in RANGE_OPERATORS and (t.field.column in RANGE_INDEXED or t.field.name in compiler.streams)
+    ]
     if sort.field not in WALKED_FIELDS or not ranges:
         return None
     reach = max(need, math.ceil(math.sqrt(need * max(rollup.live_total(), 1))))
@@ -202,6 +215,56 @@ def ranged_walk(rollup: Rollup, sort: Sort, *, need: int) -> Walk | None:
     if edge is None:
         return Walk(sa.true(), whole=True)
     return Walk(key >= edge if descending else key <= edge)
+
+
+# The clock fields (``Compiler.clock_streams``): a sort by one merges the three sets' own orders.
+CLOCK_FIELDS = frozenset({"totalPendingTimeSeconds", "totalRunningTimeSeconds"})
+# Beyond this many rows into a sort (offset plus page), the merge's candidates would make too long a
+# list of ids: the plain ``ORDER BY``.
+CLOCK_MERGE_MOST = 2000
+
+
+def clock_candidates(
+    connection: sa.Connection, statement: sa.Select[Any], compiler: Compiler, sort: Sort, *, need: int
+) -> list[str]:
+    """Ids among which the first ``need`` rows of ``statement`` (a select of the id column) in the
+    order of the clock field ``sort.field`` are: from each of the field's three sets of rows, its
+    first ``need`` along its key's index, and, where the key is in milliseconds, the first ``need``
+    by id of the whole second that the last of them is in (the order is by whole seconds, then id,
+    so a row later in the key's order within that second can come earlier). The caller orders them
+    with the plain ``ORDER BY``."""
+    descending = sort.order is SortOrder.DESC
+    by_id = w.id.desc() if descending else w.id.asc()
+    streams = compiler.clock_streams(sort.field)
+    # The first rows of each set in one statement (each its own ordered, limited subquery).
+    firsts = []
+    for number, stream in enumerate(streams):
+        key = stream.key
+        first = (
+            statement.add_columns(key.label("key"), sa.literal(number).label("stream"))
+            .where(stream.where)
+            .order_by(key.desc() if descending else key.asc(), by_id)
+            .limit(need)
+            .subquery()
+        )
+        firsts.append(sa.select(first.c.id, first.c.key, first.c.stream))
+    rows = connection.execute(sa.union_all(*firsts)).all()
+    ids = dict.fromkeys(row[0] for row in rows)
+    for number, stream in enumerate(streams):
+        keys = [row[1] for row in rows if row[2] == number]
+        if len(keys) < need or stream.scale == 1000:
+            continue
+        last = min(keys) if descending else max(keys)
+        low = stream.key_bound(stream.seconds(last) * 1000)
+        # By id, but found by the key's index (ordering along the id index would walk the table).
+        unindexed = compiler.dialect.unindexed(w.id)
+        tied = (
+            statement.where(stream.where, stream.key >= low, stream.key < low + 1000)
+            .order_by(unindexed.desc() if descending else unindexed.asc())
+            .limit(need)
+        )
+        ids.update(dict.fromkeys(connection.execute(tied).scalars()))
+    return list(ids)
 
 
 def page_by_parts(
@@ -255,10 +318,11 @@ def page_by_merge(
     return ids[:limit], len(ids) > limit
 
 
-def dense(rows: int, total: int, need: int) -> bool:
+def dense(rows: int, total: int, need: int, cost: float = 1.0) -> bool:
     """Whether walking the id index for ``need`` rows of a part of ``rows`` rows (visiting about
-    ``need * total / rows``) costs less than looking all of them up and sorting them."""
-    return rows >= math.sqrt(need * max(total, 1))
+    ``need * total / rows``, each ``cost`` times a row looked up: ``SqlDialect.walk_cost``) costs
+    less than looking all of them up and sorting them."""
+    return rows >= math.sqrt(cost * need * max(total, 1))
 
 
 def _catalog_groups(rollup: Rollup, field: str) -> Counter[str | None]:

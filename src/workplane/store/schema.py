@@ -197,6 +197,48 @@ SPARSE_INDEXED = (
 for _col in SPARSE_INDEXED:
     _partial_index(f"ix_workloads_{_col}", _col, "id", where=sa.text(f"{_col} IS NOT NULL"))
 
+# The phase clocks (migration 0020). ``totalPendingTimeSeconds`` is ``closed + (now - since)`` while the
+# interval is open (``since`` in the past), else ``closed``: not a stored value, but on each of three
+# disjoint sets of rows a stored key plus a constant, which an index orders (``Compiler.clock_streams``):
+# - stopped clocks (``since`` NULL: every row not Pending, resp. not Running, and every deleted one):
+#   by whole seconds of ``closed`` (the served value, so that ties fall back to the id as the sort's
+#   do); ``closed``, ``deleted_at`` and ``since`` make it cover a count's predicates on SQLite. Over
+#   every row, not only those: PostgreSQL keeps statistics of an indexed expression only for an
+#   index without a condition, and without them takes any range on it to select a third of the rows;
+# - open clocks: by ``closed - since`` (the value less ``now``); open clocks are live Pending, resp.
+#   Running, rows only, so these indexes are small;
+# - open clocks that start after ``now`` (a clock ahead of the server's): by ``since``, to find them.
+CLOCKS = ("pending", "running")
+for _clock in CLOCKS:
+    _closed, _since = f"{_clock}_closed_ms", f"{_clock}_since_ms"
+    sa.Index(
+        f"ix_workloads_{_clock}_stopped",
+        sa.text(f"({_closed} / 1000)"),
+        workloads.c.id,
+        workloads.c[_closed],
+        workloads.c.deleted_at,
+        workloads.c[_since],
+    )
+    sa.Index(
+        f"ix_workloads_{_clock}_open",
+        workloads.c[_closed] - workloads.c[_since],
+        workloads.c.id,
+        workloads.c[_since],
+        workloads.c.deleted_at,
+        sqlite_where=sa.text(f"{_since} IS NOT NULL"),
+        postgresql_where=sa.text(f"{_since} IS NOT NULL"),
+    )
+    _partial_index(
+        f"ix_workloads_{_clock}_since",
+        _since,
+        _closed,
+        "id",
+        "deleted_at",
+        where=sa.text(f"{_since} IS NOT NULL"),
+    )
+# Expression indexes, which SQLite's reflection skips: left out of the schema comparison (``migrate``).
+EXPRESSION_INDEXES = tuple(f"ix_workloads_{c}_{kind}" for c in CLOCKS for kind in ("stopped", "open"))
+
 workload_nodepools = sa.Table(
     "workload_nodepools",
     metadata,

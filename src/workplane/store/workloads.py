@@ -23,7 +23,16 @@ from workplane.query.filters import Sort, WorkloadQuery, text_matches
 from workplane.store.compile import SUBSTRING_OPERATORS, Compiler
 from workplane.store.database import dialect_of, insert_rows, upsert
 from workplane.store.dialects.base import TextColumn
-from workplane.store.ordering import Rollup, few_matches, page_by_parts, parts_for, ranged_walk
+from workplane.store.ordering import (
+    CLOCK_FIELDS,
+    CLOCK_MERGE_MOST,
+    Rollup,
+    clock_candidates,
+    few_matches,
+    page_by_parts,
+    parts_for,
+    ranged_walk,
+)
 from workplane.store.paging import page_ids
 from workplane.store.schema import (
     POOL_COUNTED_COLUMNS,
@@ -346,40 +355,114 @@ def list_workloads(
     now_ms: int,
 ) -> Page:
     compiler = Compiler(catalog, now_ms, dialect_of(connection), values=few_values(connection, query))
-    # Page through ids first (an index-only walk where an index covers the order), then fetch the
-    # page's rows: deep offsets then skip index entries, not documents.
     narrowing = _narrowing(connection, query, compiler)
-    statement = sa.select(w.id).where(*compiler.where(query), *narrowing)
-    need = offset + limit + 1
-    # A few matching rows are sorted whatever the order; else an order no index gives is walked in
-    # parts that one does (``store.ordering``).
-    rollup = Rollup(connection, query, compiler)
-    few = few_matches(rollup, need=need)
-    parts = None if few else parts_for(rollup, sort, need=need)
-    if parts is not None:
-        ids, has_more = page_by_parts(connection, statement, parts, offset=offset, limit=limit)
-    else:
-        walk = None if few else ranged_walk(rollup, sort, need=need)
-        order = compiler.order_by(sort)
-        walked = False
-        if walk is not None and walk.bound is not None:
-            # The same selection with its ranges off their indexes, along the order's index.
-            walker = Compiler(
-                catalog, now_ms, compiler.dialect, values=compiler.values, ranges_unindexed=True
+    split = _clock_split(query)
+    if split is not None and offset + limit + 1 <= CLOCK_MERGE_MOST:
+        # A term on a clock field: its rows are those of three sets, each of which its own index
+        # answers (``Compiler.clock_streams``); the page is among the first rows of each.
+        candidates: dict[str, None] = {}
+        # The three sets' plans all weigh the same live total: asked once.
+        live_total = Rollup(connection, query, compiler).live_total()
+        for stream in range(3):
+            part = Compiler(
+                catalog, now_ms, compiler.dialect, values=compiler.values, streams={split: stream}
             )
-            along = sa.select(w.id).where(*walker.where(query), *narrowing, walk.bound).order_by(*order)
-            ids, has_more = page_ids(connection, along, offset=offset, limit=limit)
-            # A row after the page inside the bound: every row before it is inside too.
-            walked = walk.whole or has_more
-        if not walked:
-            # A small selection, or (a range's) one the walk did not reach: found by the terms'
-            # indexes, then sorted.
-            order = compiler.order_by(sort, unindexed=few, unordered=walk is not None)
-            ids, has_more = page_ids(connection, statement.order_by(*order), offset=offset, limit=limit)
+            got, _more = _page_ids(
+                connection,
+                query,
+                part,
+                narrowing,
+                sort,
+                offset=0,
+                limit=offset + limit + 1,
+                live_total=live_total,
+            )
+            candidates.update((i, None) for i in got)
+        ids, has_more = _merged(connection, list(candidates), compiler, sort, offset=offset, limit=limit)
+    else:
+        ids, has_more = _page_ids(connection, query, compiler, narrowing, sort, offset=offset, limit=limit)
     if not ids:
         return Page([], has_more)
     by_id = {r.id: r for r in connection.execute(sa.select(*RENDER_COLUMNS).where(w.id.in_(ids)))}
     return Page([by_id[i] for i in ids if i in by_id], has_more)
+
+
+def _clock_split(query: WorkloadQuery) -> str | None:
+    """The clock field that a term of the query names (the first such), if any: its selection is
+    then read as three, one per ``Compiler.clock_streams`` set, each by that set's index."""
+    for term in query.terms:
+        if term.field.name in CLOCK_FIELDS:
+            return term.field.name
+    return None
+
+
+def _merged(
+    connection: sa.Connection,
+    candidates: list[str],
+    compiler: Compiler,
+    sort: Sort,
+    *,
+    offset: int,
+    limit: int,
+) -> tuple[list[str], bool]:
+    """The page of ``candidates`` (ids that hold the first ``offset + limit + 1`` rows of the
+    selection, or all of it) in the plain ``ORDER BY``: whatever found them, the same order as
+    without them."""
+    if not candidates:
+        return [], False
+    among = sa.select(w.id).where(w.id.in_(candidates)).order_by(*compiler.order_by(sort))
+    return page_ids(connection, among, offset=offset, limit=limit)
+
+
+def _page_ids(
+    connection: sa.Connection,
+    query: WorkloadQuery,
+    compiler: Compiler,
+    narrowing: list[sa.ColumnElement[bool]],
+    sort: Sort,
+    *,
+    offset: int,
+    limit: int,
+    live_total: int | None = None,
+) -> tuple[list[str], bool]:
+    """The ids of the page (``paging.page_ids``), by the plan that suits the query and the order.
+    ``live_total``: the rollup's live total where the caller has it already (``Rollup.live_total``)."""
+    catalog, now_ms = compiler.catalog, compiler.now_ms
+    # Page through ids first (an index-only walk where an index covers the order), then fetch the
+    # page's rows: deep offsets then skip index entries, not documents.
+    statement = sa.select(w.id).where(*compiler.where(query), *narrowing)
+    need = offset + limit + 1
+    # A few matching rows are sorted whatever the order; else an order no index gives is walked in
+    # parts that one does (``store.ordering``).
+    rollup = Rollup(connection, query, compiler, live_total=live_total)
+    few = few_matches(rollup, need=need)
+    if not few and sort.field in CLOCK_FIELDS and need <= CLOCK_MERGE_MOST:
+        candidates = clock_candidates(connection, statement, compiler, sort, need=need)
+        return _merged(connection, candidates, compiler, sort, offset=offset, limit=limit)
+    parts = None if few else parts_for(rollup, sort, need=need)
+    if parts is not None:
+        return page_by_parts(connection, statement, parts, offset=offset, limit=limit)
+    walk = None if few else ranged_walk(rollup, sort, need=need)
+    order = compiler.order_by(sort)
+    if walk is not None and walk.bound is not None:
+        # The same selection with its ranges off their indexes, along the order's index.
+        walker = Compiler(
+            catalog,
+            now_ms,
+            compiler.dialect,
+            values=compiler.values,
+            ranges_unindexed=True,
+            streams=compiler.streams,
+        )
+        along = sa.select(w.id).where(*walker.where(query), *narrowing, walk.bound).order_by(*order)
+        ids, has_more = page_ids(connection, along, offset=offset, limit=limit)
+        # A row after the page inside the bound: every row before it is inside too.
+        if walk.whole or has_more:
+            return ids, has_more
+    # A small selection, or (a range's) one the walk did not reach: found by the terms' indexes,
+    # then sorted.
+    order = compiler.order_by(sort, unindexed=few, unordered=walk is not None)
+    return page_ids(connection, statement.order_by(*order), offset=offset, limit=limit)
 
 
 def count_from_aggregate(
@@ -447,9 +530,17 @@ def count_workloads(
     in_pool = count_in_pool(connection, query, catalog=catalog, now_ms=now_ms)
     if in_pool is not None:
         return in_pool
-    compiler = Compiler(catalog, now_ms, dialect_of(connection), values=few_values(connection, query))
-    statement = sa.select(sa.func.count()).select_from(workloads).where(*_where(connection, query, compiler))
-    return int(connection.execute(statement).scalar_one())
+    dialect, values = dialect_of(connection), few_values(connection, query)
+    split = _clock_split(query)
+    total = 0
+    # A term on a clock field: the sum over its three sets of rows, each counted by its own index.
+    for streams in [{split: s} for s in range(3)] if split is not None else [{}]:
+        compiler = Compiler(catalog, now_ms, dialect, values=values, streams=streams)
+        statement = (
+            sa.select(sa.func.count()).select_from(workloads).where(*_where(connection, query, compiler))
+        )
+        total += int(connection.execute(statement).scalar_one())
+    return total
 
 
 def get_workload(connection: sa.Connection, workload_id: str, *, scope: ScopeSet | None = None) -> Any:

@@ -160,6 +160,11 @@ class SqlDialect:
         raise NotImplementedError
 
     # --- query planning ------------------------------------------------------------------------
+    # What visiting a row on a walk along the id index costs, in rows of a sort's part looked up by
+    # its own index and sorted (``store.ordering.parts_for``; not ``few_matches``, whose terms may
+    # have no index to look their rows up by, as a ``!=`` has none).
+    walk_cost = 1.0
+
     def unindexed(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """``column`` in a form no index answers, for a predicate that holds on most rows of an
         ordered walk (``store.ordering``): the walk along the order's own index then beats looking
