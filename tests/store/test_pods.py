@@ -96,6 +96,71 @@ def test_a_scoped_query_sees_only_its_workloads_pods(database: Database) -> None
         assert (_ids(conn, nothing), count_pods(conn, nothing)) == ([], 0)
 
 
+def test_a_changed_pod_is_written_with_only_the_columns_that_changed(database: Database) -> None:
+    """A pod already stored is updated with the columns that changed alone (SQLite rewrites the entries
+    of every index, and runs every trigger, that names a column in SET, changed or not), under a row
+    lock on PostgreSQL; only new pods are inserted. What is stored is what a full write stores."""
+    with database.write() as conn:
+        _load(conn)
+    sent: list[str] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(" ".join(statement.split()))
+
+    sa.event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        with database.write() as conn:
+            ingest.apply_batch(
+                conn,
+                SyncBatch(
+                    pods=[
+                        _pod(1, "train", "Succeeded", revision=2),  # the phase changes
+                        _pod(3, "serve", revision=2, nodeName="node-9"),  # the node changes
+                        _pod(4, "serve"),  # new
+                    ]
+                ),
+                catalog=CatalogCache().get(conn),
+                cluster_id=str(CLUSTER),
+                tenant_id=1,
+                now_ms=1_800_000_060_000,
+            )
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", capture)
+    updates = [s for s in sent if s.startswith("UPDATE workload_pods SET")]
+    assert len(updates) == 2
+    untouched = ("project_id", "department_id", "deleted_at", "workload_id =", "current_nodepool")
+    assert [c for u in updates for c in untouched if c in u] == []
+    (phase_update,) = [u for u in updates if "node_name" not in u]
+    assert [c for c in ("k8s_phase", "completed_at", "search_text") if c not in phase_update] == []
+    assert len([s for s in sent if s.startswith("INSERT INTO workload_pods")]) == 1
+    locked = [s for s in sent if s.startswith("SELECT") and "FROM workload_pods" in s and "FOR UPDATE" in s]
+    assert bool(locked) == (database.engine.dialect.name == "postgresql")
+    with database.read() as conn:
+        pod = workload_pods.c
+        rows = {
+            r.id: r
+            for r in conn.execute(
+                sa.select(pod.id, pod.document, pod.k8s_phase, pod.node_name, pod.completed_at, pod.revision)
+            )
+        }
+        assert {pid: (r.k8s_phase, r.node_name, r.revision) for pid, r in rows.items()} == {
+            str(wid("pod1")): ("Succeeded", "node-1", 2),
+            str(wid("pod2")): ("Succeeded", "node-0", 1),
+            str(wid("pod3")): ("Running", "node-9", 2),
+            str(wid("pod4")): ("Running", "node-0", 1),
+        }
+        assert rows[str(wid("pod1"))].completed_at == 1_800_000_060_000
+        assert orjson.loads(rows[str(wid("pod3"))].document)["nodeName"] == "node-9"
+        everything = PodQuery(scope=ScopeSet.everything())
+        assert count_pods(conn, everything) == 4
+        on_node = PodQuery(
+            scope=ScopeSet.everything(), terms=parse_filter(["nodeName==node-9"], fields=POD_FIELDS)
+        )
+        assert _ids(conn, on_node) == ["serve-3"]
+        succeeded = PodQuery(scope=ScopeSet.everything(), words=parse_search("succeeded"))
+        assert _ids(conn, succeeded) == ["train-1", "train-2"]
+
+
 def test_a_revisions_pods_are_read_from_their_own_indexes(database: Database) -> None:
     """SQLite: a revision's live pods, its deleted ones and the question whether it has any are each a
     look-up on a partial index over the pods that have a revision (0017, 0019), scoped or not; without
