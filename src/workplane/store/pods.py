@@ -115,10 +115,8 @@ def apply_pods(
     if not latest:
         return 0
     owners = cluster_workloads(connection, cluster_id, {str(pod.workload_id) for _, pod in latest.values()})
-    # Every column but the document, so that an update writes only the columns that changed. On
-    # PostgreSQL the rows stay locked until the batch commits: another sync worker's batch of the same
-    # cluster may hold a newer report of the same pod: one waits for the other, then reads its rows.
-    rows = rows_by_key(connection, workload_pods, list(latest), without=("document",), for_update=True)
+    # Every column but the document, so that an update can write only the columns that changed.
+    rows = rows_by_key(connection, workload_pods, list(latest), without=("document",))
     stored = {row["id"]: row for row in rows}
     changes = []
     for key, (index, pod) in latest.items():
@@ -173,34 +171,34 @@ def apply_pods(
 
 
 def _write_pods(connection: sa.Connection, changes: list[dict[str, Any]], stored: dict[str, Any]) -> None:
-    """Insert the new pods, and update the stored ones in groups by the columns that changed: SQLite
-    maintains every index whose columns or condition name a column in SET, and runs the triggers on
-    them (the counters' on ``deleted_at`` and the scopes, the text index's on ``search_text``),
-    changed or not, so a pod that only changed phase would otherwise rewrite its entries in all
-    fourteen of them. The document, in no index, is written with every change."""
+    """Write the changed pods. Where an UPDATE maintains every index and runs every trigger that
+    names a column in SET, changed or not (SQLite: the counters' on ``deleted_at`` and the scopes, the
+    text index's on ``search_text``; ``updates_follow_set_list``), the stored pods are updated in
+    groups by the columns that changed, so that a pod that only changed phase does not rewrite its
+    entries in all fourteen indexes; the document, in no index, is written with every change. Every
+    other pod is upserted whole: on PostgreSQL, which compares the values itself, that also keeps
+    two sync workers' batches of one cluster from leaving a row half one report, half the other."""
     # In the order of the primary key: each row then lands next to the last one in the key's index
     # instead of on a page of its own (a fifth of the upsert's CPU time at 100,000 pods on SQLite).
     changes.sort(key=itemgetter("id"))
-    new: list[dict[str, Any]] = []
+    sql = dialect_of(connection)
+    whole: list[dict[str, Any]] = []
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in changes:
         before = stored.get(row["id"])
-        if before is None:
-            new.append(row)
+        if before is None or not sql.updates_follow_set_list:
+            whole.append(row)
             continue
         changed = tuple(c for c in _UPDATED if c == "document" or row[c] != before[c])
         groups.setdefault(changed, []).append({"id": row["id"], **{c: row[c] for c in changed}})
-    sql = dialect_of(connection)
     with deferred_triggers(connection):
         for rows in groups.values():
             update_rows(connection, workload_pods, rows)
-        if new:
-            # The new pods go in the text index in one statement after the insert, not one trigger
+        if whole:
+            # The new pods go in the text index in one statement after the upsert, not one trigger
             # run each (migration 0018); a pod whose text changed is re-indexed by its update trigger.
-            # An upsert, not an insert: on PostgreSQL another batch may have added the pod since it
-            # was read (a row that was not there could not be locked).
             before_insert = sql.last_rowid(connection, workload_pods)
-            upsert(connection, workload_pods, new, _UPDATED)
+            upsert(connection, workload_pods, whole, _UPDATED)
             sql.index_rows_after(connection, workload_pods, before_insert)
 
 

@@ -53,6 +53,10 @@ class SqlDialect:
     # as one walk per value, merged (``store.pods._merged_parts``), rather than from the ``IN`` list's
     # index and sorted (see the dialects).
     merges_value_walks: ClassVar[bool] = False
+    # Whether an UPDATE rewrites the entries of every index that names a column in its SET list (or
+    # in its condition), and runs the UPDATE OF triggers on them, whether the value changed or not
+    # (SQLite); then a writer sets only the columns that changed. PostgreSQL compares the values.
+    updates_follow_set_list: ClassVar[bool] = False
 
     # --- engine --------------------------------------------------------------------------------
     def create_engine(
