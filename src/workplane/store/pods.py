@@ -170,8 +170,9 @@ def apply_pods(
 
 def _stored_pods(connection: sa.Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
     """The stored rows of these pods: where an update writes only the columns that changed
-    (``_write_pods``), every column but the document; elsewhere the few the plan reads (PostgreSQL's
-    steady state under the agent's benchmark was slower reading them all: p50 2.2 s against 0.7)."""
+    (``_write_pods``), every column but the document; elsewhere the few the plan reads (PostgreSQL
+    gains nothing from the others, and the two runs of the agent's benchmark that read them all had
+    a slower steady state, p50 2.2–2.8 s against 0.6–0.8: not shown to be the cause)."""
     if dialect_of(connection).updates_follow_set_list:
         rows = rows_by_key(connection, workload_pods, ids, without=("document",))
         return {row["id"]: row for row in rows}
