@@ -505,7 +505,9 @@ def test_clock_sorts_and_counts_read_the_clock_indexes(database: Database, catal
     statements: list[tuple[str, Any]] = []
 
     def capture(_c: Any, _cursor: Any, statement: str, parameters: Any, _x: Any, _many: bool) -> None:
-        if " ".join(statement.split()).startswith(("SELECT workloads.id", "SELECT count(*)")):
+        if " ".join(statement.split()).startswith(
+            ("SELECT workloads.id", "SELECT count(*)", "SELECT (SELECT count(*)")
+        ):
             statements.append((statement, parameters))
 
     sa.event.listen(database.engine, "before_cursor_execute", capture)
@@ -523,6 +525,9 @@ def test_clock_sorts_and_counts_read_the_clock_indexes(database: Database, catal
     finally:
         sa.event.remove(database.engine, "before_cursor_execute", capture)
     assert statements
+    # A clock term's count is one statement (one snapshot on PostgreSQL) summing its three sets'.
+    summed = [s for s, _ in statements if " ".join(s.split()).startswith("SELECT (SELECT count(*)")]
+    assert len(summed) == len(CLOCK_FIELDS)
     with database.read() as conn:
         for statement, parameters in statements:
             plan = " | ".join(
@@ -530,3 +535,7 @@ def test_clock_sorts_and_counts_read_the_clock_indexes(database: Database, catal
             )
             clock_index = any(f"ix_workloads_{c}_" in plan for c in ("pending", "running"))
             assert clock_index or "sqlite_autoindex_workloads_1 (id=?)" in plan, (statement, plan)
+            if statement in summed:
+                reads = [r for r in plan.split(" | ") if r.startswith(("SEARCH workloads", "SCAN workloads"))]
+                assert len(reads) == 3, plan
+                assert all("ix_workloads_" in r for r in reads), plan

@@ -531,16 +531,19 @@ def count_workloads(
     if in_pool is not None:
         return in_pool
     dialect, values = dialect_of(connection), few_values(connection, query)
-    split = _clock_split(query)
-    total = 0
-    # A term on a clock field: the sum over its three sets of rows, each counted by its own index.
-    for streams in [{split: s} for s in range(3)] if split is not None else [{}]:
+
+    def counted(streams: dict[str, int]) -> sa.Select[Any]:
         compiler = Compiler(catalog, now_ms, dialect, values=values, streams=streams)
-        statement = (
-            sa.select(sa.func.count()).select_from(workloads).where(*_where(connection, query, compiler))
-        )
-        total += int(connection.execute(statement).scalar_one())
-    return total
+        return sa.select(sa.func.count()).select_from(workloads).where(*_where(connection, query, compiler))
+
+    split = _clock_split(query)
+    if split is None:
+        return int(connection.execute(counted({})).scalar_one())
+    # A term on a clock field: the sum over its three sets of rows, each counted by its own index, in
+    # one statement (PostgreSQL gives each statement its own snapshot: a clock that stopped between
+    # two would be counted in both sets or in neither).
+    first, second, third = (counted({split: s}).scalar_subquery() for s in range(3))
+    return int(connection.execute(sa.select(first + second + third)).scalar_one())
 
 
 def get_workload(connection: sa.Connection, workload_id: str, *, scope: ScopeSet | None = None) -> Any:
