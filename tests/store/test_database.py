@@ -254,3 +254,24 @@ def test_a_sqlite_writer_waits_for_the_write_lock_then_takes_it(tmp_path: Path) 
     finally:
         other.close()
         impatient.dispose()
+
+
+def test_a_read_transaction_reads_one_snapshot(database: Database) -> None:
+    """Every statement of a read transaction sees the store as it was at its first: a page read in
+    parts, or a count summed over sets, cannot count a row twice or miss one that a writer moved
+    meanwhile (PostgreSQL's default gives each statement a snapshot of its own)."""
+    with database.write() as conn:
+        conn.execute(sa.text("CREATE TABLE snapshot_probe (id INTEGER PRIMARY KEY)"))
+        conn.execute(sa.text("INSERT INTO snapshot_probe VALUES (1)"))
+    count = sa.text("SELECT count(*) FROM snapshot_probe")
+    try:
+        with database.read() as reader:
+            assert reader.execute(count).scalar_one() == 1
+            with database.write() as writer:
+                writer.execute(sa.text("INSERT INTO snapshot_probe VALUES (2)"))
+            assert reader.execute(count).scalar_one() == 1
+        with database.read() as reader:
+            assert reader.execute(count).scalar_one() == 2
+    finally:
+        with database.write() as conn:
+            conn.execute(sa.text("DROP TABLE snapshot_probe"))

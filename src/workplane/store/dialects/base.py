@@ -57,6 +57,9 @@ class SqlDialect:
     # in its condition), and runs the UPDATE OF triggers on them, whether the value changed or not
     # (SQLite); then a writer sets only the columns that changed. PostgreSQL compares the values.
     updates_follow_set_list: ClassVar[bool] = False
+    # Execution options of a read transaction's connection: whatever makes every statement of it
+    # read one snapshot (a page read in parts, a count summed over sets, a list and its count).
+    read_options: ClassVar[dict[str, Any]] = {}
 
     # --- engine --------------------------------------------------------------------------------
     def create_engine(
