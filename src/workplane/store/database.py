@@ -101,7 +101,7 @@ class Database:
         most ``query_timeout_ms`` (then the driver raises what ``is_cancelled_query`` recognises), and
         stops early when the request's ``QueryCancel`` fires."""
         with (
-            self.engine.connect().execution_options(**self.sql.read_options) as connection,
+            self.engine.connect() as connection,
             connection.begin(),
             self.sql.bounded_read(connection, self.query_timeout_ms) as stop,
         ):

@@ -57,9 +57,6 @@ class SqlDialect:
     # in its condition), and runs the UPDATE OF triggers on them, whether the value changed or not
     # (SQLite); then a writer sets only the columns that changed. PostgreSQL compares the values.
     updates_follow_set_list: ClassVar[bool] = False
-    # Execution options of a read transaction's connection: whatever makes every statement of it
-    # read one snapshot (a page read in parts, a count summed over sets, a list and its count).
-    read_options: ClassVar[dict[str, Any]] = {}
 
     # --- engine --------------------------------------------------------------------------------
     def create_engine(
@@ -68,8 +65,9 @@ class SqlDialect:
         raise NotImplementedError
 
     def bounded_read(self, connection: sa.Connection, timeout_ms: int) -> AbstractContextManager[Any]:
-        """Within the block, a statement of ``connection`` stops after ``timeout_ms`` (0: no limit);
-        the block's value stops the running statement from another thread."""
+        """The read transaction just begun on ``connection`` reads one snapshot, and within the
+        block a statement of it stops after ``timeout_ms`` (0: no limit); the block's value stops
+        the running statement from another thread."""
         raise NotImplementedError
 
     def checkpoint(self, engine: sa.Engine) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -49,9 +49,6 @@ class PostgresDialect(SqlDialect):
     # The ``IN`` list's 19,000 index entries (ten nodes at a million pods) read and sorted for a page:
     # 5.8 ms of SQL; one walk per node, merged: 3.0 ms.
     merges_value_walks = True
-    # READ COMMITTED, the default, takes a snapshot per statement. A read-only REPEATABLE READ
-    # transaction takes one for the transaction and never fails on a concurrent writer.
-    read_options: ClassVar[dict[str, Any]] = {"isolation_level": "REPEATABLE READ"}
 
     # --- engine --------------------------------------------------------------------------------
     def create_engine(
@@ -92,8 +89,12 @@ class PostgresDialect(SqlDialect):
     def bounded_read(self, connection: sa.Connection, timeout_ms: int) -> Iterator[Any]:
         raw = connection.connection.driver_connection
         assert raw is not None
-        if timeout_ms:
-            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        # One snapshot for the whole transaction (READ COMMITTED, the default, takes one per
+        # statement): a page read in parts or a count summed over sets then cannot count a row twice
+        # or miss one a writer moved between two statements. Read only, it never fails on a writer.
+        # Sent with the timeout in one round trip, before the first query as it must be.
+        timeout = f"; SET LOCAL statement_timeout = {int(timeout_ms)}" if timeout_ms else ""
+        connection.exec_driver_sql(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ{timeout}")
         yield raw.cancel_safe
 
     def estimated_rows(self, connection: sa.Connection, table: sa.Table) -> int | None:
