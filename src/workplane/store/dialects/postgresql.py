@@ -91,7 +91,7 @@ class PostgresDialect(SqlDialect):
         assert raw is not None
         # One snapshot for the whole transaction (READ COMMITTED, the default, takes one per
         # statement): a page read in parts or a count summed over sets then cannot count a row twice
-        # or miss one a writer moved between two statements. Read only, it never fails on a writer.
+        # or miss one a writer moved between two statements. It only reads, so it never fails on a writer.
         # Sent with the timeout in one round trip, before the first query as it must be.
         timeout = f"; SET LOCAL statement_timeout = {int(timeout_ms)}" if timeout_ms else ""
         connection.exec_driver_sql(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ{timeout}")
