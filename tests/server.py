@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -98,22 +98,34 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=STOP_TIMEOUT_S)
 
 
-def _wait_healthy(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
+def await_health(
+    process: subprocess.Popen[bytes], base_url: str, timeout_s: float, *, interval_s: float
+) -> Literal["healthy", "exited", "timeout"]:
+    """Ask ``GET /api/v1/health`` every ``interval_s`` until it answers 200 (``healthy``), the process
+    exits (``exited``) or ``timeout_s`` passes (``timeout``)."""
+    deadline = time.monotonic() + timeout_s
     # One client for every try: ``httpx.get`` makes a client, and with it an SSL context that loads the
     # CA bundle, each time (38 ms of CPU a try, about 0.45 CPU-s a start; 1.3 ms with one client).
     with httpx.Client(timeout=2) as http:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise ServerFailedToStart(f"the server exited with {process.returncode}:\n{_log_tail(log)}")
+                return "exited"
             try:
                 if http.get(f"{base_url}/api/v1/health").status_code == 200:
-                    return
-            except httpx.TransportError:
+                    return "healthy"
+            except httpx.HTTPError:
                 pass
-            time.sleep(0.05)
-    _stop(process)
-    raise ServerFailedToStart(f"no healthy answer within {START_TIMEOUT_S:.0f} s:\n{_log_tail(log)}")
+            time.sleep(interval_s)
+    return "timeout"
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+    outcome = await_health(process, base_url, START_TIMEOUT_S, interval_s=0.05)
+    if outcome == "exited":
+        raise ServerFailedToStart(f"the server exited with {process.returncode}:\n{_log_tail(log)}")
+    if outcome == "timeout":
+        _stop(process)
+        raise ServerFailedToStart(f"no healthy answer within {START_TIMEOUT_S:.0f} s:\n{_log_tail(log)}")
 
 
 def _start(

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.server import await_health
 from workplane.agents.traces import Trace, load_dlrm, load_itp, load_openb
 from workplane.app import build_services, create_app
 from workplane.auth.credentials import ADMIN_CLIENT_ID
@@ -153,17 +153,10 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=1) as http:  # one client: ``httpx.get`` loads the CA bundle each try
-            while time.monotonic() < deadline:
-                assert self.process.poll() is None, self.output()
-                try:
-                    if http.get(f"{self.url}/api/v1/health").status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-        raise AssertionError(f"the server did not answer: {self.output()}")
+        outcome = await_health(self.process, self.url, timeout_s, interval_s=0.2)
+        assert outcome != "exited", self.output()
+        if outcome == "timeout":
+            raise AssertionError(f"the server did not answer: {self.output()}")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush; what is committed is all that survives."""
