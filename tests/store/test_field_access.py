@@ -5,6 +5,9 @@ ordered parts: it must give exactly the page a full ``ORDER BY`` gives)."""
 from __future__ import annotations
 
 import random
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -539,3 +542,61 @@ def test_clock_sorts_and_counts_read_the_clock_indexes(database: Database, catal
                 reads = [r for r in plan.split(" | ") if r.startswith(("SEARCH workloads", "SCAN workloads"))]
                 assert len(reads) == 3, plan
                 assert all("ix_workloads_" in r for r in reads), plan
+
+
+@contextmanager
+def _sent(database: Database) -> Iterator[list[str]]:
+    """The statements sent within the block, each on one line."""
+    statements: list[str] = []
+
+    def capture(_c: Any, _cursor: Any, statement: str, _p: Any, _x: Any, _many: bool) -> None:
+        statements.append(" ".join(statement.split()))
+
+    sa.event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", capture)
+
+
+def test_a_range_on_no_row_sends_no_page_statement(database: Database, catalog: CatalogSnapshot) -> None:
+    """A range whose index holds no row at all (``ranged_walk``'s count is 0) is an empty page: no
+    statement sorts or walks for it. A clock term asks its three sets apart, and one or two of them
+    usually hold nothing."""
+    _load_ranges(database, catalog)
+    _load_clocks(database, catalog)
+    for term in (f"completedAt>={_iso(LATE + timedelta(days=1))}", "totalRunningTimeSeconds>=1000000000"):
+        for order in SortOrder:
+            with _sent(database) as sent:
+                got = _page(database, catalog, Sort("createdAt", order), offset=0, limit=10, terms=[term])
+            assert got == ([], False), term
+            pages = [s for s in sent if s.startswith("SELECT workloads.id FROM workloads")]
+            assert pages == [], (term, pages)
+
+
+def test_walks_and_open_clocks_keep_their_ranges_off_every_index(
+    database: Database, catalog: CatalogSnapshot
+) -> None:
+    """The bounded walk of the creation order (``ranged_walk``) and a clock's ``since < now`` beside
+    its key's order hold their predicate in a form no index answers on either database
+    (``SqlDialect.unordered``): PostgreSQL's statistics took the range and the walk's bound as
+    independent and intersected their indexes (``list completedAt>= newest first``: 6,500 rows read
+    for a page of 51 at 1M), and read the 30,000 open Pending clocks from the ``since`` index, then
+    sorted them (``sort totalPendingTimeSeconds asc``: 18 ms of SQL for 0.3)."""
+    _load_ranges(database, catalog)
+    _load_clocks(database, catalog)
+    plain_range = re.compile(r"(?:WHERE|AND) workloads\.completed_at >=")
+    plain_since = re.compile(r"(?:WHERE|AND) workloads\.(pending|running)_since_ms <")
+    terms = [f"completedAt>={_iso(RANGE_BASE)}"]
+    for order in SortOrder:
+        with _sent(database) as sent:
+            _page(database, catalog, Sort("createdAt", order), offset=0, limit=10, terms=terms)
+        walks = [s for s in sent if "workloads.created_at <=" in s or "workloads.created_at >=" in s]
+        assert walks, sent
+        assert not any(plain_range.search(s) for s in walks), walks
+        for field in CLOCK_FIELDS:
+            with _sent(database) as sent:
+                _page(database, catalog, Sort(field, order), offset=0, limit=10)
+            opened = [s for s in sent if "_since_ms IS NOT NULL" in s]
+            assert opened, sent
+            assert not any(plain_since.search(s) for s in opened), opened

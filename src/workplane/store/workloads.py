@@ -443,6 +443,8 @@ def _page_ids(
     if parts is not None:
         return page_by_parts(connection, statement, parts, offset=offset, limit=limit)
     walk = None if few else ranged_walk(rollup, sort, need=need)
+    if walk is not None and walk.empty:
+        return [], False
     order = compiler.order_by(sort)
     if walk is not None and walk.bound is not None:
         # The same selection with its ranges off their indexes, along the order's index.

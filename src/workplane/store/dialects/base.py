@@ -178,9 +178,14 @@ class SqlDialect:
         return column
 
     def unordered(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        """A number ``column`` as a sort key no index gives, on every database: for a selection that
-        a walk along the key's index is known to find only far along it (``store.ordering.Walk``),
-        where statistics that take the selected rows as spread evenly would still walk it. Here
+        """A number ``column`` in a form no index answers, on every database, whatever statistics
+        say. As a sort key: for a selection that a walk along the key's index is known to find only
+        far along it (``store.ordering.Walk``), where statistics that take the selected rows as
+        spread evenly would still walk it. In a predicate: where the plan is known and statistics
+        misjudge it, as they do a predicate correlated with another (a range in a bounded walk of
+        the creation order, ``ranged_walk``; a clock's ``since < now`` beside its key's order,
+        ``Compiler.clock_streams``): PostgreSQL takes them as independent and would intersect their
+        indexes, or read every row of a set by the predicate's index and sort them. Here
         ``column + 0``."""
         return column + 0
 
