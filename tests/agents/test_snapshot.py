@@ -181,6 +181,7 @@ def test_itp_snapshot(client: TestClient, itp: Trace) -> None:
             assert record["allocatedResources"]["gpu"] == 0
 
 
+@pytest.mark.no_cover
 def test_all_traces_fully(
     client: TestClient, services: Services, itp: Trace, openb: Trace, dlrm: Trace
 ) -> None:

@@ -197,6 +197,7 @@ def _scope_sets(count: int, seed: int = 11) -> list[list[tuple[str, Scope]]]:
     return sets
 
 
+@pytest.mark.no_cover
 @pytest.mark.parametrize("rules", _scope_sets(9), ids=lambda rules: "+".join(f"{s.type}" for _, s in rules))
 def test_a_scoped_caller_reads_the_administrators_answer_restricted_to_its_scopes(
     loaded: Loaded, rules: list[tuple[str, Scope]]

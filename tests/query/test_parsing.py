@@ -456,6 +456,7 @@ def differential_db(backend_url: str, tmp_path_factory: pytest.TempPathFactory) 
     db.dispose()
 
 
+@pytest.mark.no_cover
 @settings(
     max_examples=120,
     deadline=None,

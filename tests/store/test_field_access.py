@@ -461,6 +461,7 @@ CLOCK_TERMS = [
 ]
 
 
+@pytest.mark.no_cover
 @pytest.mark.parametrize("deleted", [False, True])
 def test_clock_fields_sort_filter_and_count_as_served(
     database: Database, catalog: CatalogSnapshot, deleted: bool

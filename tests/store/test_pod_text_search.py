@@ -153,6 +153,7 @@ def _queries() -> list[PodQuery]:
     return queries
 
 
+@pytest.mark.no_cover
 @pytest.mark.usefixtures("pods")
 @pytest.mark.parametrize("narrow", ["index", "scan"])
 def test_look_ups_change_no_answer(database: Database, monkeypatch: pytest.MonkeyPatch, narrow: str) -> None:
@@ -438,6 +439,7 @@ def test_a_pod_joining_a_revision_whose_row_another_writer_empties(database: Dat
         assert _emptied_revisions(conn) == set()
 
 
+@pytest.mark.no_cover
 @pytest.mark.usefixtures("pods")
 @pytest.mark.parametrize("walk", ["planned", "dense", "sparse"])
 def test_sorts_answered_in_parts_page_as_the_plain_order(
@@ -568,6 +570,7 @@ def test_a_negated_terms_count_is_the_rest_less_its_positive(database: Database)
     assert differences == len(negated) * len(scopes) * len(rolled)
 
 
+@pytest.mark.no_cover
 @pytest.mark.usefixtures("pods")
 @pytest.mark.parametrize("plan", ["planned", "walk", "look-up"])
 def test_ranges_in_creation_order_page_as_the_plain_order(

@@ -61,6 +61,7 @@ def _restrict(table: sa.Table) -> sa.ColumnElement[bool]:
     return sa.or_(table.c.project_id == "p0", table.c.department_id == "d1")
 
 
+@pytest.mark.no_cover
 @pytest.mark.usefixtures("inventory")
 @pytest.mark.parametrize("restricted", [False, True])
 def test_rollups_and_rows_agree(database: Database, catalog: CatalogSnapshot, restricted: bool) -> None:

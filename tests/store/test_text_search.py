@@ -79,6 +79,7 @@ CASES = [
 ]
 
 
+@pytest.mark.no_cover
 @pytest.mark.usefixtures("inventory")
 @pytest.mark.parametrize(("filter_by", "search", "expected"), CASES)
 @pytest.mark.parametrize("cap", [2, sqlite_dialect.CAP])
