@@ -21,7 +21,6 @@ package (``scripts/test`` calls it); ``missing()`` names what is not installed, 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.server import free_port
 
 PROGRAMS = ("prometheus", "promtool")
 STEP_MS = 15_000
@@ -41,13 +42,6 @@ COUNTER_BASE = 1_000_000.0  # far from 0, so that rate() never clamps its extrap
 
 def missing() -> list[str]:
     return [p for p in PROGRAMS if shutil.which(p) is None]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.server import free_port
+
 PROGRAMS = ("munged", "mungekey", "slurmctld", "slurmd", "scontrol", "sbatch", "squeue", "sacct", "sstat")
 ACCOUNTING_PROGRAMS = ("slurmdbd", "sacctmgr", "mariadbd", "mariadb-install-db", "mariadb")
 CLUSTER = "wptest"
@@ -42,13 +44,6 @@ def missing(accounting: bool = True) -> list[str]:
     """The programs a cluster needs that are not installed."""
     wanted = PROGRAMS + (ACCOUNTING_PROGRAMS if accounting else ())
     return [p for p in wanted if _which(p) is None]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class SlurmError(RuntimeError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.server import await_health
+from tests.server import await_health, free_port
 from workplane.agents.traces import Trace, load_dlrm, load_itp, load_openb
 from workplane.app import build_services, create_app
 from workplane.auth.credentials import ADMIN_CLIENT_ID
@@ -110,13 +109,6 @@ def fresh_app(data_dir: Path) -> Iterator[TestClient]:
         client.headers["Authorization"] = f"Bearer {token}"
         yield client
     services.db.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class ServerProcess:
