@@ -3,6 +3,7 @@ says nothing about internals or secrets, and lands in the audit log."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import hmac
@@ -20,8 +21,10 @@ from fastapi.testclient import TestClient
 from tests.auth.helpers import Credential, bearer, create_key, grant, token
 from tests.factories import CLUSTER, load, workload
 from tests.server import assert_error
+from workplane.agents.client import add_connection_flags
 from workplane.api.deps import Services
 from workplane.app import create_app
+from workplane.auth import credentials
 from workplane.auth.credentials import ADMIN_CLIENT_ID
 from workplane.auth.throttle import TokenThrottle
 from workplane.auth.tokens import TokenSigner, key_id, rotate_signing_key
@@ -127,6 +130,27 @@ def test_a_rotated_secret_replaces_the_old_one(client: TestClient, anonymous: Te
         json={"grantType": "app_token", "AppId": credential.client_id, "AppSecret": credential.secret},
     )
     assert_error(refused, 401)
+
+
+def test_no_secret_starts_with_a_dash(
+    client: TestClient, anonymous: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command line takes ``--client-secret SECRET``, and argparse reads a value starting with
+    "-" as an option: such a secret (one in 64 of ``token_urlsafe``'s) is drawn again, for new and
+    rotated keys alike."""
+    draws = iter(["-dash-first", "created-secret", "-dash-again", "-and-again", "rotated-secret"])
+    monkeypatch.setattr(credentials.secrets, "token_urlsafe", lambda _: next(draws))
+    credential = create_key(client, "dashless")
+    assert credential.secret == "created-secret"
+    answer = client.post(f"/api/v1/access-keys/{credential.client_id}/secret")
+    assert answer.json()["clientSecret"] == "rotated-secret"
+    token(anonymous, Credential(credential.client_id, "rotated-secret"))
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_connection_flags(parser)
+    args = parser.parse_args(["--client-id", credential.client_id, "--client-secret", "rotated-secret"])
+    assert args.client_secret == "rotated-secret"
+    with pytest.raises(argparse.ArgumentError):  # what a dash-first secret would meet
+        parser.parse_args(["--client-secret", "-dash-first"])
 
 
 def test_tokens_of_a_rotated_signing_key_stay_valid_until_they_expire(

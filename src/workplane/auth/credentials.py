@@ -93,7 +93,13 @@ class NewKey:
 
 
 def _new_secret() -> str:
-    return secrets.token_urlsafe(32)
+    """256 random bits, URL-safe, never starting with "-": every command line takes a secret as
+    ``--client-secret SECRET``, where argparse reads a value starting with "-" as an option and refuses
+    it (one key in 64 otherwise)."""
+    secret = secrets.token_urlsafe(32)
+    while secret.startswith("-"):
+        secret = secrets.token_urlsafe(32)
+    return secret
 
 
 def create_key(
