@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +200,54 @@ def postgres_pids() -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def database_backends(database: str) -> list[int]:
+    """The local PostgreSQL server's backends connected to ``database`` (its process title names it:
+    ``postgres: <cluster>: <user> <database> <client> <state>``)."""
+    found = []
+    for pid in postgres_pids():
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+        except OSError:
+            continue
+        if len(title) > 3 and title[3] == database.encode():
+            found.append(pid)
+    return found
+
+
+class BackendCpu:
+    """The CPU seconds PostgreSQL's backends spent for one database since this was made: its
+    connections' processes sampled every ``every_s`` in a thread (a backend that ends counts as of its
+    last sample), which the client processes' own CPU figures do not include."""
+
+    def __init__(self, database: str, every_s: float = 0.25) -> None:
+        self.database = database
+        self.every_s = every_s
+        self._start = cpu_by_process(database_backends(database))
+        self._last: dict[int, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        found = cpu_by_process(database_backends(self.database))
+        with self._lock:
+            self._last.update(found)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self._sample()
+
+    def seconds(self) -> float:
+        self._sample()
+        with self._lock:
+            return sum(v - self._start.get(pid, 0.0) for pid, v in self._last.items())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def cpu_seconds(pids: list[int]) -> float:

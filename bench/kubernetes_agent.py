@@ -40,7 +40,7 @@ from urllib.parse import quote
 from tests.agents.kubernetes import manifests as m
 from tests.agents.kubernetes.apiserver import FakeCluster
 
-from bench.http_load import Server, cpu_by_process, cpu_seconds, process_tree, request, sample_rss
+from bench.http_load import BackendCpu, Server, cpu_by_process, cpu_seconds, process_tree, request, sample_rss
 from bench.load import POSTGRESQL, SQLITE, ensure_exists, make_target, wipe
 from workplane.agents.kubernetes.command import cluster_id_for
 from workplane.services.setup import ADMIN_FILE
@@ -237,6 +237,11 @@ def main() -> None:
         help="PostgreSQL server to create the benchmark database on",
     )
     parser.add_argument(
+        "--pg-database",
+        default="workplane_k8s",
+        help="the benchmark database's name (dropped and made anew: one per concurrent run)",
+    )
+    parser.add_argument(
         "--server-setting",
         action="append",
         default=[],
@@ -262,7 +267,7 @@ def main() -> None:
         flush=True,
     )
     target = make_target(
-        args.db, size=0, out_dir=out / "k8s-agent", pg_url=args.pg_url, pg_database="workplane_k8s"
+        args.db, size=0, out_dir=out / "k8s-agent", pg_url=args.pg_url, pg_database=args.pg_database
     )
     if args.db == POSTGRESQL:
         ensure_exists(target)
@@ -290,6 +295,8 @@ def main() -> None:
         t0 = time.monotonic()
         assert server.process is not None
         server_cpu0, bench_cpu0 = cpu_by_process(process_tree(server.process.pid)), time.process_time()
+        # PostgreSQL's own work for the store, which no process of the benchmark's shows.
+        backends = BackendCpu(target.pg_database) if target.pg_database else None
         peak = 0.0
         count = 0
         try:
@@ -314,6 +321,8 @@ def main() -> None:
             for pid, seconds in cpu_by_process(process_tree(server.process.pid)).items():
                 part = "server" if pid == server.process.pid else "sync workers"
                 cpu[part] += seconds - server_cpu0.get(pid, 0.0)
+            if backends is not None:
+                cpu["PostgreSQL backends"] = backends.seconds()
             time.sleep(2)  # the agent settles into watching
             end_rss = sample_rss(agent.pid).total_mb
             peak = max(peak, end_rss)
@@ -321,7 +330,7 @@ def main() -> None:
             if args.seconds > 0 and count >= args.owners:
                 churn = Churn(cluster, jobs, pod_objects)
                 sampler = _RssSampler(agent.pid)
-                before = _cpu(agent.pid, server.process.pid)
+                before = _cpu(agent.pid, server.process.pid, backends)
                 load0 = _loadavg()
                 latencies, unseen, made = steady_state(
                     churn,
@@ -331,7 +340,7 @@ def main() -> None:
                     seconds=args.seconds,
                     sample_every=args.sample_every,
                 )
-                after = _cpu(agent.pid, server.process.pid)
+                after = _cpu(agent.pid, server.process.pid, backends)
                 sampler.stop()
                 print(
                     f"[{target.label}] steady state: {churn.made:,} pod changes at {made:,.0f}/s "
@@ -348,6 +357,8 @@ def main() -> None:
                     flush=True,
                 )
         finally:
+            if backends is not None:
+                backends.stop()
             agent.terminate()
             agent.wait(timeout=30)
             log.close()
@@ -377,16 +388,19 @@ def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def _cpu(agent: int, server: int) -> dict[str, float]:
+def _cpu(agent: int, server: int, backends: BackendCpu | None) -> dict[str, float]:
     """CPU seconds so far of the agent, the server's main process, its sync workers, and this process
-    (the test API server and the churn)."""
+    (the test API server and the churn); on PostgreSQL, its backends' for the store."""
     by_pid = cpu_by_process(process_tree(server))
-    return {
+    found = {
         "agent": cpu_seconds([agent]),
         "server": by_pid.get(server, 0.0),
         "sync workers": sum(v for pid, v in by_pid.items() if pid != server),
         "test API server + churn + polling": time.process_time(),
     }
+    if backends is not None:
+        found["PostgreSQL backends"] = backends.seconds()
+    return found
 
 
 class _RssSampler:

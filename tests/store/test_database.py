@@ -6,6 +6,7 @@ import sqlite3
 import threading
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from workplane.store.database import (
     keys_present,
     rows_by_key,
     update_rows,
+    upsert,
 )
 from workplane.store.schema import clusters, workload_counts, workload_history, workloads
 
@@ -120,6 +122,50 @@ def test_insert_rows_and_rows_by_key(database: Database) -> None:
         {"id": "c0003", "last_sync_at": 3},
         {"id": "new", "last_sync_at": 1},
     ]
+
+
+def test_upsert_inserts_new_rows_and_sets_the_named_columns_of_stored_ones(database: Database) -> None:
+    """On PostgreSQL all the rows go in one statement (an executemany ran one per row, each firing the
+    statement triggers); rows that repeat a key go one at a time, the later one's values winning, as
+    one statement cannot touch a row twice."""
+    sent: list[tuple[str, bool]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, many: bool) -> None:
+        if statement.startswith("INSERT INTO clusters"):
+            sent.append((statement, many))
+
+    with database.write() as conn:
+        stored = [{"id": f"c{n}", "name": f"old-{n}", "last_sync_at": 1} for n in range(2)]
+        insert_rows(conn, clusters, stored)
+    sa.event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        with database.write() as conn:
+            rows = [{"id": f"c{n}", "name": f"new-{n}", "last_sync_at": 10 + n} for n in range(1, 700)]
+            upsert(conn, clusters, rows, ["last_sync_at"])
+            one_statement = list(sent)
+            upsert(
+                conn,
+                clusters,
+                [
+                    {"id": "twice", "name": "first", "last_sync_at": 1},
+                    {"id": "twice", "name": "second", "last_sync_at": 2},
+                    {"id": "c0", "name": "new-0", "last_sync_at": None},
+                ],
+                ["name", "last_sync_at"],
+            )
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", capture)
+    with database.read() as conn:
+        found = {r.id: (r.name, r.last_sync_at) for r in conn.execute(sa.select(clusters))}
+    assert found == {
+        "c0": ("new-0", None),
+        "c1": ("old-1", 11),  # stored: only the named column changes
+        **{f"c{n}": (f"new-{n}", 10 + n) for n in range(2, 700)},
+        "twice": ("second", 2),
+    }
+    if database.dialect == "postgresql":
+        assert [many for _statement, many in one_statement] == [False]
+        assert "unnest" in one_statement[0][0]
 
 
 def test_keys_present_finds_the_keys_of_rows_meeting_the_conditions(database: Database) -> None:

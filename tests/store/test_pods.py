@@ -226,3 +226,59 @@ def test_migration_0013_fills_the_listing_columns_of_stored_pods(empty_url: str)
     assert [r.completed_at for r in rows] == [None, rows[1].k8s_phase_updated_at, None]
     assert rows[0].search_text == "train-1 train node-1 default running"
     engine.dispose()
+
+
+def test_a_batch_of_many_pods_is_read_and_written_in_one_statement_each(database: Database) -> None:
+    """More pods than one ``IN`` list holds (500): on PostgreSQL the batch reads its stored pods and
+    its workloads with one statement each and upserts its pods with one (its new and its changed pods
+    together: both statement triggers count them); SQLite keeps its lists and its prepared upsert.
+    Either way the pods, their counts and their search text are those of the reports."""
+    with database.write() as conn:
+        _load(conn)
+    later = "2024-05-02T00:00:00Z"
+    batch = [_pod(n, "train", revision=2, createdAt=later) for n in range(10, 610)]
+
+    def apply(pods: list[PodObservation], now_ms: int) -> list[tuple[str, bool]]:
+        sent: list[tuple[str, bool]] = []
+
+        def capture(_c: Any, _cursor: Any, statement: str, _params: Any, _context: Any, many: bool) -> None:
+            sent.append((" ".join(statement.split()), many))
+
+        sa.event.listen(database.engine, "before_cursor_execute", capture)
+        try:
+            with database.write() as conn:
+                ingest.apply_batch(
+                    conn,
+                    SyncBatch(pods=pods),
+                    catalog=CatalogCache().get(conn),
+                    cluster_id=str(CLUSTER),
+                    tenant_id=1,
+                    now_ms=now_ms,
+                )
+        finally:
+            sa.event.remove(database.engine, "before_cursor_execute", capture)
+        return sent
+
+    apply(batch, 1_800_000_060_000)
+    # The same pods succeeded, and one more: 600 updates and an insert in one upsert.
+    sent = apply(
+        [_pod(n, "train", "Succeeded", revision=3, createdAt=later) for n in range(10, 610)]
+        + [_pod(700, "serve", createdAt=later)],
+        1_800_000_120_000,
+    )
+    pod_reads = [s for s, _ in sent if s.startswith("SELECT") and "FROM workload_pods WHERE id" in s]
+    owner_reads = [s for s, _ in sent if s.startswith("SELECT id, project_id, department_id, name FROM")]
+    upserts = [(s, many) for s, many in sent if s.startswith("INSERT INTO workload_pods")]
+    if database.dialect == "postgresql":
+        assert (len(pod_reads), len(owner_reads), [many for _, many in upserts]) == (1, 1, [False])
+    else:
+        assert (len(pod_reads), len(owner_reads), len(upserts)) == (2, 1, 1)
+    with database.read() as conn:
+        everything = PodQuery(scope=ScopeSet.everything())
+        assert count_pods(conn, everything) == 604
+        counted = conn.execute(sa.text("SELECT sum(live) FROM pod_counts")).scalar_one()
+        assert counted == 604
+        succeeded = PodQuery(scope=ScopeSet.everything(), words=parse_search("succeeded"))
+        assert count_pods(conn, succeeded) == 601  # the 600 and train-2
+        pod = workload_pods.c
+        assert conn.execute(sa.select(sa.func.max(pod.revision))).scalar_one() == 3

@@ -114,15 +114,25 @@ class PostgresDialect(SqlDialect):
     ) -> None:
         """One ``INSERT ... SELECT FROM unnest(<one array per column>)`` for all the rows (see
         ``update_rows``)."""
-        names = list(rows[0])
+        _insert_unnested(connection, table, rows, " ON CONFLICT DO NOTHING" if skip else "")
+
+    def upsert_rows(
+        self, connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], columns: list[str]
+    ) -> None:
+        """One ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE`` for all the rows. The
+        executemany it replaces ran one statement per row — parsed, planned and executed on its own,
+        each firing the statement triggers (``pod_counts``' two upserts over the transition tables):
+        about 0.7 ms a pod, 72 of the 91 s of a 100,000-pod first sync replayed in process. One
+        statement cannot touch a row twice, so rows that repeat a key go one at a time, as before
+        (the later one's values win)."""
+        keys = [c.name for c in table.primary_key.columns]
+        if len({tuple(r[k] for k in keys) for r in rows}) < len(rows):
+            super().upsert_rows(connection, table, rows, columns)
+            return
         quote = connection.dialect.identifier_preparer.quote
-        conflict = " ON CONFLICT DO NOTHING" if skip else ""
-        arrays = ", ".join(f"%b::{_array_type(table.c[c])}" for c in names)
-        connection.exec_driver_sql(
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in names)}) "
-            f"SELECT * FROM unnest({arrays}){conflict}",
-            tuple([r[c] for r in rows] for c in names),
-        )
+        updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns)
+        conflict = f" ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO UPDATE SET {updates}"
+        _insert_unnested(connection, table, rows, conflict)
 
     def update_rows(
         self, connection: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *, key: str
@@ -185,6 +195,21 @@ class PostgresDialect(SqlDialect):
             .where(workload_search.c.workload_id == workloads.c.id)
             .where(*(_INDEXED[column].like(pattern, escape="\\") for column, _plain, pattern in parts))
         )
+
+
+def _insert_unnested(
+    connection: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], conflict: str
+) -> None:
+    """``INSERT ... SELECT * FROM unnest(<one binary array per column>)`` then ``conflict``: one
+    statement, one parameter per column, whatever the number of rows."""
+    names = list(rows[0])
+    quote = connection.dialect.identifier_preparer.quote
+    arrays = ", ".join(f"%b::{_array_type(table.c[c])}" for c in names)
+    connection.exec_driver_sql(
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in names)}) "
+        f"SELECT * FROM unnest({arrays}){conflict}",
+        tuple([r[c] for r in rows] for c in names),
+    )
 
 
 # Column type → the array type its values travel in; BigInteger before Integer, its base class.
