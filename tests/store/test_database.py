@@ -143,6 +143,8 @@ def test_upsert_inserts_new_rows_and_sets_the_named_columns_of_stored_ones(datab
             rows = [{"id": f"c{n}", "name": f"new-{n}", "last_sync_at": 10 + n} for n in range(1, 700)]
             upsert(conn, clusters, rows, ["last_sync_at"])
             one_statement = list(sent)
+            upsert(conn, clusters, [], ["name"])  # nothing to write: no statement
+            assert sent == one_statement
             upsert(
                 conn,
                 clusters,

@@ -96,6 +96,8 @@ class SqlDialect:
         rows: list[dict[str, Any]],
         update_columns: list[str],
     ) -> None:
+        if not rows:
+            return  # each database's statement is built from the first row
         if update_columns:
             self.upsert_rows(connection, table, rows, update_columns)
         else:

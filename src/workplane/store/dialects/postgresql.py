@@ -125,8 +125,6 @@ class PostgresDialect(SqlDialect):
         about 0.7 ms a pod, 72 of the 91 s of a 100,000-pod first sync replayed in process. One
         statement cannot touch a row twice, so rows that repeat a key go one at a time, as before
         (the later one's values win)."""
-        if not rows:
-            return
         keys = [c.name for c in table.primary_key.columns]
         if len({tuple(r[k] for k in keys) for r in rows}) < len(rows):
             super().upsert_rows(connection, table, rows, columns)
