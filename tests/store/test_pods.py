@@ -21,7 +21,7 @@ from workplane.services import ingest
 from workplane.store import catalog, migrate
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
-from workplane.store.pods import count_pods, list_pods, revision_pods_page
+from workplane.store.pods import count_pods, list_pods, revision_pods_page, workload_pods_page
 from workplane.store.schema import workload_pods
 
 
@@ -196,6 +196,58 @@ def test_a_revisions_pods_are_read_from_their_own_indexes(database: Database) ->
                 str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
             )
             assert "_revision_id (revision_id=?)" in plan, (statement, plan)
+
+
+class _Undo(Exception):
+    pass
+
+
+def test_a_workloads_pods_are_read_by_no_index_over_every_live_or_deleted_pod(database: Database) -> None:
+    """A workload's pods page is read along the workload's own index (workload, createdAt, id) whatever
+    the statistics say: PostgreSQL without them (before its first ANALYZE) walked the whole index of
+    live pods for every page. Checked by taking that index away, inside a transaction that is rolled
+    back, and pricing sequential scans out: still no partial index over every live (or deleted) pod
+    may answer, as the liveness term does not name ``deleted_at`` as those indexes do."""
+    with database.write() as conn:
+        _load(conn)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cursor: Any, statement: str, parameters: Any, _x: Any, _many: bool) -> None:
+        statements.append((statement, parameters))
+
+    sa.event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        with database.read() as conn:
+            for deleted, words in ((False, None), (True, None), (False, ["running"])):
+                workload_pods_page(conn, str(wid("train")), deleted=deleted, offset=0, limit=9, words=words)
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", capture)
+    pages = [(s, params) for s, params in statements if "FROM workload_pods" in s]
+    assert len(pages) == 3
+    sqlite = database.engine.dialect.name == "sqlite"
+    plans: list[str] = []
+
+    def explain_without_the_workload_index() -> None:
+        with database.write() as conn:
+            conn.exec_driver_sql("DROP INDEX ix_workload_pods_workload")
+            if not sqlite:
+                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+            for statement, parameters in pages:
+                rows = conn.exec_driver_sql(explain + statement, parameters)
+                plans.append(" | ".join(str(r[-1]) for r in rows))
+            raise _Undo
+
+    with pytest.raises(_Undo):
+        explain_without_the_workload_index()
+    assert len(plans) == 3
+    for plan in plans:
+        assert "ix_workload_pods_live" not in plan, plan
+        assert "ix_workload_pods_deleted" not in plan, plan
+    with database.read() as conn:  # the transaction's DROP INDEX was undone
+        assert "ix_workload_pods_workload" in {
+            i["name"] for i in sa.inspect(conn).get_indexes("workload_pods")
+        }
 
 
 def test_migration_0013_fills_the_listing_columns_of_stored_pods(empty_url: str) -> None:

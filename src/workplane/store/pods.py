@@ -244,10 +244,15 @@ def workload_pods_page(
     words: list[str] | None = None,
 ) -> PodsPage:
     """A workload's pods in creation order (live ones; ``deleted=True``: the deleted ones), with every
-    one of ``words`` in their search text when given."""
+    one of ``words`` in their search text when given. Read along ``ix_workload_pods_workload``, the
+    workload's own pods in that order, whatever the statistics say: the liveness term is kept off the
+    partial indexes over every live (or deleted) pod (``SqlDialect.unordered``), which a planner
+    without statistics took to walk (PostgreSQL before its first ANALYZE: the whole live-pods index
+    for each page, 42 ms at 100,000 pods against 0.07 ms)."""
+    gone = dialect_of(connection).unordered(p.deleted_at)
     statement = sa.select(*_RENDERED).where(
         p.workload_id == workload_id,
-        p.deleted_at.is_not(None) if deleted else p.deleted_at.is_(None),
+        gone.is_not(None) if deleted else gone.is_(None),
         *pod_query.search_words(words or []),
     )
     rows = connection.execute(statement.order_by(p.created_at, p.id).offset(offset).limit(limit + 1)).all()
