@@ -575,6 +575,36 @@ def test_a_range_on_no_row_sends_no_page_statement(database: Database, catalog: 
             assert pages == [], (term, pages)
 
 
+def test_a_clock_terms_sets_walk_to_one_edge_asked_once(database: Database, catalog: CatalogSnapshot) -> None:
+    """A clock term's three sets are each paged by ``ranged_walk``, whose edge (the creation time
+    that far along the walk) depends on the order and the live or deleted rows only: it is asked once
+    for the three, not once per set."""
+    base = at("2024-05-01T12:00:00Z")
+    records = [workload(f"e{i:02d}", createdAt=base + timedelta(minutes=i)) for i in range(60)]
+    with database.write() as conn:
+        store.create_workloads(conn, records, catalog=catalog, tenant_id=1, now_ms=NOW_MS)
+        for i in range(60):
+            # Half stopped, half open since before now: two sets each past the walk's reach.
+            since = None if i % 2 else NOW_MS - 1000
+            conn.execute(
+                workloads.update()
+                .where(workloads.c.id == str(wid(f"e{i:02d}")))
+                .values(pending_closed_ms=0, pending_since_ms=since)
+            )
+    for order in SortOrder:
+        with _sent(database) as sent:
+            _page(
+                database,
+                catalog,
+                Sort("createdAt", order),
+                offset=0,
+                limit=1,
+                terms=["totalPendingTimeSeconds<=2"],
+            )
+        edges = [s for s in sent if s.startswith("SELECT workloads.created_at FROM workloads WHERE")]
+        assert len(edges) == 1, edges
+
+
 def test_walks_and_open_clocks_keep_their_ranges_off_every_index(
     database: Database, catalog: CatalogSnapshot
 ) -> None:

@@ -61,27 +61,29 @@ class Part:
 
 
 class Rollup:
-    """The live-count rollup (``workload_counts``) as one list request reads it: the live total is
-    asked once however many of the decisions below need it."""
+    """The live-count rollup (``workload_counts``) as one list request reads it: the live total (and
+    a walk's edge, ``ranged_walk``) is asked once however many of the decisions below need it, also
+    across the ``with_compiler`` views of one request (a clock term's three sets)."""
 
-    def __init__(
-        self,
-        connection: sa.Connection,
-        query: WorkloadQuery,
-        compiler: Compiler,
-        live_total: int | None = None,
-    ) -> None:
+    def __init__(self, connection: sa.Connection, query: WorkloadQuery, compiler: Compiler) -> None:
         self.connection = connection
         self.query = query
         self.compiler = compiler
-        self._live_total = live_total
+        self.asked: dict[tuple[Any, ...], Any] = {}
+
+    def with_compiler(self, compiler: Compiler) -> Rollup:
+        """The same request read through another compiler, sharing what has been asked."""
+        view = Rollup(self.connection, self.query, compiler)
+        view.asked = self.asked
+        return view
 
     def live_total(self) -> int:
         """The live workloads: about the rows a walk of the whole id index visits."""
-        if self._live_total is None:
+        if ("live_total",) not in self.asked:
             total = sa.select(sa.func.coalesce(sa.func.sum(workload_counts.c.n), 0))
-            self._live_total = int(self.connection.execute(total).scalar_one())
-        return self._live_total
+            self.asked[("live_total",)] = int(self.connection.execute(total).scalar_one())
+        total_rows: int = self.asked[("live_total",)]
+        return total_rows
 
     def counts(self, *columns: sa.ColumnElement[Any]) -> Counter[Any]:
         """Live workloads matching the query's terms inside its scope, per value of ``columns`` (one
@@ -214,10 +216,14 @@ def ranged_walk(rollup: Rollup, sort: Sort, *, need: int) -> Walk | None:
     descending = sort.order is SortOrder.DESC
     kept = w.deleted_at.is_not(None) if query.deleted else w.deleted_at.is_(None)
     # The key of the ``reach``-th row along the index (an index-only walk): ties on it are all kept,
-    # since the bound only has to hold on every row up to there.
-    edge = connection.execute(
-        sa.select(key).where(kept).order_by(key.desc() if descending else key).offset(reach - 1).limit(1)
-    ).scalar()
+    # since the bound only has to hold on every row up to there. The same for each of a clock term's
+    # sets (it depends on the order and the live or deleted rows only): asked once.
+    asked = ("edge", descending, bool(query.deleted), reach)
+    if asked not in rollup.asked:
+        rollup.asked[asked] = connection.execute(
+            sa.select(key).where(kept).order_by(key.desc() if descending else key).offset(reach - 1).limit(1)
+        ).scalar()
+    edge = rollup.asked[asked]
     if edge is None:
         return Walk(sa.true(), whole=True)
     return Walk(key >= edge if descending else key <= edge)

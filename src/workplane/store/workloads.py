@@ -361,8 +361,8 @@ def list_workloads(
         # A term on a clock field: its rows are those of three sets, each of which its own index
         # answers (``Compiler.clock_streams``); the page is among the first rows of each.
         candidates: dict[str, None] = {}
-        # The three sets' plans all weigh the same live total: asked once.
-        live_total = Rollup(connection, query, compiler).live_total()
+        # The three sets' plans weigh the same live total and walk to the same edge: asked once.
+        shared = Rollup(connection, query, compiler)
         for stream in range(3):
             part = Compiler(
                 catalog, now_ms, compiler.dialect, values=compiler.values, streams={split: stream}
@@ -375,7 +375,7 @@ def list_workloads(
                 sort,
                 offset=0,
                 limit=offset + limit + 1,
-                live_total=live_total,
+                shared=shared,
             )
             candidates.update((i, None) for i in got)
         ids, has_more = _merged(connection, list(candidates), compiler, sort, offset=offset, limit=limit)
@@ -423,10 +423,11 @@ def _page_ids(
     *,
     offset: int,
     limit: int,
-    live_total: int | None = None,
+    shared: Rollup | None = None,
 ) -> tuple[list[str], bool]:
     """The ids of the page (``paging.page_ids``), by the plan that suits the query and the order.
-    ``live_total``: the rollup's live total where the caller has it already (``Rollup.live_total``)."""
+    ``shared``: the request's rollup where the caller reads it for other parts too (what it has
+    asked is not asked again)."""
     catalog, now_ms = compiler.catalog, compiler.now_ms
     # Page through ids first (an index-only walk where an index covers the order), then fetch the
     # page's rows: deep offsets then skip index entries, not documents.
@@ -434,7 +435,7 @@ def _page_ids(
     need = offset + limit + 1
     # A few matching rows are sorted whatever the order; else an order no index gives is walked in
     # parts that one does (``store.ordering``).
-    rollup = Rollup(connection, query, compiler, live_total=live_total)
+    rollup = shared.with_compiler(compiler) if shared is not None else Rollup(connection, query, compiler)
     few = few_matches(rollup, need=need)
     if not few and sort.field in CLOCK_FIELDS and need <= CLOCK_MERGE_MOST:
         candidates = clock_candidates(connection, statement, compiler, sort, need=need)
