@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,30 +60,38 @@ class Part:
     order: Sequence[sa.ColumnElement[Any]]
 
 
+@dataclass(slots=True)
+class Asked:
+    """What one list request has read already, whichever compiler asked: the live total, and the
+    walks' edges by (descending, deleted, reach) (``ranged_walk``)."""
+
+    live_total: int | None = None
+    edges: dict[tuple[bool, bool, int], Any] = field(default_factory=dict)
+
+
 class Rollup:
     """The live-count rollup (``workload_counts``) as one list request reads it: the live total (and
     a walk's edge, ``ranged_walk``) is asked once however many of the decisions below need it, also
     across the ``with_compiler`` views of one request (a clock term's three sets)."""
 
-    def __init__(self, connection: sa.Connection, query: WorkloadQuery, compiler: Compiler) -> None:
+    def __init__(
+        self, connection: sa.Connection, query: WorkloadQuery, compiler: Compiler, asked: Asked | None = None
+    ) -> None:
         self.connection = connection
         self.query = query
         self.compiler = compiler
-        self.asked: dict[tuple[Any, ...], Any] = {}
+        self.asked = Asked() if asked is None else asked
 
     def with_compiler(self, compiler: Compiler) -> Rollup:
         """The same request read through another compiler, sharing what has been asked."""
-        view = Rollup(self.connection, self.query, compiler)
-        view.asked = self.asked
-        return view
+        return Rollup(self.connection, self.query, compiler, self.asked)
 
     def live_total(self) -> int:
         """The live workloads: about the rows a walk of the whole id index visits."""
-        if ("live_total",) not in self.asked:
+        if self.asked.live_total is None:
             total = sa.select(sa.func.coalesce(sa.func.sum(workload_counts.c.n), 0))
-            self.asked[("live_total",)] = int(self.connection.execute(total).scalar_one())
-        total_rows: int = self.asked[("live_total",)]
-        return total_rows
+            self.asked.live_total = int(self.connection.execute(total).scalar_one())
+        return self.asked.live_total
 
     def counts(self, *columns: sa.ColumnElement[Any]) -> Counter[Any]:
         """Live workloads matching the query's terms inside its scope, per value of ``columns`` (one
@@ -218,12 +226,13 @@ def ranged_walk(rollup: Rollup, sort: Sort, *, need: int) -> Walk | None:
     # The key of the ``reach``-th row along the index (an index-only walk): ties on it are all kept,
     # since the bound only has to hold on every row up to there. The same for each of a clock term's
     # sets (it depends on the order and the live or deleted rows only): asked once.
-    asked = ("edge", descending, bool(query.deleted), reach)
-    if asked not in rollup.asked:
-        rollup.asked[asked] = connection.execute(
+    edges = rollup.asked.edges
+    asked = (descending, bool(query.deleted), reach)
+    if asked not in edges:
+        edges[asked] = connection.execute(
             sa.select(key).where(kept).order_by(key.desc() if descending else key).offset(reach - 1).limit(1)
         ).scalar()
-    edge = rollup.asked[asked]
+    edge = edges[asked]
     if edge is None:
         return Walk(sa.true(), whole=True)
     return Walk(key >= edge if descending else key <= edge)

@@ -543,8 +543,8 @@ def count_workloads(
     if split is None:
         return int(connection.execute(counted({})).scalar_one())
     # A term on a clock field: the sum over its three sets of rows, each counted by its own index, in
-    # one statement (PostgreSQL gives each statement its own snapshot: a clock that stopped between
-    # two would be counted in both sets or in neither).
+    # one statement (one round trip; the read transaction's one snapshot keeps a clock that stops
+    # meanwhile from being counted in two sets or in none).
     first, second, third = (counted({split: s}).scalar_subquery() for s in range(3))
     return int(connection.execute(sa.select(first + second + third)).scalar_one())
 
