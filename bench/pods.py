@@ -352,7 +352,8 @@ def generated_cases(rows: list[PodRow]) -> list[Case]:
 
 def search_cases(rows: list[PodRow]) -> list[Case]:
     """Search words and substrings: selective (a pod's own hex digits: a few pods), moderate (a
-    hundred workloads' names: 500 pods) and broad (a phase: a tenth of the pods)."""
+    hundred workloads' names: 500 pods), broad (a phase: a tenth of the pods) and broad but all old
+    (the first 10,000 workloads' names, newest first)."""
     admin = administrator(ADMIN_CLIENT_ID)
     hex5 = rows[len(rows) // 7].id[:5]
     prefix = f"train-{rows[len(rows) // 2].workload // 100:04d}"
@@ -362,6 +363,22 @@ def search_cases(rows: list[PodRow]) -> list[Case]:
         expected = _selected(_has_word(word))
         cases.append(Case(key, f"list, search={word}", "list", {"search": word}, admin, expected))
         cases.append(Case(f"{key}c", f"count, search={word}", "count", {"search": word}, admin, expected))
+    # The first 10,000 workloads' names (5 % of the pods at a million), newest first: their pods are
+    # the last of that order, and a planner that takes them as spread evenly walks the creation-time
+    # index past every other pod before them.
+    oldest = "train-00"
+    cases.append(
+        Case(
+            "x5",
+            f"list, search={oldest}, newest first",
+            "list",
+            {"search": oldest, "sort_by": "createdAt", "sort_order": "desc"},
+            admin,
+            lambda rs: ordered(
+                [r for r in rs if not r.deleted and oldest in _search_text(r)], "createdAt", desc=True
+            ),
+        )
+    )
     term = f"workloadId=@{workload_hex}"
     expected = _selected(lambda r: workload_hex in _workload_id(r.workload))
     cases.append(Case("x4", f"list, {term}", "list", {"filter_by": [term]}, admin, expected))

@@ -5,6 +5,7 @@ every page and count equals the plain predicates' (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -614,3 +615,107 @@ def test_ranges_in_creation_order_page_as_the_plain_order(
                         got = [orjson.loads(p)["id"] for p in page.pods]
                         assert got == expected[offset : offset + limit], (terms, sort, scope, offset)
                         assert page.has_more == (offset + limit < len(expected)), (terms, sort, offset)
+
+
+def _with_early_pods(database: Database) -> None:
+    """Twelve pods named ``early-…``, created before every other pod (each in the same second as
+    another of them: ties on createdAt, broken by id): the last of the newest-first order, as the
+    pods of a few old workloads are."""
+    rng = random.Random(17)
+    early = [
+        _pod(rng, 300 + n, 1).model_copy(
+            update={"name": f"early-{n}", "created_at": datetime(2024, 4, 30, 0, 0, n // 2, tzinfo=UTC)}
+        )
+        for n in range(12)
+    ]
+    _sync(database, early)
+
+
+@pytest.mark.no_cover
+@pytest.mark.usefixtures("pods")
+@pytest.mark.parametrize("plan", ["planned", "walk", "look-up", "reach"])
+def test_search_pages_in_creation_order_page_as_the_plain_order(
+    database: Database, monkeypatch: pytest.MonkeyPatch, plan: str
+) -> None:
+    """A search page in creation order that the planner would walk (``store._searched_page``): walked
+    as far as the reach, and looked up by the text index and sorted where the page is not inside.
+    Every page, either way, at every offset, equals the plain ``ORDER BY``'s. "planned": the
+    database's own plan decides; the others take every plan as a walk (on both databases), with the
+    edge as near as the page allows ("walk"), beyond every pod ("look-up": no edge), or at
+    √(need · N) ("reach")."""
+    if plan != "planned":
+        monkeypatch.setattr(type(database.sql), "reads_in_order", lambda *_: True)
+        if plan != "reach":
+            monkeypatch.setattr(store, "_table_size", lambda _conn: 0 if plan == "walk" else 10**9)
+    _with_early_pods(database)
+    scopes = [ScopeSet.everything(), ScopeSet(projects=frozenset({"p2"}))]
+    searched = 0
+    for words in ("early", "a", "-1", "running", "job-1", "succeeded a", "nothing-like-it"):
+        for order in SortOrder:
+            sort = Sort("createdAt", order)
+            for scope in scopes:
+                query = PodQuery(scope=scope, words=parse_search(words))
+                with database.read() as conn:
+                    expected, _ = _plain(conn, query, sort)
+                    for offset, limit in ((0, 1), (0, 5), (3, 7), (10, 20), (max(len(expected) - 2, 0), 5)):
+                        found = store._searched_page(
+                            conn, query, store.narrowed(conn, query), sort, offset=offset, limit=limit
+                        )
+                        searched += found is not None
+                        page = store.list_pods(conn, query, sort=sort, offset=offset, limit=limit, full=False)
+                        got = [orjson.loads(p)["id"] for p in page.pods]
+                        assert got == expected[offset : offset + limit], (words, sort, scope, offset)
+                        assert page.has_more == (offset + limit < len(expected)), (words, sort, offset)
+    if plan != "planned":
+        assert searched == 7 * 2 * 2 * 5
+
+
+def _walked_rows(plan: dict[str, Any], index: str) -> int:
+    """The entries of ``index`` that a plan (``EXPLAIN (ANALYZE, FORMAT JSON)``) walked in order on
+    the statement's own path, kept or filtered out: not those below a sort (a set looked up and
+    sorted, however it was read), nor an InitPlan's (the walk that finds the edge)."""
+    if plan["Node Type"] == "Sort":
+        return 0
+    own = plan.get("Index Name") == index
+    visited = plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0) if own else 0
+    below = [n for n in plan.get("Plans", ()) if n.get("Parent Relationship") != "InitPlan"]
+    return visited + sum(_walked_rows(n, index) for n in below)
+
+
+@pytest.mark.usefixtures("pods")
+@pytest.mark.parametrize("order", [SortOrder.DESC, SortOrder.ASC])
+def test_a_search_page_walks_the_creation_order_no_further_than_its_reach(
+    database: Database, monkeypatch: pytest.MonkeyPatch, order: SortOrder
+) -> None:
+    """PostgreSQL: where the planner walks the creation-time index for a search page (made to here:
+    no bitmap scans, sorts priced out, as its estimate of a clustered word's pods makes it at a
+    million pods), no statement of the page visits more than the reach of that index's entries, and
+    the pods that lie beyond it (the oldest, newest first) are looked up: the plain walk visited
+    every pod before them."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite looks a word's candidates up by row id (pod_narrowing)")
+    monkeypatch.setattr(store, "_table_size", lambda _conn: 6)  # a reach of 6 pods for a page of 5
+    _with_early_pods(database)
+    query = PodQuery(scope=ScopeSet.everything(), words=parse_search("early"))
+    sort = Sort("createdAt", order)
+    statements: list[tuple[str, Any]] = []
+    with database.read() as conn:
+        conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
+        expected, _ = _plain(conn, query, sort)
+
+        def ran(*args: Any) -> None:
+            statements.append((args[2], args[3]))
+
+        sa.event.listen(conn, "before_cursor_execute", ran)
+        page = store.list_pods(conn, query, sort=sort, offset=0, limit=5, full=False)
+        sa.event.remove(conn, "before_cursor_execute", ran)
+        assert [orjson.loads(p)["id"] for p in page.pods] == expected[:5]
+        run = [(s, params) for s, params in statements if not s.startswith("EXPLAIN")]
+        walked = []
+        for statement, params in run:
+            if "FROM workload_pods" not in statement or "pg_class" in statement:
+                continue
+            explained = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", params)
+            walked.append(_walked_rows(explained.scalar_one()[0]["Plan"], "ix_workload_pods_live_created"))
+    assert len(expected) == 12
+    assert max(walked) <= 6, walked

@@ -179,6 +179,13 @@ class SqlDialect:
         statistics sees that alone."""
         return column
 
+    def reads_in_order(self, connection: sa.Connection, statement: sa.Select[Any]) -> bool | None:
+        """Whether the database's plan for ``statement`` (ordered, with a LIMIT) reads its rows in
+        that order along an index, stopping at the limit, rather than selecting them all and sorting
+        them; None where the database does not tell. Asked where the plan rests on an estimate the
+        store knows to be unreliable (``store.pods._searched_page``)."""
+        return None
+
     def unordered(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """A number ``column`` in a form no index answers, on every database, whatever statistics
         say. As a sort key: for a selection that a walk along the key's index is known to find only

@@ -105,6 +105,14 @@ class PostgresDialect(SqlDialect):
         ).scalar()
         return int(found) if found is not None and found >= 0 else None
 
+    def reads_in_order(self, connection: sa.Connection, statement: sa.Select[Any]) -> bool | None:
+        """From the plan ``EXPLAIN`` gives (planned as the statement will be: statements are not
+        prepared, so each is planned for its own parameters): in order unless a sort on the
+        statement's own path orders its rows (one in an InitPlan or SubPlan orders something else)."""
+        compiled = statement.compile(connection, compile_kwargs={"render_postcompile": True})
+        explained = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
+        return not _sorts(explained.scalar_one()[0]["Plan"])
+
     # --- inserts, updates ----------------------------------------------------------------------
     def insert(self, table: sa.Table) -> Insert:
         return postgresql.insert(table)
@@ -195,6 +203,18 @@ class PostgresDialect(SqlDialect):
             .where(workload_search.c.workload_id == workloads.c.id)
             .where(*(_INDEXED[column].like(pattern, escape="\\") for column, _plain, pattern in parts))
         )
+
+
+# Plans below a node that compute a value for it (an uncorrelated or a correlated subquery), not rows.
+_OTHER_PLANS = ("InitPlan", "SubPlan")
+
+
+def _sorts(node: dict[str, Any]) -> bool:
+    """Whether a plan node (``EXPLAIN (FORMAT JSON)``), or one below it that feeds it rows, sorts."""
+    if node["Node Type"] == "Sort":
+        return True
+    feeding = [n for n in node.get("Plans", ()) if n.get("Parent Relationship") not in _OTHER_PLANS]
+    return any(_sorts(n) for n in feeding)
 
 
 def _insert_unnested(

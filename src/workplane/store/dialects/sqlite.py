@@ -204,6 +204,12 @@ class SQLiteDialect(SqlDialect):
     def unordered(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return self.unindexed(column)
 
+    def reads_in_order(self, connection: sa.Connection, statement: sa.Select[Any]) -> bool | None:
+        # Not asked: a search word's candidates come from ``pod_narrowing`` before the query, an
+        # ``IN`` list of at most ``CAP`` row ids that SQLite looks up and sorts; a broader word has
+        # no index to be looked up by, so its walk is the plan there is.
+        return None
+
     def narrowing(
         self, connection: sa.Connection, lookups: Sequence[tuple[TextColumn, str]]
     ) -> sa.ColumnElement[bool] | None:
