@@ -658,9 +658,13 @@ def test_search_pages_in_creation_order_page_as_the_plain_order(
                 with database.read() as conn:
                     expected, _ = _plain(conn, query, sort)
                     for offset, limit in ((0, 1), (0, 5), (3, 7), (10, 20), (max(len(expected) - 2, 0), 5)):
-                        found = store._searched_page(
-                            conn, query, store.narrowed(conn, query), sort, offset=offset, limit=limit
+                        selected = [*pod_query.where(query), *store.narrowing(conn, query)]
+                        plain = (
+                            sa.select(workload_pods.c.id)
+                            .where(*selected)
+                            .order_by(*pod_query.order_by(query, sort))
                         )
+                        found = store._searched_page(conn, query, plain, sort, offset=offset, limit=limit)
                         searched += found is not None
                         page = store.list_pods(conn, query, sort=sort, offset=offset, limit=limit, full=False)
                         got = [orjson.loads(p)["id"] for p in page.pods]

@@ -541,13 +541,14 @@ def _ranged_page(
 
 
 def _searched_page(
-    connection: sa.Connection, query: PodQuery, narrow: Narrowed, sort: Sort, *, offset: int, limit: int
+    connection: sa.Connection, query: PodQuery, plain: sa.Select[Any], sort: Sort, *, offset: int, limit: int
 ) -> tuple[list[str], bool] | None:
     """A page in creation order of live pods with search words, where the planner would walk the
-    creation-time index for it (``SqlDialect.reads_in_order``). It takes a word's pods as spread
-    evenly over that order, and its count of them is a guess from a sample of a hundred texts; but
-    the pods of a hundred workloads' names were created together, and at a million pods it took the
-    485 of ``train-1000`` for 9,802, walked half the table before the first (1.45 s); a word of a
+    creation-time index for ``plain`` (the query's statement in ``sort`` order, as ``list_pods``
+    would run it; ``SqlDialect.reads_in_order``). The planner takes a word's pods as spread evenly
+    over that order, and its count of them is a guess from a sample of a hundred texts; but the pods
+    of a hundred workloads' names were created together, and at a million pods it took the 485 of
+    ``train-1000`` for 9,802 and walked half the table before the first (1.45 s); a word of a
     twentieth of the pods, all of them old, is walked past the other nineteen twentieths newest
     first. So the walk is bounded to the first ``_reach`` live pods along that index (the edge found
     in the same statement); if the page is among them it is the page (``succeeded``, a tenth of the
@@ -562,8 +563,6 @@ def _searched_page(
     if sort.field != "createdAt" or not query.words or query.deleted:
         return None
     sql = dialect_of(connection)
-    selected = [*pod_query.where(query), *narrow.clauses]
-    plain = sa.select(p.id).where(*selected).order_by(*pod_query.order_by(query, sort))
     if not sql.reads_in_order(connection, plain.offset(offset).limit(limit + 1)):
         return None
     need = offset + limit + 1
@@ -585,7 +584,7 @@ def _searched_page(
         return ids, has_more
     key = sql.unordered(p.created_at)
     order = [key.desc(), p.id.desc()] if descending else [key.asc(), p.id.asc()]
-    return page_ids(connection, sa.select(p.id).where(*selected).order_by(*order), offset=offset, limit=limit)
+    return page_ids(connection, plain.order_by(None).order_by(*order), offset=offset, limit=limit)
 
 
 def list_pods(
@@ -613,13 +612,13 @@ def list_pods(
             limit=limit,
         )
     else:
+        statement = sa.select(p.id).where(*selected).order_by(*pod_query.order_by(query, sort))
         ranged = _ranged_page(connection, query, narrow, sort, offset=offset, limit=limit)
         if ranged is None:
-            ranged = _searched_page(connection, query, narrow, sort, offset=offset, limit=limit)
+            ranged = _searched_page(connection, query, statement, sort, offset=offset, limit=limit)
         if ranged is not None:
             ids, has_more = ranged
         else:
-            statement = sa.select(p.id).where(*selected).order_by(*pod_query.order_by(query, sort))
             ids, has_more = page_ids(connection, statement, offset=offset, limit=limit)
     if not ids:
         return PodsPage([], has_more)
