@@ -4,6 +4,8 @@ validation, retention purge, and the migrated schema."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from pydantic import ValidationError
 
 from tests.factories import at, create_workload, update_workload, wid, workload
@@ -470,6 +473,48 @@ def test_batch_create_returns_ids_in_order(database: Database, catalog: CatalogS
 
 def test_single_migration_head() -> None:
     assert len(migrate.heads()) == 1
+
+
+def test_the_scripts_names_give_the_head() -> None:
+    """``migrate.newest_revision`` (a start's check, without Alembic) reads the head from the names:
+    each script is ``<revision>_<slug>.py`` and revises one numbered lower."""
+    scripts = ScriptDirectory.from_config(migrate.alembic_config())
+    assert migrate.newest_revision() == migrate.heads()[0]
+    revisions = {script.revision: script for script in scripts.walk_revisions()}
+    names = [path.name for path in migrate.VERSIONS_DIR.glob("*.py") if path.name != "__init__.py"]
+    assert sorted(name.split("_", 1)[0] for name in names) == sorted(revisions)
+    for number, script in revisions.items():
+        assert script.down_revision is None or str(script.down_revision) < number, number
+
+
+def test_a_start_on_a_store_at_the_head_imports_neither_alembic_nor_httpx(empty_url: str) -> None:
+    """Every start but the first after an upgrade: the revision read from the store, no Alembic
+    imported; and no httpx unless Prometheus is configured (a fresh interpreter, as a server
+    process starts: its app, its command line and the store's check)."""
+    engine = sa.create_engine(empty_url)
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.newest_revision()
+    engine.dispose()
+    program = (
+        "import sys, sqlalchemy as sa\n"
+        "import workplane.app, workplane.cli\n"
+        "from workplane.store import migrate\n"
+        f"migrate.upgrade(sa.create_engine({empty_url!r}))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'mako', 'httpx', 'rich'}))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "[]"
+
+
+def test_a_store_behind_the_head_is_migrated_and_a_fresh_one_reads_none(empty_url: str) -> None:
+    engine = sa.create_engine(empty_url)
+    assert migrate.current_revision(engine) is None
+    migrate.upgrade(engine, "0020")
+    assert migrate.current_revision(engine) == "0020"
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.newest_revision()
+    engine.dispose()
 
 
 # The clock indexes on expressions (migration 0020): SQLite's reflection skips them, ``include_object``

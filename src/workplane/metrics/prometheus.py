@@ -31,7 +31,6 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 
 from workplane.metrics.backend import BackendUnavailable
@@ -66,6 +65,10 @@ class PrometheusClient:
     """Prometheus' HTTP API with the configured authentication, TLS and a bounded timeout."""
 
     def __init__(self, settings: Settings) -> None:
+        # Imported here, not with the module: every server and CLI process imports this module, only
+        # those configured for Prometheus need httpx (0.2 CPU-s of a process's start).
+        import httpx
+
         assert settings.prometheus_url is not None  # the settings refuse the back end without it
         headers = {"Accept": "application/json"}
         if settings.prometheus_bearer_token is not None:
@@ -99,6 +102,8 @@ class PrometheusClient:
         self.http.close()
 
     def _call(self, path: str, form: dict[str, str] | None = None) -> Any:
+        import httpx  # already loaded by __init__
+
         # Queries go as a form (POST): the pod names of a large workload make a long expression.
         try:
             if form is None:
