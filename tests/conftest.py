@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import coverage
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -51,6 +52,47 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The longest files first, so the parallel run does not end with one worker on a long file
     # (tests/file_weights.py; ./scripts/test turns off pytest-xdist's own reordering).
     items[:] = file_weights.longest_first(items, file_weights.load())
+    for item in items:
+        if _postgresql_half(item) and not item.nodeid.startswith(TRACED_ON_BOTH):
+            item.add_marker(pytest.mark.no_cover)
+
+
+# Coverage on Python 3.11 traces every line it runs and slows it by half again (CONTRIBUTING: "Where
+# the CPU goes"). A test parametrized over both stores runs the same Python on each but for the
+# dialect (``store/dialects``), which the store's own tests exercise on both; so outside them the
+# PostgreSQL half runs untraced, and the report measures the SQLite half and every store test.
+TRACED_ON_BOTH = ("tests/store/",)
+
+
+def _postgresql_half(item: pytest.Item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return "postgresql" in (params.get("backend_url"), params.get("empty_url"))
+
+
+@contextmanager
+def _untraced(item: pytest.Item) -> Iterator[None]:
+    """No coverage tracing while ``item``'s fixtures are made or torn down, where it is ``no_cover``
+    (pytest-cov pauses the test's own call only)."""
+    tracer = coverage.Coverage.current() if item.get_closest_marker("no_cover") else None
+    if tracer is not None:
+        tracer.stop()
+    try:
+        yield
+    finally:
+        if tracer is not None:
+            tracer.start()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with _untraced(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    with _untraced(item):
+        yield
 
 
 @pytest.fixture
