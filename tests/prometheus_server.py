@@ -232,14 +232,18 @@ class PrometheusServer:
         fleets: list[Fleet],
         *,
         retention_days: int = 3650,
+        max_block_hours: int = 24,
         web_config: Path | None = None,
         ready_check: dict[str, Any] | None = None,
     ) -> None:
-        """``web_config``: Prometheus' web configuration (TLS, basic auth); ``ready_check``: what the
-        readiness probe then needs (httpx's ``verify``, ``auth``)."""
+        """``max_block_hours``: the longest block the backfill writes (``promtool`` takes about three
+        times the CPU for a week cut into days as for a week in one block); ``web_config``: Prometheus'
+        web configuration (TLS, basic auth); ``ready_check``: what the readiness probe then needs
+        (httpx's ``verify``, ``auth``)."""
         self.root = root
         self.fleets = fleets
         self.retention_days = retention_days
+        self.max_block_hours = max_block_hours
         self.web_config = web_config
         self.ready_check = ready_check or {}
         self.port = free_port()
@@ -269,7 +273,8 @@ class PrometheusServer:
             out.write("# EOF\n")
         subprocess.run(
             [
-                *("promtool", "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=24h"),
+                *("promtool", "tsdb", "create-blocks-from", "openmetrics"),
+                f"--max-block-duration={self.max_block_hours}h",
                 *(str(source), str(self.data)),
             ],
             check=True,

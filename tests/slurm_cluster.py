@@ -423,6 +423,10 @@ class SlurmCluster:
             "SlurmdParameters=config_overrides",
             "SchedulerParameters=sched_interval=1,bf_interval=1",
             "SlurmctldTimeout=10",
+            # A client retries connecting to a slurmctld that is down once a second for MessageTimeout
+            # seconds (10 by default) before it gives up; 5 keeps a down controller's failure quick
+            # while leaving an RPC on a loaded machine ample time.
+            "MessageTimeout=5",
             "SlurmdTimeout=10",
             "InactiveLimit=0",
             "KillWait=2",

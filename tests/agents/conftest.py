@@ -145,7 +145,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        outcome = await_health(self.process, self.url, timeout_s, interval_s=0.2)
+        outcome = await_health(self.process, self.url, timeout_s, interval_s=0.05)
         assert outcome != "exited", self.output()
         if outcome == "timeout":
             raise AssertionError(f"the server did not answer: {self.output()}")

@@ -103,6 +103,12 @@ def state(slurm: SlurmCluster, key: str) -> str:
     return str(view[key]["state"]["current"]) if key in view else "?"
 
 
+def runs(slurm: SlurmCluster, key: str) -> bool:
+    """Whether slurmctld says the job runs: it knows at once, while accounting (``state``) learns of
+    a start seconds later."""
+    return queue_view(slurm).get(key, {}).get("job_state") == "RUNNING"
+
+
 def workload(api: TestClient, key: str) -> dict[str, Any]:
     answer = api.get(f"/api/v1/workloads/{workload_id(NAME, key)}")
     assert answer.status_code == 200, (key, answer.text)
@@ -151,7 +157,16 @@ def test_jobs_as_workloads(slurm: SlurmCluster, api: TestClient) -> None:
     cancelled = slurm.sbatch("-A", "team-a", "-J", "cancelled", "--wrap", "sleep 60")
     # Needs both GPUs while the first job holds one: pending on resources.
     blocked = slurm.sbatch("-A", "team-a", "--gres=gpu:2", "-J", "blocked", "--wrap", "sleep 1")
-    until(lambda: state(slurm, gpu) == "RUNNING" and state(slurm, cancelled) == "RUNNING", "jobs start")
+    # The scheduler names the blocked job's reason (Priority at first, then Resources) on its own
+    # pass: the agent and the squeue below must see the same one.
+    until(
+        lambda: (
+            runs(slurm, gpu)
+            and runs(slurm, cancelled)
+            and queue_view(slurm)[blocked]["state_reason"] == "Resources"
+        ),
+        "jobs start",
+    )
     first = agent.poll()
     assert first.sent >= 3
 
@@ -258,7 +273,7 @@ def test_restart_of_agent_and_slurmctld_loses_and_duplicates_nothing(
     agent = make_agent(slurm, api, lines)
     assert not agent.step(need_resync=True)
     long = slurm.sbatch("-A", "team-a", "-J", "long", "--wrap", "sleep 30")
-    until(lambda: state(slurm, long) == "RUNNING", "the job starts")
+    until(lambda: runs(slurm, long), "the job starts")
     assert not agent.step(need_resync=False)
     before = {w["id"]: w for w in list_all(api)}
     assert workload_id(NAME, long) in before
@@ -308,7 +323,12 @@ def test_cpu_and_memory_samples(slurm: SlurmCluster, api: TestClient) -> None:
     busy = f"import time; a = bytearray(100 * 2**20); t = time.time(); m = '{marker}'\n"
     busy += "while time.time() - t < 120: pass"
     job = slurm.sbatch("-A", "team-a", "-J", "busy", "--wrap", f'python3 -c "{busy}"')
-    until(lambda: state(slurm, job) == "RUNNING", "the job starts")
+
+    def started() -> bool:  # slurmctld says it runs, and its process is there (slurmd launches it)
+        found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False)
+        return runs(slurm, job) and bool(found.stdout.split())
+
+    until(started, "the job starts")
     found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False)
     pid = int(found.stdout.split()[0])
     agent.resync()
@@ -371,9 +391,7 @@ def test_without_accounting_a_vanished_job_is_deleted(slurm: SlurmCluster, api: 
     slurm.cancel_all()
     until(lambda: not queue_view(slurm), "earlier jobs are purged")
     job = slurm.sbatch("-A", "team-a", "-J", "unaccounted", "--wrap", "sleep 2")
-    until(
-        lambda: job in queue_view(slurm) and queue_view(slurm)[job]["job_state"] == "RUNNING", "the job runs"
-    )
+    until(lambda: runs(slurm, job), "the job runs")
     agent.resync()
     until(lambda: job not in queue_view(slurm), "the job is purged")
     stats = agent.poll()

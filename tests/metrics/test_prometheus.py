@@ -60,7 +60,10 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), [TRAIN, SERVE, IDLE])
+    # The week in one or two blocks, not seven: the backfill is most of this module's time.
+    server = PrometheusServer(
+        tmp_path_factory.mktemp("prometheus"), [TRAIN, SERVE, IDLE], max_block_hours=168
+    )
     server.backfill()
     server.start()
     yield server
