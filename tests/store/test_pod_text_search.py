@@ -723,3 +723,137 @@ def test_a_search_page_walks_the_creation_order_no_further_than_its_reach(
             walked.append(_walked_rows(explained.scalar_one()[0]["Plan"], "ix_workload_pods_live_created"))
     assert len(expected) == 12
     assert max(walked) <= 6, walked
+
+
+# --- workloadId substrings (migration 0022) ---------------------------------------------------------
+
+
+def _workload_id_queries(conn: sa.Connection) -> list[tuple[str, str]]:
+    """(op, needle) for a substring of workloadId: pieces of stored ids (of three characters and more,
+    which a trigram index answers, and fewer, which it does not), in either case, and none at all."""
+    ids = sorted(set(conn.execute(sa.select(workload_pods.c.workload_id)).scalars()))
+    assert len(ids) == 12
+    needles = ["a", "1f", "nothing-like-it", "%", "_"]
+    for n, found in enumerate(ids[:6]):
+        piece = found[n : n + 6]
+        needles += [piece, piece.upper(), found[:8], found[-5:], found]
+    return [(op, needle) for op in ("=@", "=^", "=$") for needle in needles]
+
+
+def _matches(op: str, needle: str, value: str) -> bool:
+    folded, value = needle.lower(), value.lower()
+    return {"=@": folded in value, "=^": value.startswith(folded), "=$": value.endswith(folded)}[op]
+
+
+@pytest.mark.usefixtures("pods")
+def test_a_workload_id_substring_selects_what_python_says(database: Database) -> None:
+    """Every page and count of ``workloadId`` substrings, live and deleted pods, equals the pods whose
+    workload's id holds the needle, decided in Python."""
+    with database.read() as conn:
+        rows = conn.execute(
+            sa.select(workload_pods.c.id, workload_pods.c.workload_id, workload_pods.c.deleted_at)
+        ).all()
+        cases = _workload_id_queries(conn)
+    matched = 0
+    for op, needle in cases:
+        for deleted in (False, True):
+            terms = parse_filter([f"workloadId{op}{needle}"], fields=POD_FIELDS)
+            query = PodQuery(scope=ScopeSet.everything(), deleted=deleted, terms=terms)
+            expected = {
+                r.id
+                for r in rows
+                if (r.deleted_at is not None) == deleted and _matches(op, needle, r.workload_id)
+            }
+            with database.read() as conn:
+                page = store.list_pods(conn, query, sort=Sort("createdAt"), offset=0, limit=500, full=False)
+                assert {orjson.loads(p)["id"] for p in page.pods} == expected, (op, needle, deleted)
+                assert store.count_pods(conn, query) == len(expected), (op, needle, deleted)
+            matched += bool(expected)
+    assert matched > 40
+
+
+def _workload_id_look_up(database: Database, needle: str) -> tuple[str, Any]:
+    """The statement (and its parameters) that looks up the workloads of ``workloadId=@needle``."""
+    statements: list[tuple[str, Any]] = []
+
+    def ran(*args: Any) -> None:
+        statements.append((args[2], args[3]))
+
+    query = PodQuery(
+        scope=ScopeSet.everything(), terms=parse_filter([f"workloadId=@{needle}"], fields=POD_FIELDS)
+    )
+    with database.read() as conn:
+        sa.event.listen(conn, "before_cursor_execute", ran)
+        store.count_pods(conn, query)
+        sa.event.remove(conn, "before_cursor_execute", ran)
+    [look_up] = [(s, params) for s, params in statements if "workload_pods" not in s]
+    return look_up
+
+
+@pytest.mark.usefixtures("pods")
+def test_a_workload_id_substring_is_looked_up_by_an_index(database: Database) -> None:
+    """The workloads of ``workloadId=@`` are looked up before their pods. PostgreSQL: by the trigram
+    index on their ids (migration 0022), not by reading every id (made to here: the other scans
+    priced out, as they are at 200,000 workloads against an index that finds one). SQLite: every id
+    read from the primary key's index alone, with no ``lower()`` call a row."""
+    with database.read() as conn:
+        needle = str(conn.execute(sa.select(workload_pods.c.workload_id).limit(1)).scalar_one())[4:10]
+    statement, params = _workload_id_look_up(database, needle)
+    with database.read() as conn:
+        if database.dialect == "sqlite":
+            plan = "\n".join(
+                str(r[3]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
+            )
+            assert plan == "SCAN workloads USING COVERING INDEX sqlite_autoindex_workloads_1", plan
+            assert "lower(" not in statement
+            return
+        # Only bitmap scans left, as a table of a dozen rows is otherwise read whole.
+        conn.exec_driver_sql(
+            "SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off; "
+            "SET LOCAL enable_indexonlyscan = off"
+        )
+        plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {statement}", params).scalars())
+    assert "Bitmap Index Scan on ix_workload_search_id_trgm" in plan, plan
+
+
+def test_migration_0022_indexes_the_workload_ids_and_goes_back_down(empty_url: str, tmp_path: Path) -> None:
+    """Down to 0021: the index goes (PostgreSQL; nothing changes on SQLite) and a workloadId substring
+    is answered as before; up again: it is back, over the stored workloads, with the same answers."""
+    database = _stored_pods(empty_url, tmp_path, 30)
+
+    def indexes() -> set[str]:
+        if database.dialect == "sqlite":
+            return set()
+        with database.read() as conn:
+            found = conn.execute(
+                sa.text("SELECT indexname FROM pg_indexes WHERE tablename = 'workload_search'")
+            )
+            return set(found.scalars())
+
+    def answers() -> list[tuple[list[str], int]]:
+        with database.read() as conn:
+            cases = _workload_id_queries(conn)
+            return [
+                _answer(
+                    conn,
+                    PodQuery(
+                        scope=ScopeSet.everything(),
+                        terms=parse_filter([f"workloadId{op}{n}"], fields=POD_FIELDS),
+                    ),
+                    Sort("createdAt"),
+                )
+                for op, n in cases
+            ]
+
+    try:
+        at_head = answers()
+        assert sum(count for _ids, count in at_head) > 0
+        assert ("ix_workload_search_id_trgm" in indexes()) == (database.dialect == "postgresql")
+        _downgrade(database, "0021")
+        assert "ix_workload_search_id_trgm" not in indexes()
+        assert answers() == at_head
+        migrate.upgrade(database.engine)
+        assert ("ix_workload_search_id_trgm" in indexes()) == (database.dialect == "postgresql")
+        assert answers() == at_head
+    finally:
+        database.dispose()

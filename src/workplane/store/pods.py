@@ -17,7 +17,7 @@ from workplane.domain.timefmt import format_ms, to_ms
 from workplane.query.filters import Sort, SortOrder, Term, text_matches
 from workplane.query.pods import Completed, PodQuery
 from workplane.store import pod_compile as pod_query
-from workplane.store.compile import RANGE_OPERATORS, text_predicate
+from workplane.store.compile import RANGE_OPERATORS, like_pattern
 from workplane.store.database import chunked, rows_by_key, update_rows, upsert
 from workplane.store.dialects import dialect_of
 from workplane.store.ordering import Part, dense, page_by_merge, page_by_parts
@@ -324,15 +324,11 @@ def _live_values(
 
 
 def _workload_ids(connection: sa.Connection, term: Term) -> list[str] | None:
-    """The ids of the workloads that satisfy a substring ``term`` on workloadId (read from the
-    workloads' primary key, a fifth of the pods' rows or fewer); None when over ``_MOST_VALUES``."""
-    found = list(
-        connection.execute(
-            sa.select(workloads.c.id)
-            .where(text_predicate(workloads.c.id, term.op, term.text))
-            .limit(_MOST_VALUES + 1)
-        ).scalars()
-    )
+    """The ids of the workloads that satisfy a substring ``term`` on workloadId (where the dialect
+    keeps them, ``SqlDialect.workload_ids``: a fifth of the pods' rows or fewer); None when over
+    ``_MOST_VALUES``."""
+    matching = dialect_of(connection).workload_ids(like_pattern(term.op, term.text))
+    found = list(connection.execute(matching.limit(_MOST_VALUES + 1)).scalars())
     return None if len(found) > _MOST_VALUES else found
 
 

@@ -31,7 +31,7 @@ from sqlalchemy.sql.operators import custom_op
 from workplane.files import private_sqlite_file
 from workplane.settings import Settings
 from workplane.store.dialects.base import WRITE_TRANSACTION, SqlDialect, Tail, TextColumn, chunked
-from workplane.store.schema import triggers_deferred
+from workplane.store.schema import triggers_deferred, workloads
 
 _LOCK_POLL_S = 0.001  # how often a writer tries again for SQLite's write lock
 _READER_CACHE_MIB = 16  # page cache of each of the server process's own connections
@@ -224,6 +224,13 @@ class SQLiteDialect(SqlDialect):
         """From ``pod_text`` (migration 0015), as ``narrowing`` for the workloads."""
         found = [_candidates(connection, _POD_MATCH, "search_text", word) for word in words]
         return _narrowed(_POD_ROWID, found)
+
+    def workload_ids(self, pattern: str) -> sa.Select[Any]:
+        """The same ids without ``lower()``: SQLite's ``LIKE`` ignores the case of ASCII letters only,
+        and its ``lower()`` folds only those, so ``id LIKE p`` holds exactly where ``lower(id) LIKE p``
+        does; and a call of ``lower()`` a row was most of reading every id (16 → 4.7 ms at 40,000
+        workloads)."""
+        return sa.select(workloads.c.id).where(workloads.c.id.like(pattern, escape="\\"))
 
     def estimated_rows(self, connection: sa.Connection, table: sa.Table) -> int | None:
         # Row ids are handed out in order (``index_rows_after``): the highest is about the rows ever
