@@ -857,3 +857,102 @@ def test_migration_0022_indexes_the_workload_ids_and_goes_back_down(empty_url: s
         assert answers() == at_head
     finally:
         database.dispose()
+
+
+# --- counts of search words from pod_text (migration 0023) ------------------------------------------
+
+# Words in either case of a letter outside ASCII (the nodes are named from ``LETTERS``), which ``LIKE``
+# tells apart; words of every pod or none; two at once; and shorter ones, which no trigram holds.
+COUNTED_WORDS = [
+    "é-n",
+    "É-n",
+    "a-n",
+    "running",
+    "job-1",
+    "succeeded a-n",
+    "pending job",
+    "nothing-like-it",
+    "1",
+    "-n",
+]
+
+
+def _counted_as_python_says(database: Database) -> None:
+    with database.read() as conn:
+        rows = conn.execute(sa.select(workload_pods.c.search_text, workload_pods.c.deleted_at)).all()
+        for words in COUNTED_WORDS:
+            query = PodQuery(scope=ScopeSet.everything(), words=parse_search(words))
+            expected = sum(
+                r.deleted_at is None
+                and r.search_text is not None
+                and all(w in r.search_text for w in query.words)
+                for r in rows
+            )
+            assert store.count_pods(conn, query) == expected, words
+
+
+@pytest.mark.usefixtures("pods")
+def test_a_search_words_count_is_what_python_says(database: Database) -> None:
+    """The live pods with every word, as Python finds them in the stored texts: the count from
+    ``pod_text`` (SQLite) tells ``é`` from ``É`` as ``LIKE`` does, and leaves the deleted pods out."""
+    with database.read() as conn:
+        texts = " ".join(t or "" for t in conn.execute(sa.select(workload_pods.c.search_text)).scalars())
+    # Both cases are stored.
+    assert "é-n" in texts
+    assert "É-n" in texts
+    _counted_as_python_says(database)
+
+
+@pytest.mark.usefixtures("pods")
+def test_a_search_words_count_reads_no_pods_text(database: Database) -> None:
+    """SQLite: a tenant-wide count of search words is one statement on ``pod_text`` and the deleted
+    pods' index, reading no pod's text; a scoped count still reads the pods (PostgreSQL: its plan)."""
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL counts the pods themselves")
+    statements: list[tuple[str, Any]] = []
+
+    def ran(*args: Any) -> None:
+        statements.append((args[2], args[3]))
+
+    with database.read() as conn:
+        sa.event.listen(conn, "before_cursor_execute", ran)
+        store.count_pods(conn, PodQuery(scope=ScopeSet.everything(), words=parse_search("running job")))
+        sa.event.remove(conn, "before_cursor_execute", ran)
+        [(statement, params)] = statements
+        plan = [str(r[3]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)]
+    assert "SCAN pod_text VIRTUAL TABLE INDEX 0:M1" in plan, plan
+    assert [step for step in plan if "workload_pods" in step] == [
+        "SEARCH workload_pods USING COVERING INDEX ix_workload_pods_deleted_at (deleted_at>?)"
+    ], plan
+
+
+def test_migration_0023_makes_pod_text_case_sensitive_and_goes_back_down(
+    empty_url: str, tmp_path: Path
+) -> None:
+    """SQLite: down to 0022, ``pod_text`` folds every case again; up, it is rebuilt case-sensitive
+    over the stored pods, and counts are what Python finds (PostgreSQL: nothing changes either way)."""
+    database = _stored_pods(empty_url, tmp_path, 60)
+
+    def tokenizer() -> str | None:
+        if database.dialect != "sqlite":
+            return None
+        with database.read() as conn:
+            return str(
+                conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'pod_text'")).scalar_one()
+            )
+
+    try:
+        _counted_as_python_says(database)
+        if database.dialect == "sqlite":
+            assert "case_sensitive 1" in str(tokenizer())
+        _downgrade(database, "0022")
+        if database.dialect == "sqlite":
+            assert "case_sensitive" not in str(tokenizer())
+        migrate.upgrade(database.engine)
+        if database.dialect == "sqlite":
+            assert "case_sensitive 1" in str(tokenizer())
+            with database.write() as conn:
+                conn.execute(sa.text("INSERT INTO pod_text (pod_text, rank) VALUES ('integrity-check', 1)"))
+        _counted_as_python_says(database)
+    finally:
+        database.dispose()

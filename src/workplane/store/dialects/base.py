@@ -227,6 +227,12 @@ class SqlDialect:
         ids, read from their primary key's index."""
         return sa.select(workloads.c.id).where(sa.func.lower(workloads.c.id).like(pattern, escape="\\"))
 
+    def live_pod_text_count(self, words: Sequence[str]) -> sa.ScalarSelect[int] | None:
+        """The number of live pods whose search text holds every one of ``words`` (folded), counted
+        from a text index without reading the pods' texts, exactly as the pods' own predicate would
+        count them; None where no index counts them so."""
+        return None
+
     def estimated_rows(self, connection: sa.Connection, table: sa.Table) -> int | None:
         """About how many rows ``table`` holds, deleted ones included, read in constant time (a scale
         for a plan's choice, not a count); None where the database cannot tell."""
