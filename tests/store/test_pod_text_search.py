@@ -892,9 +892,15 @@ def _counted_as_python_says(database: Database) -> None:
 
 
 @pytest.mark.usefixtures("pods")
-def test_a_search_words_count_is_what_python_says(database: Database) -> None:
+@pytest.mark.parametrize("cap", [2, sqlite_dialect.CAP])
+def test_a_search_words_count_is_what_python_says(
+    database: Database, monkeypatch: pytest.MonkeyPatch, cap: int
+) -> None:
     """The live pods with every word, as Python finds them in the stored texts: the count from
-    ``pod_text`` (SQLite) tells ``é`` from ``É`` as ``LIKE`` does, and leaves the deleted pods out."""
+    ``pod_text`` (SQLite; words of more than ``cap`` candidates, as a tenth of a million pods are more
+    than 5,000) tells ``é`` from ``É`` as ``LIKE`` does, and leaves the deleted pods out; the
+    candidates of the others are counted as they are."""
+    monkeypatch.setattr(sqlite_dialect, "CAP", cap)
     with database.read() as conn:
         texts = " ".join(t or "" for t in conn.execute(sa.select(workload_pods.c.search_text)).scalars())
     # Both cases are stored.
@@ -904,11 +910,13 @@ def test_a_search_words_count_is_what_python_says(database: Database) -> None:
 
 
 @pytest.mark.usefixtures("pods")
-def test_a_search_words_count_reads_no_pods_text(database: Database) -> None:
-    """SQLite: a tenant-wide count of search words is one statement on ``pod_text`` and the deleted
-    pods' index, reading no pod's text; a scoped count still reads the pods (PostgreSQL: its plan)."""
+def test_a_search_words_count_reads_no_pods_text(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: a tenant-wide count of search words too broad for the candidate look-up (made so here:
+    a cap of 2) is one statement on ``pod_text`` and the deleted pods' index after that look-up,
+    reading no pod's text."""
     if database.dialect != "sqlite":
         pytest.skip("PostgreSQL counts the pods themselves")
+    monkeypatch.setattr(sqlite_dialect, "CAP", 2)
     statements: list[tuple[str, Any]] = []
 
     def ran(*args: Any) -> None:
@@ -918,7 +926,7 @@ def test_a_search_words_count_reads_no_pods_text(database: Database) -> None:
         sa.event.listen(conn, "before_cursor_execute", ran)
         store.count_pods(conn, PodQuery(scope=ScopeSet.everything(), words=parse_search("running job")))
         sa.event.remove(conn, "before_cursor_execute", ran)
-        [(statement, params)] = statements
+        [(statement, params)] = [(s, p) for s, p in statements if "count(" in s]
         plan = [str(r[3]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)]
     assert "SCAN pod_text VIRTUAL TABLE INDEX 0:M1" in plan, plan
     assert [step for step in plan if "workload_pods" in step] == [
@@ -927,10 +935,12 @@ def test_a_search_words_count_reads_no_pods_text(database: Database) -> None:
 
 
 def test_migration_0023_makes_pod_text_case_sensitive_and_goes_back_down(
-    empty_url: str, tmp_path: Path
+    empty_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite: down to 0022, ``pod_text`` folds every case again; up, it is rebuilt case-sensitive
-    over the stored pods, and counts are what Python finds (PostgreSQL: nothing changes either way)."""
+    over the stored pods, and counts from it (every word made broad: a cap of 2 candidates) are what
+    Python finds (PostgreSQL: nothing changes either way)."""
+    monkeypatch.setattr(sqlite_dialect, "CAP", 2)
     database = _stored_pods(empty_url, tmp_path, 60)
 
     def tokenizer() -> str | None:

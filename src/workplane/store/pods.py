@@ -647,13 +647,18 @@ def count_pods(connection: sa.Connection, query: PodQuery) -> int:
     its field's index where the negation would visit every live pod (``currentNodepool!=default``: the
     250,000 pods of one pool counted instead of the 750,000 of the others checked one by one). Both in
     one statement, so that they read one snapshot on PostgreSQL too. A tenant-wide count of search
-    words alone is read from a text index where the database has one that counts exactly
-    (``_text_counted``). Anything else counts the pods themselves."""
+    words alone that are too broad for the candidate look-up is read from a text index where the
+    database has one that counts exactly (``_words_alone``). Anything else counts the pods themselves."""
     if _rolled_up(query):
         return int(connection.execute(_summed(query)).scalar_one())
-    counted = _text_counted(connection, query)
-    if counted is not None:
-        return int(connection.execute(sa.select(counted)).scalar_one())
+    if _words_alone(query):
+        # The words' candidates first (``narrowing``): a few pods are counted by their row ids at
+        # once, where the text index's count would still read every deleted pod's row id.
+        clauses = narrowing(connection, query)
+        counted = None if clauses else dialect_of(connection).live_pod_text_count(query.words)
+        if counted is not None:
+            return int(connection.execute(sa.select(counted)).scalar_one())
+        return int(connection.execute(_counted(connection, query, clauses)).scalar_one())
     for n, term in enumerate(query.terms):
         positive = _POSITIVE.get(term.op)
         rest = replace(query, terms=[t for i, t in enumerate(query.terms) if i != n])
@@ -679,16 +684,19 @@ def _rolled_up(query: PodQuery) -> bool:
     )
 
 
-def _text_counted(connection: sa.Connection, query: PodQuery) -> sa.ScalarSelect[int] | None:
-    """For a count of the live pods with search words and nothing else (no term, no scope but the
-    tenant, any completion): their number from a text index (``SqlDialect.live_pod_text_count``), where
-    the database has one that counts them. A broad word's live pods (``succeeded``, a tenth of them)
-    are otherwise each read and matched."""
-    if query.terms or query.deleted or not query.words or query.completed is not Completed.ALL:
-        return None
-    if not query.scope.tenant:
-        return None
-    return dialect_of(connection).live_pod_text_count(query.words)
+def _words_alone(query: PodQuery) -> bool:
+    """Whether ``query`` counts the live pods with search words and nothing else (no term, no scope
+    but the tenant, any completion): where their number may come from a text index alone
+    (``SqlDialect.live_pod_text_count``), if the words are too broad for the candidate look-up
+    (``narrowing``). A broad word's live pods (``succeeded``, a tenth of them) are otherwise each
+    read and matched."""
+    return (
+        bool(query.words)
+        and not query.terms
+        and not query.deleted
+        and query.completed is Completed.ALL
+        and query.scope.tenant
+    )
 
 
 def _summed(query: PodQuery) -> sa.Select[Any]:
@@ -702,9 +710,13 @@ def _summed(query: PodQuery) -> sa.Select[Any]:
     return sa.select(sa.func.coalesce(sa.func.sum(c.live), 0)).where(*scoped, *terms)
 
 
-def _counted(connection: sa.Connection, query: PodQuery) -> sa.Select[Any]:
-    """The count of the pods themselves that ``query`` selects."""
-    selected = [*pod_query.where(query, count=True), *narrowing(connection, query)]
+def _counted(
+    connection: sa.Connection, query: PodQuery, clauses: list[sa.ColumnElement[bool]] | None = None
+) -> sa.Select[Any]:
+    """The count of the pods themselves that ``query`` selects (``clauses``: its ``narrowing``, where
+    the caller has it)."""
+    narrow = narrowing(connection, query) if clauses is None else clauses
+    selected = [*pod_query.where(query, count=True), *narrow]
     return sa.select(sa.func.count()).select_from(workload_pods).where(*selected)
 
 
