@@ -723,3 +723,246 @@ def test_a_search_page_walks_the_creation_order_no_further_than_its_reach(
             walked.append(_walked_rows(explained.scalar_one()[0]["Plan"], "ix_workload_pods_live_created"))
     assert len(expected) == 12
     assert max(walked) <= 6, walked
+
+
+# --- workloadId substrings (migration 0022) ---------------------------------------------------------
+
+
+def _workload_id_queries(conn: sa.Connection) -> list[tuple[str, str]]:
+    """(op, needle) for a substring of workloadId: pieces of stored ids (of three characters and more,
+    which a trigram index answers, and fewer, which it does not), in either case, and none at all."""
+    ids = sorted(set(conn.execute(sa.select(workload_pods.c.workload_id)).scalars()))
+    assert len(ids) == 12
+    needles = ["a", "1f", "nothing-like-it", "%", "_"]
+    for n, found in enumerate(ids[:6]):
+        piece = found[n : n + 6]
+        needles += [piece, piece.upper(), found[:8], found[-5:], found]
+    return [(op, needle) for op in ("=@", "=^", "=$") for needle in needles]
+
+
+def _matches(op: str, needle: str, value: str) -> bool:
+    folded, value = needle.lower(), value.lower()
+    return {"=@": folded in value, "=^": value.startswith(folded), "=$": value.endswith(folded)}[op]
+
+
+@pytest.mark.usefixtures("pods")
+def test_a_workload_id_substring_selects_what_python_says(database: Database) -> None:
+    """Every page and count of ``workloadId`` substrings, live and deleted pods, equals the pods whose
+    workload's id holds the needle, decided in Python."""
+    with database.read() as conn:
+        rows = conn.execute(
+            sa.select(workload_pods.c.id, workload_pods.c.workload_id, workload_pods.c.deleted_at)
+        ).all()
+        cases = _workload_id_queries(conn)
+    matched = 0
+    for op, needle in cases:
+        for deleted in (False, True):
+            terms = parse_filter([f"workloadId{op}{needle}"], fields=POD_FIELDS)
+            query = PodQuery(scope=ScopeSet.everything(), deleted=deleted, terms=terms)
+            expected = {
+                r.id
+                for r in rows
+                if (r.deleted_at is not None) == deleted and _matches(op, needle, r.workload_id)
+            }
+            with database.read() as conn:
+                page = store.list_pods(conn, query, sort=Sort("createdAt"), offset=0, limit=500, full=False)
+                assert {orjson.loads(p)["id"] for p in page.pods} == expected, (op, needle, deleted)
+                assert store.count_pods(conn, query) == len(expected), (op, needle, deleted)
+            matched += bool(expected)
+    assert matched > 40
+
+
+def _workload_id_look_up(database: Database, needle: str) -> tuple[str, Any]:
+    """The statement (and its parameters) that looks up the workloads of ``workloadId=@needle``."""
+    statements: list[tuple[str, Any]] = []
+
+    def ran(*args: Any) -> None:
+        statements.append((args[2], args[3]))
+
+    query = PodQuery(
+        scope=ScopeSet.everything(), terms=parse_filter([f"workloadId=@{needle}"], fields=POD_FIELDS)
+    )
+    with database.read() as conn:
+        sa.event.listen(conn, "before_cursor_execute", ran)
+        store.count_pods(conn, query)
+        sa.event.remove(conn, "before_cursor_execute", ran)
+    [look_up] = [(s, params) for s, params in statements if "workload_pods" not in s]
+    return look_up
+
+
+@pytest.mark.usefixtures("pods")
+def test_a_workload_id_substring_is_looked_up_by_an_index(database: Database) -> None:
+    """The workloads of ``workloadId=@`` are looked up before their pods. PostgreSQL: by the trigram
+    index on their ids (migration 0022), not by reading every id (made to here: the other scans
+    priced out, as they are at 200,000 workloads against an index that finds one). SQLite: every id
+    read from the primary key's index alone, with no ``lower()`` call a row."""
+    with database.read() as conn:
+        needle = str(conn.execute(sa.select(workload_pods.c.workload_id).limit(1)).scalar_one())[4:10]
+    statement, params = _workload_id_look_up(database, needle)
+    with database.read() as conn:
+        if database.dialect == "sqlite":
+            plan = "\n".join(
+                str(r[3]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
+            )
+            assert plan == "SCAN workloads USING COVERING INDEX sqlite_autoindex_workloads_1", plan
+            assert "lower(" not in statement
+            return
+        # Only bitmap scans left, as a table of a dozen rows is otherwise read whole.
+        conn.exec_driver_sql(
+            "SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off; "
+            "SET LOCAL enable_indexonlyscan = off"
+        )
+        plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {statement}", params).scalars())
+    assert "Bitmap Index Scan on ix_workload_search_id_trgm" in plan, plan
+
+
+def test_migration_0022_indexes_the_workload_ids_and_goes_back_down(empty_url: str, tmp_path: Path) -> None:
+    """Down to 0021: the index goes (PostgreSQL; nothing changes on SQLite) and a workloadId substring
+    is answered as before; up again: it is back, over the stored workloads, with the same answers."""
+    database = _stored_pods(empty_url, tmp_path, 30)
+
+    def indexes() -> set[str]:
+        if database.dialect == "sqlite":
+            return set()
+        with database.read() as conn:
+            found = conn.execute(
+                sa.text("SELECT indexname FROM pg_indexes WHERE tablename = 'workload_search'")
+            )
+            return set(found.scalars())
+
+    def answers() -> list[tuple[list[str], int]]:
+        with database.read() as conn:
+            cases = _workload_id_queries(conn)
+            return [
+                _answer(
+                    conn,
+                    PodQuery(
+                        scope=ScopeSet.everything(),
+                        terms=parse_filter([f"workloadId{op}{n}"], fields=POD_FIELDS),
+                    ),
+                    Sort("createdAt"),
+                )
+                for op, n in cases
+            ]
+
+    try:
+        at_head = answers()
+        assert sum(count for _ids, count in at_head) > 0
+        assert ("ix_workload_search_id_trgm" in indexes()) == (database.dialect == "postgresql")
+        _downgrade(database, "0021")
+        assert "ix_workload_search_id_trgm" not in indexes()
+        assert answers() == at_head
+        migrate.upgrade(database.engine)
+        assert ("ix_workload_search_id_trgm" in indexes()) == (database.dialect == "postgresql")
+        assert answers() == at_head
+    finally:
+        database.dispose()
+
+
+# --- counts of search words from pod_text (migration 0023) ------------------------------------------
+
+# Words in either case of a letter outside ASCII (the nodes are named from ``LETTERS``), which ``LIKE``
+# tells apart; words of every pod or none; two at once; and shorter ones, which no trigram holds.
+COUNTED_WORDS = [
+    "é-n",
+    "É-n",
+    "a-n",
+    "running",
+    "job-1",
+    "succeeded a-n",
+    "pending job",
+    "nothing-like-it",
+    "1",
+    "-n",
+]
+
+
+def _counted_as_python_says(database: Database) -> None:
+    with database.read() as conn:
+        rows = conn.execute(sa.select(workload_pods.c.search_text, workload_pods.c.deleted_at)).all()
+        for words in COUNTED_WORDS:
+            query = PodQuery(scope=ScopeSet.everything(), words=parse_search(words))
+            expected = sum(
+                r.deleted_at is None
+                and r.search_text is not None
+                and all(w in r.search_text for w in query.words)
+                for r in rows
+            )
+            assert store.count_pods(conn, query) == expected, words
+
+
+@pytest.mark.usefixtures("pods")
+@pytest.mark.parametrize("cap", [2, sqlite_dialect.CAP])
+def test_a_search_words_count_is_what_python_says(
+    database: Database, monkeypatch: pytest.MonkeyPatch, cap: int
+) -> None:
+    """The live pods with every word, as Python finds them in the stored texts: the count from
+    ``pod_text`` (SQLite; words of more than ``cap`` candidates, as a tenth of a million pods are more
+    than 5,000) tells ``é`` from ``É`` as ``LIKE`` does, and leaves the deleted pods out; the
+    candidates of the others are counted as they are."""
+    monkeypatch.setattr(sqlite_dialect, "CAP", cap)
+    with database.read() as conn:
+        texts = " ".join(t or "" for t in conn.execute(sa.select(workload_pods.c.search_text)).scalars())
+    # Both cases are stored.
+    assert "é-n" in texts
+    assert "É-n" in texts
+    _counted_as_python_says(database)
+
+
+@pytest.mark.usefixtures("pods")
+def test_a_search_words_count_reads_no_pods_text(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: a tenant-wide count of search words too broad for the candidate look-up (made so here:
+    a cap of 2) is one statement on ``pod_text`` and the deleted pods' index after that look-up,
+    reading no pod's text."""
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL counts the pods themselves")
+    monkeypatch.setattr(sqlite_dialect, "CAP", 2)
+    statements: list[tuple[str, Any]] = []
+
+    def ran(*args: Any) -> None:
+        statements.append((args[2], args[3]))
+
+    with database.read() as conn:
+        sa.event.listen(conn, "before_cursor_execute", ran)
+        store.count_pods(conn, PodQuery(scope=ScopeSet.everything(), words=parse_search("running job")))
+        sa.event.remove(conn, "before_cursor_execute", ran)
+        [(statement, params)] = [(s, p) for s, p in statements if "count(" in s]
+        plan = [str(r[3]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)]
+    assert "SCAN pod_text VIRTUAL TABLE INDEX 0:M1" in plan, plan
+    assert [step for step in plan if "workload_pods" in step] == [
+        "SEARCH workload_pods USING COVERING INDEX ix_workload_pods_deleted_at (deleted_at>?)"
+    ], plan
+
+
+def test_migration_0023_makes_pod_text_case_sensitive_and_goes_back_down(
+    empty_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: down to 0022, ``pod_text`` folds every case again; up, it is rebuilt case-sensitive
+    over the stored pods, and counts from it (every word made broad: a cap of 2 candidates) are what
+    Python finds (PostgreSQL: nothing changes either way)."""
+    monkeypatch.setattr(sqlite_dialect, "CAP", 2)
+    database = _stored_pods(empty_url, tmp_path, 60)
+
+    def tokenizer() -> str | None:
+        if database.dialect != "sqlite":
+            return None
+        with database.read() as conn:
+            return str(
+                conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'pod_text'")).scalar_one()
+            )
+
+    try:
+        _counted_as_python_says(database)
+        if database.dialect == "sqlite":
+            assert "case_sensitive 1" in str(tokenizer())
+        _downgrade(database, "0022")
+        if database.dialect == "sqlite":
+            assert "case_sensitive" not in str(tokenizer())
+        migrate.upgrade(database.engine)
+        if database.dialect == "sqlite":
+            assert "case_sensitive 1" in str(tokenizer())
+            with database.write() as conn:
+                conn.execute(sa.text("INSERT INTO pod_text (pod_text, rank) VALUES ('integrity-check', 1)"))
+        _counted_as_python_says(database)
+    finally:
+        database.dispose()

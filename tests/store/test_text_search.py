@@ -368,7 +368,12 @@ def test_migration_fills_the_side_table_and_goes_back_down(tmp_path: Path) -> No
             rows = conn.execute(sa.text("SELECT workload_id, name_lower FROM workload_search")).all()
             assert sorted(rows) == sorted(zip(ids, ["old-one", "old-two"], strict=True))
         assert _trigram_indexes(engine) == {
-            "workload_search": ["ix_workload_search_name_trgm", "ix_workload_search_text_trgm"],
+            # With 0022's index on the ids (a pod's workloadId substring).
+            "workload_search": [
+                "ix_workload_search_id_trgm",
+                "ix_workload_search_name_trgm",
+                "ix_workload_search_text_trgm",
+            ],
             "workloads": [],
         }
         with engine.begin() as conn:

@@ -66,14 +66,15 @@ def escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _pattern(op: str, value: str) -> str:
+def like_pattern(op: str, value: str) -> str:
+    """The ``LIKE`` pattern (escaped with a backslash) of a substring operator and its needle, folded."""
     needle = escape_like(fold(value))
     return {"=@": f"%{needle}%", "!@": f"%{needle}%", "=^": f"{needle}%", "=$": f"%{needle}"}[op]
 
 
 def _like(column: sa.ColumnElement[Any], op: str, value: str, folded: bool = False) -> sa.ColumnElement[bool]:
     subject = column if folded else sa.func.lower(column)
-    return subject.like(_pattern(op, value), escape="\\")
+    return subject.like(like_pattern(op, value), escape="\\")
 
 
 def text_predicate(column: sa.ColumnElement[Any], op: str, value: str) -> sa.ColumnElement[bool]:
@@ -400,7 +401,7 @@ class Compiler:
     def _substrings(self, parts: list[tuple[TextColumn, str, str]]) -> sa.ColumnElement[bool]:
         """All of ``parts`` (column, operator, value) as ``_substring`` gives each, in one look-up."""
         plain = [
-            (c, _like(self.c[c], op, v, folded=c == "search_text"), _pattern(op, v)) for c, op, v in parts
+            (c, _like(self.c[c], op, v, folded=c == "search_text"), like_pattern(op, v)) for c, op, v in parts
         ]
         if self.table is not workloads:
             return sa.and_(*(p for _c, p, _pattern in plain))

@@ -17,7 +17,7 @@ from workplane.domain.timefmt import format_ms, to_ms
 from workplane.query.filters import Sort, SortOrder, Term, text_matches
 from workplane.query.pods import Completed, PodQuery
 from workplane.store import pod_compile as pod_query
-from workplane.store.compile import RANGE_OPERATORS, text_predicate
+from workplane.store.compile import RANGE_OPERATORS, like_pattern
 from workplane.store.database import chunked, rows_by_key, update_rows, upsert
 from workplane.store.dialects import dialect_of
 from workplane.store.ordering import Part, dense, page_by_merge, page_by_parts
@@ -324,15 +324,11 @@ def _live_values(
 
 
 def _workload_ids(connection: sa.Connection, term: Term) -> list[str] | None:
-    """The ids of the workloads that satisfy a substring ``term`` on workloadId (read from the
-    workloads' primary key, a fifth of the pods' rows or fewer); None when over ``_MOST_VALUES``."""
-    found = list(
-        connection.execute(
-            sa.select(workloads.c.id)
-            .where(text_predicate(workloads.c.id, term.op, term.text))
-            .limit(_MOST_VALUES + 1)
-        ).scalars()
-    )
+    """The ids of the workloads that satisfy a substring ``term`` on workloadId (where the dialect
+    keeps them, ``SqlDialect.workload_ids``: a fifth of the pods' rows or fewer); None when over
+    ``_MOST_VALUES``."""
+    matching = dialect_of(connection).workload_ids(like_pattern(term.op, term.text))
+    found = list(connection.execute(matching.limit(_MOST_VALUES + 1)).scalars())
     return None if len(found) > _MOST_VALUES else found
 
 
@@ -650,10 +646,19 @@ def count_pods(connection: sa.Connection, query: PodQuery) -> int:
     its positive does not hold on, those without a value included, and the positive is answered by
     its field's index where the negation would visit every live pod (``currentNodepool!=default``: the
     250,000 pods of one pool counted instead of the 750,000 of the others checked one by one). Both in
-    one statement, so that they read one snapshot on PostgreSQL too. Anything else counts the pods
-    themselves."""
+    one statement, so that they read one snapshot on PostgreSQL too. A tenant-wide count of search
+    words alone that are too broad for the candidate look-up is read from a text index where the
+    database has one that counts exactly (``_words_alone``). Anything else counts the pods themselves."""
     if _rolled_up(query):
         return int(connection.execute(_summed(query)).scalar_one())
+    if _words_alone(query):
+        # The words' candidates first (``narrowing``): a few pods are counted by their row ids at
+        # once, where the text index's count would still read every deleted pod's row id.
+        clauses = narrowing(connection, query)
+        counted = None if clauses else dialect_of(connection).live_pod_text_count(query.words)
+        if counted is not None:
+            return int(connection.execute(sa.select(counted)).scalar_one())
+        return int(connection.execute(_counted(connection, query, clauses)).scalar_one())
     for n, term in enumerate(query.terms):
         positive = _POSITIVE.get(term.op)
         rest = replace(query, terms=[t for i, t in enumerate(query.terms) if i != n])
@@ -679,6 +684,21 @@ def _rolled_up(query: PodQuery) -> bool:
     )
 
 
+def _words_alone(query: PodQuery) -> bool:
+    """Whether ``query`` counts the live pods with search words and nothing else (no term, no scope
+    but the tenant, any completion): where their number may come from a text index alone
+    (``SqlDialect.live_pod_text_count``), if the words are too broad for the candidate look-up
+    (``narrowing``). A broad word's live pods (``succeeded``, a tenth of them) are otherwise each
+    read and matched."""
+    return (
+        bool(query.words)
+        and not query.terms
+        and not query.deleted
+        and query.completed is Completed.ALL
+        and query.scope.tenant
+    )
+
+
 def _summed(query: PodQuery) -> sa.Select[Any]:
     """The count of a ``_rolled_up`` query, from ``pod_counts``."""
     c = pod_counts.c
@@ -690,9 +710,13 @@ def _summed(query: PodQuery) -> sa.Select[Any]:
     return sa.select(sa.func.coalesce(sa.func.sum(c.live), 0)).where(*scoped, *terms)
 
 
-def _counted(connection: sa.Connection, query: PodQuery) -> sa.Select[Any]:
-    """The count of the pods themselves that ``query`` selects."""
-    selected = [*pod_query.where(query, count=True), *narrowing(connection, query)]
+def _counted(
+    connection: sa.Connection, query: PodQuery, clauses: list[sa.ColumnElement[bool]] | None = None
+) -> sa.Select[Any]:
+    """The count of the pods themselves that ``query`` selects (``clauses``: its ``narrowing``, where
+    the caller has it)."""
+    narrow = narrowing(connection, query) if clauses is None else clauses
+    selected = [*pod_query.where(query, count=True), *narrow]
     return sa.select(sa.func.count()).select_from(workload_pods).where(*selected)
 
 

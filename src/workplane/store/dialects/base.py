@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql.dml import Insert as PostgresInsert
 from sqlalchemy.dialects.sqlite.dml import Insert as SQLiteInsert
 
 from workplane.settings import Settings
+from workplane.store.schema import workloads
 
 IN_LIST = 500  # keys per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 # The execution option that marks a write transaction (``Database.write``): SQLite takes its write
@@ -218,6 +219,18 @@ class SqlDialect:
     def pod_narrowing(self, connection: sa.Connection, words: Sequence[str]) -> sa.ColumnElement[bool] | None:
         """A clause keeping only the pods that a text index says can contain every one of ``words``
         (folded) in their search text, or None where no index narrows them before the query."""
+        return None
+
+    def workload_ids(self, pattern: str) -> sa.Select[Any]:
+        """The ids of the stored workloads whose id, folded, is ``LIKE pattern`` (escaped with a
+        backslash; ``store.pods._workload_ids``): the filter's own predicate. Here on the workloads'
+        ids, read from their primary key's index."""
+        return sa.select(workloads.c.id).where(sa.func.lower(workloads.c.id).like(pattern, escape="\\"))
+
+    def live_pod_text_count(self, words: Sequence[str]) -> sa.ScalarSelect[int] | None:
+        """The number of live pods whose search text holds every one of ``words`` (folded), counted
+        from a text index without reading the pods' texts, exactly as the pods' own predicate would
+        count them; None where no index counts them so."""
         return None
 
     def estimated_rows(self, connection: sa.Connection, table: sa.Table) -> int | None:
