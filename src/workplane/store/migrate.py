@@ -2,8 +2,9 @@
 
 Alembic is imported only when a migration runs or the tree is read: a server starting on a store
 already at the newest revision (every start but the first after an upgrade) reads the revision from
-the store and goes on. Importing Alembic (and Mako with it) and reading every script of the tree took
-0.3 CPU-s of the 1.7 a server's start took."""
+the store and goes on, without importing Alembic and Mako or reading the tree's scripts (with httpx
+left out too, ``metrics.prometheus``: a server's start until ``/health`` answers took 1.05–1.30
+CPU-s, now 0.95–1.11)."""
 
 from __future__ import annotations
 
