@@ -24,7 +24,7 @@ VERSIONS_DIR = MIGRATIONS_DIR / "versions"
 
 def newest_revision() -> str:
     """The tree's head, from the scripts' names: each is ``<revision>_<slug>.py`` with a revision of
-    four digits, one after another (``tests/store/test_migrations.py`` holds the tree to that)."""
+    four digits that revises a lower one (``tests/store/test_workloads.py`` holds the tree to that)."""
     return max(path.name.split("_", 1)[0] for path in VERSIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
