@@ -264,7 +264,7 @@ def test_migrations_0015_to_0017_index_and_count_the_stored_pods(empty_url: str,
                 indexes = conn.execute(
                     sa.text("SELECT indexname FROM pg_indexes WHERE tablename = 'workload_pods'")
                 )
-                assert "ix_workload_pods_search_trgm" in indexes.scalars().all()
+                assert "ix_workload_pods_names_trgm" in indexes.scalars().all()  # 0024's, in place of 0015's
     finally:
         database.dispose()
 

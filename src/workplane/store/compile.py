@@ -45,7 +45,7 @@ from workplane.query.filters import (
     number_matches,
     text_matches,
 )
-from workplane.store.dialects.base import SqlDialect, TextColumn
+from workplane.store.dialects.base import SqlDialect, TextColumn, escape_like
 from workplane.store.schema import workload_nodepools, workloads
 from workplane.store.scopes import restrict
 
@@ -60,10 +60,6 @@ POSITIVE_FORM = {"!=": "==", "!@": "=@"}
 # The text operators a trigram index can answer (a NULL never satisfies them; ``name`` is never NULL).
 SUBSTRING_OPERATORS = frozenset({"=@", "=^", "=$"})
 RANGE_OPERATORS = frozenset({"<=", ">="})
-
-
-def escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def like_pattern(op: str, value: str) -> str:

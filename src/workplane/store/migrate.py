@@ -30,7 +30,8 @@ def newest_revision() -> str:
 
 # Created by raw SQL per dialect and absent from ``schema.metadata``: the FTS5 table (and its shadow
 # tables) on SQLite (migration 0004); on PostgreSQL the ``workload_search`` table and its indexes
-# (0010), or, before 0010, the pg_trgm indexes on ``workloads``; the pods' own (0015).
+# (0010), or, before 0010, the pg_trgm indexes on ``workloads``; the pods' own (0015), and from 0024
+# their trigrams without the phase and the live pods' phases.
 TEXT_SEARCH_OBJECTS = (
     "workload_text",
     "workload_search",
@@ -39,6 +40,8 @@ TEXT_SEARCH_OBJECTS = (
     "ix_workloads_search_trgm",
     "pod_text",
     "ix_workload_pods_search_trgm",
+    "ix_workload_pods_names_trgm",
+    "ix_workload_pods_live_phase",
 )
 
 

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from workplane.domain.fields import Kind
 from workplane.query.filters import Sort, SortOrder, Term
 from workplane.query.pods import Completed, PodQuery
-from workplane.store.compile import escape_like, text_predicate, time_predicate
+from workplane.store.compile import text_predicate, time_predicate
+from workplane.store.dialects.base import escape_like
 from workplane.store.schema import workload_pods
 from workplane.store.scopes import restrict
 
@@ -70,7 +71,11 @@ def search_words(words: list[str]) -> list[sa.ColumnElement[bool]]:
     return [p.search_text.like(f"%{escape_like(word)}%", escape="\\") for word in words]
 
 
-def where(query: PodQuery, *, count: bool = False) -> list[sa.ColumnElement[bool]]:
+def where(
+    query: PodQuery, *, count: bool = False, words: list[sa.ColumnElement[bool]] | None = None
+) -> list[sa.ColumnElement[bool]]:
+    """The query's predicates; its search words as ``words`` where given (the same pods phrased for a
+    database's text index, ``SqlDialect.live_pod_words``), else ``search_words``."""
     clauses: list[sa.ColumnElement[bool]] = [
         p.deleted_at.is_not(None) if query.deleted else p.deleted_at.is_(None)
     ]
@@ -82,7 +87,7 @@ def where(query: PodQuery, *, count: bool = False) -> list[sa.ColumnElement[bool
     elif query.completed is Completed.FALSE:
         clauses.append(p.completed_at.is_(None))
     clauses.extend(_term(t) for t in query.terms)
-    clauses.extend(search_words(query.words))
+    clauses.extend(search_words(query.words) if words is None else words)
     if count:
         clauses.extend(_covering_hints(query))
     return clauses

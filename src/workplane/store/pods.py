@@ -341,6 +341,14 @@ class Narrowed:
     # several terms have some): a page in creation order may be walked one value at a time
     # (``list_pods``).
     split: tuple[sa.Column[Any], list[str]] | None = None
+    # The search words phrased for the database's text index (``SqlDialect.live_pod_words``), in place
+    # of ``pod_compile.search_words``; None: those.
+    words: list[sa.ColumnElement[bool]] | None = None
+
+    def where(self, query: PodQuery, *, count: bool = False) -> list[sa.ColumnElement[bool]]:
+        """The query's predicates (``pod_compile.where``), its words as phrased here, then these
+        clauses."""
+        return [*pod_query.where(query, count=count, words=self.words), *self.clauses]
 
 
 def narrowing(connection: sa.Connection, query: PodQuery) -> list[sa.ColumnElement[bool]]:
@@ -358,7 +366,8 @@ def narrowed(connection: sa.Connection, query: PodQuery) -> Narrowed:
     - A substring term on workloadId: the workloads whose ids satisfy it (a pod's workload is always
       stored), when there are few, as an ``IN`` list on the workload's pods index.
     - Search words: the pods a text index finds them in (``SqlDialect.pod_narrowing``: SQLite's FTS5
-      table, when the words are selective; PostgreSQL's planner uses its trigram index itself).
+      table, when the words are selective; PostgreSQL's planner uses its trigram index itself, on
+      the words as ``SqlDialect.live_pod_words`` phrases them for live pods: ``Narrowed.words``).
 
     Values and candidates are read over the whole tenant; the caller's scopes still apply."""
     clauses: list[sa.ColumnElement[bool]] = []
@@ -378,11 +387,15 @@ def narrowed(connection: sa.Connection, query: PodQuery) -> Narrowed:
             clauses.append(column.in_(matched) if matched else sa.false())
             if split is None or len(matched) < len(split[1]):
                 split = (column, matched)
+    words = None
     if query.words:
-        found = dialect_of(connection).pod_narrowing(connection, query.words)
+        sql = dialect_of(connection)
+        found = sql.pod_narrowing(connection, query.words)
         if found is not None:
             clauses.append(found)
-    return Narrowed(clauses, split)
+        if not query.deleted:
+            words = sql.live_pod_words(connection, query.words)
+    return Narrowed(clauses, split, words)
 
 
 def _live_total(connection: sa.Connection) -> int:
@@ -504,7 +517,7 @@ def _ranged_page(
     sql = dialect_of(connection)
     reach = _reach(connection, need)
     descending = sort.order is SortOrder.DESC
-    looked_up = sa.select(p.id).where(*pod_query.where(query), *narrow.clauses)
+    looked_up = sa.select(p.id).where(*narrow.where(query))
     key = sql.unordered(p.created_at)
     sorted_order = [key.desc(), p.id.desc()] if descending else [key.asc(), p.id.asc()]
     few = False
@@ -523,7 +536,7 @@ def _ranged_page(
             return None  # fewer live pods than ``reach``: the plain walk is bounded anyway
         off_index = {t.field.name: sql.unindexed(_RANGE_INDEXED[t.field.name]) for t in ranges}
         walked = [
-            *pod_query.where(replace(query, terms=[t for t in query.terms if t not in ranges])),
+            *narrow.where(replace(query, terms=[t for t in query.terms if t not in ranges])),
             *(pod_query.term_on(t, off_index) for t in ranges),
             *narrow.clauses,
             p.created_at >= edge if descending else p.created_at <= edge,
@@ -590,7 +603,7 @@ def list_pods(
     and project names (Run:ai's ``verbosity=full``). Paged through ids first (``paging``), in ordered
     parts where no index gives the order (``sort_parts``)."""
     narrow = narrowed(connection, query)
-    selected = [*pod_query.where(query), *narrow.clauses]
+    selected = narrow.where(query)
     parts = sort_parts(connection, query, sort, need=offset + limit + 1)
     merged = _merged_parts(narrow, sort) if dialect_of(connection).merges_value_walks else None
     if parts is not None:
@@ -654,11 +667,12 @@ def count_pods(connection: sa.Connection, query: PodQuery) -> int:
     if _words_alone(query):
         # The words' candidates first (``narrowing``): a few pods are counted by their row ids at
         # once, where the text index's count would still read every deleted pod's row id.
-        clauses = narrowing(connection, query)
-        counted = None if clauses else dialect_of(connection).live_pod_text_count(query.words)
+        narrow = narrowed(connection, query)
+        sql = dialect_of(connection)
+        counted = None if narrow.clauses else sql.live_pod_text_count(connection, query.words)
         if counted is not None:
             return int(connection.execute(sa.select(counted)).scalar_one())
-        return int(connection.execute(_counted(connection, query, clauses)).scalar_one())
+        return int(connection.execute(_counted(connection, query, narrow)).scalar_one())
     for n, term in enumerate(query.terms):
         positive = _POSITIVE.get(term.op)
         rest = replace(query, terms=[t for i, t in enumerate(query.terms) if i != n])
@@ -710,13 +724,10 @@ def _summed(query: PodQuery) -> sa.Select[Any]:
     return sa.select(sa.func.coalesce(sa.func.sum(c.live), 0)).where(*scoped, *terms)
 
 
-def _counted(
-    connection: sa.Connection, query: PodQuery, clauses: list[sa.ColumnElement[bool]] | None = None
-) -> sa.Select[Any]:
-    """The count of the pods themselves that ``query`` selects (``clauses``: its ``narrowing``, where
+def _counted(connection: sa.Connection, query: PodQuery, narrow: Narrowed | None = None) -> sa.Select[Any]:
+    """The count of the pods themselves that ``query`` selects (``narrow``: its ``narrowed``, where
     the caller has it)."""
-    narrow = narrowing(connection, query) if clauses is None else clauses
-    selected = [*pod_query.where(query, count=True), *narrow]
+    selected = (narrowed(connection, query) if narrow is None else narrow).where(query, count=True)
     return sa.select(sa.func.count()).select_from(workload_pods).where(*selected)
 
 

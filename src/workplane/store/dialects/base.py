@@ -41,6 +41,11 @@ def chunked(keys: Sequence[K], size: int = IN_LIST) -> Iterator[Sequence[K]]:
         yield keys[start : start + size]
 
 
+def escape_like(value: str) -> str:
+    """``value`` as a ``LIKE`` pattern's literal text, escaped with a backslash."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 class SqlDialect:
     """One database's SQL. Stateless: one instance per database serves every engine."""
 
@@ -221,13 +226,23 @@ class SqlDialect:
         (folded) in their search text, or None where no index narrows them before the query."""
         return None
 
+    def live_pod_words(
+        self, connection: sa.Connection, words: Sequence[str]
+    ) -> list[sa.ColumnElement[bool]] | None:
+        """Search words over live pods, a clause each, phrased as this database's text index answers
+        them and holding on exactly the pods ``pod_compile.search_words`` selects; None where those
+        serve."""
+        return None
+
     def workload_ids(self, pattern: str) -> sa.Select[Any]:
         """The ids of the stored workloads whose id, folded, is ``LIKE pattern`` (escaped with a
         backslash; ``store.pods._workload_ids``): the filter's own predicate. Here on the workloads'
         ids, read from their primary key's index."""
         return sa.select(workloads.c.id).where(sa.func.lower(workloads.c.id).like(pattern, escape="\\"))
 
-    def live_pod_text_count(self, words: Sequence[str]) -> sa.ScalarSelect[int] | None:
+    def live_pod_text_count(
+        self, connection: sa.Connection, words: Sequence[str]
+    ) -> sa.ScalarSelect[int] | None:
         """The number of live pods whose search text holds every one of ``words`` (folded), counted
         from a text index without reading the pods' texts, exactly as the pods' own predicate would
         count them; None where no index counts them so."""

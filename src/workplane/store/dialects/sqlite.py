@@ -232,7 +232,9 @@ class SQLiteDialect(SqlDialect):
         workloads)."""
         return sa.select(workloads.c.id).where(workloads.c.id.like(pattern, escape="\\"))
 
-    def live_pod_text_count(self, words: Sequence[str]) -> sa.ScalarSelect[int] | None:
+    def live_pod_text_count(
+        self, connection: sa.Connection, words: Sequence[str]
+    ) -> sa.ScalarSelect[int] | None:
         """From ``pod_text``'s posting lists, less the deleted pods' row ids (a few percent of the
         pods, read from their own index alone): ``succeeded``, in a tenth of the pods, took 10 ms so at
         200,000 pods, where reading the live pods' texts took 33. Exact: the tokenizer is
