@@ -658,7 +658,7 @@ def test_search_pages_in_creation_order_page_as_the_plain_order(
                 with database.read() as conn:
                     expected, _ = _plain(conn, query, sort)
                     for offset, limit in ((0, 1), (0, 5), (3, 7), (10, 20), (max(len(expected) - 2, 0), 5)):
-                        selected = [*pod_query.where(query), *store.narrowing(conn, query)]
+                        selected = store.narrowed(conn, query).where(query)
                         plain = (
                             sa.select(workload_pods.c.id)
                             .where(*selected)
@@ -915,7 +915,7 @@ def test_a_search_words_count_reads_no_pods_text(database: Database, monkeypatch
     a cap of 2) is one statement on ``pod_text`` and the deleted pods' index after that look-up,
     reading no pod's text."""
     if database.dialect != "sqlite":
-        pytest.skip("PostgreSQL counts the pods themselves")
+        pytest.skip("PostgreSQL: test_a_phase_words_count_reads_the_phases_index_alone")
     monkeypatch.setattr(sqlite_dialect, "CAP", 2)
     statements: list[tuple[str, Any]] = []
 
@@ -964,5 +964,231 @@ def test_migration_0023_makes_pod_text_case_sensitive_and_goes_back_down(
             with database.write() as conn:
                 conn.execute(sa.text("INSERT INTO pod_text (pod_text, rank) VALUES ('integrity-check', 1)"))
         _counted_as_python_says(database)
+    finally:
+        database.dispose()
+
+
+# --- search words by phase and by the rest of the text (PostgreSQL, migration 0024) ------------------
+
+# Phases are any text of 1-32 characters from the sync protocol: besides Kubernetes' own, one with
+# ``LIKE``'s special characters and spaces, one with letters outside ASCII (which ``fold`` keeps), one
+# that is also a node pool's name and one that is also in the pods' names.
+ODD_PHASES = ["Running", "Pending", "Succeeded", "Failed", "Ev%_il\\ Ph ase", "ÉtatÉ-x", "a100", "job"]
+# Words of one phase, of several, of the names alone, of both, in a phase after its space, of none;
+# two and three at once; short ones, which no trigram holds.
+PHASE_WORDS = [
+    "succeeded",
+    "eded",
+    "ed",
+    "e",
+    "ning",
+    "a100",
+    "job",
+    "job-1",
+    "-n",
+    "ph",
+    "ase",
+    "%_il\\",
+    "ev%",
+    "ÉtatÉ-x",
+    "étaté-x",
+    "tatÉ",
+    "1running",
+    "n-running",
+    "nothing-like-it",
+    "succeeded a-n",
+    "succeeded running",
+    "ed ning",
+    "job job-1",
+    "e d -x",
+]
+
+
+def _odd_pod(rng: random.Random, n: int, revision: int) -> PodObservation:
+    pod = _pod(rng, n, revision)
+    return pod.model_copy(update={"k8s_phase": rng.choice(ODD_PHASES)})
+
+
+@pytest.fixture
+def odd_pods(database: Database) -> None:
+    """120 pods in the phases of ``ODD_PHASES``; then a third of them again in other phases (the text
+    is rewritten), a fifth of those deleted."""
+    rng = random.Random(11)
+    with database.write() as conn:
+        catalog.seed(conn, NOW)
+    _sync(database, [_odd_pod(rng, n, 1) for n in range(120)])
+    _sync(database, [_odd_pod(rng, n, 2) for n in range(0, 120, 3)])
+
+
+def _as_python_says(database: Database) -> int:
+    """Every count and page of ``PHASE_WORDS`` (live and deleted pods, the tenant and a project)
+    against the pods Python finds the words in; the live pods counted."""
+    sort = Sort("createdAt", SortOrder.DESC)
+    c = workload_pods.c
+    counted = 0
+    with database.read() as conn:
+        rows = conn.execute(
+            sa.select(c.id, c.search_text, c.deleted_at, c.project_id).order_by(
+                c.created_at.desc(), c.id.desc()
+            )
+        ).all()
+    for words in PHASE_WORDS:
+        for deleted in (False, True):
+            for scope in (ScopeSet.everything(), ScopeSet(projects=frozenset({"p2"}))):
+                query = PodQuery(scope=scope, deleted=deleted, words=parse_search(words))
+                expected = [
+                    r.id
+                    for r in rows
+                    if (r.deleted_at is not None) == deleted
+                    and (scope.tenant or r.project_id == "p2")
+                    and all(w in (r.search_text or "") for w in query.words)
+                ]
+                with database.read() as conn:
+                    assert _answer(conn, query, sort) == (expected, len(expected)), (words, deleted, scope)
+                counted += len(expected) if scope.tenant and not deleted else 0
+    return counted
+
+
+@pytest.mark.usefixtures("odd_pods")
+def test_search_words_in_phases_and_names_select_what_python_says(database: Database) -> None:
+    """Words in a phase (one or several: ``ed``), in the names, in both, in a phase past a space in
+    it, with ``LIKE``'s special characters, in either case of a letter outside ASCII, words that
+    would span the space before the phase, several at once; live pods and deleted ones, the tenant's
+    and a project's: every count and page is what Python finds in the stored texts."""
+    with database.read() as conn:
+        phases = set(conn.execute(sa.select(workload_pods.c.k8s_phase)).scalars())
+    assert phases == set(ODD_PHASES)
+    assert _as_python_says(database) > 200
+
+
+@pytest.mark.usefixtures("odd_pods")
+def test_a_phase_with_no_live_pod_is_no_words_phase(database: Database) -> None:
+    """A phase whose pods are all deleted is no live phase: its word is counted in the live pods'
+    names alone, and its deleted pods are still found by it."""
+    with database.write() as conn:
+        conn.execute(
+            workload_pods.update().where(workload_pods.c.k8s_phase == "Failed").values(deleted_at=NOW)
+        )
+    with database.read() as conn:
+        query = PodQuery(scope=ScopeSet.everything(), words=["failed"])
+        assert store.count_pods(conn, query) == 0
+        gone = PodQuery(scope=ScopeSet.everything(), deleted=True, words=["failed"])
+        assert store.count_pods(conn, gone) > 0
+    _as_python_says(database)
+
+
+def _statements(database: Database, run: Any) -> list[tuple[str, Any]]:
+    statements: list[tuple[str, Any]] = []
+
+    def ran(*args: Any) -> None:
+        statements.append((args[2], args[3]))
+
+    with database.read() as conn:
+        sa.event.listen(conn, "before_cursor_execute", ran)
+        run(conn)
+        sa.event.remove(conn, "before_cursor_execute", ran)
+    return statements
+
+
+def _explained(database: Database, statement: str, params: Any) -> str:
+    """The plan of ``statement``, where the table is no longer read whole nor walked along an index
+    with a filter (the plans for a few pages), and each row's predicate is priced up: the plans for
+    many rows."""
+    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        # Every page all-visible too, as a store is once autovacuum has been by.
+        conn.exec_driver_sql("VACUUM ANALYZE workload_pods")
+    with database.read() as conn:
+        conn.exec_driver_sql(
+            "SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off; "
+            "SET LOCAL cpu_operator_cost = 1"
+        )
+        return "\n".join(conn.exec_driver_sql(f"EXPLAIN {statement}", params).scalars())
+
+
+@pytest.mark.usefixtures("odd_pods")
+def test_a_phase_words_count_reads_the_phases_index_alone(database: Database) -> None:
+    """PostgreSQL: a count of ``succeeded`` is one statement, after the look-up of the live phases (a
+    seek each on their index): the pods of the phase counted from that index alone, the others by the
+    trigram index on the text without the phase, whose rows the predicate checks there, and no
+    ``LIKE`` on the whole text."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite counts from pod_text (0023)")
+    query = PodQuery(scope=ScopeSet.everything(), words=parse_search("succeeded"))
+    statements = _statements(database, lambda conn: store.count_pods(conn, query))
+    phases, _ = statements[0]
+    [(counted, params)] = statements[2:]
+    assert [s for s, _p in statements[:2]] == [phases, phases]
+    assert "workload_pods.search_text LIKE" not in counted, counted
+    plan = _explained(database, counted, params)
+    # One part a phase's pods (here a bitmap: index-only scans are off with index scans; the
+    # benchmark's store counts them from the index alone), one the others'.
+    [of_phase] = [part for part in plan.split("InitPlan") if "ix_workload_pods_live_phase" in part]
+    assert "Index Cond: ((k8s_phase)::text = 'Succeeded'::text)" in of_phase, plan
+    assert "search_text" not in of_phase, plan
+    assert "Bitmap Index Scan on ix_workload_pods_names_trgm" in plan, plan
+    assert "ix_workload_pods_live_phase" in _explained(database, phases, _), phases
+
+
+@pytest.mark.usefixtures("odd_pods")
+def test_a_search_page_uses_the_text_without_the_phase(database: Database) -> None:
+    """PostgreSQL: a page of a word of a phase (and of the names) is looked up by the trigram index
+    on the text without the phase or the phase's index, one bitmap each, not by ``LIKE`` on the whole
+    text."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite looks a word's candidates up in pod_text (pod_narrowing)")
+    query = PodQuery(scope=ScopeSet.everything(), words=parse_search("eded"))
+    sort = Sort("createdAt", SortOrder.DESC)
+    statements = _statements(
+        database, lambda conn: store.list_pods(conn, query, sort=sort, offset=0, limit=5, full=False)
+    )
+    [(page, params)] = [(s, p) for s, p in statements if "ORDER BY" in s and "RECURSIVE" not in s][-1:]
+    assert "workload_pods.search_text LIKE" not in page, page
+    plan = _explained(database, page, params)
+    assert "Bitmap Index Scan on ix_workload_pods_names_trgm" in plan, plan
+    assert "Bitmap Index Scan on ix_workload_pods_live_phase" in plan, plan
+
+
+@pytest.mark.usefixtures("odd_pods")
+def test_past_the_most_phases_words_are_matched_on_the_whole_text(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``MOST_PHASES`` distinct live phases (made to here: one), the words are the plain
+    ``LIKE`` on the whole text, with the same answers."""
+    from workplane.store.dialects import postgresql
+
+    monkeypatch.setattr(postgresql, "MOST_PHASES", 1)
+    _as_python_says(database)
+
+
+def test_migration_0024_moves_the_pods_trigrams_off_the_phase_and_goes_back_down(
+    empty_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL: down to 0023, the trigram index is on the whole text again and the phase's index
+    goes; up, the trigrams are on the text without the phase, over the stored pods. Either way every
+    count and page of ``PHASE_WORDS`` is what Python finds (SQLite: nothing changes)."""
+    database = _stored_pods(empty_url, tmp_path, 0)
+    rng = random.Random(5)
+    _sync(database, [_odd_pod(rng, n, 1) for n in range(60)])
+    _sync(database, [_odd_pod(rng, n, 2) for n in range(0, 60, 3)])
+    head = {"ix_workload_pods_names_trgm", "ix_workload_pods_live_phase"}
+
+    def indexes() -> set[str]:
+        if database.dialect == "sqlite":
+            return set()
+        with database.read() as conn:
+            named = "SELECT indexname FROM pg_indexes WHERE tablename = 'workload_pods'"
+            found = conn.execute(sa.text(named))
+            return set(found.scalars()) & {*head, "ix_workload_pods_search_trgm"}
+
+    postgresql = database.dialect == "postgresql"
+    try:
+        assert _as_python_says(database) > 50
+        assert indexes() == (head if postgresql else set())
+        _downgrade(database, "0023")
+        assert indexes() == ({"ix_workload_pods_search_trgm"} if postgresql else set())
+        _as_python_says(database)
+        migrate.upgrade(database.engine)
+        assert indexes() == (head if postgresql else set())
+        _as_python_says(database)
     finally:
         database.dispose()
