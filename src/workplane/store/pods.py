@@ -356,10 +356,11 @@ def narrowing(connection: sa.Connection, query: PodQuery) -> list[sa.ColumnEleme
     return narrowed(connection, query).clauses
 
 
-def narrowed(connection: sa.Connection, query: PodQuery) -> Narrowed:
+def narrowed(connection: sa.Connection, query: PodQuery, *, phrased: bool = True) -> Narrowed:
     """Clauses that only narrow what ``pod_query.where`` selects, from look-ups before the query, so
     that no substring is answered by walking every live pod; the compiled predicates still decide
-    every row, so no answer changes.
+    every row, so no answer changes. The words phrased for the text index too, unless not
+    ``phrased`` (``phrase_words``).
 
     - A substring term (``=@ =^ =$``) on a field with few distinct values (``_FEW_VALUES``), over live
       pods: the values that satisfy it, as an ``IN`` list on the field's live index.
@@ -387,15 +388,20 @@ def narrowed(connection: sa.Connection, query: PodQuery) -> Narrowed:
             clauses.append(column.in_(matched) if matched else sa.false())
             if split is None or len(matched) < len(split[1]):
                 split = (column, matched)
-    words = None
     if query.words:
-        sql = dialect_of(connection)
-        found = sql.pod_narrowing(connection, query.words)
+        found = dialect_of(connection).pod_narrowing(connection, query.words)
         if found is not None:
             clauses.append(found)
-        if not query.deleted:
-            words = sql.live_pod_words(connection, query.words)
-    return Narrowed(clauses, split, words)
+    narrow = Narrowed(clauses, split)
+    return phrase_words(connection, query, narrow) if phrased else narrow
+
+
+def phrase_words(connection: sa.Connection, query: PodQuery, narrow: Narrowed) -> Narrowed:
+    """``narrow`` with the query's words over live pods phrased for the database's text index
+    (``SqlDialect.live_pod_words``: on PostgreSQL, a look-up of the live phases)."""
+    if not query.words or query.deleted:
+        return narrow
+    return replace(narrow, words=dialect_of(connection).live_pod_words(connection, query.words))
 
 
 def _live_total(connection: sa.Connection) -> int:
@@ -667,11 +673,12 @@ def count_pods(connection: sa.Connection, query: PodQuery) -> int:
     if _words_alone(query):
         # The words' candidates first (``narrowing``): a few pods are counted by their row ids at
         # once, where the text index's count would still read every deleted pod's row id.
-        narrow = narrowed(connection, query)
+        narrow = narrowed(connection, query, phrased=False)
         sql = dialect_of(connection)
         counted = None if narrow.clauses else sql.live_pod_text_count(connection, query.words)
         if counted is not None:
             return int(connection.execute(sa.select(counted)).scalar_one())
+        narrow = phrase_words(connection, query, narrow)
         return int(connection.execute(_counted(connection, query, narrow)).scalar_one())
     for n, term in enumerate(query.terms):
         positive = _POSITIVE.get(term.op)
