@@ -544,7 +544,6 @@ def _ranged_page(
         walked = [
             *narrow.where(replace(query, terms=[t for t in query.terms if t not in ranges])),
             *(pod_query.term_on(t, off_index) for t in ranges),
-            *narrow.clauses,
             p.created_at >= edge if descending else p.created_at <= edge,
         ]
         walk = sa.select(p.id).where(*walked).order_by(*pod_query.order_by(query, sort))
