@@ -560,6 +560,11 @@ def _sent(database: Database) -> Iterator[list[str]]:
         sa.event.remove(database.engine, "before_cursor_execute", capture)
 
 
+def _statements(sent: list[str]) -> list[str]:
+    """The queries among ``sent``: without SQLite's ``BEGIN`` (PostgreSQL's driver sends its own)."""
+    return [s for s in sent if s != "BEGIN"]
+
+
 def test_a_range_on_no_row_sends_no_page_statement(database: Database, catalog: CatalogSnapshot) -> None:
     """A range whose index holds no row at all (``ranged_walk``'s count is 0) is an empty page: no
     statement sorts or walks for it. A clock term asks its three sets apart, and one or two of them
@@ -575,22 +580,27 @@ def test_a_range_on_no_row_sends_no_page_statement(database: Database, catalog: 
             assert pages == [], (term, pages)
 
 
-def test_a_clock_terms_sets_walk_to_one_edge_asked_once(database: Database, catalog: CatalogSnapshot) -> None:
-    """A clock term's three sets are each paged by ``ranged_walk``, whose edge (the creation time
-    that far along the walk) depends on the order and the live or deleted rows only: it is asked once
-    for the three, not once per set."""
+def _load_half_open(database: Database, catalog: CatalogSnapshot, *, open_last: bool = False) -> None:
+    """60 workloads a minute apart whose Pending clocks are 0 s (stopped) or 1 s (open since before
+    now): every other one, or (``open_last``) the newest 20. Two sets each past a walk's reach."""
     base = at("2024-05-01T12:00:00Z")
     records = [workload(f"e{i:02d}", createdAt=base + timedelta(minutes=i)) for i in range(60)]
     with database.write() as conn:
         store.create_workloads(conn, records, catalog=catalog, tenant_id=1, now_ms=NOW_MS)
         for i in range(60):
-            # Half stopped, half open since before now: two sets each past the walk's reach.
-            since = None if i % 2 else NOW_MS - 1000
+            opened = i >= 40 if open_last else i % 2 == 0
             conn.execute(
                 workloads.update()
                 .where(workloads.c.id == str(wid(f"e{i:02d}")))
-                .values(pending_closed_ms=0, pending_since_ms=since)
+                .values(pending_closed_ms=0, pending_since_ms=NOW_MS - 1000 if opened else None)
             )
+
+
+def test_a_clock_terms_sets_walk_to_one_edge_asked_once(database: Database, catalog: CatalogSnapshot) -> None:
+    """A clock term's three sets are each paged by ``ranged_walk``, whose edge (the creation time
+    that far along the walk) depends on the order and the live or deleted rows only: it is asked once
+    for the three, not once per set."""
+    _load_half_open(database, catalog)
     for order in SortOrder:
         with _sent(database) as sent:
             _page(
@@ -603,6 +613,123 @@ def test_a_clock_terms_sets_walk_to_one_edge_asked_once(database: Database, cata
             )
         edges = [s for s in sent if s.startswith("SELECT workloads.created_at FROM workloads WHERE")]
         assert len(edges) == 1, edges
+
+
+def test_a_clock_range_page_is_four_statements(database: Database, catalog: CatalogSnapshot) -> None:
+    """A clock term's page in the creation order is four statements, whatever its sets: the live
+    total, every set's capped range count (one statement), the walk's edge, and the sets' walks,
+    merged, with the page's rows (one statement); in another order, that last one alone. Each was
+    a round trip of its own: the live total, a count, a walk or a sort per set, the merge and the
+    rows (9 statements here)."""
+    _load_half_open(database, catalog)
+    rows = _values(database, catalog)
+    for term in ("totalPendingTimeSeconds<=2", "totalPendingTimeSeconds>=1"):
+        selected = [r for r in rows if _holds(r, term)]
+        for field, statements in (("createdAt", 4), ("name", 1)):
+            for order in SortOrder:
+                expected = _expected(selected, field, order is SortOrder.DESC)
+                for offset, limit in ((0, 1), (0, 10), (5, 3)):
+                    with _sent(database) as sent:
+                        got, more = _page(
+                            database, catalog, Sort(field, order), offset=offset, limit=limit, terms=[term]
+                        )
+                    assert got == expected[offset : offset + limit], (term, field, order, offset)
+                    assert more == (len(expected) > offset + limit), (term, field, order, offset)
+                    assert len(_statements(sent)) <= statements, (term, field, order, offset, sent)
+    # The walk's two sets, with ``>=1`` one (the open clocks), then the rows of the page.
+    with _sent(database) as sent:
+        _page(
+            database,
+            catalog,
+            Sort("createdAt", SortOrder.ASC),
+            offset=0,
+            limit=1,
+            terms=["totalPendingTimeSeconds<=2"],
+        )
+    assert len(_statements(sent)) == 4, sent
+
+
+def test_a_clock_sets_walk_that_misses_its_rows_is_sorted(
+    database: Database, catalog: CatalogSnapshot
+) -> None:
+    """Where the newest 20 clocks are the open ones, the creation order's walk to its edge holds
+    none of them from the oldest end (and none of the stopped ones from the newest): that set is
+    then looked up and sorted, asked again with the other (one more statement), and the page is
+    the same as the plain ``ORDER BY``'s."""
+    _load_half_open(database, catalog, open_last=True)
+    rows = _values(database, catalog)
+    term = "totalPendingTimeSeconds<=2"
+    selected = [r for r in rows if _holds(r, term)]
+    for order in SortOrder:
+        expected = _expected(selected, "createdAt", order is SortOrder.DESC)
+        for offset, limit in ((0, 1), (0, 3), (2, 2), (19, 3), (39, 5)):
+            with _sent(database) as sent:
+                got, more = _page(
+                    database, catalog, Sort("createdAt", order), offset=offset, limit=limit, terms=[term]
+                )
+            assert got == expected[offset : offset + limit], (order, offset, limit)
+            assert more == (len(expected) > offset + limit), (order, offset, limit)
+            assert len(_statements(sent)) <= 5, sent
+
+
+def test_a_clock_range_page_reads_each_set_by_an_index(database: Database, catalog: CatalogSnapshot) -> None:
+    """The one statement of a clock term's sets, their merge and the page's rows reads each set by
+    an index (its walk along the creation order's, or its own clock index) and the rows by id: no
+    statement of such a page scans the table."""
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plans: PostgreSQL chooses by its statistics")
+    _load_clocks(database, catalog)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cursor: Any, statement: str, parameters: Any, _x: Any, _many: bool) -> None:
+        statements.append((statement, parameters))
+
+    sa.event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        for term in (
+            "totalRunningTimeSeconds>=1",
+            "totalPendingTimeSeconds<=2",
+            "totalRunningTimeSeconds!=0",
+        ):
+            for field, order in (
+                ("createdAt", SortOrder.ASC),
+                ("createdAt", SortOrder.DESC),
+                ("name", SortOrder.ASC),
+            ):
+                _page(database, catalog, Sort(field, order), offset=0, limit=10, terms=[term])
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", capture)
+    pages = [(s, p) for s, p in statements if "row_number() OVER" in s]
+    assert len(pages) >= 9, statements
+    with database.read() as conn:
+        for statement, parameters in statements:
+            plan = [str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+            reads = [
+                r
+                for r in plan
+                if r.startswith(("SCAN workloads", "SEARCH workloads", "SCAN page", "SEARCH page"))
+            ]
+            assert all("INDEX" in r for r in reads), (statement, plan)
+        for statement, parameters in pages:
+            plan = [str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+            assert any(
+                r.startswith("SEARCH page USING INDEX sqlite_autoindex_workloads_1 (id=?)") for r in plan
+            ), plan
+
+
+def test_a_clock_sort_page_is_merged_with_its_rows(database: Database, catalog: CatalogSnapshot) -> None:
+    """A sort by a clock field orders its candidates and reads the page's rows in one statement (the
+    merge and the rows were two): the candidates' statement, the ties' where a set needs them, and
+    the page."""
+    _load_clocks(database, catalog)
+    for field in CLOCK_FIELDS:
+        for order in SortOrder:
+            with _sent(database) as sent:
+                _page(database, catalog, Sort(field, order), offset=0, limit=10)
+            merged = "SELECT workloads.id FROM workloads WHERE workloads.id IN"
+            assert not any(s.startswith(merged) for s in sent), sent
+            assert not any(s.startswith("SELECT workloads.id, workloads.doc") for s in sent), sent
+            assert "row_number() OVER" in sent[-1], sent
 
 
 def test_walks_and_open_clocks_keep_their_ranges_off_every_index(

@@ -199,27 +199,60 @@ def ranged_walk(rollup: Rollup, sort: Sort, *, need: int) -> Walk | None:
     """The ``Walk`` for a query with a range term on a column that has an index of its own, in an
     order whose index a walk follows (see the module's docstring); None where that does not apply.
     ``need``: how many ids the walk must yield (offset plus the page and one)."""
-    query, compiler = rollup.query, rollup.compiler
-    ranges = [
-        t
-        for t in query.terms
-        if t.op in RANGE_OPERATORS and (t.field.column in RANGE_INDEXED or t.field.name in compiler.streams)
+    return ranged_walks([rollup], sort, need=need)[0]
+
+
+def ranged_walks(rollups: Sequence[Rollup], sort: Sort, *, need: int) -> list[Walk | None]:
+    """``ranged_walk`` for each of ``rollups``, views of one request through different compilers (a
+    clock term's three sets, ``Compiler.clock_streams``): every range's capped count, for every view,
+    in one statement, and the walk's edge once, where a view walks."""
+    if not rollups or sort.field not in WALKED_FIELDS:
+        return [None] * len(rollups)
+    first = rollups[0]
+    query, connection = first.query, first.connection
+    # Each view's range terms, each keyed by the term and, for a clock term, the view's set of rows
+    # (a term compiles alike in every view but that one): a count asked once for all views it is in.
+    ranges: list[list[tuple[int, int | None]]] = []
+    clauses: dict[tuple[int, int | None], sa.ColumnElement[bool]] = {}
+    for rollup in rollups:
+        streams = rollup.compiler.streams
+        keys = []
+        for number, term in enumerate(query.terms):
+            name = term.field.name
+            if term.op in RANGE_OPERATORS and (term.field.column in RANGE_INDEXED or name in streams):
+                key = (number, streams.get(name))
+                clauses.setdefault(key, rollup.compiler.term(term))
+                keys.append(key)
+        ranges.append(keys)
+    if not clauses:
+        return [None] * len(rollups)
+    reach = max(need, math.ceil(math.sqrt(need * max(first.live_total(), 1))))
+    # Each range's rows, counted along its own index up to ``reach`` (deleted rows and the other terms
+    # included: an upper bound on the selection), each in a scalar subquery of one statement.
+    capped = [
+        sa.select(sa.func.count())
+        .select_from(sa.select(sa.literal(1)).select_from(workloads).where(clause).limit(reach).subquery())
+        .scalar_subquery()
+        for clause in clauses.values()
     ]
-    if sort.field not in WALKED_FIELDS or not ranges:
-        return None
-    reach = max(need, math.ceil(math.sqrt(need * max(rollup.live_total(), 1))))
-    connection = rollup.connection
-    for term in ranges:
-        # Its rows, counted along its own index up to ``reach`` (deleted rows and the other terms
-        # included: an upper bound on the selection). Fewer: looking them up and sorting is cheap.
-        capped = sa.select(sa.literal(1)).select_from(workloads).where(compiler.term(term)).limit(reach)
-        selected = connection.execute(sa.select(sa.func.count()).select_from(capped.subquery())).scalar_one()
-        if selected == 0:
-            # No row at all: the page is empty, one statement fewer (a clock term's sets are read
+    counted = dict(zip(clauses, connection.execute(sa.select(*capped)).one(), strict=True))
+    walks: list[Walk | None] = []
+    for keys in ranges:
+        walks.append(None if not keys else _walk_of([counted[k] for k in keys], first, sort, reach))
+    return walks
+
+
+def _walk_of(selected: Sequence[int], rollup: Rollup, sort: Sort, reach: int) -> Walk:
+    """The ``Walk`` of a view whose range terms hold on ``selected`` rows each (capped at ``reach``)."""
+    for rows in selected:
+        if rows == 0:
+            # No row at all: the page is empty, no page statement (a clock term's sets are read
             # apart, and usually one or two of the three hold nothing).
             return Walk(None, empty=True)
-        if selected < reach:
+        if rows < reach:
+            # Fewer than the walk would visit: looking them up and sorting is cheap.
             return Walk(None)
+    query, connection = rollup.query, rollup.connection
     key = w.created_at
     descending = sort.order is SortOrder.DESC
     kept = w.deleted_at.is_not(None) if query.deleted else w.deleted_at.is_(None)

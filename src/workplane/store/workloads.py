@@ -27,11 +27,13 @@ from workplane.store.ordering import (
     CLOCK_FIELDS,
     CLOCK_MERGE_MOST,
     Rollup,
+    Walk,
     clock_candidates,
     few_matches,
     page_by_parts,
     parts_for,
     ranged_walk,
+    ranged_walks,
 )
 from workplane.store.paging import page_ids
 from workplane.store.schema import (
@@ -358,29 +360,12 @@ def list_workloads(
     narrowing = _narrowing(connection, query, compiler)
     split = _clock_split(query)
     if split is not None and offset + limit + 1 <= CLOCK_MERGE_MOST:
-        # A term on a clock field: its rows are those of three sets, each of which its own index
-        # answers (``Compiler.clock_streams``); the page is among the first rows of each.
-        candidates: dict[str, None] = {}
-        # The three sets' plans weigh the same live total and walk to the same edge: asked once.
-        shared = Rollup(connection, query, compiler)
-        for stream in range(3):
-            part = Compiler(
-                catalog, now_ms, compiler.dialect, values=compiler.values, streams={split: stream}
-            )
-            got, _more = _page_ids(
-                connection,
-                query,
-                part,
-                narrowing,
-                sort,
-                offset=0,
-                limit=offset + limit + 1,
-                shared=shared,
-            )
-            candidates.update((i, None) for i in got)
-        ids, has_more = _merged(connection, list(candidates), compiler, sort, offset=offset, limit=limit)
-    else:
-        ids, has_more = _page_ids(connection, query, compiler, narrowing, sort, offset=offset, limit=limit)
+        return _split_page(connection, query, compiler, narrowing, split, sort, offset=offset, limit=limit)
+    found = _page_ids(connection, query, compiler, narrowing, sort, offset=offset, limit=limit)
+    if isinstance(found, Among):
+        parts = [found.select()] if found.ids else []
+        return _ordered_page(connection, parts, compiler, sort, offset=offset, limit=limit).page
+    ids, has_more = found
     if not ids:
         return Page([], has_more)
     by_id = {r.id: r for r in connection.execute(sa.select(*RENDER_COLUMNS).where(w.id.in_(ids)))}
@@ -396,22 +381,166 @@ def _clock_split(query: WorkloadQuery) -> str | None:
     return None
 
 
-def _merged(
+@dataclass(frozen=True, slots=True)
+class Among:
+    """Ids among which the first rows of a selection are, in no order: the page is theirs in the
+    plain ``ORDER BY`` (``_ordered_page``)."""
+
+    ids: list[str]
+
+    def select(self) -> sa.Select[Any]:
+        return sa.select(w.id).where(w.id.in_(self.ids))
+
+
+@dataclass(frozen=True, slots=True)
+class Ordered:
+    """A page statement's rows, and how many ids each counted part gave (``_ordered_page``)."""
+
+    page: Page
+    given: dict[int, int]
+
+
+def _ordered_page(
     connection: sa.Connection,
-    candidates: list[str],
+    parts: list[sa.Select[Any]],
     compiler: Compiler,
     sort: Sort,
     *,
     offset: int,
     limit: int,
-) -> tuple[list[str], bool]:
-    """The page of ``candidates`` (ids that hold the first ``offset + limit + 1`` rows of the
-    selection, or all of it) in the plain ``ORDER BY``: whatever found them, the same order as
-    without them."""
-    if not candidates:
-        return [], False
-    among = sa.select(w.id).where(w.id.in_(candidates)).order_by(*compiler.order_by(sort))
-    return page_ids(connection, among, offset=offset, limit=limit)
+    counted: Sequence[int] = (),
+) -> Ordered:
+    """The page of the rows that ``parts`` (selects of the id column, each ordered and limited or a
+    list of ids, of disjoint rows) select together, in the plain ``ORDER BY`` (whatever found them,
+    the same order as without them), with the page's rows, in one statement: the parts' ids numbered
+    in that order, and the rows of those numbered inside the page looked up by id. ``counted``: the
+    parts (by position) whose number of ids the caller needs; known only where the page has a row
+    (a part's ids that reach past the offset put a row on it)."""
+    if not parts:
+        return Ordered(Page([], False), {})
+    tagged = []
+    for number, part in enumerate(parts):
+        ids = part.subquery()
+        tagged.append(sa.select(ids.c.id, sa.literal(number).label("part")))
+    found = (sa.union_all(*tagged) if len(tagged) > 1 else tagged[0]).subquery("found")
+    sizes = [
+        sa.func.sum(sa.case((found.c.part == number, 1), else_=0)).over().label(f"given{number}")
+        for number in counted
+    ]
+    ranked = (
+        sa.select(found.c.id, sa.func.row_number().over(order_by=compiler.order_by(sort)).label("n"), *sizes)
+        .select_from(found.join(workloads, workloads.c.id == found.c.id))
+        .subquery("ranked")
+    )
+    rows = workloads.alias("page")
+    statement = (
+        sa.select(*(rows.c[c.name] for c in RENDER_COLUMNS), *(ranked.c[s.name] for s in sizes))
+        .select_from(ranked.join(rows, rows.c.id == ranked.c.id))
+        .where(ranked.c.n > offset, ranked.c.n <= offset + limit + 1)
+        .order_by(ranked.c.n)
+    )
+    got = connection.execute(statement).all()
+    given = {number: int(got[0]._mapping[f"given{number}"]) for number in counted} if got else {}
+    return Ordered(Page(list(got[:limit]), len(got) > limit), given)
+
+
+def _split_page(
+    connection: sa.Connection,
+    query: WorkloadQuery,
+    compiler: Compiler,
+    narrowing: list[sa.ColumnElement[bool]],
+    split: str,
+    sort: Sort,
+    *,
+    offset: int,
+    limit: int,
+) -> Page:
+    """The page of a query with a term on the clock field ``split``: its rows are those of three
+    sets, each of which its own index answers (``Compiler.clock_streams``), and the page is among
+    the first ``offset + limit + 1`` rows of each. Each set is read by the plan that ``_page_ids``
+    would choose for it alone, but the plans are decided together (every set's range counts in one
+    statement, ``ranged_walks``; the walk's edge once), and the sets' walks or sorts, their merge
+    and the page's rows are one statement (``_ordered_page``): four statements in the creation
+    order, one in another, where each set took two and the merge and the rows two more."""
+    catalog, now_ms, dialect = compiler.catalog, compiler.now_ms, compiler.dialect
+    want = offset + limit + 1
+    # The three sets' plans weigh the same live total and walk to the same edge: asked once.
+    shared = Rollup(connection, query, compiler)
+    views = [
+        shared.with_compiler(
+            Compiler(catalog, now_ms, dialect, values=compiler.values, streams={split: stream})
+        )
+        for stream in range(3)
+    ]
+    parts: dict[int, sa.Select[Any]] = {}
+    statements: dict[int, sa.Select[Any]] = {}
+    walked: list[int] = []
+    looked_up: list[int] = []
+    for number, view in enumerate(views):
+        part = view.compiler
+        statement = statements[number] = sa.select(w.id).where(*part.where(query), *narrowing)
+        # Each set's plan as ``_page_ids`` chooses it for ``want`` rows (and one more).
+        few = few_matches(view, need=want + 1)
+        ids: list[str] | None = None
+        if not few and sort.field in CLOCK_FIELDS:
+            ids = clock_candidates(connection, statement, part, sort, need=want + 1)
+        by_parts = None if few or ids is not None else parts_for(view, sort, need=want + 1)
+        if by_parts is not None:
+            ids, _more = page_by_parts(connection, statement, by_parts, offset=0, limit=want)
+        if ids is not None and len(ids) > 3 * (want + 1):
+            # Many candidates (a sort by the other clock field: its three sets within this one): this
+            # set's first rows alone, so that the page statement's list of ids stays short.
+            among = Among(ids).select().order_by(*compiler.order_by(sort))
+            ids, _more = page_ids(connection, among, offset=0, limit=want)
+        if ids is not None:
+            if ids:
+                parts[number] = Among(ids).select()
+            continue
+        if few:
+            looked_up.append(number)
+        else:
+            walked.append(number)
+    walks: dict[int, Walk | None] = dict.fromkeys(looked_up)
+    walks.update(zip(walked, ranged_walks([views[n] for n in walked], sort, need=want + 1), strict=True))
+    sorted_parts: dict[int, sa.Select[Any]] = {}
+    counted: list[int] = []
+    for number, walk in walks.items():
+        part = views[number].compiler
+        if walk is not None and walk.empty:
+            continue
+        # A small selection, or (a range's) one the walk may not reach: found by the terms'
+        # indexes, then sorted.
+        order = part.order_by(sort, unindexed=number in looked_up, unordered=walk is not None)
+        sorted_parts[number] = statements[number].order_by(*order).limit(want)
+        if walk is None or walk.bound is None:
+            parts[number] = sorted_parts[number]
+            continue
+        # The same selection with its ranges off their indexes, along the order's index, one row
+        # more than needed: a row after the set's first ``want`` inside the bound means every row
+        # before it is inside too.
+        along = _along(query, part, narrowing, walk.bound)
+        parts[number] = along.order_by(*part.order_by(sort)).limit(want + 1)
+        if not walk.whole:
+            counted.append(number)
+    numbers = sorted(parts)
+    ordered = _ordered_page(
+        connection,
+        [parts[n] for n in numbers],
+        compiler,
+        sort,
+        offset=offset,
+        limit=limit,
+        counted=[numbers.index(n) for n in counted],
+    )
+    short = [n for n in counted if ordered.given.get(numbers.index(n), 0) <= want]
+    if not short:
+        return ordered.page
+    # A set whose walk did not reach its first rows: those are away from that end, found by its
+    # terms' indexes and sorted (asked again with the others).
+    parts.update((n, sorted_parts[n]) for n in short)
+    return _ordered_page(
+        connection, [parts[n] for n in numbers], compiler, sort, offset=offset, limit=limit
+    ).page
 
 
 def _page_ids(
@@ -423,41 +552,27 @@ def _page_ids(
     *,
     offset: int,
     limit: int,
-    shared: Rollup | None = None,
-) -> tuple[list[str], bool]:
-    """The ids of the page (``paging.page_ids``), by the plan that suits the query and the order.
-    ``shared``: the request's rollup where the caller reads it for other parts too (what it has
-    asked is not asked again)."""
-    catalog, now_ms = compiler.catalog, compiler.now_ms
+) -> tuple[list[str], bool] | Among:
+    """The ids of the page (``paging.page_ids``), by the plan that suits the query and the order;
+    or, for a sort by a clock field, the ids among which the page is (``Among``)."""
     # Page through ids first (an index-only walk where an index covers the order), then fetch the
     # page's rows: deep offsets then skip index entries, not documents.
     statement = sa.select(w.id).where(*compiler.where(query), *narrowing)
     need = offset + limit + 1
     # A few matching rows are sorted whatever the order; else an order no index gives is walked in
     # parts that one does (``store.ordering``).
-    rollup = shared.with_compiler(compiler) if shared is not None else Rollup(connection, query, compiler)
+    rollup = Rollup(connection, query, compiler)
     few = few_matches(rollup, need=need)
     if not few and sort.field in CLOCK_FIELDS and need <= CLOCK_MERGE_MOST:
-        candidates = clock_candidates(connection, statement, compiler, sort, need=need)
-        return _merged(connection, candidates, compiler, sort, offset=offset, limit=limit)
+        return Among(clock_candidates(connection, statement, compiler, sort, need=need))
     parts = None if few else parts_for(rollup, sort, need=need)
     if parts is not None:
         return page_by_parts(connection, statement, parts, offset=offset, limit=limit)
     walk = None if few else ranged_walk(rollup, sort, need=need)
     if walk is not None and walk.empty:
         return [], False
-    order = compiler.order_by(sort)
     if walk is not None and walk.bound is not None:
-        # The same selection with its ranges off their indexes, along the order's index.
-        walker = Compiler(
-            catalog,
-            now_ms,
-            compiler.dialect,
-            values=compiler.values,
-            ranges_unindexed=True,
-            streams=compiler.streams,
-        )
-        along = sa.select(w.id).where(*walker.where(query), *narrowing, walk.bound).order_by(*order)
+        along = _along(query, compiler, narrowing, walk.bound).order_by(*compiler.order_by(sort))
         ids, has_more = page_ids(connection, along, offset=offset, limit=limit)
         # A row after the page inside the bound: every row before it is inside too.
         if walk.whole or has_more:
@@ -466,6 +581,25 @@ def _page_ids(
     # then sorted.
     order = compiler.order_by(sort, unindexed=few, unordered=walk is not None)
     return page_ids(connection, statement.order_by(*order), offset=offset, limit=limit)
+
+
+def _along(
+    query: WorkloadQuery,
+    compiler: Compiler,
+    narrowing: list[sa.ColumnElement[bool]],
+    bound: sa.ColumnElement[bool],
+) -> sa.Select[Any]:
+    """The selection inside a walk's ``bound`` with its ranges off their indexes (``ranged_walk``),
+    to be read along the order's index."""
+    walker = Compiler(
+        compiler.catalog,
+        compiler.now_ms,
+        compiler.dialect,
+        values=compiler.values,
+        ranges_unindexed=True,
+        streams=compiler.streams,
+    )
+    return sa.select(w.id).where(*walker.where(query), *narrowing, bound)
 
 
 def count_from_aggregate(
