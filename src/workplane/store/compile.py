@@ -291,8 +291,9 @@ class Compiler:
         # Served value is floor(ms / 1000); compare in milliseconds so no rounding happens in SQL,
         # against whole seconds clamped to [-1 s, _MAX_MS].
         stream = self.clock_streams(field)[self.streams[field]] if field in self.streams else None
-        expr = self._elapsed_ms(field)
-        if stream is not None:
+        if stream is None:
+            expr = self._elapsed_ms(field)
+        else:
             expr = self.dialect.unordered(stream.key) if self.ranges_unindexed else stream.key
 
         def bound(value: int) -> sa.ColumnElement[Any]:

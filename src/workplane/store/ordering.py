@@ -221,7 +221,8 @@ def ranged_walks(rollups: Sequence[Rollup], sort: Sort, *, need: int) -> list[Wa
             name = term.field.name
             if term.op in RANGE_OPERATORS and (term.field.column in RANGE_INDEXED or name in streams):
                 key = (number, streams.get(name))
-                clauses.setdefault(key, rollup.compiler.term(term))
+                if key not in clauses:
+                    clauses[key] = rollup.compiler.term(term)
                 keys.append(key)
         ranges.append(keys)
     if not clauses:

@@ -392,6 +392,12 @@ class Among:
         return sa.select(w.id).where(w.id.in_(self.ids))
 
 
+# The page's rows in ``_ordered_page``, looked up by id beside the same table's rows that order them
+# (made once: an alias builds its columns when first asked).
+_PAGE_ROWS = workloads.alias("page")
+_PAGE_COLUMNS = tuple(_PAGE_ROWS.c[c.name] for c in RENDER_COLUMNS)
+
+
 @dataclass(frozen=True, slots=True)
 class Ordered:
     """A page statement's rows, and how many ids each counted part gave (``_ordered_page``)."""
@@ -432,10 +438,9 @@ def _ordered_page(
         .select_from(found.join(workloads, workloads.c.id == found.c.id))
         .subquery("ranked")
     )
-    rows = workloads.alias("page")
     statement = (
-        sa.select(*(rows.c[c.name] for c in RENDER_COLUMNS), *(ranked.c[s.name] for s in sizes))
-        .select_from(ranked.join(rows, rows.c.id == ranked.c.id))
+        sa.select(*_PAGE_COLUMNS, *(ranked.c[s.name] for s in sizes))
+        .select_from(ranked.join(_PAGE_ROWS, _PAGE_ROWS.c.id == ranked.c.id))
         .where(ranked.c.n > offset, ranked.c.n <= offset + limit + 1)
         .order_by(ranked.c.n)
     )
