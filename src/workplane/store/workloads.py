@@ -429,13 +429,21 @@ def _ordered_page(
         ids = part.subquery()
         tagged.append(sa.select(ids.c.id, sa.literal(number).label("part")))
     found = (sa.union_all(*tagged) if len(tagged) > 1 else tagged[0]).subquery("found")
+    among = found.join(workloads, workloads.c.id == found.c.id)
+    if not counted:
+        # The rows themselves in that order (a sort that keeps the first ``offset + limit + 1``).
+        page = sa.select(*RENDER_COLUMNS).select_from(among).order_by(*compiler.order_by(sort))
+        got = connection.execute(page.offset(offset).limit(limit + 1)).all()
+        return Ordered(Page(list(got[:limit]), len(got) > limit), {})
+    # Numbered, with the counts asked beside (a window over all of them), then the page's rows
+    # looked up by id.
     sizes = [
         sa.func.sum(sa.case((found.c.part == number, 1), else_=0)).over().label(f"given{number}")
         for number in counted
     ]
     ranked = (
         sa.select(found.c.id, sa.func.row_number().over(order_by=compiler.order_by(sort)).label("n"), *sizes)
-        .select_from(found.join(workloads, workloads.c.id == found.c.id))
+        .select_from(among)
         .subquery("ranked")
     )
     statement = (
