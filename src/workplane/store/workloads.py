@@ -418,10 +418,11 @@ def _ordered_page(
 ) -> Ordered:
     """The page of the rows that ``parts`` (selects of the id column, each ordered and limited or a
     list of ids, of disjoint rows) select together, in the plain ``ORDER BY`` (whatever found them,
-    the same order as without them), with the page's rows, in one statement: the parts' ids numbered
-    in that order, and the rows of those numbered inside the page looked up by id. ``counted``: the
-    parts (by position) whose number of ids the caller needs; known only where the page has a row
-    (a part's ids that reach past the offset put a row on it)."""
+    the same order as without them), with the page's rows, in one statement: the parts' rows in that
+    order, paged. ``counted``: the parts (by position) whose number of ids the caller needs: then
+    the ids are numbered in that order with those numbers beside them, and the rows of the ids
+    numbered inside the page are looked up by id. The numbers are known only where the page has a
+    row (a part whose ids reach past the offset puts one on it)."""
     if not parts:
         return Ordered(Page([], False), {})
     tagged = []
