@@ -7,6 +7,7 @@ one: ``apiserver.py``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,8 +20,20 @@ from tests.agents.kubernetes import manifests as m
 from tests.agents.kubernetes.apiserver import FakeCluster
 from tests.agents.kubernetes.conftest import Agent, wait_for, workloads
 from tests.deploy import rbac
+from tests.server import Server
 
 pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def runai(server: Server) -> Iterator[RunaiClient]:
+    """runapy signed in as the administrator, once per server: the probes below poll through it many
+    times a second, and each sign-in costs the server a full-strength check of the secret."""
+    configuration = Configuration(
+        client_id=server.client_id, client_secret=server.client_secret, runai_base_url=server.base_url
+    )
+    with RunaiClient(ApiClient(configuration)) as client:
+        yield client
 
 
 def _workload(agent: Agent, name: str, **expected: Any) -> dict[str, Any] | None:
@@ -32,17 +45,11 @@ def _workload(agent: Agent, name: str, **expected: Any) -> dict[str, Any] | None
 
 
 def _pods(
-    agent: Agent, workload_id: str, *, deleted: bool = False, count: int | None = None, **expected: Any
+    runai: RunaiClient, workload_id: str, *, deleted: bool = False, count: int | None = None, **expected: Any
 ) -> list[Any] | None:
     """The workload's pods through runapy (``get_workload_pods``), parsed by the client's own model,
     once there are ``count`` of them (when given) and each has the expected fields."""
-    configuration = Configuration(
-        client_id=agent.server.client_id,
-        client_secret=agent.server.client_secret,
-        runai_base_url=agent.server.base_url,
-    )
-    with RunaiClient(ApiClient(configuration)) as runai:
-        page = runai.workloads.pods.get_workload_pods(workload_id, deleted=True if deleted else None).data
+    page = runai.workloads.pods.get_workload_pods(workload_id, deleted=True if deleted else None).data
     pods = [models.Pod1.from_dict(p) for p in page["pods"]]
     if count is not None and len(pods) != count:
         return None
@@ -51,15 +58,9 @@ def _pods(
     return pods
 
 
-def _events(agent: Agent, workload_id: str) -> list[Any] | None:
+def _events(runai: RunaiClient, workload_id: str) -> list[Any] | None:
     """The workload's events through runapy (``get_workload_events``), parsed by the client's model."""
-    configuration = Configuration(
-        client_id=agent.server.client_id,
-        client_secret=agent.server.client_secret,
-        runai_base_url=agent.server.base_url,
-    )
-    with RunaiClient(ApiClient(configuration)) as runai:
-        page = runai.workloads.events.get_workload_events(workload_id).data
+    page = runai.workloads.events.get_workload_events(workload_id).data
     return [models.Event2.from_dict(e) for e in page["events"]] or None
 
 
@@ -78,7 +79,7 @@ def _setup_cluster(cluster: FakeCluster) -> None:
     )
 
 
-def test_workloads_follow_the_cluster(agent: Agent, cluster: FakeCluster) -> None:
+def test_workloads_follow_the_cluster(agent: Agent, cluster: FakeCluster, runai: RunaiClient) -> None:
     _setup_cluster(cluster)
     job = cluster.create(m.job_pi("team-a"))
     job_pod = cluster.create(m.pod("pi-x7k2p", job, "team-a", "perl:5.34.0", gpu=1))
@@ -96,7 +97,7 @@ def test_workloads_follow_the_cluster(agent: Agent, cluster: FakeCluster) -> Non
         assert pi["workloadRequestedResources"]["gpu"]["request"] == 1
         assert pi["workloadRequestedResources"]["cpu"]["request"] == 0.5
         # The scheduler's event about its pod, as runapy reads the workload's events.
-        events = wait_for("the scheduler's event", lambda: _events(agent, pi["id"]), agent)
+        events = wait_for("the scheduler's event", lambda: _events(runai, pi["id"]), agent)
         assert [(e.type, e.reason, e.involved_object.name) for e in events] == [
             ("Warning", "FailedScheduling", "pi-x7k2p")
         ]
@@ -108,7 +109,7 @@ def test_workloads_follow_the_cluster(agent: Agent, cluster: FakeCluster) -> Non
         assert pi["allocatedResources"]["gpu"] == 1
         assert pi["currentNodePools"] == ["a100"]
         # Its pod, as runapy reads it.
-        pods = wait_for("the Job's pod", lambda: _pods(agent, pi["id"], k8sPhase="Running"), agent)
+        pods = wait_for("the Job's pod", lambda: _pods(runai, pi["id"], k8sPhase="Running"), agent)
         assert [(p.name, p.node_name, p.current_node_pool) for p in pods] == [("pi-x7k2p", "node-1", "a100")]
         assert pods[0].containers[0].image == "perl:5.34.0"
         assert pods[0].workload_id == pi["id"]
@@ -178,7 +179,7 @@ def test_workloads_follow_the_cluster(agent: Agent, cluster: FakeCluster) -> Non
         pi = wait_for("the completed Job", lambda: _workload(agent, "pi", phase="Completed"), agent)
         assert pi["completedAt"] is not None
         # The pod completed when its container terminated.
-        done = wait_for("the pod's completion", lambda: _pods(agent, pi["id"], k8sPhase="Succeeded"), agent)
+        done = wait_for("the pod's completion", lambda: _pods(runai, pi["id"], k8sPhase="Succeeded"), agent)
         assert done[0].completed_at.isoformat() == "2026-12-01T10:05:00+00:00"
 
         # The Deployment is deleted (the garbage collector takes its ReplicaSet and pods with it).
@@ -198,19 +199,15 @@ def test_workloads_follow_the_cluster(agent: Agent, cluster: FakeCluster) -> Non
     assert "Traceback" not in agent.log
 
 
-def _revision_pods(agent: Agent, revision_id: str) -> int:
+def _revision_pods(runai: RunaiClient, revision_id: str) -> int:
     """How many live pods runapy's pod count says the revision has (``revisionId==``)."""
-    configuration = Configuration(
-        client_id=agent.server.client_id,
-        client_secret=agent.server.client_secret,
-        runai_base_url=agent.server.base_url,
-    )
-    with RunaiClient(ApiClient(configuration)) as runai:
-        counted: int = runai.workloads.pods.count_pods(filter_by=[f"revisionId=={revision_id}"]).data["count"]
+    counted: int = runai.workloads.pods.count_pods(filter_by=[f"revisionId=={revision_id}"]).data["count"]
     return counted
 
 
-def test_a_knative_services_pods_come_with_their_revision(agent: Agent, cluster: FakeCluster) -> None:
+def test_a_knative_services_pods_come_with_their_revision(
+    agent: Agent, cluster: FakeCluster, runai: RunaiClient
+) -> None:
     """Pod → ReplicaSet → Deployment → Revision → Configuration → Service: one workload, the Service,
     whose pods each carry the uid of the Revision that runs them; a plain Deployment's pods have none."""
     _setup_cluster(cluster)
@@ -236,23 +233,23 @@ def test_a_knative_services_pods_come_with_their_revision(agent: Agent, cluster:
         hello = wait_for("the Knative Service", lambda: _workload(agent, "hello", runningPods=1), agent)
         assert hello["type"] == "Service"
         assert not {"hello-00001", "hello-00001-deployment"} & set(workloads(agent.server, agent.cluster_id))
-        pods = wait_for("the Service's pod", lambda: _pods(agent, hello["id"], count=1), agent)
+        pods = wait_for("the Service's pod", lambda: _pods(runai, hello["id"], count=1), agent)
         assert [(p.name, str(p.revision_id)) for p in pods] == [
             ("hello-00001-deployment-7d9c5b8f4-x2x8q", first)
         ]
         nginx = wait_for("the Deployment", lambda: _workload(agent, "nginx-deployment", runningPods=1), agent)
-        assert [p.revision_id for p in wait_for("its pod", lambda: _pods(agent, nginx["id"]), agent)] == [
+        assert [p.revision_id for p in wait_for("its pod", lambda: _pods(runai, nginx["id"]), agent)] == [
             None
         ]
 
         # A second revision (the template changed), its pod beside the first one's: a traffic split.
         second = revision_pod(2, "Knative", "5f6b7c9d8")
-        pods = wait_for("both revisions' pods", lambda: _pods(agent, hello["id"], count=2), agent)
+        pods = wait_for("both revisions' pods", lambda: _pods(runai, hello["id"], count=2), agent)
         assert sorted((p.name, str(p.revision_id)) for p in pods) == [
             ("hello-00001-deployment-7d9c5b8f4-x2x8q", first),
             ("hello-00002-deployment-5f6b7c9d8-x2x8q", second),
         ]
-        assert (_revision_pods(agent, first), _revision_pods(agent, second)) == (1, 1)
+        assert (_revision_pods(runai, first), _revision_pods(runai, second)) == (1, 1)
     assert "Traceback" not in agent.log
 
 
