@@ -144,7 +144,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # for /workloads/{workloadId}. The routers' routes are the app's own, not included: FastAPI
     # analyses an included route's endpoint (parameters, dependencies, response model) again for each
     # app, on its first request, where a router's own route was analysed once, when its module was
-    # imported (a first request to /health: 25 ms -> 2 ms; every test makes an app).
+    # imported (a first request to /health: 25 ms -> 2 ms; every test makes an app). They are shared
+    # by every app of the process, so ``app.dependency_overrides`` does not reach them (nothing uses it).
     for module in (health, token, telemetry, pods, workloads, history, metrics, properties, sync, access):
         app.router.routes.extend(module.router.routes)
     app.router.routes.extend(exposition_router.routes)  # GET /metrics, the server's own metrics
