@@ -352,8 +352,9 @@ class Narrowed:
 
 
 def narrowing(connection: sa.Connection, query: PodQuery) -> list[sa.ColumnElement[bool]]:
-    """Clauses that only narrow what ``pod_query.where`` selects (``narrowed``)."""
-    return narrowed(connection, query).clauses
+    """Clauses that only narrow what ``pod_query.where`` selects (``narrowed``; the words are not
+    phrased, which on PostgreSQL would read the live phases for nothing)."""
+    return narrowed(connection, query, phrased=False).clauses
 
 
 def narrowed(connection: sa.Connection, query: PodQuery, *, phrased: bool = True) -> Narrowed:
