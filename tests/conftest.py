@@ -22,6 +22,7 @@ from runai.configuration import Configuration
 from runai.runai_client import RunaiClient
 
 from tests import file_weights
+from tests.light_hashing import LIGHT_SCRYPT
 from tests.server import Server, running_server
 from workplane.api.deps import Services
 from workplane.app import build_services, create_app
@@ -37,15 +38,16 @@ from workplane.store.schema import metadata
 
 POSTGRES_URL = os.environ.get("WORKPLANE_TEST_POSTGRES_URL")
 
-# Access-key secrets are hashed with scrypt at OWASP's strength, a tenth of a second per hash or check,
+# Access-key secrets are hashed with scrypt at OWASP's strength, 0.1–0.2 CPU-s per hash or check,
 # and nearly every test pays for an administrator key and a token: minutes of the suite. In this
 # process tests hash at the smallest work scrypt takes (N=16: 0.06 ms a hash, against 2.6 ms at the
 # N=2^10 used before and 100 ms at full strength); a stored hash names its own parameters, so checking
-# works the same. Servers the tests start as processes keep the real strength, and so does any test
-# that asks for ``strong_hashing`` (where the cost itself is what is tested);
+# works the same. Servers the tests start as processes hash the same way (``tests/light_hashing.py``)
+# unless started with ``strong_hashing=True``; a test in this process that asks for
+# ``strong_hashing`` gets the real strength (where the cost itself is what is tested);
 # ``tests/auth/test_security.py`` checks that the server's own default is the strong one.
 STRONG_SCRYPT = (credentials._N, credentials._R, credentials._P)
-credentials._N, credentials._R, credentials._P = 2**4, 8, 1
+credentials._N, credentials._R, credentials._P = LIGHT_SCRYPT
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -259,9 +261,13 @@ def fresh_cache() -> CatalogCache:
 
 
 @pytest.fixture
-def server(settings: Settings, database: Database, tmp_path: Path) -> Iterator[Server]:
-    """A real server process on this test's (emptied) store; its first start seeds it."""
-    with running_server(tmp_path / "server", settings.sqlalchemy_url) as running:
+def server(
+    settings: Settings, database: Database, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Server]:
+    """A real server process on this test's (emptied) store; its first start seeds it. It hashes
+    secrets at full strength where the test asks for ``strong_hashing`` too."""
+    strong = "strong_hashing" in request.fixturenames
+    with running_server(tmp_path / "server", settings.sqlalchemy_url, strong_hashing=strong) as running:
         yield running
 
 

@@ -25,6 +25,7 @@ import httpx
 
 from workplane.services.setup import ADMIN_FILE
 
+LIGHT_HASHING_MAIN = Path(__file__).with_name("light_hashing.py")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 _START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
@@ -137,13 +138,14 @@ def _wait_healthy(process: subprocess.Popen[bytes], base_url: str, log: Path) ->
 
 
 def _start(
-    data_dir: Path, database_url: str | None, extra_env: dict[str, str]
+    data_dir: Path, database_url: str | None, extra_env: dict[str, str], *, strong_hashing: bool
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
+    # -P: the script's folder (tests/) is not put on the server's import path.
+    entry = ["-m", "workplane.cli"] if strong_hashing else ["-P", str(LIGHT_HASHING_MAIN)]
     command = [
         sys.executable,
-        "-m",
-        "workplane.cli",
+        *entry,
         "serve",
         "--data-dir",
         str(data_dir),
@@ -173,13 +175,18 @@ def _start(
 
 @contextmanager
 def running_server(
-    data_dir: Path, database_url: str | None = None, *, env: dict[str, str] | None = None
+    data_dir: Path,
+    database_url: str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    strong_hashing: bool = False,
 ) -> Iterator[Server]:
-    """``workplane serve`` on a fresh port; the store is migrated and seeded by the server itself."""
+    """``workplane serve`` on a fresh port; the store is migrated and seeded by the server itself.
+    Secrets are hashed at the tests' small work (``tests/light_hashing.py``) unless ``strong_hashing``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(_START_ATTEMPTS):
         try:
-            process, base_url = _start(data_dir, database_url, env or {})
+            process, base_url = _start(data_dir, database_url, env or {}, strong_hashing=strong_hashing)
             break
         except ServerFailedToStart as exc:
             if "address already in use" not in str(exc).lower() or attempt == _START_ATTEMPTS - 1:

@@ -25,6 +25,7 @@ from workplane.auth.audit import RefusalLog, list_entries
 from workplane.auth.credentials import ADMIN_CLIENT_ID
 from workplane.settings import Settings
 from workplane.store.database import Database
+from workplane.store.schema import access_keys
 
 TOKEN = "/api/v1/token"
 
@@ -37,7 +38,14 @@ def _ask(client: Any, client_id: str, secret: str, **headers: str) -> Any:
     )
 
 
-def test_concurrent_guesses_check_no_more_secrets_than_allowed(server: Server) -> None:
+def test_concurrent_guesses_check_no_more_secrets_than_allowed(
+    server: Server, database: Database, strong_hashing: None
+) -> None:
+    # At full strength a check takes a fifth of a second, so the 16 guesses in flight overlap inside
+    # it, where a count read before the check and written after it would let them all through.
+    with database.read() as connection:
+        stored = connection.execute(sa.select(access_keys.c.secret_hash)).scalar_one()
+    assert stored.startswith(f"scrypt${2**14}$8$5$"), stored
     target = str(uuid.uuid4())
 
     def guess(_: int) -> int:
