@@ -7,11 +7,14 @@ is skipped (``.ci/run`` always sets it).
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import coverage
 import pytest
@@ -34,7 +37,7 @@ from workplane.settings import Settings
 from workplane.store import migrate
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, create_database
-from workplane.store.schema import metadata
+from workplane.store.schema import catalog_state, metadata
 
 POSTGRES_URL = os.environ.get("WORKPLANE_TEST_POSTGRES_URL")
 
@@ -265,10 +268,61 @@ def server(
     settings: Settings, database: Database, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Server]:
     """A real server process on this test's (emptied) store; its first start seeds it. It hashes
-    secrets at full strength where the test asks for ``strong_hashing`` too."""
+    secrets at full strength where the test asks for ``strong_hashing`` too. In a module marked
+    ``shared_server``, the module's one server on the test's emptied and seeded store instead."""
+    if request.node.get_closest_marker("shared_server"):
+        yield request.getfixturevalue("shared_server")
+        return
     strong = "strong_hashing" in request.fixturenames
     with running_server(tmp_path / "server", settings.sqlalchemy_url, strong_hashing=strong) as running:
         yield running
+
+
+@dataclass
+class _ModuleServer:
+    server: Server
+    # Every row of the store as the server's first start left it (the catalog, the administrator's
+    # key and rule), to put back after each test's emptying of the store.
+    seeded: dict[str, list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def _module_server(backend_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_ModuleServer]:
+    data_dir = tmp_path_factory.mktemp("module-server")
+    db = _shared_database(Settings(data_dir=data_dir, database_url=backend_url, sync_processes=0))
+    _wipe(db)
+    with running_server(data_dir / "server", backend_url) as running:
+        with db.read() as conn:
+            seeded = {
+                table.name: [dict(row._mapping) for row in conn.execute(table.select())]
+                for table in metadata.sorted_tables
+            }
+        yield _ModuleServer(running, seeded)
+
+
+# The catalog version each test's store starts at: never one a server of this process has seen, so
+# that its catalog cache (``CatalogCache``, which reloads when the version moved) holds nothing of a
+# test before. A test moves it by one per change of the catalog.
+_CATALOG_VERSIONS = itertools.count(1_000_000, 1_000_000)
+
+
+@pytest.fixture
+def shared_server(_module_server: _ModuleServer, database: Database) -> Server:
+    """One server process for the tests of a module on a store (a start costs about a CPU-second,
+    most of it imports), each test on an emptied store with the server's seeded rows put back, as
+    ``server`` gives them. What the server keeps in memory stays consistent: its catalog cache by the
+    version above, its access cache by the access keys and rules, which tests change only through
+    its API (which clears it), and nothing else of a store is held between requests. ``server`` is
+    this one in the modules marked ``shared_server``, whose tests need nothing else of a fresh process
+    (and make no in-process app on the same store: ``services`` would create an administrator key of
+    its own first)."""
+    _wipe(database)  # again: the module's first test empties the store before its server starts
+    with database.write() as conn:
+        for table in metadata.sorted_tables:
+            if rows := _module_server.seeded[table.name]:
+                conn.execute(table.insert(), rows)
+        conn.execute(catalog_state.update().values(version=next(_CATALOG_VERSIONS)))
+    return _module_server.server
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """The official Run:ai client, ``runapy`` 1.224.0, unmodified, against a real ``workplane serve`` process.
 
-Each test starts a server on the store of the ``database`` fixture (SQLite and PostgreSQL), lets its
-first start seed the catalog and create the administrator key, loads workloads through the store's
-own write functions, and drives every call through the client. Every record that comes back is
+The module's tests share a server per store (SQLite and PostgreSQL; ``shared_server``): its first
+start seeded the catalog and created the administrator key, and each test finds the store emptied and
+so seeded again, loads workloads through the store's own write functions, and drives every call
+through the client. Every record that comes back is
 validated against the client's own pydantic models, and its keys against the upstream schema (a
 model's ``from_dict`` reads keys with ``.get`` and would not notice a missing required one). Two
 checks of the served record shape need no client and use the in-process app.
@@ -30,7 +31,7 @@ from workplane.domain.timefmt import now_ms
 from workplane.store import workloads as store
 from workplane.store.database import Database
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.shared_server]
 
 DEPLOY = catalog_id("category", "Deploy")
 TRAIN = catalog_id("category", "Train")

@@ -13,7 +13,7 @@ from tests.api.test_sync import CLUSTER_A, obs, wid
 from tests.auth.test_runapy_scoped import _runai, _scoped_credential
 from tests.server import Server
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.shared_server]
 REVISION = "6f1e2d3c-0000-4000-8000-0000000000a1"
 
 

@@ -24,7 +24,7 @@ from workplane.domain.timefmt import now_ms
 from workplane.store import workloads as store
 from workplane.store.database import Database
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.shared_server]
 
 TELEMETRY = "/api/v1/workloads/telemetry"
 

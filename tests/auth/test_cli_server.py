@@ -17,6 +17,8 @@ from tests.auth.helpers import printed_credential
 from tests.server import Server, free_port
 from workplane.services.setup import ADMIN_FILE
 
+pytestmark = [pytest.mark.server, pytest.mark.shared_server]
+
 COMMAND_TIMEOUT_S = 60
 
 

@@ -18,7 +18,7 @@ from tests.factories import load, wid, workload
 from tests.server import Server
 from workplane.store.database import Database
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.shared_server]
 
 OTHER_CLUSTER = "33333333-3333-4333-8333-333333333333"
 
