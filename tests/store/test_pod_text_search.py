@@ -645,6 +645,8 @@ def test_search_pages_in_creation_order_page_as_the_plain_order(
     √(need · N) ("reach")."""
     if plan != "planned":
         monkeypatch.setattr(type(database.sql), "reads_in_order", lambda *_: True)
+        # No word's candidates looked up before the query (SQLite): every word as broad as ``succeeded``.
+        monkeypatch.setattr(sqlite_dialect, "CAP", -1)
         if plan != "reach":
             monkeypatch.setattr(store, "_table_size", lambda _conn: 0 if plan == "walk" else 10**9)
     _with_early_pods(database)
@@ -658,13 +660,15 @@ def test_search_pages_in_creation_order_page_as_the_plain_order(
                 with database.read() as conn:
                     expected, _ = _plain(conn, query, sort)
                     for offset, limit in ((0, 1), (0, 5), (3, 7), (10, 20), (max(len(expected) - 2, 0), 5)):
-                        selected = store.narrowed(conn, query).where(query)
+                        narrow = store.narrowed(conn, query)
                         plain = (
                             sa.select(workload_pods.c.id)
-                            .where(*selected)
+                            .where(*narrow.where(query))
                             .order_by(*pod_query.order_by(query, sort))
                         )
-                        found = store._searched_page(conn, query, plain, sort, offset=offset, limit=limit)
+                        found = store._searched_page(
+                            conn, query, narrow, plain, sort, offset=offset, limit=limit
+                        )
                         searched += found is not None
                         page = store.list_pods(conn, query, sort=sort, offset=offset, limit=limit, full=False)
                         got = [orjson.loads(p)["id"] for p in page.pods]
@@ -723,6 +727,171 @@ def test_a_search_page_walks_the_creation_order_no_further_than_its_reach(
             walked.append(_walked_rows(explained.scalar_one()[0]["Plan"], "ix_workload_pods_live_created"))
     assert len(expected) == 12
     assert max(walked) <= 6, walked
+
+
+# Names of pods older than every other, with ``LIKE``'s and FTS5's special characters, letters outside
+# ASCII in either case and upper-case ASCII ones (``_with_old_pods``).
+OLD_NAMES = ["old-%_x", "old-a\\b", 'old-é"É', 'OLD-q"q', "old-Ab"]
+OLD_WORDS = [
+    "old",
+    "old-%_",
+    "a\\b",
+    'é"É',
+    'q"q',
+    "old-ab",
+    "old ab",
+    "old running",
+    "ab",
+    "old-% d-a",
+    "nothing-like-it",
+]
+
+
+def _with_old_pods(database: Database) -> None:
+    """Forty pods named after ``OLD_NAMES``, created before every other pod, three to a second (ties
+    on createdAt, broken by id); then every fourth of them deleted."""
+    rng = random.Random(23)
+    old = [
+        _pod(rng, 400 + n, 1).model_copy(
+            update={
+                "name": f"{OLD_NAMES[n % len(OLD_NAMES)]}-{n}",
+                "created_at": datetime(2024, 4, 30, 0, 0, n // 3, tzinfo=UTC),
+                "revision_id": None,
+                "deleted_at": None,
+            }
+        )
+        for n in range(40)
+    ]
+    _sync(database, old)
+    gone = datetime(2024, 5, 2, tzinfo=UTC)
+    _sync(database, [pod.model_copy(update={"revision": 2, "deleted_at": gone}) for pod in old[::4]])
+
+
+def _looked_up(statement: str) -> bool:
+    """Whether ``statement`` is a page of pods read from SQLite's text index (``pod_words_look_up``)."""
+    return "pod_text JOIN workload_pods" in statement
+
+
+@pytest.mark.no_cover
+@pytest.mark.usefixtures("pods")
+def test_a_broad_words_page_beyond_the_reach_is_what_python_says(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Words too broad for the candidate look-up (SQLite: made so, ``CAP``), whose pods are the
+    oldest: newest first, the bounded walk (a reach of the page alone) finds none, and the pods are
+    read from the text index by a trigram and sorted (``pod_words_look_up``); oldest first, the walk
+    finds some. Every page, at every offset, in both orders, is what Python finds in the stored
+    texts of the live pods: several words, one under three characters, special characters, letters
+    outside ASCII, ties on createdAt, deleted pods among the matches."""
+    monkeypatch.setattr(sqlite_dialect, "CAP", -1)
+    monkeypatch.setattr(store, "_table_size", lambda _conn: 0)  # a reach of the page itself
+    _with_old_pods(database)
+    c = workload_pods.c
+    with database.read() as conn:
+        rows = conn.execute(sa.select(c.id, c.search_text, c.deleted_at, c.created_at)).all()
+    statements: list[str] = []
+
+    def ran(*args: Any) -> None:
+        statements.append(args[2])
+
+    sa.event.listen(database.engine, "before_cursor_execute", ran)
+    for words in OLD_WORDS:
+        query = PodQuery(scope=ScopeSet.everything(), words=parse_search(words))
+        for order in SortOrder:
+            descending = order is SortOrder.DESC
+            expected = [
+                r.id
+                for r in sorted(rows, key=lambda r: (r.created_at, r.id), reverse=descending)
+                if r.deleted_at is None and all(w in r.search_text for w in query.words)
+            ]
+            for offset, limit in ((0, 1), (0, 5), (3, 7), (10, 20), (max(len(expected) - 2, 0), 5)):
+                with database.read() as conn:
+                    sort = Sort("createdAt", order)
+                    page = store.list_pods(conn, query, sort=sort, offset=offset, limit=limit, full=False)
+                got = [orjson.loads(p)["id"] for p in page.pods]
+                assert got == expected[offset : offset + limit], (words, order, offset)
+                assert page.has_more == (offset + limit < len(expected)), (words, order, offset)
+    sa.event.remove(database.engine, "before_cursor_execute", ran)
+    assert len([r for r in rows if r.deleted_at is None and "old" in r.search_text]) == 30
+    looked_up = sum(_looked_up(statement) for statement in statements)
+    if database.dialect == "sqlite":
+        # Every word but "ab" (no trigram) newest first, at each of the five offsets, and some oldest first.
+        assert looked_up >= (len(OLD_WORDS) - 1) * 5, looked_up
+    else:
+        assert looked_up == 0
+
+
+def _rarest(texts: list[str], word: str) -> str:
+    """The trigram of ``word`` in the fewest of ``texts``, the first of those in the word."""
+    trigrams = list(dict.fromkeys(word[i : i + 3] for i in range(len(word) - 2)))
+    return min(trigrams, key=lambda t: sum(t in text for text in texts))
+
+
+@pytest.mark.usefixtures("pods")
+@pytest.mark.parametrize("words", ["old-%_", 'old-é"É', "old-ab running"])
+def test_a_broad_words_pods_are_read_by_their_rarest_trigram(
+    database: Database, monkeypatch: pytest.MonkeyPatch, words: str
+) -> None:
+    """SQLite: past the reach, a broad word's page is one statement that reads the row ids of its
+    rarest trigram from ``pod_text`` (the sample is the whole table at this size, so exactly the
+    trigram in the fewest texts) and looks each pod up by its row id, then sorts: not the
+    creation-time index, which the plain statement walks past every younger pod."""
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL's planner looks the words up by its trigram index itself")
+    monkeypatch.setattr(sqlite_dialect, "CAP", -1)
+    monkeypatch.setattr(store, "_table_size", lambda _conn: 0)
+    _with_old_pods(database)
+    query = PodQuery(scope=ScopeSet.everything(), words=parse_search(words))
+    sort = Sort("createdAt", SortOrder.DESC)
+    statements = _statements(
+        database, lambda conn: store.list_pods(conn, query, sort=sort, offset=0, limit=5, full=False)
+    )
+    [(page, params)] = [(s, p) for s, p in statements if _looked_up(s)]
+    with database.read() as conn:
+        texts = list(conn.execute(sa.select(workload_pods.c.search_text)).scalars())
+        plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {page}", params)]
+    rarest = min((_rarest(texts, w) for w in query.words), key=lambda t: sum(t in text for text in texts))
+    assert f'search_text : "{rarest.replace(chr(34), chr(34) * 2)}"' in params, (params, rarest)
+    assert plan[:2] == [
+        "SCAN pod_text VIRTUAL TABLE INDEX 0:M1",
+        "SEARCH workload_pods USING INTEGER PRIMARY KEY (rowid=?)",
+    ], plan
+    assert not any("ix_workload_pods_live_created" in step for step in plan), plan
+    # The walk before it: along the creation-time index, bounded by the edge.
+    [walk] = [s for s, _ in statements if "created_at >= (SELECT" in s]
+    assert "ORDER BY workload_pods.created_at DESC" in walk, walk
+
+
+@pytest.mark.usefixtures("pods")
+def test_a_broad_words_page_of_a_terms_own_pods_is_walked_as_planned(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: with a term whose own index gives the creation order (a node, ``SEARCH`` in the plan),
+    the walk is bounded by the term's pods already, and no look-up by the text index follows."""
+    if database.dialect != "sqlite":
+        pytest.skip("SQLite's plan")
+    monkeypatch.setattr(sqlite_dialect, "CAP", -1)
+    monkeypatch.setattr(store, "_table_size", lambda _conn: 0)
+    _with_old_pods(database)
+    with database.read() as conn:
+        node = conn.execute(
+            sa.select(workload_pods.c.node_name)
+            .where(workload_pods.c.search_text.like("old%"), workload_pods.c.node_name.is_not(None))
+            .limit(1)
+        ).scalar_one()
+    terms = parse_filter([f"nodeName=={node}"], fields=POD_FIELDS)
+    query = PodQuery(scope=ScopeSet.everything(), terms=terms, words=parse_search("old"))
+    sort = Sort("createdAt", SortOrder.DESC)
+    with database.read() as conn:
+        expected, _ = _plain(conn, query, sort)
+    statements = _statements(
+        database, lambda conn: store.list_pods(conn, query, sort=sort, offset=0, limit=5, full=False)
+    )
+    assert expected
+    assert not any(_looked_up(s) for s, _ in statements), statements
+    with database.read() as conn:
+        page = store.list_pods(conn, query, sort=sort, offset=0, limit=5, full=False)
+    assert [orjson.loads(p)["id"] for p in page.pods] == expected[:5]
 
 
 # --- workloadId substrings (migration 0022) ---------------------------------------------------------

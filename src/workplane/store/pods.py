@@ -344,6 +344,9 @@ class Narrowed:
     # The search words phrased for the database's text index (``SqlDialect.live_pod_words``), in place
     # of ``pod_compile.search_words``; None: those.
     words: list[sa.ColumnElement[bool]] | None = None
+    # Whether the words' candidates were looked up before the query (``SqlDialect.pod_narrowing``): a
+    # list of row ids, which the plan looks up and sorts.
+    looked_up: bool = False
 
     def where(self, query: PodQuery, *, count: bool = False) -> list[sa.ColumnElement[bool]]:
         """The query's predicates (``pod_compile.where``), its words as phrased here, then these
@@ -389,11 +392,10 @@ def narrowed(connection: sa.Connection, query: PodQuery, *, phrased: bool = True
             clauses.append(column.in_(matched) if matched else sa.false())
             if split is None or len(matched) < len(split[1]):
                 split = (column, matched)
-    if query.words:
-        found = dialect_of(connection).pod_narrowing(connection, query.words)
-        if found is not None:
-            clauses.append(found)
-    narrow = Narrowed(clauses, split)
+    found = dialect_of(connection).pod_narrowing(connection, query.words) if query.words else None
+    if found is not None:
+        clauses.append(found)
+    narrow = Narrowed(clauses, split, looked_up=found is not None)
     return phrase_words(connection, query, narrow) if phrased else narrow
 
 
@@ -556,26 +558,35 @@ def _ranged_page(
 
 
 def _searched_page(
-    connection: sa.Connection, query: PodQuery, plain: sa.Select[Any], sort: Sort, *, offset: int, limit: int
+    connection: sa.Connection,
+    query: PodQuery,
+    narrow: Narrowed,
+    plain: sa.Select[Any],
+    sort: Sort,
+    *,
+    offset: int,
+    limit: int,
 ) -> tuple[list[str], bool] | None:
     """A page in creation order of live pods with search words, where the planner would walk the
     creation-time index for ``plain`` (the query's statement in ``sort`` order, as ``list_pods``
-    would run it; ``SqlDialect.reads_in_order``). The planner takes a word's pods as spread evenly
-    over that order, and its count of them is a guess from a sample of a hundred texts; but the pods
-    of a hundred workloads' names were created together, and at a million pods it took the 485 of
-    ``train-1000`` for 9,802 and walked half the table before the first (1.45 s); a word of a
-    twentieth of the pods, all of them old, is walked past the other nineteen twentieths newest
-    first. So the walk is bounded to the first ``_reach`` live pods along that index (the edge found
-    in the same statement); if the page is among them it is the page (``succeeded``, a tenth of the
-    pods, fills it in a few hundred rows), and if not, the selection lies beyond that edge and is
-    looked up by the text index and sorted, the order kept off the creation-time index
-    (``SqlDialect.unordered``). Where the plan looks the pods up by the text index and sorts them,
-    it is left as it is: it reads the word's pods once. A word's pods are not counted first, as
-    ``_ranged_page`` counts a range's: a trigram index gives them all at once, so even a capped
-    count reads a broad word's whole posting lists and rows (73 ms for ``succeeded`` at 200,000 pods,
-    against 7 ms for its page). None where the plain statement serves (another order, no words,
-    deleted pods, which no text index holds, or a plan that sorts)."""
-    if sort.field != "createdAt" or not query.words or query.deleted:
+    would run it, ``narrow`` its look-ups; ``SqlDialect.reads_in_order``). The planner takes a word's
+    pods as spread evenly over that order, and its count of them is a guess from a sample of a
+    hundred texts; but the pods of a hundred workloads' names were created together, and at a
+    million pods it took the 485 of ``train-1000`` for 9,802 and walked half the table before the
+    first (1.45 s); a word of a twentieth of the pods, all of them old, is walked past the other
+    nineteen twentieths newest first (SQLite, which has no estimate to go by, walks every word too
+    broad for ``pod_narrowing``). So the walk is bounded to the first ``_reach`` live pods along that
+    index (the edge found in the same statement); if the page is among them it is the page
+    (``succeeded``, a tenth of the pods, fills it in a few hundred rows), and if not, the selection
+    lies beyond that edge and is looked up by the text index (``SqlDialect.pod_words_look_up``) and
+    sorted, the order kept off the creation-time index (``SqlDialect.unordered``). Where the plan
+    looks the pods up by the text index and sorts them, it is left as it is: it reads the word's
+    pods once. A word's pods are not counted first, as ``_ranged_page`` counts a range's: a trigram
+    index gives them all at once, so even a capped count reads a broad word's whole posting lists
+    and rows (73 ms for ``succeeded`` at 200,000 pods, against 7 ms for its page). None where the
+    plain statement serves (another order, no words, deleted pods, which no text index holds,
+    candidates already looked up, or a plan that sorts)."""
+    if sort.field != "createdAt" or not query.words or query.deleted or narrow.looked_up:
         return None
     sql = dialect_of(connection)
     if not sql.reads_in_order(connection, plain.offset(offset).limit(limit + 1)):
@@ -599,7 +610,9 @@ def _searched_page(
         return ids, has_more
     key = sql.unordered(p.created_at)
     order = [key.desc(), p.id.desc()] if descending else [key.asc(), p.id.asc()]
-    return page_ids(connection, plain.order_by(None).order_by(*order), offset=offset, limit=limit)
+    looked_up = sql.pod_words_look_up(connection, plain.order_by(None).order_by(*order), query.words)
+    # None: no index holds the words (each under three characters, on SQLite), and the walk is the plan.
+    return page_ids(connection, plain if looked_up is None else looked_up, offset=offset, limit=limit)
 
 
 def list_pods(
@@ -630,7 +643,7 @@ def list_pods(
         statement = sa.select(p.id).where(*selected).order_by(*pod_query.order_by(query, sort))
         ranged = _ranged_page(connection, query, narrow, sort, offset=offset, limit=limit)
         if ranged is None:
-            ranged = _searched_page(connection, query, statement, sort, offset=offset, limit=limit)
+            ranged = _searched_page(connection, query, narrow, statement, sort, offset=offset, limit=limit)
         if ranged is not None:
             ids, has_more = ranged
         else:

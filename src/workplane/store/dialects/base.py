@@ -226,6 +226,16 @@ class SqlDialect:
         (folded) in their search text, or None where no index narrows them before the query."""
         return None
 
+    def pod_words_look_up(
+        self, connection: sa.Connection, statement: sa.Select[Any], words: Sequence[str]
+    ) -> sa.Select[Any] | None:
+        """``statement`` (over ``workload_pods``, with the predicates of ``words``) made to read the pods
+        whose search text may hold every one of ``words`` (folded) from a text index, however many
+        they are, for a page that reads them all and sorts them (``store.pods._searched_page``); the
+        words' own predicates still decide each pod. Here as it is: the planner looks them up by
+        those predicates itself. None where no index holds them."""
+        return statement
+
     def live_pod_words(
         self, connection: sa.Connection, words: Sequence[str]
     ) -> list[sa.ColumnElement[bool]] | None:
