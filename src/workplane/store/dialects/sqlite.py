@@ -216,7 +216,9 @@ class SQLiteDialect(SqlDialect):
         positional = tuple(compiled.params[name] for name in compiled.positiontup or ())
         plan = [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", positional)]
         sorted_ = any("TEMP B-TREE FOR" in detail and "ORDER BY" in detail for detail in plan)
-        return not sorted_ and any(detail.startswith("SCAN workload_pods USING") for detail in plan)
+        # "SCAN TABLE workload_pods" before SQLite 3.36.
+        walked = ("SCAN workload_pods USING", "SCAN TABLE workload_pods USING")
+        return not sorted_ and any(detail.startswith(walked) for detail in plan)
 
     def narrowing(
         self, connection: sa.Connection, lookups: Sequence[tuple[TextColumn, str]]
