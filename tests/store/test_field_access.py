@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from tests.factories import at, create_workload, wid, workload
 from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.fields import FIELDS, WORKLOAD_FIELDS, Kind, Source
-from workplane.domain.record import render
+from workplane.domain.record import WorkloadIn, render
 from workplane.domain.scopes import ScopeSet
 from workplane.query.filters import Sort, SortOrder, WorkloadQuery, number_matches, parse_filter, text_matches
 from workplane.store import workloads as store
@@ -309,10 +309,17 @@ def _load_ranges(database: Database, catalog: CatalogSnapshot) -> None:
             )
             fields |= {"phase": "Completed", "completedAt": done, "phaseUpdatedAt": done}
         records.append(workload(f"r{i:03d}", **fields))
+    _create_deleting(database, catalog, records, every=13)
+
+
+def _create_deleting(
+    database: Database, catalog: CatalogSnapshot, records: list[WorkloadIn], *, every: int
+) -> None:
+    """Create ``records``, then delete every ``every``-th of them."""
     with database.write() as conn:
         store.create_workloads(conn, records, catalog=catalog, tenant_id=1, now_ms=NOW_MS)
-        for i in range(0, 400, 13):
-            store.delete_workload(conn, str(wid(f"r{i:03d}")), deleted_at_ms=NOW_MS)
+        for record in records[::every]:
+            store.delete_workload(conn, str(record.id), deleted_at_ms=NOW_MS)
 
 
 def _iso(moment: Any) -> str:
@@ -747,16 +754,149 @@ def test_walks_and_open_clocks_keep_their_ranges_off_every_index(
     _load_clocks(database, catalog)
     plain_range = re.compile(r"(?:WHERE|AND) workloads\.completed_at >=")
     plain_since = re.compile(r"(?:WHERE|AND) workloads\.(pending|running)_since_ms <")
-    terms = [f"completedAt>={_iso(RANGE_BASE)}"]
+    # With a second term the range is walked (``ranged_walk``); alone, merged from its completion
+    # days (``completed_days``), where it is tested on each day's entries: off its own index too.
+    terms = [f"completedAt>={_iso(RANGE_BASE)}", "phase==Completed"]
     for order in SortOrder:
         with _sent(database) as sent:
             _page(database, catalog, Sort("createdAt", order), offset=0, limit=10, terms=terms)
         walks = [s for s in sent if "workloads.created_at <=" in s or "workloads.created_at >=" in s]
         assert walks, sent
         assert not any(plain_range.search(s) for s in walks), walks
+        with _sent(database) as sent:
+            _page(database, catalog, Sort("createdAt", order), offset=0, limit=10, terms=terms[:1])
+        merged = [s for s in sent if ".completed_at / 86400000) =" in s]
+        assert merged, sent
+        assert not any(plain_range.search(s) for s in merged), merged
         for field in CLOCK_FIELDS:
             with _sent(database) as sent:
                 _page(database, catalog, Sort(field, order), offset=0, limit=10)
             opened = [s for s in sent if "_since_ms IS NOT NULL" in s]
             assert opened, sent
             assert not any(plain_since.search(s) for s in opened), opened
+
+
+DAY_BASE = at("2024-06-01T00:00:00Z")
+DAY_MS = 86_400_000
+
+
+def _load_completions(database: Database, catalog: CatalogSnapshot) -> None:
+    """400 workloads created every 50 minutes, two at a time (ties on createdAt), over two weeks; four
+    in five Completed, most within hours of their creation, every seventh after a long run (up to
+    four weeks, so that the recently completed were created all along), some exactly on a day's
+    first or last millisecond; the rest Running; every eleventh deleted. Each day of completion holds
+    a few to a few dozen rows, so that a page reads some days in full and others up to a bound."""
+    rng = random.Random(25)
+    records = []
+    for i in range(400):
+        created = DAY_BASE + timedelta(minutes=50 * (i // 2))
+        fields: dict[str, Any] = {"createdAt": created, "phaseUpdatedAt": created}
+        if i % 5 == 4:
+            fields |= {"phase": "Running"}
+        else:
+            if i % 7 == 0:
+                done = created + timedelta(days=rng.randrange(3, 28), minutes=rng.randrange(0, 1440))
+            else:
+                done = created + timedelta(minutes=rng.randrange(1, 600))
+            if i % 13 == 0:
+                # On a day's first or last millisecond: the edges of the day index's days.
+                day = done.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+                done = day if i % 2 else day - timedelta(milliseconds=1)
+            fields |= {"phase": "Completed", "completedAt": done, "phaseUpdatedAt": done}
+        records.append(workload(f"c{i:03d}", **fields))
+    _create_deleting(database, catalog, records, every=11)
+
+
+def _after(days: float, op: str = ">=") -> str:
+    return f"completedAt{op}{_iso(DAY_BASE + timedelta(days=days))}"
+
+
+COMPLETION_TERMS = [
+    [_after(10)],  # the recent ones, created all along
+    [_after(12.3)],  # from within a day
+    [_after(0)],  # every completed one
+    [f"completedAt<={_iso(DAY_BASE + timedelta(days=4) - timedelta(milliseconds=1))}"],  # a day's last ms
+    [_after(3), _after(6, "<=")],
+    [_after(2), _after(9)],
+    [_after(5), _after(5, "<=")],  # the rows completed on a day's first millisecond
+    [_after(90)],  # none
+]
+# The page statement of a range read day by day (``store.ordering.page_by_days``).
+BY_DAYS = "WITH RECURSIVE days(day)"
+
+
+def test_a_completed_range_in_creation_order_is_read_day_by_day(
+    database: Database, catalog: CatalogSnapshot
+) -> None:
+    """A range on completedAt in the creation order (``completed_days``): each day of completion's
+    first rows along ``ix_workloads_completed_day``, merged, give exactly the plain ``ORDER BY``'s
+    page, at every offset, in both directions, with ties on createdAt across and within days, days
+    that hold fewer rows than wanted, and bounds on a day's edge; one statement for the page, beside
+    the days' ends and the page's rows. Past ``COMPLETED_DAYS_MOST`` entries (a deep offset) the
+    walk or the sort of ``ranged_walk`` answers, as exactly."""
+    _load_completions(database, catalog)
+    rows = _values(database, catalog)
+    by_days = 0
+    for terms in COMPLETION_TERMS:
+        selected = [r for r in rows if all(_holds(r, t) for t in terms)]
+        for order in SortOrder:
+            expected = _expected(selected, "createdAt", order is SortOrder.DESC)
+            for offset, limit in ((0, 10), (0, 50), (3, 1), (7, 5), (60, 20), (len(expected) - 3, 10)):
+                offset = max(0, offset)
+                with _sent(database) as sent:
+                    got, more = _page(
+                        database, catalog, Sort("createdAt", order), offset=offset, limit=limit, terms=terms
+                    )
+                assert got == expected[offset : offset + limit], (terms, order, offset, limit)
+                assert more == (len(expected) > offset + limit), (terms, order, offset, limit)
+                if offset + limit + 1 <= 100:
+                    # At most 40 days of completion here, 100 rows from each: read day by day.
+                    queries = [s for s in sent if s.startswith(("SELECT", "WITH"))]
+                    pages = [s for s in queries if s.startswith(BY_DAYS)]
+                    assert len(pages) == 1 or not expected, (terms, sent)
+                    assert len(queries) <= 3, sent
+                    by_days += len(pages)
+    assert by_days > 50
+
+
+def test_a_completed_range_page_reads_the_day_index_alone(
+    database: Database, catalog: CatalogSnapshot
+) -> None:
+    """The page statement of a range read day by day reads ``ix_workloads_completed_day`` twice (each
+    day's bound, then its rows up to it) and nothing else: on SQLite, as it plans it (no statistics);
+    on PostgreSQL, as it can (scans and joins that read the table ruled out), so that the day's
+    expression is the index's. The completion-time index and a sort of the whole selection, main's
+    plan, are not among them."""
+    _load_completions(database, catalog)
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cursor: Any, statement: str, parameters: Any, _x: Any, _many: bool) -> None:
+        if statement.lstrip().startswith("WITH RECURSIVE"):
+            captured.append((statement, parameters))
+
+    sa.event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        for order in SortOrder:
+            _page(database, catalog, Sort("createdAt", order), offset=0, limit=10, terms=COMPLETION_TERMS[0])
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", capture)
+    assert len(captured) == 2, captured
+    sqlite = database.engine.dialect.name == "sqlite"
+    with database.read() as conn:
+        for statement, parameters in captured:
+            if sqlite:
+                explained = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+                plan = [str(r[3]) for r in explained]
+                reads = [
+                    r for r in plan if r.startswith(("SCAN", "SEARCH")) and "days" not in r and "ROW" not in r
+                ]
+            else:
+                for setting in ("seqscan", "bitmapscan", "hashjoin", "mergejoin"):
+                    conn.exec_driver_sql(f"SET LOCAL enable_{setting} = off")
+                plan = [str(r[0]) for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters)]
+                reads = [r for r in plan if " Scan " in r and " on workloads" in r]
+            by_day = [r for r in reads if "ix_workloads_completed_day" in r]
+            assert len(by_day) == 2, plan
+            assert reads == by_day, plan
+            if sqlite:
+                assert all("COVERING INDEX ix_workloads_completed_day" in r for r in by_day), plan

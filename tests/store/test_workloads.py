@@ -586,6 +586,32 @@ def test_nul_inside_json_documents_is_stored(database: Database, catalog: Catalo
     assert served(database, catalog, "w", T0_MS)["environmentVariables"] == {"K": "a\x00b"}
 
 
+def _statistics(engine: sa.Engine) -> set[str]:
+    """The names of the extended statistics objects (PostgreSQL; none on SQLite)."""
+    if engine.dialect.name != "postgresql":
+        return set()
+    with engine.connect() as conn:
+        return set(conn.exec_driver_sql("SELECT stxname FROM pg_statistic_ext").scalars())
+
+
+def test_migration_0025_adds_the_completion_day_index_and_goes_back_down(empty_url: str) -> None:
+    """The live completed workloads by day of completion, then creation time (decision 0022, "A
+    completedAt range in the creation order"), and on PostgreSQL the day's statistics."""
+    engine = sa.create_engine(empty_url)
+
+    postgresql = engine.dialect.name == "postgresql"
+    migrate.upgrade(engine)
+    assert "ix_workloads_completed_day" in _workload_indexes(engine)
+    assert ("st_workloads_completed_day" in _statistics(engine)) == postgresql
+    with engine.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "0024")
+    assert "ix_workloads_completed_day" not in _workload_indexes(engine)
+    assert "st_workloads_completed_day" not in _statistics(engine)
+    migrate.upgrade(engine)
+    assert "ix_workloads_completed_day" in _workload_indexes(engine)
+    engine.dispose()
+
+
 CLOCK_STATISTICS = {"st_workloads_pending_open", "st_workloads_running_open"}
 
 
@@ -595,18 +621,12 @@ def test_migration_0021_adds_the_open_clock_statistics_and_goes_back_down(empty_
     the open clocks (decision 0022). Nothing on SQLite, which migrates through it all the same."""
     engine = sa.create_engine(empty_url)
 
-    def statistics() -> set[str]:
-        if engine.dialect.name != "postgresql":
-            return set()
-        with engine.connect() as conn:
-            return set(conn.exec_driver_sql("SELECT stxname FROM pg_statistic_ext").scalars())
-
     postgres = engine.dialect.name == "postgresql"
     migrate.upgrade(engine)
-    assert (statistics() >= CLOCK_STATISTICS) is postgres
+    assert (_statistics(engine) >= CLOCK_STATISTICS) is postgres
     with engine.begin() as conn:
         command.downgrade(migrate.alembic_config(conn), "0020")
-    assert not CLOCK_STATISTICS & statistics()
+    assert not CLOCK_STATISTICS & _statistics(engine)
     migrate.upgrade(engine)
-    assert (statistics() >= CLOCK_STATISTICS) is postgres
+    assert (_statistics(engine) >= CLOCK_STATISTICS) is postgres
     engine.dispose()

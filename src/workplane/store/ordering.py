@@ -44,8 +44,15 @@ import sqlalchemy as sa
 from workplane.domain.catalog import PRIORITIES
 from workplane.domain.fields import FIELDS, Source
 from workplane.query.filters import Sort, SortOrder, WorkloadQuery
-from workplane.store.compile import RANGE_OPERATORS, Compiler
-from workplane.store.schema import SPARSE_INDEXED, workload_counts, workloads
+from workplane.store.compile import RANGE_OPERATORS, Compiler, time_predicate
+from workplane.store.dialects.base import SqlDialect
+from workplane.store.paging import page_ids
+from workplane.store.schema import (
+    COMPLETED_DAY_MS,
+    SPARSE_INDEXED,
+    workload_counts,
+    workloads,
+)
 from workplane.store.scopes import restrict
 
 w = workloads.c
@@ -270,6 +277,143 @@ def _walk_of(selected: Sequence[int], rollup: Rollup, sort: Sort, reach: int) ->
     if edge is None:
         return Walk(sa.true(), whole=True)
     return Walk(key >= edge if descending else key <= edge)
+
+
+# A range on completedAt in the creation order, read day by day (``completed_days``): at most this
+# many index entries read (the days times the rows wanted from each), else ``ranged_walk``.
+COMPLETED_DAYS_MOST = 8000
+# Above and below every creation time: a day's bound where the day holds fewer rows than wanted.
+_LATEST = 2**62
+
+
+def completed_day(table: sa.FromClause) -> sa.ColumnElement[int]:
+    """The day of completion, as ``ix_workloads_completed_day`` holds it (the same expression, its
+    divisor a constant, for both databases to match it; SQL's integer division truncates)."""
+    divisor: sa.ColumnElement[int] = sa.literal_column(str(COMPLETED_DAY_MS))
+    return table.c.completed_at.op("/", return_type=sa.BigInteger)(divisor)
+
+
+@dataclass(frozen=True, slots=True)
+class Days:
+    """The days of completion (``completed_day``) that a range on completedAt spans, both included
+    (none where ``first > last``)."""
+
+    first: int
+    last: int
+
+
+def completed_days(connection: sa.Connection, query: WorkloadQuery, sort: Sort, *, need: int) -> Days | None:
+    """The days of completion a page of live workloads in the creation order is read from, where
+    the query's terms are ranges on completedAt (``page_by_days``; ``need``: offset plus the page
+    and one); None where this does not apply, or the range spans so many days that reading
+    ``need`` rows of each costs more than ``COMPLETED_DAYS_MOST`` entries.
+
+    The recently completed were created all along the newest end of the creation order, so a walk
+    from its oldest end finds them only there, and no other index gave them in that order: they
+    were looked up by the range's index and sorted (31,000 rows at 1M). Other terms, search words
+    and a caller's scopes keep ``ranged_walk``: a predicate the day index does not hold would be
+    tested on each day's rows, found through the table, or could lead the planner to walk its own
+    index once a day."""
+    if (
+        sort.field not in WALKED_FIELDS
+        or query.deleted
+        or query.words
+        or not query.scope.tenant
+        or not query.terms
+        or not all(t.field.name == "completedAt" and t.op in RANGE_OPERATORS for t in query.terms)
+    ):
+        return None
+    # The first and last day any live row was completed on, one index probe each.
+    day = completed_day(workloads)
+    ends = [
+        sa.select(day)
+        .where(w.completed_at.is_not(None), w.deleted_at.is_(None))
+        .order_by(order)
+        .limit(1)
+        .scalar_subquery()
+        for order in (day.asc(), day.desc())
+    ]
+    first, last = connection.execute(sa.select(*ends)).one()
+    if first is None:
+        return Days(1, 0)
+    for term in query.terms:
+        # The day of the range's bound: every row in the range is on that day or after (before, for
+        # ``<=``), the day being non-decreasing in the time.
+        if term.op == ">=":
+            first = max(first, _day(math.ceil(term.number)))
+        else:
+            last = min(last, _day(math.floor(term.number)))
+    if (last - first + 1) * need > COMPLETED_DAYS_MOST:
+        return None
+    return Days(first, last)
+
+
+def _day(ms: int) -> int:
+    """``ms`` divided by ``COMPLETED_DAY_MS``, truncated toward zero as SQL's integer division is."""
+    days = abs(ms) // COMPLETED_DAY_MS
+    return days if ms >= 0 else -days
+
+
+# The rows whose ``need``-th creation time a day's subquery reads, beside those of the page (made
+# once: an alias builds its columns when first asked).
+_DAY_ROWS = workloads.alias("day_rows")
+_DAY_ROWS_COLUMNS = _DAY_ROWS.c
+
+
+def page_by_days(
+    connection: sa.Connection,
+    query: WorkloadQuery,
+    dialect: SqlDialect,
+    days: Days,
+    *,
+    descending: bool,
+    offset: int,
+    limit: int,
+) -> tuple[list[str], bool]:
+    """The page, in the creation order, of the live workloads that ``query`` selects (ranges on
+    completedAt, ``completed_days``), all completed within ``days``; and whether more rows follow
+    it. One statement: for each day, the ``need``-th row's creation time along the day index
+    (``ix_workloads_completed_day``: the day's rows by ``(created_at, id)``), then the day's rows up
+    to it, read from that index alone, and their first ``need`` in the order: a row among the
+    page's first ``need`` is among its own day's first ``need``. About ``need`` entries twice per
+    day, however many rows the range holds; planned once whatever the number of days (a
+    correlated subquery, not a subquery per day)."""
+    if days.first > days.last:
+        return [], False
+    need = offset + limit + 1
+    numbers = sa.select(sa.literal(days.first, sa.BigInteger).label("day")).cte("days", recursive=True)
+    numbers = numbers.union_all(sa.select(numbers.c.day + 1).where(numbers.c.day < days.last))
+
+    def selected(table: sa.FromClause) -> list[sa.ColumnElement[bool]]:
+        # The range off the completion time's own index, tested on the day index's entries.
+        completed = table.c.completed_at
+        ranges = (time_predicate(dialect.unordered(completed), t.op, t.number) for t in query.terms)
+        return [table.c.deleted_at.is_(None), completed.is_not(None), *ranges]
+
+    def ordered(table: sa.FromClause) -> list[sa.ColumnElement[Any]]:
+        key, tie = table.c.created_at, table.c.id
+        return [key.desc(), tie.desc()] if descending else [key.asc(), tie.asc()]
+
+    # The day's ``need``-th row's creation time (none: the day holds fewer, all of them wanted).
+    edge = (
+        sa.select(_DAY_ROWS_COLUMNS.created_at)
+        .where(*selected(_DAY_ROWS), completed_day(_DAY_ROWS) == numbers.c.day)
+        .order_by(*ordered(_DAY_ROWS))
+        .offset(need - 1)
+        .limit(1)
+        .scalar_subquery()
+    )
+    inside = (
+        w.created_at >= sa.func.coalesce(edge, -_LATEST)
+        if descending
+        else w.created_at <= sa.func.coalesce(edge, _LATEST)
+    )
+    statement = (
+        sa.select(w.id)
+        .select_from(numbers.join(workloads, completed_day(workloads) == numbers.c.day))
+        .where(*selected(workloads), inside)
+    )
+    return page_ids(connection, statement.order_by(*ordered(workloads)), offset=offset, limit=limit)
 
 
 # The clock fields (``Compiler.clock_streams``): a sort by one merges the three sets' own orders.

@@ -19,7 +19,7 @@ from workplane.domain.record import Previous, WorkloadIn, build_row, set_doc_fie
 from workplane.domain.scopes import ScopeSet
 from workplane.domain.text import fold
 from workplane.domain.timefmt import to_ms
-from workplane.query.filters import Sort, WorkloadQuery, text_matches
+from workplane.query.filters import Sort, SortOrder, WorkloadQuery, text_matches
 from workplane.store.compile import SUBSTRING_OPERATORS, Compiler
 from workplane.store.database import dialect_of, insert_rows, upsert
 from workplane.store.dialects.base import TextColumn
@@ -29,7 +29,9 @@ from workplane.store.ordering import (
     Rollup,
     Walk,
     clock_candidates,
+    completed_days,
     few_matches,
+    page_by_days,
     page_by_parts,
     parts_for,
     ranged_walk,
@@ -582,6 +584,12 @@ def _page_ids(
     parts = None if few else parts_for(rollup, sort, need=need)
     if parts is not None:
         return page_by_parts(connection, statement, parts, offset=offset, limit=limit)
+    days = None if few else completed_days(connection, query, sort, need=need)
+    if days is not None:
+        descending = sort.order is SortOrder.DESC
+        return page_by_days(
+            connection, query, compiler.dialect, days, descending=descending, offset=offset, limit=limit
+        )
     walk = None if few else ranged_walk(rollup, sort, need=need)
     if walk is not None and walk.empty:
         return [], False
