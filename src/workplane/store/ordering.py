@@ -44,15 +44,16 @@ import sqlalchemy as sa
 from workplane.domain.catalog import PRIORITIES
 from workplane.domain.fields import FIELDS, Source
 from workplane.query.filters import Sort, SortOrder, WorkloadQuery
-from workplane.store.compile import RANGE_OPERATORS, Compiler, time_predicate
+from workplane.store.compile import (
+    RANGE_OPERATORS,
+    Compiler,
+    completed_day,
+    completion_day,
+    time_predicate,
+)
 from workplane.store.dialects.base import SqlDialect
 from workplane.store.paging import page_ids
-from workplane.store.schema import (
-    COMPLETED_DAY_MS,
-    SPARSE_INDEXED,
-    workload_counts,
-    workloads,
-)
+from workplane.store.schema import SPARSE_INDEXED, workload_counts, workloads
 from workplane.store.scopes import restrict
 
 w = workloads.c
@@ -286,13 +287,6 @@ COMPLETED_DAYS_MOST = 8000
 _LATEST = 2**62
 
 
-def completed_day(table: sa.FromClause) -> sa.ColumnElement[int]:
-    """The day of completion, as ``ix_workloads_completed_day`` holds it (the same expression, its
-    divisor a constant, for both databases to match it; SQL's integer division truncates)."""
-    divisor: sa.ColumnElement[int] = sa.literal_column(str(COMPLETED_DAY_MS))
-    return table.c.completed_at.op("/", return_type=sa.BigInteger)(divisor)
-
-
 @dataclass(frozen=True, slots=True)
 class Days:
     """The days of completion (``completed_day``) that a range on completedAt spans, both included
@@ -340,18 +334,12 @@ def completed_days(connection: sa.Connection, query: WorkloadQuery, sort: Sort, 
         # The day of the range's bound: every row in the range is on that day or after (before, for
         # ``<=``), the day being non-decreasing in the time.
         if term.op == ">=":
-            first = max(first, _day(math.ceil(term.number)))
+            first = max(first, completion_day(math.ceil(term.number)))
         else:
-            last = min(last, _day(math.floor(term.number)))
+            last = min(last, completion_day(math.floor(term.number)))
     if (last - first + 1) * need > COMPLETED_DAYS_MOST:
         return None
     return Days(first, last)
-
-
-def _day(ms: int) -> int:
-    """``ms`` divided by ``COMPLETED_DAY_MS``, truncated toward zero as SQL's integer division is."""
-    days = abs(ms) // COMPLETED_DAY_MS
-    return days if ms >= 0 else -days
 
 
 # The rows whose ``need``-th creation time a day's subquery reads, beside those of the page (made
