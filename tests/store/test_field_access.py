@@ -900,3 +900,56 @@ def test_a_completed_range_page_reads_the_day_index_alone(
             assert reads == by_day, plan
             if sqlite:
                 assert all("COVERING INDEX ix_workloads_completed_day" in r for r in by_day), plan
+
+
+def test_a_completed_range_count_reads_the_day_index_alone(
+    database: Database, catalog: CatalogSnapshot
+) -> None:
+    """A range on completedAt also bounds the day of completion (``Compiler``): a count of live rows
+    reads the range's entries of ``ix_workloads_completed_day`` and nothing else (its days by the
+    index's leading key, the range on its entries), where SQLite read the completion-time index
+    and each row for ``deleted_at``, and PostgreSQL (with the day index) the whole day index. The
+    counts, of live and of deleted rows, are those of the rows in Python."""
+    _load_completions(database, catalog)
+    sqlite = database.engine.dialect.name == "sqlite"
+    for deleted in (False, True):
+        rows = _values(database, catalog, deleted=deleted)
+        for terms in COMPLETION_TERMS:
+            query = WorkloadQuery(scope=EVERYTHING, deleted=deleted, terms=parse_filter(terms))
+            with _sent(database) as sent, database.read() as conn:
+                count = store.count_workloads(conn, query, catalog=catalog, now_ms=NOW_MS)
+            assert count == sum(1 for r in rows if all(_holds(r, t) for t in terms)), (terms, deleted)
+            if deleted:
+                continue
+            (statement,) = [s for s in sent if s.startswith("SELECT count(*)")]
+            assert re.search(r"\(workloads\.completed_at / 86400000\) [<>]=", statement), statement
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cursor: Any, statement: str, parameters: Any, _x: Any, _many: bool) -> None:
+        if statement.startswith("SELECT count(*)"):
+            captured.append((statement, parameters))
+
+    sa.event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        with database.read() as conn:
+            query = WorkloadQuery(scope=EVERYTHING, terms=parse_filter(COMPLETION_TERMS[0]))
+            store.count_workloads(conn, query, catalog=catalog, now_ms=NOW_MS)
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", capture)
+    ((statement, parameters),) = captured
+    with database.read() as conn:
+        if sqlite:
+            plan = [str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+            assert plan == ["SEARCH workloads USING COVERING INDEX ix_workloads_completed_day (<expr>>?)"], (
+                plan
+            )
+        else:
+            for setting in ("seqscan", "bitmapscan"):
+                conn.exec_driver_sql(f"SET LOCAL enable_{setting} = off")
+            plan = [str(r[0]) for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters)]
+            scans = [r for r in plan if " Scan " in r]
+            assert len(scans) == 1, plan
+            assert "ix_workloads_completed_day" in scans[0], plan
+            conditions = [r for r in plan if "Index Cond" in r]
+            assert len(conditions) == 1, plan
+            assert "86400000)) >=" in conditions[0], plan
