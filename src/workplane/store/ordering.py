@@ -403,15 +403,14 @@ def _days_page(dialect: SqlDialect, descending: bool, ops: tuple[str, ...]) -> s
         )
         return [table.c.deleted_at.is_(None), table.c.completed_at.is_not(None), *ranges]
 
-    def ordered(table: sa.FromClause) -> list[sa.ColumnElement[Any]]:
-        key, tie = table.c.created_at, table.c.id
+    def ordered(key: sa.ColumnElement[Any], tie: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
         return [key.desc(), tie.desc()] if descending else [key.asc(), tie.asc()]
 
     # The day's ``need``-th row's creation time (none: the day holds fewer, all of them wanted).
     edge = (
         sa.select(_DAY_ROWS_COLUMNS.created_at)
         .where(*selected(_DAY_ROWS), completed_day(_DAY_ROWS) == numbers.c.day)
-        .order_by(*ordered(_DAY_ROWS))
+        .order_by(*ordered(_DAY_ROWS_COLUMNS.created_at, _DAY_ROWS_COLUMNS.id))
         .offset(sa.bindparam("skip", type_=sa.Integer))
         .limit(1)
         .scalar_subquery()
@@ -425,7 +424,9 @@ def _days_page(dialect: SqlDialect, descending: bool, ops: tuple[str, ...]) -> s
         sa.select(w.id)
         .select_from(numbers.join(workloads, completed_day(workloads) == numbers.c.day))
         .where(*selected(workloads), inside)
-        .order_by(*ordered(workloads))
+        # The days' rows sorted (about ``need`` a day), never the creation order's own index walked
+        # (a planner without statistics of the day, or with a few rows, might).
+        .order_by(*ordered(dialect.unordered(w.created_at), w.id))
         .offset(sa.bindparam("offset", type_=sa.Integer))
         .limit(sa.bindparam("limit", type_=sa.Integer))
     )
