@@ -96,17 +96,23 @@ def number_predicate(column: sa.ColumnElement[Any], op: str, value: float | str)
             return column >= value
 
 
+def range_bound(op: str, at_ms: float) -> int:
+    """The whole-millisecond bound of a range (``>=``, ``<=``) on a column of whole milliseconds:
+    ``>= 1.5`` is ``>= 2``, ``<= 1.5`` is ``<= 1``."""
+    return math.ceil(at_ms) if op == ">=" else math.floor(at_ms)
+
+
 def time_predicate(column: sa.ColumnElement[Any], op: str, at_ms: float) -> sa.ColumnElement[bool]:
     """``number_predicate`` on a column of whole milliseconds, with whole-millisecond bounds: a time
     with a fraction of a millisecond (``to_ms_exact``) bound as a float makes PostgreSQL compare the
-    column as ``numeric``, which no index answers. Equivalent: ``>= 1.5`` is ``>= 2``, ``<= 1.5`` is
-    ``<= 1``, and no whole number equals 1.5."""
+    column as ``numeric``, which no index answers. Equivalent: ranges by ``range_bound``, and no
+    whole number equals 1.5."""
     whole = at_ms.is_integer()
     match op:
         case ">=":
-            return column >= math.ceil(at_ms)
+            return column >= range_bound(op, at_ms)
         case "<=":
-            return column <= math.floor(at_ms)
+            return column <= range_bound(op, at_ms)
         case "==":
             return column == int(at_ms) if whole else sa.false()
         case _:
@@ -388,10 +394,8 @@ class Compiler:
         by the day index's leading key, where the index holds them (live rows: a count reads the
         range's entries alone). Without it PostgreSQL read the whole day index for a range, whose
         ``completed_at`` it holds too, as an index-only scan with the range as its filter."""
-        day = completed_day(self.table)
-        if op == ">=":
-            return day >= completion_day(math.ceil(at_ms))
-        return day <= completion_day(math.floor(at_ms))
+        day = completion_day(range_bound(op, at_ms))
+        return completed_day(self.table) >= day if op == ">=" else completed_day(self.table) <= day
 
     def _pool_terms(self, terms: list[Term]) -> sa.ColumnElement[bool]:
         """Several node-pool terms in one correlated subquery over the workload's pools: for each

@@ -49,6 +49,7 @@ from workplane.store.compile import (
     Compiler,
     completed_day,
     completion_day,
+    range_bound,
 )
 from workplane.store.dialects.base import SqlDialect
 from workplane.store.schema import SPARSE_INDEXED, workload_counts, workloads
@@ -331,10 +332,11 @@ def completed_days(connection: sa.Connection, query: WorkloadQuery, sort: Sort, 
     for term in query.terms:
         # The day of the range's bound: every row in the range is on that day or after (before, for
         # ``<=``), the day being non-decreasing in the time.
+        bound_day = completion_day(range_bound(term.op, term.number))
         if term.op == ">=":
-            first = max(first, completion_day(math.ceil(term.number)))
+            first = max(first, bound_day)
         else:
-            last = min(last, completion_day(math.floor(term.number)))
+            last = min(last, bound_day)
     if (last - first + 1) * need > COMPLETED_DAYS_MOST:
         return None
     return Days(first, last)
@@ -368,10 +370,7 @@ def page_by_days(
         return [], False
     ops = tuple(t.op for t in query.terms)
     # Whole-millisecond bounds, as ``time_predicate`` takes them.
-    bounds = {
-        f"bound{n}": math.ceil(t.number) if t.op == ">=" else math.floor(t.number)
-        for n, t in enumerate(query.terms)
-    }
+    bounds = {f"bound{n}": range_bound(t.op, t.number) for n, t in enumerate(query.terms)}
     statement = _days_page(dialect, descending, ops)
     parameters = {"first": days.first, "last": days.last, "skip": offset + limit, "offset": offset}
     ids = list(connection.execute(statement, {**parameters, **bounds, "limit": limit + 1}).scalars())
