@@ -23,6 +23,7 @@ from workplane.api.deps import Services
 from workplane.app import build_services, create_app
 from workplane.auth.audit import RefusalLog, list_entries
 from workplane.auth.credentials import ADMIN_CLIENT_ID
+from workplane.auth.throttle import TokenThrottle
 from workplane.settings import Settings
 from workplane.store.database import Database
 from workplane.store.schema import access_keys
@@ -97,7 +98,16 @@ def test_forwarded_for_is_believed_from_a_trusted_proxy(
         assert {e["address"] for e in entries if e["status"] == 401} == {"203.0.113.7"}
 
 
-def test_a_valid_key_does_not_buy_guesses_at_another(client: TestClient, anonymous: TestClient) -> None:
+# A clock that stands still, so that no wait runs out between two requests however slow the machine:
+# the sixth failure's door is closed for 1 s, which a loaded 2-core machine can take between two
+# requests in process.
+FROZEN_S = 1_700_000_000.0
+
+
+def test_a_valid_key_does_not_buy_guesses_at_another(
+    services: Services, client: TestClient, anonymous: TestClient
+) -> None:
+    services.throttle = TokenThrottle(clock=lambda: FROZEN_S)
     mine = create_key(client, "mine")
     theirs = create_key(client, "theirs")
     for _ in range(5):
@@ -117,6 +127,7 @@ def test_apps_on_one_store_share_the_counts(
     settings: Settings, database: Database, services: Services
 ) -> None:
     other = build_services(settings, database)
+    services.throttle = other.throttle = TokenThrottle(clock=lambda: FROZEN_S)
     with (
         TestClient(create_app(settings, services), raise_server_exceptions=False) as first,
         TestClient(create_app(settings, other), raise_server_exceptions=False) as second,
