@@ -187,6 +187,9 @@ class Compiler:
         self.live = False
         self.ranges_unindexed = ranges_unindexed
         self.streams = dict(streams or {})
+        # A clock term's predicate, per (field, operator, value): a page of a clock term compiles it
+        # a few times per request with one compiler (the plan's counts, the page, its walk).
+        self._clock_terms: dict[tuple[str, str, float], sa.ColumnElement[bool]] = {}
 
     # --- catalog-resolved fields -------------------------------------------------------------
     def catalog_defaults(self, field: str) -> dict[str, str]:
@@ -289,28 +292,31 @@ class Compiler:
         ``closed`` (keyed in whole seconds, the served value); the clocks open since before
         ``now_ms``, whose total is ``closed - since + now``; and those open since after it (a clock
         ahead of ours), whose total is ``closed``."""
+        return [self.clock_stream(field, number) for number in range(3)]
+
+    def clock_stream(self, field: str, number: int) -> ClockStream:
+        """The ``number``-th of ``clock_streams`` alone (a term of a clock field's page is compiled
+        for one set a few times per request: building the other two each time was a tenth of the
+        request's CPU)."""
         closed, since = self._clock_columns(field)
+        if number == 0:
+            return ClockStream(
+                since.is_(None), sa.literal_column(f"({closed.name} / 1000)", sa.BigInteger), 1000, 0
+            )
         now = sa.literal(self.now_ms, sa.BigInteger)
-        seconds = sa.literal_column(f"({closed.name} / 1000)", sa.BigInteger)
-        return [
-            ClockStream(since.is_(None), seconds, 1000, 0),
+        if number == 1:
             # ``since < now`` holds on nearly every open clock: kept off the ``since`` index on every
             # database, so that the set is read along its key's (PostgreSQL, without statistics of
             # the partial index's key, took 30,000 open Pending clocks from the ``since`` index and
             # sorted them: 18 ms at 1M, where the key's index gives the first 51 at once).
-            ClockStream(
-                sa.and_(since.is_not(None), self.dialect.unordered(since) < now),
-                closed - since,
-                1,
-                self.now_ms,
-            ),
-            ClockStream(sa.and_(since.is_not(None), since >= now), closed, 1, 0),
-        ]
+            where = sa.and_(since.is_not(None), self.dialect.unordered(since) < now)
+            return ClockStream(where, closed - since, 1, self.now_ms)
+        return ClockStream(sa.and_(since.is_not(None), since >= now), closed, 1, 0)
 
     def _elapsed_predicate(self, field: str, op: str, seconds: float) -> sa.ColumnElement[bool]:
         # Served value is floor(ms / 1000); compare in milliseconds so no rounding happens in SQL,
         # against whole seconds clamped to [-1 s, _MAX_MS].
-        stream = self.clock_streams(field)[self.streams[field]] if field in self.streams else None
+        stream = self.clock_stream(field, self.streams[field]) if field in self.streams else None
         if stream is None:
             expr = self._elapsed_ms(field)
         else:
@@ -350,7 +356,10 @@ class Compiler:
                 lambda v: number_matches(op, term.number, values[v] if v is not None else None)
             )
         if name in ("totalPendingTimeSeconds", "totalRunningTimeSeconds"):
-            return self._elapsed_predicate(name, op, term.number)
+            key = (name, op, term.number)
+            if key not in self._clock_terms:
+                self._clock_terms[key] = self._elapsed_predicate(name, op, term.number)
+            return self._clock_terms[key]
         if name == "nodepool" and "nodepool" in self.c:
             # A table with one row per (workload, current pool): the pool rollup. Only equality is
             # answered there: with it, a workload matches on exactly one row (its pools are distinct).
