@@ -202,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_flags(profile)
     profile.add_argument("--case", default="a1", help="which request, e.g. a1, b1, d1 (default: a1)")
     profile.add_argument(
+        "--fields",
+        action="store_true",
+        help="a case of `bench fields` instead; --case then names it, e.g. 'list completedAt>='",
+    )
+    profile.add_argument(
         "--mode",
         choices=["route", "asgi"],
         default="asgi",
@@ -306,10 +311,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     import io
     import pstats
 
+    from bench.fields import build_field_cases
     from bench.measure import profile_asgi, route_call
 
     plan = _plan(args)
-    (case,) = _select(build_cases(plan), args.case)
+    (case,) = _select(build_field_cases(plan) if args.fields else build_cases(plan), args.case)
     for target in _targets(args):
         load(target, plan, batch_size=args.batch, force=args.force_reload)
         svc = services_for(target.settings())
