@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from workplane.domain.fields import Kind
 from workplane.query.filters import Sort, SortOrder, Term
 from workplane.query.pods import Completed, PodQuery
-from workplane.store.compile import text_predicate, time_predicate
+from workplane.store.compile import RANGE_OPERATORS, day_bound, text_predicate, time_predicate
 from workplane.store.dialects.base import escape_like
 from workplane.store.schema import workload_pods
 from workplane.store.scopes import restrict
@@ -35,8 +35,17 @@ _COLUMNS: dict[str, sa.ColumnElement[Any]] = {
 NOT_NULL = frozenset({"clusterId", "workloadId", "createdAt"})
 
 
+# Time fields with a day index (migration 0026): a range on one also bounds the time's day.
+_DAY_INDEXED = frozenset({"completedAt", "deletedAt"})
+
+
 def _term(term: Term) -> sa.ColumnElement[bool]:
-    return term_on(term, {})
+    predicate = term_on(term, {})
+    if term.field.name in _DAY_INDEXED and term.op in RANGE_OPERATORS:
+        # The days it implies (``compile.day_bound``): the range's pods found by the day index's
+        # leading key, which holds the time too (a count reads the range's entries alone).
+        return sa.and_(predicate, day_bound(_COLUMNS[term.field.name], term.op, term.number))
+    return predicate
 
 
 def term_on(term: Term, columns: dict[str, sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
