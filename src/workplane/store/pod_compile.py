@@ -35,16 +35,15 @@ _COLUMNS: dict[str, sa.ColumnElement[Any]] = {
 NOT_NULL = frozenset({"clusterId", "workloadId", "createdAt"})
 
 
-# Time fields with a day index (migration 0026): a range on one also bounds the time's day.
-_DAY_INDEXED = frozenset({"completedAt", "deletedAt"})
-
-
 def _term(term: Term) -> sa.ColumnElement[bool]:
     predicate = term_on(term, {})
-    if term.field.name in _DAY_INDEXED and term.op in RANGE_OPERATORS:
-        # The days it implies (``compile.day_bound``): the range's pods found by the day index's
-        # leading key, which holds the time too (a count reads the range's entries alone).
-        return sa.and_(predicate, day_bound(_COLUMNS[term.field.name], term.op, term.number))
+    if term.field.name == "completedAt" and term.op in RANGE_OPERATORS:
+        # The days of completion it implies (``compile.day_bound``): its live pods found by the
+        # leading key of ``ix_workload_pods_completed_day``, which holds ``deleted_at`` too (a count
+        # reads the range's entries alone, where it read each pod's row for ``deleted_at``). Not on
+        # deletedAt: its own index over deleted pods gives their count alone already, and the
+        # day's division on each entry cost SQLite 0.2 ms at 3,000 pods.
+        return sa.and_(predicate, day_bound(p.completed_at, term.op, term.number))
     return predicate
 
 
