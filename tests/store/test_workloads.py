@@ -540,13 +540,13 @@ CLOCK_INDEXES = {
 }
 
 
-def _workload_indexes(engine: sa.Engine) -> set[str]:
-    """The names of the workloads table's indexes, read from the catalog (SQLite's reflection skips
-    the expression indexes)."""
+def _workload_indexes(engine: sa.Engine, table: str = "workloads") -> set[str]:
+    """The names of a table's indexes (the workloads'), read from the catalog (SQLite's reflection
+    skips the expression indexes)."""
     statement = (
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'workloads'"
+        f"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '{table}'"
         if engine.dialect.name == "sqlite"
-        else "SELECT indexname FROM pg_indexes WHERE tablename = 'workloads'"
+        else f"SELECT indexname FROM pg_indexes WHERE tablename = '{table}'"
     )
     with engine.connect() as conn:
         return set(conn.exec_driver_sql(statement).scalars())

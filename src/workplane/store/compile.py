@@ -119,18 +119,32 @@ def time_predicate(column: sa.ColumnElement[Any], op: str, at_ms: float) -> sa.C
             return number_predicate(column, op, int(at_ms)) if whole else sa.true()
 
 
-def completed_day(table: sa.FromClause) -> sa.ColumnElement[int]:
-    """The day of completion, as ``ix_workloads_completed_day`` holds it (the same expression, its
-    divisor a constant, for both databases to match it; SQL's integer division truncates)."""
+def day_of(column: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+    """The day of a time column, as the day indexes hold it (``ix_workloads_completed_day``,
+    ``ix_workload_pods_completed_day``, ``ix_workload_pods_deleted_day``): the same expression, its
+    divisor a constant, for both databases to match it (SQL's integer division truncates)."""
     divisor: sa.ColumnElement[int] = sa.literal_column(str(COMPLETED_DAY_MS))
-    return table.c.completed_at.op("/", return_type=sa.BigInteger)(divisor)
+    return column.op("/", return_type=sa.BigInteger)(divisor)
+
+
+def completed_day(table: sa.FromClause) -> sa.ColumnElement[int]:
+    """The day of completion (``day_of``)."""
+    return day_of(table.c.completed_at)
 
 
 def completion_day(ms: int) -> int:
-    """The ``completed_day`` of a time ``ms``: truncated toward zero, as SQL's integer division is
-    (so the day is non-decreasing in the time, and a range's rows are on its bound's day or past it)."""
+    """The ``day_of`` a time ``ms``: truncated toward zero, as SQL's integer division is (so the day
+    is non-decreasing in the time, and a range's rows are on its bound's day or past it)."""
     days = abs(ms) // COMPLETED_DAY_MS
     return days if ms >= 0 else -days
+
+
+def day_bound(column: sa.ColumnElement[Any], op: str, at_ms: float) -> sa.ColumnElement[bool]:
+    """The days a range (``>=``, ``<=``) on a time column implies (``day_of``): its rows found by a
+    day index's leading key, where one holds them. Without it PostgreSQL read a whole day index for
+    the range, whose time it holds too, as an index-only scan with the range as its filter."""
+    day = completion_day(range_bound(op, at_ms))
+    return day_of(column) >= day if op == ">=" else day_of(column) <= day
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,17 +408,11 @@ class Compiler:
         if term.field.kind is Kind.TIME:
             predicate = time_predicate(subject, op, term.number)
             if name == "completedAt" and op in RANGE_OPERATORS and not self.ranges_unindexed:
-                return sa.and_(predicate, self._completed_days(op, term.number))
+                # The days of completion it implies: its live rows found by the day index's leading
+                # key (a count reads the range's entries alone).
+                return sa.and_(predicate, day_bound(self.c.completed_at, op, term.number))
             return predicate
         return number_predicate(subject, op, term.number)
-
-    def _completed_days(self, op: str, at_ms: float) -> sa.ColumnElement[bool]:
-        """The days of completion a range on completedAt implies (``completed_day``): its rows found
-        by the day index's leading key, where the index holds them (live rows: a count reads the
-        range's entries alone). Without it PostgreSQL read the whole day index for a range, whose
-        ``completed_at`` it holds too, as an index-only scan with the range as its filter."""
-        day = completion_day(range_bound(op, at_ms))
-        return completed_day(self.table) >= day if op == ">=" else completed_day(self.table) <= day
 
     def _pool_terms(self, terms: list[Term]) -> sa.ColumnElement[bool]:
         """Several node-pool terms in one correlated subquery over the workload's pools: for each

@@ -43,12 +43,12 @@ import sqlalchemy as sa
 
 from workplane.domain.catalog import PRIORITIES
 from workplane.domain.fields import FIELDS, Source
-from workplane.query.filters import Sort, SortOrder, WorkloadQuery
+from workplane.query.filters import Sort, SortOrder, Term, WorkloadQuery
 from workplane.store.compile import (
     RANGE_OPERATORS,
     Compiler,
-    completed_day,
     completion_day,
+    day_of,
     range_bound,
 )
 from workplane.store.dialects.base import SqlDialect
@@ -234,7 +234,7 @@ def ranged_walks(rollups: Sequence[Rollup], sort: Sort, *, need: int) -> list[Wa
         ranges.append(keys)
     if not clauses:
         return [None] * len(rollups)
-    reach = max(need, math.ceil(math.sqrt(need * max(first.live_total(), 1))))
+    reach = walk_reach(need, first.live_total())
     # Each range's rows, counted along its own index up to ``reach`` (deleted rows and the other terms
     # included: an upper bound on the selection), each in a scalar subquery of one statement.
     capped = [
@@ -279,17 +279,45 @@ def _walk_of(selected: Sequence[int], rollup: Rollup, sort: Sort, reach: int) ->
     return Walk(key >= edge if descending else key <= edge)
 
 
-# A range on completedAt in the creation order, read day by day (``completed_days``): at most this
-# many index entries read (the days times the rows wanted from each), else ``ranged_walk``.
+# A range on a time in the creation order, read day by day (``days_spanned``): at most this many
+# index entries read (the days times the rows wanted from each), else ``ranged_walk`` (or the pods'
+# ``_ranged_page``).
 COMPLETED_DAYS_MOST = 8000
 # Above and below every creation time: a day's bound where the day holds fewer rows than wanted.
 _LATEST = 2**62
 
 
 @dataclass(frozen=True, slots=True)
+class DayIndex:
+    """An index of a table's rows that have a time, by the time's day (``day_of``), then by
+    ``(created_at, id)``, holding the time itself (the range is tested on each entry) and
+    ``deleted_at``: ``ix_workloads_completed_day`` (migration 0025), ``ix_workload_pods_completed_day``
+    and ``ix_workload_pods_deleted_day`` (0026). ``live``: it holds the live rows only (else the
+    deleted ones, whose time is ``deleted_at``). Made by ``day_index``."""
+
+    name: str  # the index's, which also keys the statements built for it
+    table: sa.Table
+    time: str  # the time column's name
+    live: bool
+    rows: sa.FromClause  # the table again: the rows whose ``need``-th creation time a day's subquery reads
+
+    def held(self, table: sa.FromClause) -> list[sa.ColumnElement[bool]]:
+        """The index's condition, on ``table`` (the table or ``rows``)."""
+        kept = [table.c.deleted_at.is_(None)] if self.live else []
+        return [*kept, table.c[self.time].is_not(None)]
+
+
+def day_index(name: str, table: sa.Table, time: str, *, live: bool) -> DayIndex:
+    return DayIndex(name, table, time, live, table.alias("day_rows"))
+
+
+COMPLETED_DAYS = day_index("ix_workloads_completed_day", workloads, "completed_at", live=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Days:
-    """The days of completion (``completed_day``) that a range on completedAt spans, both included
-    (none where ``first > last``)."""
+    """The days (``day_of``) that a range on a time spans, both included (none where ``first >
+    last``)."""
 
     first: int
     last: int
@@ -298,8 +326,7 @@ class Days:
 def completed_days(connection: sa.Connection, query: WorkloadQuery, sort: Sort, *, need: int) -> Days | None:
     """The days of completion a page of live workloads in the creation order is read from, where
     the query's terms are ranges on completedAt (``page_by_days``; ``need``: offset plus the page
-    and one); None where this does not apply, or the range spans so many days that reading
-    ``need`` rows of each costs more than ``COMPLETED_DAYS_MOST`` entries.
+    and one); None where this does not apply, or ``days_spanned`` finds it too costly.
 
     The recently completed were created all along the newest end of the creation order, so a walk
     from its oldest end finds them only there, and no other index gave them in that order: they
@@ -316,20 +343,27 @@ def completed_days(connection: sa.Connection, query: WorkloadQuery, sort: Sort, 
         or not all(t.field.name == "completedAt" and t.op in RANGE_OPERATORS for t in query.terms)
     ):
         return None
-    # The first and last day any live row was completed on, one index probe each.
-    day = completed_day(workloads)
+    return days_spanned(connection, COMPLETED_DAYS, query.terms, need=need)
+
+
+def days_spanned(
+    connection: sa.Connection, index: DayIndex, terms: Sequence[Term], *, need: int
+) -> Days | None:
+    """The days of ``index`` that a page of the rows it holds, in the creation order, with the range
+    ``terms`` (``>=``, ``<=``) on its time, is read from (``page_by_days``; ``need``: offset plus the
+    page and one); None where the range spans so many days that reading ``need`` rows of each costs
+    more than ``COMPLETED_DAYS_MOST`` entries."""
+    # The first and last day of any row the index holds, one index probe each.
+    table = index.table
+    day = day_of(table.c[index.time])
     ends = [
-        sa.select(day)
-        .where(w.completed_at.is_not(None), w.deleted_at.is_(None))
-        .order_by(order)
-        .limit(1)
-        .scalar_subquery()
+        sa.select(day).where(*index.held(table)).order_by(order).limit(1).scalar_subquery()
         for order in (day.asc(), day.desc())
     ]
     first, last = connection.execute(sa.select(*ends)).one()
     if first is None:
         return Days(1, 0)
-    for term in query.terms:
+    for term in terms:
         # The day of the range's bound: every row in the range is on that day or after (before, for
         # ``<=``), the day being non-decreasing in the time.
         bound_day = completion_day(range_bound(term.op, term.number))
@@ -342,15 +376,10 @@ def completed_days(connection: sa.Connection, query: WorkloadQuery, sort: Sort, 
     return Days(first, last)
 
 
-# The rows whose ``need``-th creation time a day's subquery reads, beside those of the page (made
-# once: an alias builds its columns when first asked).
-_DAY_ROWS = workloads.alias("day_rows")
-_DAY_ROWS_COLUMNS = _DAY_ROWS.c
-
-
 def page_by_days(
     connection: sa.Connection,
-    query: WorkloadQuery,
+    index: DayIndex,
+    terms: Sequence[Term],
     dialect: SqlDialect,
     days: Days,
     *,
@@ -358,32 +387,33 @@ def page_by_days(
     offset: int,
     limit: int,
 ) -> tuple[list[str], bool]:
-    """The page, in the creation order, of the live workloads that ``query`` selects (ranges on
-    completedAt, ``completed_days``), all completed within ``days``; and whether more rows follow
-    it. One statement: for each day, the ``need``-th row's creation time along the day index
-    (``ix_workloads_completed_day``: the day's rows by ``(created_at, id)``), then the day's rows up
-    to it, read from that index alone, and their first ``need`` in the order: a row among the
-    page's first ``need`` is among its own day's first ``need``. About ``need`` entries twice per
-    day, however many rows the range holds; planned once whatever the number of days (a
-    correlated subquery, not a subquery per day)."""
+    """The page, in the creation order, of the rows ``index`` holds with the range ``terms`` on its
+    time, all within ``days`` (``days_spanned``); and whether more rows follow it. One statement: for
+    each day, the ``need``-th row's creation time along the day index (the day's rows by
+    ``(created_at, id)``), then the day's rows up to it, read from that index alone, and their first
+    ``need`` in the order: a row among the page's first ``need`` is among its own day's first
+    ``need``. About ``need`` entries twice per day, however many rows the range holds; planned once
+    whatever the number of days (a correlated subquery, not a subquery per day)."""
     if days.first > days.last:
         return [], False
-    ops = tuple(t.op for t in query.terms)
+    ops = tuple(t.op for t in terms)
     # Whole-millisecond bounds, as ``time_predicate`` takes them.
-    bounds = {f"bound{n}": range_bound(t.op, t.number) for n, t in enumerate(query.terms)}
-    statement = _days_page(dialect, descending, ops)
+    bounds = {f"bound{n}": range_bound(t.op, t.number) for n, t in enumerate(terms)}
+    statement = _days_page(index, dialect, descending, ops)
     parameters = {"first": days.first, "last": days.last, "skip": offset + limit, "offset": offset}
     ids = list(connection.execute(statement, {**parameters, **bounds, "limit": limit + 1}).scalars())
     return ids[:limit], len(ids) > limit
 
 
-# ``page_by_days``'s statement, by database, direction and range operators: built once (SQLAlchemy
-# builds and keys a statement of this size in about a millisecond), its values bound.
-_DAYS_PAGES: dict[tuple[str, bool, tuple[str, ...]], sa.Select[Any]] = {}
+# ``page_by_days``'s statement, by index, database, direction and range operators: built once
+# (SQLAlchemy builds and keys a statement of this size in about a millisecond), its values bound.
+_DAYS_PAGES: dict[tuple[str, str, bool, tuple[str, ...]], sa.Select[Any]] = {}
 
 
-def _days_page(dialect: SqlDialect, descending: bool, ops: tuple[str, ...]) -> sa.Select[Any]:
-    key = (dialect.name, descending, ops)
+def _days_page(
+    index: DayIndex, dialect: SqlDialect, descending: bool, ops: tuple[str, ...]
+) -> sa.Select[Any]:
+    key = (index.name, dialect.name, descending, ops)
     if key in _DAYS_PAGES:
         return _DAYS_PAGES[key]
 
@@ -394,38 +424,40 @@ def _days_page(dialect: SqlDialect, descending: bool, ops: tuple[str, ...]) -> s
     numbers = numbers.union_all(sa.select(numbers.c.day + 1).where(numbers.c.day < value("last")))
 
     def selected(table: sa.FromClause) -> list[sa.ColumnElement[bool]]:
-        # The range off the completion time's own index, tested on the day index's entries.
-        completed = dialect.unordered(table.c.completed_at)
+        # The range off the time's own index, tested on the day index's entries.
+        time = dialect.unordered(table.c[index.time])
         ranges = (
-            completed >= value(f"bound{n}") if op == ">=" else completed <= value(f"bound{n}")
+            time >= value(f"bound{n}") if op == ">=" else time <= value(f"bound{n}")
             for n, op in enumerate(ops)
         )
-        return [table.c.deleted_at.is_(None), table.c.completed_at.is_not(None), *ranges]
+        return [*index.held(table), *ranges]
 
     def ordered(key: sa.ColumnElement[Any], tie: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
         return [key.desc(), tie.desc()] if descending else [key.asc(), tie.asc()]
 
+    table, rows = index.table, index.rows
     # The day's ``need``-th row's creation time (none: the day holds fewer, all of them wanted).
     edge = (
-        sa.select(_DAY_ROWS_COLUMNS.created_at)
-        .where(*selected(_DAY_ROWS), completed_day(_DAY_ROWS) == numbers.c.day)
-        .order_by(*ordered(_DAY_ROWS_COLUMNS.created_at, _DAY_ROWS_COLUMNS.id))
+        sa.select(rows.c.created_at)
+        .where(*selected(rows), day_of(rows.c[index.time]) == numbers.c.day)
+        .order_by(*ordered(rows.c.created_at, rows.c.id))
         .offset(sa.bindparam("skip", type_=sa.Integer))
         .limit(1)
         .scalar_subquery()
     )
+    created = table.c.created_at
     inside = (
-        w.created_at >= sa.func.coalesce(edge, -_LATEST)
+        created >= sa.func.coalesce(edge, -_LATEST)
         if descending
-        else w.created_at <= sa.func.coalesce(edge, _LATEST)
+        else created <= sa.func.coalesce(edge, _LATEST)
     )
     statement = _DAYS_PAGES[key] = (
-        sa.select(w.id)
-        .select_from(numbers.join(workloads, completed_day(workloads) == numbers.c.day))
-        .where(*selected(workloads), inside)
+        sa.select(table.c.id)
+        .select_from(numbers.join(table, day_of(table.c[index.time]) == numbers.c.day))
+        .where(*selected(table), inside)
         # The days' rows sorted (about ``need`` a day), never the creation order's own index walked
         # (a planner without statistics of the day, or with a few rows, might).
-        .order_by(*ordered(dialect.unordered(w.created_at), w.id))
+        .order_by(*ordered(dialect.unordered(created), table.c.id))
         .offset(sa.bindparam("offset", type_=sa.Integer))
         .limit(sa.bindparam("limit", type_=sa.Integer))
     )
@@ -531,6 +563,13 @@ def page_by_merge(
     page = sa.select(columns[-1]).order_by(*order).offset(offset).limit(limit + 1)
     ids = list(connection.execute(page).scalars())
     return ids[:limit], len(ids) > limit
+
+
+def walk_reach(need: int, total: int) -> int:
+    """How far a walk along an ordered index may go for ``need`` rows of ``total``: ``√(need · N)``,
+    where walking as many rows costs what looking up as many and sorting them does (``dense``), and
+    at least ``need``."""
+    return max(need, math.ceil(math.sqrt(need * max(total, 1))))
 
 
 def dense(rows: int, total: int, need: int, cost: float = 1.0) -> bool:

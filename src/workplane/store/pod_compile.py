@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from workplane.domain.fields import Kind
 from workplane.query.filters import Sort, SortOrder, Term
 from workplane.query.pods import Completed, PodQuery
-from workplane.store.compile import text_predicate, time_predicate
+from workplane.store.compile import RANGE_OPERATORS, day_bound, text_predicate, time_predicate
 from workplane.store.dialects.base import escape_like
 from workplane.store.schema import workload_pods
 from workplane.store.scopes import restrict
@@ -36,7 +36,15 @@ NOT_NULL = frozenset({"clusterId", "workloadId", "createdAt"})
 
 
 def _term(term: Term) -> sa.ColumnElement[bool]:
-    return term_on(term, {})
+    predicate = term_on(term, {})
+    if term.field.name == "completedAt" and term.op in RANGE_OPERATORS:
+        # The days of completion it implies (``compile.day_bound``): its live pods found by the
+        # leading key of ``ix_workload_pods_completed_day``, which holds ``deleted_at`` too (a count
+        # reads the range's entries alone, where it read each pod's row for ``deleted_at``). Not on
+        # deletedAt: its own index over deleted pods gives their count alone already, and the
+        # day's division on each entry cost SQLite 0.2 ms at 3,000 pods.
+        return sa.and_(predicate, day_bound(p.completed_at, term.op, term.number))
+    return predicate
 
 
 def term_on(term: Term, columns: dict[str, sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass, replace
 from operator import itemgetter
@@ -20,7 +19,17 @@ from workplane.store import pod_compile as pod_query
 from workplane.store.compile import RANGE_OPERATORS, like_pattern
 from workplane.store.database import chunked, rows_by_key, update_rows, upsert
 from workplane.store.dialects import dialect_of
-from workplane.store.ordering import Part, dense, page_by_merge, page_by_parts
+from workplane.store.ordering import (
+    DayIndex,
+    Part,
+    day_index,
+    days_spanned,
+    dense,
+    page_by_days,
+    page_by_merge,
+    page_by_parts,
+    walk_reach,
+)
 from workplane.store.paging import page_ids
 from workplane.store.rollups import deferred_triggers
 from workplane.store.schema import pod_counts, workload_pods, workloads
@@ -502,10 +511,45 @@ def _table_size(connection: sa.Connection) -> int:
 
 
 def _reach(connection: sa.Connection, need: int) -> int:
-    """How far a walk along the creation-time index may go for a page that needs ``need`` pods:
-    ``√(need · N)``, where walking as many rows costs what looking up as many and sorting them does
-    (``ordering.dense``), and at least ``need``."""
-    return max(need, math.ceil(math.sqrt(need * max(_table_size(connection), 1))))
+    """How far a walk along the creation-time index may go for a page that needs ``need`` pods
+    (``ordering.walk_reach``, the store's size estimated)."""
+    return walk_reach(need, _table_size(connection))
+
+
+# The day indexes of migration 0026 (``ordering.page_by_days``), by the time field a range is on.
+_DAY_INDEXES: dict[str, DayIndex] = {
+    "completedAt": day_index("ix_workload_pods_completed_day", workload_pods, "completed_at", live=True),
+    "deletedAt": day_index("ix_workload_pods_deleted_day", workload_pods, "deleted_at", live=False),
+}
+
+
+def _page_by_days(
+    connection: sa.Connection, query: PodQuery, sort: Sort, *, offset: int, limit: int
+) -> tuple[list[str], bool] | None:
+    """A page in creation order of the live pods with ranges on completedAt, or of the deleted pods
+    with ranges on deletedAt, and nothing else (no other term, no words, the whole tenant), read day
+    by day along the time's day index (``ordering.days_spanned``, ``page_by_days``), as the
+    workloads' completedAt ranges are: the pods completed (deleted) recently were created all along
+    the newest end of the creation order, so a walk from its oldest end finds them only there, and
+    ``_ranged_page`` looked them up and sorted them (10,000 at a million pods). None where that does
+    not apply or the range spans too many days for the page."""
+    if sort.field != "createdAt" or query.words or not query.scope.tenant or not query.terms:
+        return None
+    fields = {t.field.name for t in query.terms}
+    index = _DAY_INDEXES.get(fields.pop()) if len(fields) == 1 else None
+    if index is None or index.live == query.deleted or not all(t.op in RANGE_OPERATORS for t in query.terms):
+        return None
+    # A completedAt range selects completed pods only; the deleted pods' index holds no completion.
+    if query.completed not in ((Completed.ALL, Completed.TRUE) if index.live else (Completed.ALL,)):
+        return None
+    days = days_spanned(connection, index, query.terms, need=offset + limit + 1)
+    if days is None:
+        return None
+    descending = sort.order is SortOrder.DESC
+    sql = dialect_of(connection)
+    return page_by_days(
+        connection, index, query.terms, sql, days, descending=descending, offset=offset, limit=limit
+    )
 
 
 def _ranged_page(
@@ -641,7 +685,9 @@ def list_pods(
         )
     else:
         statement = sa.select(p.id).where(*selected).order_by(*pod_query.order_by(query, sort))
-        ranged = _ranged_page(connection, query, narrow, sort, offset=offset, limit=limit)
+        ranged = _page_by_days(connection, query, sort, offset=offset, limit=limit)
+        if ranged is None:
+            ranged = _ranged_page(connection, query, narrow, sort, offset=offset, limit=limit)
         if ranged is None:
             ranged = _searched_page(connection, query, narrow, statement, sort, offset=offset, limit=limit)
         if ranged is not None:

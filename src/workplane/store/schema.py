@@ -257,6 +257,8 @@ sa.Index(
 EXPRESSION_INDEXES = (
     *(f"ix_workloads_{c}_{kind}" for c in CLOCKS for kind in ("stopped", "open")),
     "ix_workloads_completed_day",
+    "ix_workload_pods_completed_day",
+    "ix_workload_pods_deleted_day",
 )
 
 workload_nodepools = sa.Table(
@@ -492,6 +494,23 @@ _pods_index(
     where=sa.text("deleted_at IS NOT NULL AND revision_id IS NOT NULL"),
 )
 _pods_index("ix_workload_pods_completed_at", "completed_at", "id", where=sa.text("completed_at IS NOT NULL"))
+# The live pods with a completion time, and the deleted pods, by the day of that time (of the
+# deletion), then in creation order (migration 0026): a range on completedAt (on deletedAt, over
+# deleted pods) in the creation order reads each day's first pods along it and merges them
+# (``store.ordering.page_by_days``), as ``ix_workloads_completed_day`` does for workloads.
+for _name, _time, _where in (
+    ("ix_workload_pods_completed_day", "completed_at", LIVE_COMPLETED),
+    ("ix_workload_pods_deleted_day", "deleted_at", DELETED),
+):
+    sa.Index(
+        _name,
+        sa.text(f"({_time} / {COMPLETED_DAY_MS})"),
+        workload_pods.c.created_at,
+        workload_pods.c.id,
+        *(workload_pods.c[c] for c in dict.fromkeys((_time, "deleted_at"))),
+        sqlite_where=_where,
+        postgresql_where=_where,
+    )
 
 # Live pods per cluster, department, project and revision (an empty text where a pod has none), kept
 # exact by triggers on ``workload_pods`` (migrations 0016, 0017): a pod count with no filter but the

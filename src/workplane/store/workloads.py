@@ -26,6 +26,7 @@ from workplane.store.dialects.base import TextColumn
 from workplane.store.ordering import (
     CLOCK_FIELDS,
     CLOCK_MERGE_MOST,
+    COMPLETED_DAYS,
     Rollup,
     Walk,
     clock_candidates,
@@ -588,7 +589,14 @@ def _page_ids(
     if days is not None:
         descending = sort.order is SortOrder.DESC
         return page_by_days(
-            connection, query, compiler.dialect, days, descending=descending, offset=offset, limit=limit
+            connection,
+            COMPLETED_DAYS,
+            query.terms,
+            compiler.dialect,
+            days,
+            descending=descending,
+            offset=offset,
+            limit=limit,
         )
     walk = None if few else ranged_walk(rollup, sort, need=need)
     if walk is not None and walk.empty:
