@@ -117,6 +117,10 @@ def _fresh_postgres(base_url: str) -> tuple[str, str]:
     admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        # A test's commit need not wait for its WAL to reach the disk (a crash loses a throwaway
+        # database, never its consistency); every connection to it, a test server's too, commits so.
+        # Three store files' PostgreSQL half: 5.8–6.7 s of pytest with the flush, 5.4–5.5 s without.
+        conn.execute(sa.text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     admin.dispose()
     return str(sa.make_url(base_url).set(database=name).render_as_string(hide_password=False)), name
 
