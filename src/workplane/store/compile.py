@@ -127,23 +127,20 @@ def day_of(column: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
     return column.op("/", return_type=sa.BigInteger)(divisor)
 
 
-def completed_day(table: sa.FromClause) -> sa.ColumnElement[int]:
-    """The day of completion (``day_of``)."""
-    return day_of(table.c.completed_at)
-
-
-def completion_day(ms: int) -> int:
-    """The ``day_of`` a time ``ms``: truncated toward zero, as SQL's integer division is (so the day
-    is non-decreasing in the time, and a range's rows are on its bound's day or past it)."""
+def range_day(op: str, at_ms: float) -> int:
+    """The day (``day_of``) of a range's whole-millisecond bound (``range_bound``), truncated toward
+    zero as SQL's integer division is: the day is non-decreasing in the time, so every row of a
+    ``>=`` range is on that day or after it, every row of a ``<=`` range on it or before it."""
+    ms = range_bound(op, at_ms)
     days = abs(ms) // COMPLETED_DAY_MS
     return days if ms >= 0 else -days
 
 
 def day_bound(column: sa.ColumnElement[Any], op: str, at_ms: float) -> sa.ColumnElement[bool]:
-    """The days a range (``>=``, ``<=``) on a time column implies (``day_of``): its rows found by a
+    """The days a range (``>=``, ``<=``) on a time column implies (``range_day``): its rows found by a
     day index's leading key, where one holds them. Without it PostgreSQL read a whole day index for
     the range, whose time it holds too, as an index-only scan with the range as its filter."""
-    day = completion_day(range_bound(op, at_ms))
+    day = range_day(op, at_ms)
     return day_of(column) >= day if op == ">=" else day_of(column) <= day
 
 

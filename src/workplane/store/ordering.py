@@ -47,9 +47,9 @@ from workplane.query.filters import Sort, SortOrder, Term, WorkloadQuery
 from workplane.store.compile import (
     RANGE_OPERATORS,
     Compiler,
-    completion_day,
     day_of,
     range_bound,
+    range_day,
 )
 from workplane.store.dialects.base import SqlDialect
 from workplane.store.schema import SPARSE_INDEXED, workload_counts, workloads
@@ -365,8 +365,8 @@ def days_spanned(
         return Days(1, 0)
     for term in terms:
         # The day of the range's bound: every row in the range is on that day or after (before, for
-        # ``<=``), the day being non-decreasing in the time.
-        bound_day = completion_day(range_bound(term.op, term.number))
+        # ``<=``).
+        bound_day = range_day(term.op, term.number)
         if term.op == ">=":
             first = max(first, bound_day)
         else:
