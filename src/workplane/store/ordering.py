@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -61,10 +62,16 @@ PRIORITY_VALUE = {p.name: p.value for p in PRIORITIES}
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """Rows satisfying ``where``, in the order ``order`` (one an index walks)."""
+    """Rows satisfying ``where``, in the order ``order`` (one an index walks). ``where`` may be given
+    as a function that makes it (``condition``): a sort by a field of many values (``projectId``: a
+    part for each of some 150 projects at a million workloads) has a part per value, a page is mostly
+    read from the first, and building every part's predicate was half of such a request's time."""
 
-    where: sa.ColumnElement[bool]
+    where: sa.ColumnElement[bool] | Callable[[], sa.ColumnElement[bool]]
     order: Sequence[sa.ColumnElement[Any]]
+
+    def condition(self) -> sa.ColumnElement[bool]:
+        return self.where if isinstance(self.where, sa.ColumnElement) else self.where()
 
 
 @dataclass(slots=True)
@@ -153,21 +160,23 @@ def parts_for(
         )
         ordered = [*values, None] if None in groups else values
         total = rollup.live_total()
-        return [
-            Part(compiler.resolved_is(field, v, unindexed=dense(groups[v], total, need, cost)), by_id)
-            for v in ordered
-        ]
+
+        def resolved_is(value: str | None) -> sa.ColumnElement[bool]:
+            return compiler.resolved_is(field, value, unindexed=dense(groups[value], total, need, cost))
+
+        return [Part(partial(resolved_is, value), by_id) for value in ordered]
     if spec.source is Source.STORED and spec.countable and spec.column is not None:
         counts = rollup.counts(workload_counts.c[spec.column])
         total = rollup.live_total()
         column = w[spec.column]
-        parts = []
-        for value in sorted(counts, reverse=descending):
-            subject = (
-                compiler.dialect.unindexed(column) if dense(counts[value], total, need, cost) else column
-            )
-            parts.append(Part(subject == value, by_id))
-        return parts
+        unindexed = compiler.dialect.unindexed(column)
+
+        def value_is(value: Any) -> sa.ColumnElement[bool]:
+            subject = unindexed if dense(counts[value], total, need, cost) else column
+            condition: sa.ColumnElement[bool] = subject == value
+            return condition
+
+        return [Part(partial(value_is, value), by_id) for value in sorted(counts, reverse=descending)]
     return None
 
 
@@ -524,7 +533,7 @@ def page_by_parts(
     for part in parts:
         want = skip + limit + 1 - len(ids)
         got = list(
-            connection.execute(statement.where(part.where).order_by(*part.order).limit(want)).scalars()
+            connection.execute(statement.where(part.condition()).order_by(*part.order).limit(want)).scalars()
         )
         if len(got) <= skip:
             skip -= len(got)
@@ -554,7 +563,11 @@ def page_by_merge(
     follow the page."""
     want = offset + limit + 1
     walks = [
-        statement.with_only_columns(*keys).where(part.where).order_by(*part.order).limit(want).subquery()
+        statement.with_only_columns(*keys)
+        .where(part.condition())
+        .order_by(*part.order)
+        .limit(want)
+        .subquery()
         for part in parts
     ]
     merged = sa.union_all(*(sa.select(*walk.c) for walk in walks)).subquery()
