@@ -8,6 +8,7 @@ the embedded store (what an agent would have sent) and ask both back ends the sa
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import shutil
@@ -121,9 +122,12 @@ def _bounds(start: int, end: int, count: int) -> list[int]:
 
 
 def _means(times: list[int], values: list[float], bounds: list[int]) -> list[tuple[int, float]]:
+    """The mean of the samples in each window ``(lo, hi]`` of ``bounds``; ``times`` ascend (the
+    fleet's sample instants), so each window's samples are found by bisection."""
+    assert len(times) == len(values)
     points = []
     for lo, hi in itertools.pairwise(bounds):
-        inside = [v for t, v in zip(times, values, strict=True) if lo < t <= hi]
+        inside = values[bisect.bisect_right(times, lo) : bisect.bisect_right(times, hi)]
         if inside:
             points.append((hi, math.fsum(inside) / len(inside)))
     return points
@@ -156,7 +160,8 @@ def _close(got: list[tuple[int, float]], expected: list[tuple[int, float]]) -> N
 
 def _rate_between_first_and_last(fleet: Fleet, increments: list[float], lo: int, hi: int) -> float | None:
     """What Prometheus' increase()/rate() see of a window: the samples from its first to its last."""
-    inside = [k for k, t in enumerate(fleet.times()) if lo < t <= hi]
+    times = fleet.times()
+    inside = range(bisect.bisect_right(times, lo), bisect.bisect_right(times, hi))
     if len(inside) < 2:
         return None
     return math.fsum(increments[k] for k in inside[1:])
