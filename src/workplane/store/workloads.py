@@ -27,6 +27,7 @@ from workplane.store.ordering import (
     CLOCK_FIELDS,
     CLOCK_MERGE_MOST,
     COMPLETED_DAYS,
+    Part,
     Rollup,
     Walk,
     clock_candidates,
@@ -497,13 +498,10 @@ def _split_page(
         part = view.compiler
         statement = statements[number] = sa.select(w.id).where(*part.where(query), *narrowing)
         # Each set's plan as ``_page_ids`` chooses it for ``want`` rows (and one more).
-        few = few_matches(view, need=want + 1)
-        ids: list[str] | None = None
-        if not few and sort.field in CLOCK_FIELDS:
-            ids = clock_candidates(connection, statement, part, sort, need=want + 1)
-        by_parts = None if few or ids is not None else parts_for(view, sort, need=want + 1)
-        if by_parts is not None:
-            ids, _more = page_by_parts(connection, statement, by_parts, offset=0, limit=want)
+        first = _first_plan(connection, statement, view, sort, need=want + 1, clock_merge=True)
+        few, ids = first.few, first.among
+        if first.parts is not None:
+            ids, _more = page_by_parts(connection, statement, first.parts, offset=0, limit=want)
         if ids is not None and len(ids) > 3 * (want + 1):
             # Many candidates (a sort by the other clock field: its three sets within this one): this
             # set's first rows alone, so that the page statement's list of ids stays short.
@@ -560,6 +558,41 @@ def _split_page(
     ).page
 
 
+@dataclass(frozen=True, slots=True)
+class _FirstPlan:
+    """The plans weighed before any walk or range (``_first_plan``), in this order: ``few``, so few
+    rows match that they are looked up by the terms' indexes and sorted whatever the order; else
+    ``among``, for a clock field's order, the ids among which the first rows are
+    (``ordering.clock_candidates``); else ``parts``, for an order no index gives, the parts that one
+    does, walked one after another (``ordering.parts_for``). None of these: the order's own index."""
+
+    few: bool
+    among: list[str] | None = None
+    parts: list[Part] | None = None
+
+
+def _first_plan(
+    connection: sa.Connection,
+    statement: sa.Select[Any],
+    rollup: Rollup,
+    sort: Sort,
+    *,
+    need: int,
+    clock_merge: bool,
+) -> _FirstPlan:
+    """``_FirstPlan`` for the first ``need`` rows of ``statement`` (a select of the id column) in
+    ``sort``'s order; ``clock_merge``: whether a clock field's order may be answered by its
+    candidates (not past ``CLOCK_MERGE_MOST`` rows). One place for ``_page_ids`` and for each of a
+    clock term's sets in ``_split_page``."""
+    if few_matches(rollup, need=need):
+        return _FirstPlan(few=True)
+    if clock_merge and sort.field in CLOCK_FIELDS:
+        return _FirstPlan(
+            False, among=clock_candidates(connection, statement, rollup.compiler, sort, need=need)
+        )
+    return _FirstPlan(False, parts=parts_for(rollup, sort, need=need))
+
+
 def _page_ids(
     connection: sa.Connection,
     query: WorkloadQuery,
@@ -576,15 +609,13 @@ def _page_ids(
     # page's rows: deep offsets then skip index entries, not documents.
     statement = sa.select(w.id).where(*compiler.where(query), *narrowing)
     need = offset + limit + 1
-    # A few matching rows are sorted whatever the order; else an order no index gives is walked in
-    # parts that one does (``store.ordering``).
     rollup = Rollup(connection, query, compiler)
-    few = few_matches(rollup, need=need)
-    if not few and sort.field in CLOCK_FIELDS and need <= CLOCK_MERGE_MOST:
-        return Among(clock_candidates(connection, statement, compiler, sort, need=need))
-    parts = None if few else parts_for(rollup, sort, need=need)
-    if parts is not None:
-        return page_by_parts(connection, statement, parts, offset=offset, limit=limit)
+    first = _first_plan(connection, statement, rollup, sort, need=need, clock_merge=need <= CLOCK_MERGE_MOST)
+    if first.among is not None:
+        return Among(first.among)
+    if first.parts is not None:
+        return page_by_parts(connection, statement, first.parts, offset=offset, limit=limit)
+    few = first.few
     days = None if few else completed_days(connection, query, sort, need=need)
     if days is not None:
         descending = sort.order is SortOrder.DESC
