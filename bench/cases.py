@@ -23,6 +23,7 @@ from bench.inventory import (
     Planned,
     project_name,
 )
+from workplane.auth.rules import Access
 
 LIST, COUNT, GET, TELEMETRY = "list", "count", "get", "telemetry"
 PAGE = 50
@@ -58,6 +59,9 @@ class Case:
     telemetry: tuple[tuple[str, str], ...] = ()  # TELEMETRY: the query parameters
     expect: int | None = None  # LIST: rows on the page; COUNT: the count; TELEMETRY: sum of the values
     target: Target | None = None
+    # The caller, where not the administrator (``bench.measure.route_call``): e.g. a project viewer,
+    # whose every read is restricted to its project.
+    access: Access | None = None
 
     def query_params(self, workload_id: str | None = None) -> list[tuple[str, str]]:
         if self.kind == TELEMETRY:

@@ -29,7 +29,9 @@ from bench.cases import (
 from bench.inventory import COMPLETED, NAMESPACE, PENDING, RUNNING, Plan, Planned, project_name
 from bench.measure import Timing, route_call
 from workplane.api.deps import Services
+from workplane.auth.rules import Access, KeyKind, Role, Rule
 from workplane.domain.fields import WORKLOAD_FIELDS
+from workplane.domain.scopes import Scope, ScopeType
 
 _DAY = 86_400
 
@@ -136,6 +138,50 @@ def build_field_cases(plan: Plan) -> list[Case]:
                 )
             )
         cases.append(replace(list_case, key=f"count {f.key}", kind=COUNT, expect=n, target=COUNT_TARGET))
+    cases.extend(_viewer_cases(plan, live))
+    return cases
+
+
+# A project viewer's pages (``viewer ...``): every read restricted to one project, the scope most
+# callers have. The project is the one the ``projectName`` filters name (cluster 4, the middle tile).
+VIEWER_FILTERS = ("phase==", "createdAt>=", "completedAt>=", "allocatedGPU>=", "totalRunningTimeSeconds>=")
+
+
+def _viewer_cases(plan: Plan, live: list[Planned]) -> list[Case]:
+    tile = (plan.tiles - 1) // 2
+    project = f"{tile + 1}04"  # the inventory's projectId of cluster 4's project in that tile
+    access = Access(
+        "bench-viewer", KeyKind.SERVICE, None, (Rule(Role.PROJECT_VIEWER, Scope(ScopeType.PROJECT, project)),)
+    )
+    own = [p for p in live if p.job.cluster == 4 and p.tile == tile]
+    cases = [
+        Case(
+            "viewer sort name asc",
+            LIST,
+            f"sort by name asc, a viewer of project {project}",
+            sort_by="name",
+            sort_order="asc",
+            expect=min(PAGE, len(own)),
+            target=LIST_TARGET,
+            access=access,
+        )
+    ]
+    for f in _filters(plan):
+        if f.key not in VIEWER_FILTERS:
+            continue
+        n = sum(1 for p in own if f.holds(p))
+        title = f"list filterBy={f.term}, a viewer of project {project}"
+        listed = Case(
+            f"viewer list {f.key}",
+            LIST,
+            title,
+            [f.term],
+            expect=min(PAGE, n),
+            target=LIST_TARGET,
+            access=access,
+        )
+        cases.append(listed)
+        cases.append(replace(listed, key=f"viewer count {f.key}", kind=COUNT, expect=n, target=COUNT_TARGET))
     return cases
 
 

@@ -175,6 +175,7 @@ class Compiler:
         values: Mapping[str, Sequence[str]] | None = None,
         ranges_unindexed: bool = False,
         streams: Mapping[str, int] | None = None,
+        scope_unindexed: bool = False,
     ) -> None:
         """``dialect``: the database's, which renders substring predicates its own way.
         ``table`` is ``workloads``, or a table sharing its column names for the fields asked about
@@ -185,7 +186,10 @@ class Compiler:
         on every database (``SqlDialect.unordered``), for a bounded walk of the order's index
         (``store.ordering.ranged_walk``). ``streams``: per clock field, which of its
         ``clock_streams`` the rows are taken from; a term on that field then selects from that set
-        only, by its index (the caller adds up the sets: ``store.workloads``)."""
+        only, by its index (the caller adds up the sets: ``store.workloads``). ``scope_unindexed``:
+        the caller's scope is kept off its columns' indexes (``SqlDialect.unindexed``): a scope
+        holding a large share of the rows (``store.workloads.list_workloads``), whose index SQLite
+        would otherwise take over the order's or a term's."""
         self.catalog = catalog
         self.dialect = dialect
         self.now_ms = now_ms
@@ -197,6 +201,7 @@ class Compiler:
         # (a partial index serves a disjunct only when the disjunct implies its condition).
         self.live = False
         self.ranges_unindexed = ranges_unindexed
+        self.scope_unindexed = scope_unindexed
         self.streams = dict(streams or {})
         # A clock term's predicate, per (field, operator, value): a page of a clock term compiles it
         # a few times per request with one compiler (the plan's counts, the page, its walk).
@@ -485,7 +490,8 @@ class Compiler:
             self.c.deleted_at.is_not(None) if query.deleted else self.c.deleted_at.is_(None)
         ]
         if not query.scope.tenant:
-            clauses.append(restrict(self.table, query.scope))
+            unindexed = self.dialect.unindexed if self.scope_unindexed else None
+            clauses.append(restrict(self.table, query.scope, unindexed))
         # The positive substrings of names and search words go into one look-up (``_substrings``): on
         # PostgreSQL one EXISTS on the trigram side table, whatever the number of terms and words.
         indexed: list[tuple[TextColumn, str, str]] = []

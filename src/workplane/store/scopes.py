@@ -13,6 +13,7 @@ needs no cluster qualifier.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,9 +21,15 @@ import sqlalchemy as sa
 from workplane.domain.scopes import ScopeSet
 
 
-def restrict(table: sa.FromClause, scopes: ScopeSet) -> sa.ColumnElement[bool]:
+def restrict(
+    table: sa.FromClause,
+    scopes: ScopeSet,
+    unindexed: Callable[[sa.ColumnElement[Any]], sa.ColumnElement[Any]] | None = None,
+) -> sa.ColumnElement[bool]:
     """The rows of ``table`` (any table or subquery with ``cluster_id``, ``department_id`` and
-    ``project_id`` columns) inside ``scopes``: TRUE for the tenant scope, FALSE for no scope at all."""
+    ``project_id`` columns) inside ``scopes``: TRUE for the tenant scope, FALSE for no scope at all.
+    ``unindexed``: the form of a column that keeps its index out of the plan
+    (``SqlDialect.unindexed``), for scopes that hold so many rows that another index should lead."""
     if scopes.tenant:
         return sa.true()
     columns: Any = table.c
@@ -34,5 +41,5 @@ def restrict(table: sa.FromClause, scopes: ScopeSet) -> sa.ColumnElement[bool]:
         (columns.project_id, scopes.projects),
     ):
         if ids:
-            clauses.append(column.in_(sorted(ids)))
+            clauses.append((column if unindexed is None else unindexed(column)).in_(sorted(ids)))
     return sa.or_(*clauses) if clauses else sa.false()

@@ -22,7 +22,7 @@ from workplane.domain.timefmt import to_ms
 from workplane.query.filters import Sort, SortOrder, WorkloadQuery, text_matches
 from workplane.store.compile import SUBSTRING_OPERATORS, Compiler
 from workplane.store.database import dialect_of, insert_rows, upsert
-from workplane.store.dialects.base import TextColumn
+from workplane.store.dialects.base import SqlDialect, TextColumn
 from workplane.store.ordering import (
     CLOCK_FIELDS,
     CLOCK_MERGE_MOST,
@@ -32,6 +32,7 @@ from workplane.store.ordering import (
     Walk,
     clock_candidates,
     completed_days,
+    dense,
     few_matches,
     page_by_days,
     page_by_parts,
@@ -360,7 +361,14 @@ def list_workloads(
     catalog: CatalogSnapshot,
     now_ms: int,
 ) -> Page:
-    compiler = Compiler(catalog, now_ms, dialect_of(connection), values=few_values(connection, query))
+    dialect = dialect_of(connection)
+    compiler = Compiler(
+        catalog,
+        now_ms,
+        dialect,
+        values=few_values(connection, query),
+        scope_unindexed=_broad_scope(connection, query, sort, dialect, need=offset + limit + 1),
+    )
     narrowing = _narrowing(connection, query, compiler)
     split = _clock_split(query)
     if split is not None and offset + limit + 1 <= CLOCK_MERGE_MOST:
@@ -374,6 +382,29 @@ def list_workloads(
         return Page([], has_more)
     by_id = {r.id: r for r in connection.execute(sa.select(*RENDER_COLUMNS).where(w.id.in_(ids)))}
     return Page([by_id[i] for i in ids if i in by_id], has_more)
+
+
+def _broad_scope(
+    connection: sa.Connection, query: WorkloadQuery, sort: Sort, dialect: SqlDialect, *, need: int
+) -> bool:
+    """Whether a caller's scope holds so many of the live rows that a page in ``sort``'s order is
+    better read along that order's index, the scope checked on each row, than by the scope's own
+    index and a sort (``ordering.dense``, as for a sort's parts). SQLite, which keeps no statistics,
+    takes an equality on an indexed column as selective whatever it holds: a project viewer's first
+    page by name was its project's 15,000 rows read and sorted (20 ms at 100,000 workloads). Not in
+    the creation order, which the scopes' own indexes hold (``(project_id, created_at, id)``): there
+    they are the walk. Asked only where the dialect can rule an index out (PostgreSQL chooses by its
+    statistics), and for live rows (the rollup counts those)."""
+    if query.scope.tenant or query.deleted or sort.field == "createdAt":
+        return False
+    probe = workloads.c.project_id
+    if dialect.unindexed(probe) is probe:
+        return False
+    rows = workload_counts.c.n
+    total = sa.func.coalesce(sa.func.sum(rows), 0)
+    scoped = sa.func.coalesce(sa.func.sum(rows).filter(restrict(workload_counts, query.scope)), 0)
+    inside, everything = connection.execute(sa.select(scoped, total)).one()
+    return dense(int(inside), int(everything), need, dialect.walk_cost)
 
 
 def _clock_split(query: WorkloadQuery) -> str | None:
@@ -486,7 +517,14 @@ def _split_page(
     shared = Rollup(connection, query, compiler)
     views = [
         shared.with_compiler(
-            Compiler(catalog, now_ms, dialect, values=compiler.values, streams={split: stream})
+            Compiler(
+                catalog,
+                now_ms,
+                dialect,
+                values=compiler.values,
+                streams={split: stream},
+                scope_unindexed=compiler.scope_unindexed,
+            )
         )
         for stream in range(3)
     ]
@@ -659,6 +697,7 @@ def _along(
         values=compiler.values,
         ranges_unindexed=True,
         streams=compiler.streams,
+        scope_unindexed=compiler.scope_unindexed,
     )
     return sa.select(w.id).where(*walker.where(query), *narrowing, bound)
 
