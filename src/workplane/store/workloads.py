@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from workplane.domain.catalog import CATEGORIES, CATEGORY_BY_NAME, PRIORITY_BY_NAME, CatalogSnapshot
+from workplane.domain.fields import FIELDS, Kind
 from workplane.domain.phases import Phase, PhaseClock
 from workplane.domain.record import Previous, WorkloadIn, build_row, set_doc_fields, transition
 from workplane.domain.scopes import ScopeSet
@@ -393,9 +394,12 @@ def _broad_scope(
     takes an equality on an indexed column as selective whatever it holds: a project viewer's first
     page by name was its project's 15,000 rows read and sorted (20 ms at 100,000 workloads). Not in
     the creation order, which the scopes' own indexes hold (``(project_id, created_at, id)``): there
-    they are the walk. Asked only where the dialect can rule an index out (PostgreSQL chooses by its
-    statistics), and for live rows (the rollup counts those)."""
-    if query.scope.tenant or query.deleted or sort.field == "createdAt":
+    they are the walk. Nor in another time's order: a scope's rows gather in time (a project's
+    workloads are those of its life), so the walk may pass most other rows before it reaches them (a
+    viewer's ``completedAt`` desc 41 -> 69 ms). Asked only where the dialect can rule an index out
+    (PostgreSQL chooses by its statistics), and for live rows (the rollup counts those)."""
+    spec = FIELDS.get(sort.field)
+    if query.scope.tenant or query.deleted or spec is None or spec.kind is Kind.TIME:
         return False
     probe = workloads.c.project_id
     if dialect.unindexed(probe) is probe:
