@@ -1,0 +1,82 @@
+"""A caller's scope that holds most of the live workloads is kept off its columns' indexes on SQLite
+in an order that is not a time (``store.workloads._broad_scope``): the order's index is walked and
+the scope checked on each row, and the page is the same. PostgreSQL plans by its statistics and is
+left alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import load, wid, workload
+from workplane.api.deps import Services
+from workplane.domain.scopes import Scope, ScopeSet, ScopeType
+from workplane.domain.timefmt import now_ms
+from workplane.query.filters import Sort, SortOrder, WorkloadQuery
+from workplane.store import workloads as store
+from workplane.store.catalog import CatalogCache
+from workplane.store.database import Database, dialect_of
+
+# 150 workloads in project 1 and 50 in project 2: for a page of one row (two ids asked), a scope is
+# broad from sqrt(25 * 2 * 200) = 100 rows on (SQLite's walk cost, ``ordering.dense``).
+BROAD, NARROW = "1", "2"
+
+
+@pytest.fixture
+def placed(database: Database, services: Services) -> None:
+    load(
+        database,
+        *(
+            workload(f"w{n:03d}", name=f"job-{(n * 37) % 200:03d}", projectId=BROAD if n < 150 else NARROW)
+            for n in range(200)
+        ),
+    )
+
+
+def _viewer(project: str) -> WorkloadQuery:
+    return WorkloadQuery(scope=ScopeSet.of([Scope(ScopeType.PROJECT, project)]))
+
+
+@pytest.mark.usefixtures("placed")
+def test_a_broad_scope_is_walked_past_in_orders_that_are_not_times(database: Database) -> None:
+    with database.read() as conn:
+        dialect = dialect_of(conn)
+
+        def broad(project: str, field: str) -> bool:
+            return store._broad_scope(conn, _viewer(project), Sort(field), dialect, need=2)
+
+        if database.dialect == "postgresql":
+            assert not broad(BROAD, "name")
+            return
+        assert broad(BROAD, "name")
+        assert broad(BROAD, "type")
+        assert not broad(NARROW, "name")  # 50 rows: looked up by the scope's index and sorted
+        assert not broad(BROAD, "createdAt")  # the scope's own index is ordered by creation
+        assert not broad(BROAD, "completedAt")  # a scope's rows gather in time
+
+
+@pytest.mark.usefixtures("placed")
+@pytest.mark.parametrize("project", [BROAD, NARROW])
+@pytest.mark.parametrize("order", [SortOrder.ASC, SortOrder.DESC])
+def test_a_viewers_pages_by_name_are_its_own_in_order(
+    database: Database, project: str, order: SortOrder
+) -> None:
+    own = [n for n in range(200) if (n < 150) == (project == BROAD)]
+    by_name = sorted(own, key=lambda n: (n * 37) % 200, reverse=order is SortOrder.DESC)
+    expected = [str(wid(f"w{n:03d}")) for n in by_name]
+    got: list[str] = []
+    with database.read() as conn:
+        catalog = CatalogCache().get(conn)
+        # Pages of one row: the first few are asked of the broad scope's walk (``placed``), the rest
+        # of the scope's index.
+        for offset in range(len(expected) + 1):
+            page = store.list_workloads(
+                conn,
+                _viewer(project),
+                sort=Sort("name", order),
+                offset=offset,
+                limit=1,
+                catalog=catalog,
+                now_ms=now_ms(),
+            )
+            got.extend(row.id for row in page.rows)
+    assert got == expected
