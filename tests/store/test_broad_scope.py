@@ -15,6 +15,7 @@ from workplane.query.filters import Sort, SortOrder, WorkloadQuery
 from workplane.store import workloads as store
 from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, dialect_of
+from workplane.store.ordering import Asked
 
 # 150 workloads in project 1 and 50 in project 2: for a page of one row (two ids asked), a scope is
 # broad from sqrt(25 * 2 * 200) = 100 rows on (SQLite's walk cost, ``ordering.dense``).
@@ -41,8 +42,13 @@ def test_a_broad_scope_is_walked_past_in_orders_that_are_not_times(database: Dat
     with database.read() as conn:
         dialect = dialect_of(conn)
 
+        totals: list[int | None] = []
+
         def broad(project: str, field: str) -> bool:
-            return store._broad_scope(conn, _viewer(project), Sort(field), dialect, need=2)
+            asked = Asked()
+            answer = store._broad_scope(conn, _viewer(project), Sort(field), dialect, asked, need=2)
+            totals.append(asked.live_total)
+            return answer
 
         if database.dialect == "postgresql":
             assert not broad(BROAD, "name")
@@ -52,6 +58,9 @@ def test_a_broad_scope_is_walked_past_in_orders_that_are_not_times(database: Dat
         assert not broad(NARROW, "name")  # 50 rows: looked up by the scope's index and sorted
         assert not broad(BROAD, "createdAt")  # the scope's own index is ordered by creation
         assert not broad(BROAD, "completedAt")  # a scope's rows gather in time
+        # The live total read on the way is kept for the plans, which do not ask it again; none is
+        # read where the order rules the walk out.
+        assert totals == [200, 200, 200, None, None]
 
 
 @pytest.mark.usefixtures("placed")

@@ -28,6 +28,7 @@ from workplane.store.ordering import (
     CLOCK_FIELDS,
     CLOCK_MERGE_MOST,
     COMPLETED_DAYS,
+    Asked,
     Part,
     Rollup,
     Walk,
@@ -363,18 +364,22 @@ def list_workloads(
     now_ms: int,
 ) -> Page:
     dialect = dialect_of(connection)
+    # What the plans ask of the live-count rollup, once per request (``ordering.Rollup``).
+    asked = Asked()
     compiler = Compiler(
         catalog,
         now_ms,
         dialect,
         values=few_values(connection, query),
-        scope_unindexed=_broad_scope(connection, query, sort, dialect, need=offset + limit + 1),
+        scope_unindexed=_broad_scope(connection, query, sort, dialect, asked, need=offset + limit + 1),
     )
     narrowing = _narrowing(connection, query, compiler)
     split = _clock_split(query)
     if split is not None and offset + limit + 1 <= CLOCK_MERGE_MOST:
-        return _split_page(connection, query, compiler, narrowing, split, sort, offset=offset, limit=limit)
-    found = _page_ids(connection, query, compiler, narrowing, sort, offset=offset, limit=limit)
+        return _split_page(
+            connection, query, compiler, narrowing, split, sort, asked, offset=offset, limit=limit
+        )
+    found = _page_ids(connection, query, compiler, narrowing, sort, asked, offset=offset, limit=limit)
     if isinstance(found, Among):
         parts = [found.select()] if found.ids else []
         return _ordered_page(connection, parts, compiler, sort, offset=offset, limit=limit).page
@@ -386,7 +391,13 @@ def list_workloads(
 
 
 def _broad_scope(
-    connection: sa.Connection, query: WorkloadQuery, sort: Sort, dialect: SqlDialect, *, need: int
+    connection: sa.Connection,
+    query: WorkloadQuery,
+    sort: Sort,
+    dialect: SqlDialect,
+    asked: Asked,
+    *,
+    need: int,
 ) -> bool:
     """Whether a caller's scope holds so many of the live rows that a page in ``sort``'s order is
     better read along that order's index, the scope checked on each row, than by the scope's own
@@ -397,7 +408,8 @@ def _broad_scope(
     they are the walk. Nor in another time's order: a scope's rows gather in time (a project's
     workloads are those of its life), so the walk may pass most other rows before it reaches them (a
     viewer's ``completedAt`` desc 41 -> 69 ms). Asked only where the dialect can rule an index out
-    (PostgreSQL chooses by its statistics), and for live rows (the rollup counts those)."""
+    (PostgreSQL chooses by its statistics), and for live rows (the rollup counts those). The live
+    total it reads on the way is kept in ``asked`` for the plans that weigh it."""
     spec = FIELDS.get(sort.field)
     if query.scope.tenant or query.deleted or spec is None or spec.kind is Kind.TIME:
         return False
@@ -408,7 +420,8 @@ def _broad_scope(
     total = sa.func.coalesce(sa.func.sum(rows), 0)
     scoped = sa.func.coalesce(sa.func.sum(rows).filter(restrict(workload_counts, query.scope)), 0)
     inside, everything = connection.execute(sa.select(scoped, total)).one()
-    return dense(int(inside), int(everything), need, dialect.walk_cost)
+    asked.live_total = int(everything)
+    return dense(int(inside), asked.live_total, need, dialect.walk_cost)
 
 
 def _clock_split(query: WorkloadQuery) -> str | None:
@@ -504,6 +517,7 @@ def _split_page(
     narrowing: list[sa.ColumnElement[bool]],
     split: str,
     sort: Sort,
+    asked: Asked,
     *,
     offset: int,
     limit: int,
@@ -518,7 +532,7 @@ def _split_page(
     catalog, now_ms, dialect = compiler.catalog, compiler.now_ms, compiler.dialect
     want = offset + limit + 1
     # The three sets' plans weigh the same live total and walk to the same edge: asked once.
-    shared = Rollup(connection, query, compiler)
+    shared = Rollup(connection, query, compiler, asked)
     views = [
         shared.with_compiler(
             Compiler(
@@ -641,6 +655,7 @@ def _page_ids(
     compiler: Compiler,
     narrowing: list[sa.ColumnElement[bool]],
     sort: Sort,
+    asked: Asked,
     *,
     offset: int,
     limit: int,
@@ -651,7 +666,7 @@ def _page_ids(
     # page's rows: deep offsets then skip index entries, not documents.
     statement = sa.select(w.id).where(*compiler.where(query), *narrowing)
     need = offset + limit + 1
-    rollup = Rollup(connection, query, compiler)
+    rollup = Rollup(connection, query, compiler, asked)
     first = _first_plan(connection, statement, rollup, sort, need=need, clock_merge=need <= CLOCK_MERGE_MOST)
     if first.among is not None:
         return Among(first.among)
