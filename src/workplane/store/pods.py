@@ -456,15 +456,15 @@ def sort_parts(connection: sa.Connection, query: PodQuery, sort: Sort, *, need: 
     values = _live_values(connection, column, _FEW_PARTS) if sort.field in _FEW_VALUES else None
     if values is not None:
         subject: sa.ColumnElement[Any] = column
-        unindexed = dialect_of(connection).unindexed(column)
-        if unindexed is not column:
+        dialect = dialect_of(connection)
+        if dialect.rules_out_indexes:
             # A planner without statistics (SQLite) is told which parts to walk along the id index.
             # Each part is sized as an even share of the live pods: counting each value's pods would
             # read them. (PostgreSQL chooses by its statistics, and is spared the sum: ``pod_counts``
             # has a row per revision.)
             total = _live_total(connection)
             if dense(total // max(len(values), 1), total, need):
-                subject = unindexed
+                subject = dialect.unindexed(column)
         parts = [Part(subject == value, by_id) for value in (reversed(values) if descending else values)]
     elif sort.field in pod_query.NOT_NULL:
         return None

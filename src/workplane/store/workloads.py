@@ -413,8 +413,7 @@ def _broad_scope(
     spec = FIELDS.get(sort.field)
     if query.scope.tenant or query.deleted or spec is None or spec.kind is Kind.TIME:
         return False
-    probe = workloads.c.project_id
-    if dialect.unindexed(probe) is probe:
+    if not dialect.rules_out_indexes:
         return False
     rows = workload_counts.c.n
     total = sa.func.coalesce(sa.func.sum(rows), 0)

@@ -177,6 +177,9 @@ class SqlDialect:
     # its own index and sorted (``store.ordering.parts_for``; not ``few_matches``, whose terms may
     # have no index to look their rows up by, as a ``!=`` has none).
     walk_cost = 1.0
+    # Whether ``unindexed`` rules an index out (a planner without statistics, told which index not to
+    # take); where it does not, a caller need not weigh which predicates to keep off their indexes.
+    rules_out_indexes = False
 
     def unindexed(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """``column`` in a form no index answers, for a predicate that holds on most rows of an

@@ -71,6 +71,7 @@ class SQLiteDialect(SqlDialect):
     # its rowid, about 5 µs a row at 1M; a look-up by a covering index and the sort of its ids, about
     # 0.2 µs a row (measured on the benchmark's departments, 21,000–80,000 rows each).
     walk_cost = 25.0
+    rules_out_indexes = True
     updates_follow_set_list = True
 
     # --- engine --------------------------------------------------------------------------------
