@@ -207,6 +207,19 @@ class Compiler:
         # a few times per request with one compiler (the plan's counts, the page, its walk).
         self._clock_terms: dict[tuple[str, str, float], sa.ColumnElement[bool]] = {}
 
+    def scope_off_index(self) -> Compiler:
+        """This compiler with the caller's scope kept off its columns' indexes (``scope_unindexed``)."""
+        return Compiler(
+            self.catalog,
+            self.now_ms,
+            self.dialect,
+            self.table,
+            self.values,
+            self.ranges_unindexed,
+            self.streams,
+            scope_unindexed=True,
+        )
+
     # --- catalog-resolved fields -------------------------------------------------------------
     def catalog_defaults(self, field: str) -> dict[str, str]:
         """Each catalog type's default for the catalog-resolved ``field`` (``category`` or

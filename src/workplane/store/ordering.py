@@ -76,10 +76,12 @@ class Part:
 
 @dataclass(slots=True)
 class Asked:
-    """What one list request has read already, whichever compiler asked: the live total, and the
-    walks' edges by (descending, deleted, reach) (``ranged_walk``)."""
+    """What one list request has read already, whichever compiler asked: the live total, the live
+    rows inside the caller's scope (``scope_rows``), and the walks' edges by (descending, deleted,
+    reach) (``ranged_walk``)."""
 
     live_total: int | None = None
+    scope_rows: int | None = None
     edges: dict[tuple[bool, bool, int], Any] = field(default_factory=dict)
 
 
@@ -123,6 +125,84 @@ class Rollup:
             if row[-1]:
                 counts[key] += int(row[-1])
         return counts
+
+
+def scope_rows(connection: sa.Connection, query: WorkloadQuery, asked: Asked) -> int:
+    """The live workloads inside ``query``'s scope, read from the rollup (with the live total, where
+    not yet asked, in the same statement; both kept in ``asked``)."""
+    if asked.scope_rows is None:
+        rows = workload_counts.c.n
+        scoped = sa.func.coalesce(sa.func.sum(rows).filter(restrict(workload_counts, query.scope)), 0)
+        if asked.live_total is not None:
+            asked.scope_rows = int(connection.execute(sa.select(scoped)).scalar_one())
+        else:
+            total = sa.func.coalesce(sa.func.sum(rows), 0)
+            inside, everything = connection.execute(sa.select(scoped, total)).one()
+            asked.scope_rows, asked.live_total = int(inside), int(everything)
+    return asked.scope_rows
+
+
+def _scope_may_yield(rollup: Rollup) -> bool:
+    """Whether a read of live rows is restricted by a scope that is on its index, on a dialect that
+    can rule an index out (``SqlDialect.rules_out_indexes``; not where ``_broad_scope`` of
+    ``store.workloads`` has already taken it off)."""
+    query, compiler = rollup.query, rollup.compiler
+    if query.scope.tenant or query.deleted or compiler.scope_unindexed:
+        return False
+    return compiler.dialect.rules_out_indexes
+
+
+def terms_lead(rollup: Rollup, *, few: bool, walk: Walk | None, need: int) -> bool:
+    """Whether a scoped selection that is looked up by its terms' indexes and sorted (``few``, or a
+    range whose walk has no bound: it holds fewer rows than the walk's reach) is better read by
+    those indexes, the scope checked on each row, than by the scope's own index: the scope holds
+    more live rows than the terms select tenant-wide. Asked only where the dialect can rule an index
+    out: SQLite, which keeps no statistics, takes the scope's equality as selective whatever it holds
+    (a project viewer's page of ``phase==Pending`` was its project's 15,000 rows read and sorted,
+    ``allocatedGPU>=8`` the same for none). A ``few`` selection's terms must each be an equality the
+    rollup counts (what the page then reads: the largest of their selections, whichever index SQLite
+    takes); a range's selection is under the reach, the rows a walk would visit."""
+    query, compiler = rollup.query, rollup.compiler
+    if not _scope_may_yield(rollup):
+        return False
+    if few:
+        if not all(t.op == "==" for t in query.terms):
+            return False
+        inside = scope_rows(rollup.connection, query, rollup.asked)
+        tenant = Compiler(compiler.catalog, compiler.now_ms, compiler.dialect, table=workload_counts)
+        rows = workload_counts.c.n
+        each = [sa.func.coalesce(sa.func.sum(rows).filter(tenant.term(t)), 0) for t in query.terms]
+        return max(int(n) for n in rollup.connection.execute(sa.select(*each)).one()) < inside
+    if walk is None or walk.bound is not None or walk.empty:
+        return False
+    return scope_rows(rollup.connection, query, rollup.asked) > walk_reach(need, rollup.live_total())
+
+
+def ranges_lead(rollup: Rollup) -> bool:
+    """``terms_lead`` for a count: whether one of the query's range terms on a column with an index
+    of its own (or on the clock field whose set ``rollup.compiler`` reads) holds on fewer rows than
+    the caller's scope holds live ones, counted along its index up to that many in one statement (an
+    index-only read no longer than the scope's). SQLite counted a project viewer's ``allocatedGPU>=8``
+    by the project's 15,000 rows where the term's index holds 56."""
+    query, compiler = rollup.query, rollup.compiler
+    if not _scope_may_yield(rollup):
+        return False
+    streams = compiler.streams
+    clauses = [
+        compiler.term(t)
+        for t in query.terms
+        if t.op in RANGE_OPERATORS and (t.field.column in RANGE_INDEXED or t.field.name in streams)
+    ]
+    if not clauses:
+        return False
+    inside = scope_rows(rollup.connection, query, rollup.asked)
+    capped = [
+        sa.select(sa.func.count())
+        .select_from(sa.select(sa.literal(1)).select_from(workloads).where(clause).limit(inside).subquery())
+        .scalar_subquery()
+        for clause in clauses
+    ]
+    return min(int(n) for n in rollup.connection.execute(sa.select(*capped)).one()) < inside
 
 
 def parts_for(

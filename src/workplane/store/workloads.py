@@ -41,6 +41,9 @@ from workplane.store.ordering import (
     parts_for,
     ranged_walk,
     ranged_walks,
+    ranges_lead,
+    scope_rows,
+    terms_lead,
 )
 from workplane.store.paging import page_ids
 from workplane.store.schema import (
@@ -415,12 +418,8 @@ def _broad_scope(
         return False
     if not dialect.rules_out_indexes:
         return False
-    rows = workload_counts.c.n
-    total = sa.func.coalesce(sa.func.sum(rows), 0)
-    scoped = sa.func.coalesce(sa.func.sum(rows).filter(restrict(workload_counts, query.scope)), 0)
-    inside, everything = connection.execute(sa.select(scoped, total)).one()
-    asked.live_total = int(everything)
-    return dense(int(inside), asked.live_total, need, dialect.walk_cost)
+    inside = scope_rows(connection, query, asked)
+    return dense(inside, asked.live_total or 0, need, dialect.walk_cost)
 
 
 def _clock_split(query: WorkloadQuery) -> str | None:
@@ -581,7 +580,10 @@ def _split_page(
         # A small selection, or (a range's) one the walk may not reach: found by the terms'
         # indexes, then sorted.
         order = part.order_by(sort, unindexed=number in looked_up, unordered=walk is not None)
-        sorted_parts[number] = statements[number].order_by(*order).limit(want)
+        statement = statements[number]
+        if terms_lead(views[number], few=number in looked_up, walk=walk, need=want + 1):
+            statement = sa.select(w.id).where(*part.scope_off_index().where(query), *narrowing)
+        sorted_parts[number] = statement.order_by(*order).limit(want)
         if walk is None or walk.bound is None:
             parts[number] = sorted_parts[number]
             continue
@@ -696,6 +698,8 @@ def _page_ids(
             return ids, has_more
     # A small selection, or (a range's) one the walk did not reach: found by the terms' indexes,
     # then sorted.
+    if terms_lead(rollup, few=few, walk=walk, need=need):
+        statement = sa.select(w.id).where(*compiler.scope_off_index().where(query), *narrowing)
     order = compiler.order_by(sort, unindexed=few, unordered=walk is not None)
     return page_ids(connection, statement.order_by(*order), offset=offset, limit=limit)
 
@@ -786,9 +790,12 @@ def count_workloads(
     if in_pool is not None:
         return in_pool
     dialect, values = dialect_of(connection), few_values(connection, query)
+    asked = Asked()
 
     def counted(streams: dict[str, int]) -> sa.Select[Any]:
         compiler = Compiler(catalog, now_ms, dialect, values=values, streams=streams)
+        if ranges_lead(Rollup(connection, query, compiler, asked)):
+            compiler = compiler.scope_off_index()
         return sa.select(sa.func.count()).select_from(workloads).where(*_where(connection, query, compiler))
 
     split = _clock_split(query)
