@@ -14,6 +14,7 @@ from workplane.domain.catalog import CatalogSnapshot
 from workplane.domain.observation import FullResync, Observation
 from workplane.domain.record import WorkloadIn, build_row, transition
 from workplane.domain.timefmt import now_ms, to_ms
+from workplane.query.filters import Sort, WorkloadQuery
 from workplane.services import ingest as services_ingest
 from workplane.store import ingest
 from workplane.store import workloads as store
@@ -132,3 +133,18 @@ def update_workload(
         connection.execute(
             workload_nodepools.insert(), store.nodepool_rows(workload_id, record.current_node_pools)
         )
+
+
+def ids_a_row_at_a_time(connection: sa.Connection, query: WorkloadQuery, sort: Sort, rows: int) -> list[str]:
+    """The ids of ``query``'s workloads in ``sort``'s order, asked a page of one row at a time for
+    offsets 0 to ``rows`` (one past the last expected): each page's plan is chosen for its own
+    offset, so a list crosses from one plan to the next. Checks each page's ``has_more``."""
+    catalog = CatalogCache().get(connection)
+    got: list[str] = []
+    for offset in range(rows + 1):
+        page = store.list_workloads(
+            connection, query, sort=sort, offset=offset, limit=1, catalog=catalog, now_ms=now_ms()
+        )
+        got.extend(row.id for row in page.rows)
+        assert page.has_more == (offset + 1 < rows), (offset, rows)
+    return got

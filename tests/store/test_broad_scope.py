@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import load, wid, workload
+from tests.factories import ids_a_row_at_a_time, load, wid, workload
 from workplane.api.deps import Services
 from workplane.domain.scopes import Scope, ScopeSet, ScopeType
-from workplane.domain.timefmt import now_ms
 from workplane.query.filters import Sort, SortOrder, WorkloadQuery
 from workplane.store import workloads as store
-from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database, dialect_of
 from workplane.store.ordering import Asked
 
@@ -72,20 +70,8 @@ def test_a_viewers_pages_by_name_are_its_own_in_order(
     own = [n for n in range(200) if (n < 150) == (project == BROAD)]
     by_name = sorted(own, key=lambda n: (n * 37) % 200, reverse=order is SortOrder.DESC)
     expected = [str(wid(f"w{n:03d}")) for n in by_name]
-    got: list[str] = []
+    # Pages of one row: the first few are asked of the broad scope's walk (``placed``), the rest of
+    # the scope's index.
     with database.read() as conn:
-        catalog = CatalogCache().get(conn)
-        # Pages of one row: the first few are asked of the broad scope's walk (``placed``), the rest
-        # of the scope's index.
-        for offset in range(len(expected) + 1):
-            page = store.list_workloads(
-                conn,
-                _viewer(project),
-                sort=Sort("name", order),
-                offset=offset,
-                limit=1,
-                catalog=catalog,
-                now_ms=now_ms(),
-            )
-            got.extend(row.id for row in page.rows)
+        got = ids_a_row_at_a_time(conn, _viewer(project), Sort("name", order), len(expected))
     assert got == expected

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.factories import load, wid, workload
+from tests.factories import ids_a_row_at_a_time, load, wid, workload
 from workplane.api.deps import Services
 from workplane.domain.scopes import Scope, ScopeSet, ScopeType
 from workplane.domain.timefmt import now_ms
@@ -141,21 +141,8 @@ def test_a_viewers_pages_and_counts_are_its_own(
 ) -> None:
     expected = _expected(project, CASES[terms], order)
     query = _query(project, *terms.split(","))
-    got: list[str] = []
     with database.read() as conn:
-        catalog = CatalogCache().get(conn)
-        for offset in range(len(expected) + 1):
-            page = store.list_workloads(
-                conn,
-                query,
-                sort=Sort("createdAt", order),
-                offset=offset,
-                limit=1,
-                catalog=catalog,
-                now_ms=now_ms(),
-            )
-            got.extend(row.id for row in page.rows)
-            assert page.has_more == (offset + 1 < len(expected))
-        counted = store.count_workloads(conn, query, catalog=catalog, now_ms=now_ms())
+        got = ids_a_row_at_a_time(conn, query, Sort("createdAt", order), len(expected))
+        counted = store.count_workloads(conn, query, catalog=CatalogCache().get(conn), now_ms=now_ms())
     assert got == expected
     assert counted == len(expected)
