@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.factories import ids_a_row_at_a_time, load, wid, workload
 from workplane.api.deps import Services
@@ -146,3 +147,50 @@ def test_a_viewers_pages_and_counts_are_its_own(
         counted = store.count_workloads(conn, query, catalog=CatalogCache().get(conn), now_ms=now_ms())
     assert got == expected
     assert counted == len(expected)
+
+
+def _page_plans(database: Database, query: WorkloadQuery, order: SortOrder) -> list[list[str]]:
+    """SQLite's plan of each statement of ``query``'s first page that selects workload ids in the
+    creation order."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cursor: Any, statement: str, parameters: Any, _x: Any, _many: bool) -> None:
+        if statement.startswith("SELECT workloads.id") and "ORDER BY" in statement:
+            captured.append((statement, parameters))
+
+    sa.event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        with database.read() as conn:
+            catalog = CatalogCache().get(conn)
+            store.list_workloads(
+                conn,
+                query,
+                sort=Sort("createdAt", order),
+                offset=0,
+                limit=3,
+                catalog=catalog,
+                now_ms=now_ms(),
+            )
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", capture)
+    with database.read() as conn:
+        return [
+            [str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+            for statement, parameters in captured
+        ]
+
+
+@pytest.mark.usefixtures("placed")
+@pytest.mark.parametrize("order", [SortOrder.ASC, SortOrder.DESC])
+def test_a_few_equal_rows_are_walked_in_the_creation_order_by_the_leading_index(
+    database: Database, order: SortOrder
+) -> None:
+    """A few rows selected by equalities on columns whose live index is ``(column, created_at, id)``
+    are walked along it in the creation order until the page is full, not read whole and sorted: by
+    the status's index where the terms lead, by the project's where the scope does."""
+    if database.dialect != "sqlite":
+        pytest.skip("SQLite's plans: PostgreSQL chooses by its statistics")
+    for project, index in ((BIG, "ix_workloads_live_phase"), (SMALL, "ix_workloads_live_project_id")):
+        (plan,) = _page_plans(database, _query(project, "phase==Pending"), order)
+        assert any(f"USING INDEX {index} " in r for r in plan), plan
+        assert not any("TEMP B-TREE" in r for r in plan), plan
