@@ -1,7 +1,9 @@
 """A scoped selection that is looked up by its terms' indexes (few rows, or a range under a walk's
 reach) is read by those indexes on SQLite, the scope checked on each row, where the scope holds more
 live rows than the terms select (``store.ordering.terms_lead``, and ``ranges_lead`` for a count); the
-pages and counts are the same. PostgreSQL plans by its statistics and is left alone."""
+pages and counts are the same. A few rows selected by equalities on columns indexed with the creation
+order are walked in that order (``store.workloads._held_in_creation_order``). PostgreSQL plans by its
+statistics and is left alone."""
 
 from __future__ import annotations
 

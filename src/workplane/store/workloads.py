@@ -711,8 +711,8 @@ def _held_in_creation_order(query: WorkloadQuery, sort: Sort) -> bool:
     index than looked up by it and sorted: every term is an equality on a column whose live rows'
     index is ``(column, created_at, id)``, as a scope's are, so whichever of them the planner takes
     gives the rows in that order, and the walk stops at the page, never reading more of the index
-    than the look-up (a project viewer's ``phase==Pending``: the page's 51 rows among the first few
-    hundred of the status's index, against its every row read and sorted)."""
+    than the look-up (a project viewer's ``phase==Pending``: the page's 51 rows within the first
+    2,000 entries of the status's or the project's index, against all of them read and sorted)."""
     return (
         sort.field == "createdAt"
         and not query.deleted
