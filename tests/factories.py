@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -148,3 +149,18 @@ def ids_a_row_at_a_time(connection: sa.Connection, query: WorkloadQuery, sort: S
         got.extend(row.id for row in page.rows)
         assert page.has_more == (offset + 1 < rows), (offset, rows)
     return got
+
+
+@contextmanager
+def statements_sent(database: Database) -> Iterator[list[tuple[str, Any]]]:
+    """Each statement sent to ``database`` within the block, with its parameters, in order."""
+    sent: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cursor: Any, statement: str, parameters: Any, _x: Any, _many: bool) -> None:
+        sent.append((statement, parameters))
+
+    sa.event.listen(database.engine, "before_cursor_execute", capture)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", capture)

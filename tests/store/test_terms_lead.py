@@ -11,9 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-from tests.factories import ids_a_row_at_a_time, load, wid, workload
+from tests.factories import ids_a_row_at_a_time, load, statements_sent, wid, workload
 from workplane.api.deps import Services
 from workplane.domain.scopes import Scope, ScopeSet, ScopeType
 from workplane.domain.timefmt import now_ms
@@ -154,27 +153,11 @@ def test_a_viewers_pages_and_counts_are_its_own(
 def _page_plans(database: Database, query: WorkloadQuery, order: SortOrder) -> list[list[str]]:
     """SQLite's plan of each statement of ``query``'s first page that selects workload ids in the
     creation order."""
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_c: Any, _cursor: Any, statement: str, parameters: Any, _x: Any, _many: bool) -> None:
-        if statement.startswith("SELECT workloads.id") and "ORDER BY" in statement:
-            captured.append((statement, parameters))
-
-    sa.event.listen(database.engine, "before_cursor_execute", capture)
-    try:
-        with database.read() as conn:
-            catalog = CatalogCache().get(conn)
-            store.list_workloads(
-                conn,
-                query,
-                sort=Sort("createdAt", order),
-                offset=0,
-                limit=3,
-                catalog=catalog,
-                now_ms=now_ms(),
-            )
-    finally:
-        sa.event.remove(database.engine, "before_cursor_execute", capture)
+    with statements_sent(database) as sent, database.read() as conn:
+        catalog = CatalogCache().get(conn)
+        sort = Sort("createdAt", order)
+        store.list_workloads(conn, query, sort=sort, offset=0, limit=3, catalog=catalog, now_ms=now_ms())
+    captured = [(s, p) for s, p in sent if s.startswith("SELECT workloads.id") and "ORDER BY" in s]
     with database.read() as conn:
         return [
             [str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]

@@ -207,8 +207,9 @@ class Compiler:
         # a few times per request with one compiler (the plan's counts, the page, its walk).
         self._clock_terms: dict[tuple[str, str, float], sa.ColumnElement[bool]] = {}
 
-    def scope_off_index(self) -> Compiler:
-        """This compiler with the caller's scope kept off its columns' indexes (``scope_unindexed``)."""
+    def scope_off_index(self, off: bool = True) -> Compiler:
+        """This compiler with the caller's scope kept off its columns' indexes (``scope_unindexed``),
+        or (``off`` false) on them."""
         return Compiler(
             self.catalog,
             self.now_ms,
@@ -217,7 +218,7 @@ class Compiler:
             self.values,
             self.ranges_unindexed,
             self.streams,
-            scope_unindexed=True,
+            scope_unindexed=off,
         )
 
     # --- catalog-resolved fields -------------------------------------------------------------

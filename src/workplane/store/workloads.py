@@ -697,13 +697,54 @@ def _page_ids(
         # A row after the page inside the bound: every row before it is inside too.
         if walk.whole or has_more:
             return ids, has_more
+    if compiler.scope_unindexed and not few and walk is None:
+        # A broad scope along the order's index, as far as its rows' spread says; past that, its first
+        # rows are found by the scope's own index and sorted.
+        walked = _bounded_walk(rollup, narrowing, sort, offset=offset, limit=limit)
+        if walked is not None:
+            return walked
+        statement = sa.select(w.id).where(*compiler.scope_off_index(False).where(query), *narrowing)
+    elif terms_lead(rollup, few=few, walk=walk, need=need):
+        statement = sa.select(w.id).where(*compiler.scope_off_index().where(query), *narrowing)
     # A small selection, or (a range's) one the walk did not reach: found by the terms' indexes,
     # then sorted.
-    if terms_lead(rollup, few=few, walk=walk, need=need):
-        statement = sa.select(w.id).where(*compiler.scope_off_index().where(query), *narrowing)
     unindexed = few and not _held_in_creation_order(query, sort)
     order = compiler.order_by(sort, unindexed=unindexed, unordered=walk is not None)
     return page_ids(connection, statement.order_by(*order), offset=offset, limit=limit)
+
+
+# How many times the rows an even spread of a broad scope's rows would take a walk past (``_bounded_walk``)
+# it may visit before the page is asked of the scope's own index.
+WALK_SLACK = 4
+
+
+def _bounded_walk(
+    rollup: Rollup, narrowing: list[sa.ColumnElement[bool]], sort: Sort, *, offset: int, limit: int
+) -> tuple[list[str], bool] | None:
+    """The page of a broad scope (``_broad_scope``) along ``sort``'s own index, the scope checked on
+    each row, no further than ``WALK_SLACK`` times the live rows that an even spread of the scope's
+    rows would take; None where that walk does not fill the page. A scope's rows may gather at one
+    end of an order (a project's names sharing a prefix, its few submitters), and an unbounded walk
+    would then pass every other row first. The bound is the order's value that far along its index
+    over the live rows (ties on it included, as ``ranged_walk``'s), found by an index probe."""
+    connection, query, compiler = rollup.connection, rollup.query, rollup.compiler
+    need = offset + limit + 1
+    total = rollup.live_total()
+    visits = WALK_SLACK * -(-need * total // max(scope_rows(connection, query, rollup.asked), 1))
+    key = compiler.sort_key(sort.field)
+    bound: list[sa.ColumnElement[bool]] = []
+    if visits < total:
+        # The page's own order on the key alone (rows without a value last), over the live rows.
+        probe = sa.select(key).where(w.deleted_at.is_(None)).order_by(compiler.order_by(sort)[0])
+        edge = connection.execute(probe.offset(visits - 1).limit(1)).first()
+        if edge is not None and edge[0] is not None:
+            bound.append(key >= edge[0] if sort.order is SortOrder.DESC else key <= edge[0])
+    statement = sa.select(w.id).where(*compiler.where(query), *narrowing, *bound)
+    ids, has_more = page_ids(
+        connection, statement.order_by(*compiler.order_by(sort)), offset=offset, limit=limit
+    )
+    # A row after the page inside the bound: every row before it is inside too.
+    return (ids, has_more) if has_more or not bound else None
 
 
 def _held_in_creation_order(query: WorkloadQuery, sort: Sort) -> bool:
