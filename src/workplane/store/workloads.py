@@ -713,8 +713,8 @@ def _page_ids(
     return page_ids(connection, statement.order_by(*order), offset=offset, limit=limit)
 
 
-# How many times the rows an even spread of a broad scope's rows would take a walk past (``_bounded_walk``)
-# it may visit before the page is asked of the scope's own index.
+# A broad scope's walk along an order's index (``_bounded_walk``) visits at most this many times the
+# rows that an even spread of the scope's rows would need; past that, the scope's own index is asked.
 WALK_SLACK = 4
 
 
