@@ -61,14 +61,6 @@ def placed(database: Database, services: Services) -> None:
     )
 
 
-def test_the_fixture_holds_what_the_decisions_weigh() -> None:
-    assert sum(_project(n) == SMALL for n in range(N)) == 8
-    assert sum(_pending(n) for n in range(N)) == 14
-    assert sum(_pending(n) for n in range(N) if _project(n) == SMALL) == 1
-    assert sum(_gpus(n) == 8 for n in range(N)) == 9
-    assert sum(_gpus(n) == 8 for n in range(N) if _project(n) == SMALL) == 1
-
-
 def _query(project: str | None, *terms: str, deleted: bool = False) -> WorkloadQuery:
     scope = ScopeSet.everything() if project is None else ScopeSet.of([Scope(ScopeType.PROJECT, project)])
     return WorkloadQuery(scope=scope, deleted=deleted, terms=parse_filter(list(terms)))
@@ -76,6 +68,10 @@ def _query(project: str | None, *terms: str, deleted: bool = False) -> WorkloadQ
 
 @pytest.mark.usefixtures("placed")
 def test_the_terms_lead_where_the_scope_holds_more_than_they_select(database: Database) -> None:
+    # The counts the decisions below weigh (the comment above ``BIG``).
+    assert sum(_project(n) == SMALL for n in range(N)) == 8
+    assert [sum(_pending(n) for n in range(N) if _project(n) == p) for p in (BIG, SMALL)] == [13, 1]
+    assert [sum(_gpus(n) == 8 for n in range(N) if _project(n) == p) for p in (BIG, SMALL)] == [8, 1]
     with database.read() as conn:
         catalog = CatalogCache().get(conn)
         compiler = Compiler(catalog, now_ms(), dialect_of(conn))
