@@ -99,7 +99,7 @@ def test_the_terms_lead_where_the_scope_holds_more_than_they_select(database: Da
         assert not few(_query(None, "phase==Pending"))  # no scope to check
         assert not few(_query(BIG, "phase==Pending", deleted=True))
         assert not terms_lead(
-            Rollup(conn, _query(BIG, "phase==Pending"), compiler.scope_off_index(), Asked()),
+            Rollup(conn, _query(BIG, "phase==Pending"), compiler.varied(scope_unindexed=True), Asked()),
             few=True,
             walk=None,
             need=2,

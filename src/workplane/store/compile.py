@@ -207,18 +207,24 @@ class Compiler:
         # a few times per request with one compiler (the plan's counts, the page, its walk).
         self._clock_terms: dict[tuple[str, str, float], sa.ColumnElement[bool]] = {}
 
-    def scope_off_index(self, off: bool = True) -> Compiler:
-        """This compiler with the caller's scope kept off its columns' indexes (``scope_unindexed``),
-        or (``off`` false) on them."""
+    def varied(
+        self,
+        *,
+        ranges_unindexed: bool | None = None,
+        streams: Mapping[str, int] | None = None,
+        scope_unindexed: bool | None = None,
+    ) -> Compiler:
+        """This compiler (same catalog, instant, dialect, table and values) with the plan settings
+        given changed, the others kept."""
         return Compiler(
             self.catalog,
             self.now_ms,
             self.dialect,
             self.table,
             self.values,
-            self.ranges_unindexed,
-            self.streams,
-            scope_unindexed=off,
+            self.ranges_unindexed if ranges_unindexed is None else ranges_unindexed,
+            self.streams if streams is None else streams,
+            self.scope_unindexed if scope_unindexed is None else scope_unindexed,
         )
 
     # --- catalog-resolved fields -------------------------------------------------------------

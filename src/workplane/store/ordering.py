@@ -112,11 +112,9 @@ class Rollup:
     def counts(self, *columns: sa.ColumnElement[Any]) -> Counter[Any]:
         """Live workloads matching the query's terms inside its scope, per value of ``columns`` (one
         column: keyed by its value; several: by the tuple)."""
-        compiler = self.compiler
-        rollup = Compiler(compiler.catalog, compiler.now_ms, compiler.dialect, table=workload_counts)
         statement = (
             sa.select(*columns, sa.func.sum(workload_counts.c.n))
-            .where(restrict(workload_counts, self.query.scope), *(rollup.term(t) for t in self.query.terms))
+            .where(restrict(workload_counts, self.query.scope), *self._terms())
             .group_by(*columns)
         )
         counts: Counter[Any] = Counter()
@@ -125,6 +123,18 @@ class Rollup:
             if row[-1]:
                 counts[key] += int(row[-1])
         return counts
+
+    def term_rows(self) -> list[int]:
+        """Live workloads matching each of the query's terms alone, tenant-wide (one statement)."""
+        rows = workload_counts.c.n
+        each = [sa.func.coalesce(sa.func.sum(rows).filter(term), 0) for term in self._terms()]
+        return [int(n) for n in self.connection.execute(sa.select(*each)).one()]
+
+    def _terms(self) -> list[sa.ColumnElement[bool]]:
+        """The query's terms on the rollup (whose columns share the workloads' names)."""
+        compiler = self.compiler
+        rollup = Compiler(compiler.catalog, compiler.now_ms, compiler.dialect, table=workload_counts)
+        return [rollup.term(t) for t in self.query.terms]
 
 
 def scope_rows(connection: sa.Connection, query: WorkloadQuery, asked: Asked) -> int:
@@ -162,17 +172,13 @@ def terms_lead(rollup: Rollup, *, few: bool, walk: Walk | None, need: int) -> bo
     ``allocatedGPU>=8`` the same for none). A ``few`` selection's terms must each be an equality the
     rollup counts (what the page then reads: the largest of their selections, whichever index SQLite
     takes); a range's selection is under the reach, the rows a walk would visit."""
-    query, compiler = rollup.query, rollup.compiler
+    query = rollup.query
     if not _scope_may_yield(rollup):
         return False
     if few:
         if not all(t.op == "==" for t in query.terms):
             return False
-        inside = scope_rows(rollup.connection, query, rollup.asked)
-        tenant = Compiler(compiler.catalog, compiler.now_ms, compiler.dialect, table=workload_counts)
-        rows = workload_counts.c.n
-        each = [sa.func.coalesce(sa.func.sum(rows).filter(tenant.term(t)), 0) for t in query.terms]
-        return max(int(n) for n in rollup.connection.execute(sa.select(*each)).one()) < inside
+        return max(rollup.term_rows()) < scope_rows(rollup.connection, query, rollup.asked)
     if walk is None or walk.bound is not None or walk.empty:
         return False
     return scope_rows(rollup.connection, query, rollup.asked) > walk_reach(need, rollup.live_total())

@@ -528,23 +528,10 @@ def _split_page(
     statement, ``ranged_walks``; the walk's edge once), and the sets' walks or sorts, their merge
     and the page's rows are one statement (``_ordered_page``): four statements in the creation
     order, one in another, where each set took two and the merge and the rows two more."""
-    catalog, now_ms, dialect = compiler.catalog, compiler.now_ms, compiler.dialect
     want = offset + limit + 1
     # The three sets' plans weigh the same live total and walk to the same edge: asked once.
     shared = Rollup(connection, query, compiler, asked)
-    views = [
-        shared.with_compiler(
-            Compiler(
-                catalog,
-                now_ms,
-                dialect,
-                values=compiler.values,
-                streams={split: stream},
-                scope_unindexed=compiler.scope_unindexed,
-            )
-        )
-        for stream in range(3)
-    ]
+    views = [shared.with_compiler(compiler.varied(streams={split: stream})) for stream in range(3)]
     parts: dict[int, sa.Select[Any]] = {}
     statements: dict[int, sa.Select[Any]] = {}
     walked: list[int] = []
@@ -583,7 +570,7 @@ def _split_page(
         order = part.order_by(sort, unindexed=number in looked_up, unordered=walk is not None)
         statement = statements[number]
         if terms_lead(views[number], few=number in looked_up, walk=walk, need=want + 1):
-            statement = sa.select(w.id).where(*part.scope_off_index().where(query), *narrowing)
+            statement = sa.select(w.id).where(*part.varied(scope_unindexed=True).where(query), *narrowing)
         sorted_parts[number] = statement.order_by(*order).limit(want)
         if walk is None or walk.bound is None:
             parts[number] = sorted_parts[number]
@@ -703,9 +690,9 @@ def _page_ids(
         walked = _bounded_walk(rollup, narrowing, sort, offset=offset, limit=limit)
         if walked is not None:
             return walked
-        statement = sa.select(w.id).where(*compiler.scope_off_index(False).where(query), *narrowing)
+        statement = sa.select(w.id).where(*compiler.varied(scope_unindexed=False).where(query), *narrowing)
     elif terms_lead(rollup, few=few, walk=walk, need=need):
-        statement = sa.select(w.id).where(*compiler.scope_off_index().where(query), *narrowing)
+        statement = sa.select(w.id).where(*compiler.varied(scope_unindexed=True).where(query), *narrowing)
     # A small selection, or (a range's) one the walk did not reach: found by the terms' indexes,
     # then sorted.
     unindexed = few and not _held_in_creation_order(query, sort)
@@ -731,18 +718,16 @@ def _bounded_walk(
     need = offset + limit + 1
     total = rollup.live_total()
     visits = WALK_SLACK * -(-need * total // max(scope_rows(connection, query, rollup.asked), 1))
-    key = compiler.sort_key(sort.field)
+    key, order = compiler.sort_key(sort.field), compiler.order_by(sort)
     bound: list[sa.ColumnElement[bool]] = []
     if visits < total:
         # The page's own order on the key alone (rows without a value last), over the live rows.
-        probe = sa.select(key).where(w.deleted_at.is_(None)).order_by(compiler.order_by(sort)[0])
+        probe = sa.select(key).where(w.deleted_at.is_(None)).order_by(order[0])
         edge = connection.execute(probe.offset(visits - 1).limit(1)).first()
         if edge is not None and edge[0] is not None:
             bound.append(key >= edge[0] if sort.order is SortOrder.DESC else key <= edge[0])
     statement = sa.select(w.id).where(*compiler.where(query), *narrowing, *bound)
-    ids, has_more = page_ids(
-        connection, statement.order_by(*compiler.order_by(sort)), offset=offset, limit=limit
-    )
+    ids, has_more = page_ids(connection, statement.order_by(*order), offset=offset, limit=limit)
     # A row after the page inside the bound: every row before it is inside too.
     return (ids, has_more) if has_more or not bound else None
 
@@ -770,15 +755,7 @@ def _along(
 ) -> sa.Select[Any]:
     """The selection inside a walk's ``bound`` with its ranges off their indexes (``ranged_walk``),
     to be read along the order's index."""
-    walker = Compiler(
-        compiler.catalog,
-        compiler.now_ms,
-        compiler.dialect,
-        values=compiler.values,
-        ranges_unindexed=True,
-        streams=compiler.streams,
-        scope_unindexed=compiler.scope_unindexed,
-    )
+    walker = compiler.varied(ranges_unindexed=True)
     return sa.select(w.id).where(*walker.where(query), *narrowing, bound)
 
 
@@ -853,7 +830,7 @@ def count_workloads(
     def counted(streams: dict[str, int]) -> sa.Select[Any]:
         compiler = Compiler(catalog, now_ms, dialect, values=values, streams=streams)
         if ranges_lead(Rollup(connection, query, compiler, asked)):
-            compiler = compiler.scope_off_index()
+            compiler = compiler.varied(scope_unindexed=True)
         return sa.select(sa.func.count()).select_from(workloads).where(*_where(connection, query, compiler))
 
     split = _clock_split(query)
