@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from tests.server import _stop as stop_process
-from tests.server import free_port
+from tests.server import free_port, http_client
 
 START_S = 30.0
 
@@ -54,7 +54,7 @@ def scraping(workdir: Path, target: str, *, job: str, labels: dict[str, str] | N
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_S
-        with httpx.Client(timeout=2) as http:  # one client: ``httpx.get`` loads the CA bundle each try
+        with http_client(timeout=2) as http:  # one client for every try
             while not _ready(http, url):
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise AssertionError(
@@ -75,7 +75,8 @@ def _ready(http: httpx.Client, url: str) -> bool:
 
 def query(url: str, promql: str) -> list[dict[str, Any]]:
     """An instant query's result vector."""
-    answer = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=10)
+    with http_client(timeout=10) as http:  # polled: the shared TLS context, not a new one each ask
+        answer = http.get(f"{url}/api/v1/query", params={"query": promql})
     assert answer.status_code == 200, answer.text
     result: list[dict[str, Any]] = answer.json()["data"]["result"]
     return result

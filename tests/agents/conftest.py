@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.server import await_health, free_port
+from tests.server import await_health, free_port, http_client
 from workplane.agents.traces import Trace, load_dlrm, load_itp, load_openb
 from workplane.app import build_services, create_app
 from workplane.auth.credentials import ADMIN_CLIENT_ID
@@ -182,7 +182,7 @@ class ServerProcess:
             f"{self.url}/api/v1/token",
             json={"grantType": "client_credentials", "clientId": client_id, "clientSecret": secret},
         ).json()["accessToken"]
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        return http_client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
 @pytest.fixture

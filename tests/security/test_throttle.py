@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tests.auth.helpers import create_key
-from tests.server import Server, assert_error, running_server
+from tests.server import Server, assert_error, http_client, running_server
 from workplane.api.deps import Services
 from workplane.app import build_services, create_app
 from workplane.auth.audit import RefusalLog, list_entries
@@ -50,7 +50,7 @@ def test_concurrent_guesses_check_no_more_secrets_than_allowed(
     target = str(uuid.uuid4())
 
     def guess(_: int) -> int:
-        with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        with http_client(base_url=server.base_url, timeout=30) as http:
             return int(_ask(http, target, "wrong").status_code)
 
     started = time.monotonic()
