@@ -17,6 +17,7 @@ server refuses samples of a workload it does not know).
 from __future__ import annotations
 
 import math
+import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -142,6 +143,9 @@ class UtilisationSource:
         self.timeout_s = timeout_s
         self._next = 0.0
         self.failing = False  # said once per outage, not every round
+        # The TLS context of every reading's client, made on the first: httpx would build one for each
+        # client, loading the CA bundle each time (34-38 ms of CPU a reading, every ``interval_s``).
+        self._tls: ssl.SSLContext | None = None
 
     def due(self) -> bool:
         """Whether a reading is due (every ``interval_s``, the exporter's own default period)."""
@@ -153,7 +157,9 @@ class UtilisationSource:
 
     async def read(self) -> list[GpuReading]:
         try:
-            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+            if self._tls is None:
+                self._tls = httpx.create_ssl_context()
+            async with httpx.AsyncClient(timeout=self.timeout_s, verify=self._tls) as client:
                 if self.kind == "prometheus":
                     answer = await client.get(f"{self.url.rstrip('/')}/api/v1/query", params={"query": QUERY})
                 else:
