@@ -153,6 +153,15 @@ def ids_a_row_at_a_time(connection: sa.Connection, query: WorkloadQuery, sort: S
     return got
 
 
+def paged_and_counted(
+    connection: sa.Connection, query: WorkloadQuery, sort: Sort, rows: int
+) -> tuple[list[str], int]:
+    """``ids_a_row_at_a_time`` and the query's count, in one read."""
+    got = ids_a_row_at_a_time(connection, query, sort, rows)
+    catalog = CatalogCache().get(connection)
+    return got, store.count_workloads(connection, query, catalog=catalog, now_ms=now_ms())
+
+
 @contextmanager
 def statements_sent(database: Database) -> Iterator[list[tuple[str, Any]]]:
     """Each statement sent to ``database`` within the block, with its parameters, in order."""

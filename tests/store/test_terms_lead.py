@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.factories import ids_a_row_at_a_time, load, statements_sent, wid, workload
+from tests.factories import load, paged_and_counted, statements_sent, wid, workload
 from workplane.api.deps import Services
 from workplane.domain.scopes import Scope, ScopeSet, ScopeType
 from workplane.domain.timefmt import now_ms
@@ -140,10 +140,10 @@ def test_a_viewers_pages_and_counts_are_its_own(
     expected = _expected(project, CASES[terms], order)
     query = _query(project, *terms.split(","))
     with database.read() as conn:
-        got = ids_a_row_at_a_time(conn, query, Sort("createdAt", order), len(expected))
-        counted = store.count_workloads(conn, query, catalog=CatalogCache().get(conn), now_ms=now_ms())
-    assert got == expected
-    assert counted == len(expected)
+        assert paged_and_counted(conn, query, Sort("createdAt", order), len(expected)) == (
+            expected,
+            len(expected),
+        )
 
 
 def _page_plans(database: Database, query: WorkloadQuery, order: SortOrder) -> list[list[str]]:

@@ -612,6 +612,19 @@ def test_migration_0025_adds_the_completion_day_index_and_goes_back_down(empty_u
     engine.dispose()
 
 
+def test_migration_0027_adds_the_project_completed_index_and_goes_back_down(empty_url: str) -> None:
+    """Each project's live completed workloads by completion time (``tests/store/test_project_completed``)."""
+    engine = sa.create_engine(empty_url)
+    migrate.upgrade(engine)
+    assert "ix_workloads_live_project_completed" in _workload_indexes(engine)
+    with engine.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "0026")
+    assert "ix_workloads_live_project_completed" not in _workload_indexes(engine)
+    migrate.upgrade(engine)
+    assert "ix_workloads_live_project_completed" in _workload_indexes(engine)
+    engine.dispose()
+
+
 CLOCK_STATISTICS = {"st_workloads_pending_open", "st_workloads_running_open"}
 
 

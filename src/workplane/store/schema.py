@@ -253,6 +253,12 @@ sa.Index(
     sqlite_where=LIVE_COMPLETED,
     postgresql_where=LIVE_COMPLETED,
 )
+# Each project's live completed rows by completion time (migration 0027): a project viewer's range on
+# completedAt reads its own matches, not the project's every row (the project's matches are its
+# newest, and the range holds more rows tenant-wide than the project does).
+_partial_index(
+    "ix_workloads_live_project_completed", "project_id", "completed_at", "id", where=LIVE_COMPLETED
+)
 # Expression indexes, which SQLite's reflection skips: left out of the schema comparison (``migrate``).
 EXPRESSION_INDEXES = (
     *(f"ix_workloads_{c}_{kind}" for c in CLOCKS for kind in ("stopped", "open")),
