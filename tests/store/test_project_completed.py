@@ -8,13 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.factories import load, paged_and_counted, statements_sent, wid, workload
+from tests.factories import first_page_plans, load, paged_and_counted, wid, workload
 from workplane.api.deps import Services
 from workplane.domain.scopes import Scope, ScopeSet, ScopeType
-from workplane.domain.timefmt import now_ms
 from workplane.query.filters import Sort, SortOrder, WorkloadQuery, parse_filter
-from workplane.store import workloads as store
-from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
 
 INDEX = "ix_workloads_live_project_completed"
@@ -89,16 +86,6 @@ def test_the_project_s_matches_are_looked_up_by_its_completed_rows(database: Dat
     read the project's every row by its creation-ordered index."""
     if database.dialect != "sqlite":
         pytest.skip("SQLite's plans: PostgreSQL chooses by its statistics")
-    with statements_sent(database) as sent, database.read() as conn:
-        catalog = CatalogCache().get(conn)
-        page = store.list_workloads(
-            conn, _query(OWN), sort=Sort("createdAt"), offset=0, limit=3, catalog=catalog, now_ms=now_ms()
-        )
-    assert [row.id for row in page.rows] == _expected(OWN, SortOrder.ASC)[:3]
-    selects = [(s, p) for s, p in sent if s.startswith("SELECT workloads.id") and "ORDER BY" in s]
-    with database.read() as conn:
-        plans = [
-            [str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
-            for statement, parameters in selects
-        ]
+    ids, plans = first_page_plans(database, _query(OWN), Sort("createdAt"))
+    assert ids == _expected(OWN, SortOrder.ASC)[:3]
     assert any(f"USING INDEX {INDEX} (project_id=? AND completed_at>?)" in r for p in plans for r in p), plans

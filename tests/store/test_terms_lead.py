@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 
-from tests.factories import load, paged_and_counted, statements_sent, wid, workload
+from tests.factories import first_page_plans, load, paged_and_counted, wid, workload
 from workplane.api.deps import Services
 from workplane.domain.scopes import Scope, ScopeSet, ScopeType
 from workplane.domain.timefmt import now_ms
 from workplane.query.filters import Sort, SortOrder, WorkloadQuery, parse_filter
-from workplane.store import workloads as store
 from workplane.store.catalog import CatalogCache
 from workplane.store.compile import Compiler
 from workplane.store.database import Database, dialect_of
@@ -146,21 +145,6 @@ def test_a_viewers_pages_and_counts_are_its_own(
         )
 
 
-def _page_plans(database: Database, query: WorkloadQuery, order: SortOrder) -> list[list[str]]:
-    """SQLite's plan of each statement of ``query``'s first page that selects workload ids in the
-    creation order."""
-    with statements_sent(database) as sent, database.read() as conn:
-        catalog = CatalogCache().get(conn)
-        sort = Sort("createdAt", order)
-        store.list_workloads(conn, query, sort=sort, offset=0, limit=3, catalog=catalog, now_ms=now_ms())
-    captured = [(s, p) for s, p in sent if s.startswith("SELECT workloads.id") and "ORDER BY" in s]
-    with database.read() as conn:
-        return [
-            [str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
-            for statement, parameters in captured
-        ]
-
-
 @pytest.mark.usefixtures("placed")
 @pytest.mark.parametrize("order", [SortOrder.ASC, SortOrder.DESC])
 def test_a_few_equal_rows_are_walked_in_the_creation_order_by_the_leading_index(
@@ -172,6 +156,6 @@ def test_a_few_equal_rows_are_walked_in_the_creation_order_by_the_leading_index(
     if database.dialect != "sqlite":
         pytest.skip("SQLite's plans: PostgreSQL chooses by its statistics")
     for project, index in ((BIG, "ix_workloads_live_phase"), (SMALL, "ix_workloads_live_project_id")):
-        (plan,) = _page_plans(database, _query(project, "phase==Pending"), order)
+        _, (plan,) = first_page_plans(database, _query(project, "phase==Pending"), Sort("createdAt", order))
         assert any(f"USING INDEX {index} " in r for r in plan), plan
         assert not any("TEMP B-TREE" in r for r in plan), plan
