@@ -625,6 +625,32 @@ def test_migration_0027_adds_the_project_completed_index_and_goes_back_down(empt
     engine.dispose()
 
 
+def _index_sql(engine: sa.Engine, name: str) -> str:
+    """An index's definition as the database states it."""
+    statement = (
+        "SELECT sql FROM sqlite_master WHERE name = :name"
+        if engine.dialect.name == "sqlite"
+        else "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
+    )
+    with engine.connect() as conn:
+        return str(conn.execute(sa.text(statement), {"name": name}).scalar_one())
+
+
+def test_migration_0028_puts_the_scopes_in_the_name_index_and_goes_back_down(empty_url: str) -> None:
+    """The live name index holds the scopes' columns (``tests/store/test_scoped_name_sort``)."""
+    engine = sa.create_engine(empty_url)
+    migrate.upgrade(engine)
+    held = "cluster_id, department_id, project_id, deleted_at"
+    assert held in _index_sql(engine, "ix_workloads_live_name")
+    with engine.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "0027")
+    assert "cluster_id" not in _index_sql(engine, "ix_workloads_live_name")
+    assert "created_at, id" in _index_sql(engine, "ix_workloads_live_name")
+    migrate.upgrade(engine)
+    assert held in _index_sql(engine, "ix_workloads_live_name")
+    engine.dispose()
+
+
 CLOCK_STATISTICS = {"st_workloads_pending_open", "st_workloads_running_open"}
 
 

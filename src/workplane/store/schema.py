@@ -156,8 +156,17 @@ def _partial_index(name: str, *columns: str, where: sa.TextClause) -> sa.Index:
     return sa.Index(name, *(workloads.c[c] for c in columns), sqlite_where=where, postgresql_where=where)
 
 
+# The scopes' columns (``store.scopes.restrict``), held by the live name index as well (migration
+# 0028), with ``deleted_at`` (NULL throughout, but SQLite needs it to count the index as covering): a
+# scoped caller's page by name that walks the name index (``store.workloads._broad_scope``) checks
+# each entry's scope in the index, not in the table. At 1,000,000 workloads on SQLite, a project
+# viewer's first page by name read 3,100 rows from the table along it (20 ms) or the project's
+# 15,000 by its own index (24 ms); the walk in the index alone takes 0.2 ms.
+SCOPE_COLUMNS = ("cluster_id", "department_id", "project_id")
+LIVE_SCOPE_HELD = ("name",)
 for _col in LIVE_TEXT_INDEXED:
-    _partial_index(f"ix_workloads_live_{_col}", _col, "created_at", "id", where=LIVE)
+    _held = (*SCOPE_COLUMNS, "deleted_at") if _col in LIVE_SCOPE_HELD else ()
+    _partial_index(f"ix_workloads_live_{_col}", _col, "created_at", "id", *_held, where=LIVE)
 _partial_index("ix_workloads_live_created", "created_at", "id", where=LIVE)
 DELETED = sa.text("deleted_at IS NOT NULL")
 _partial_index("ix_workloads_deleted_created", "created_at", "id", where=DELETED)

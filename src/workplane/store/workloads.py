@@ -47,6 +47,7 @@ from workplane.store.ordering import (
 )
 from workplane.store.paging import page_ids
 from workplane.store.schema import (
+    LIVE_SCOPE_HELD,
     LIVE_TEXT_INDEXED,
     POOL_COUNTED_COLUMNS,
     SPARSE_INDEXED,
@@ -420,7 +421,19 @@ def _broad_scope(
     if not dialect.rules_out_indexes:
         return False
     inside = scope_rows(connection, query, asked)
-    return dense(inside, asked.live_total or 0, need, dialect.walk_cost)
+    return dense(inside, asked.live_total or 0, need, _scoped_walk_cost(query, spec.column, dialect))
+
+
+def _scoped_walk_cost(query: WorkloadQuery, column: str | None, dialect: SqlDialect) -> float:
+    """What a scoped walk along ``column``'s index costs a row visited, in rows of the scope looked
+    up by its own index and sorted (``ordering.dense``). Where that index holds the scopes' columns
+    (``LIVE_SCOPE_HELD``) and nothing else is asked, the walk reads index entries alone while the
+    look-up reads each of its rows from the table for the sort key: no dearer than one of those (at
+    1,000,000 on SQLite, about a tenth). Otherwise the walk reads each row it visits from the table
+    (``SqlDialect.walk_cost``)."""
+    if column in LIVE_SCOPE_HELD and not query.terms and not query.words:
+        return 1.0
+    return dialect.walk_cost
 
 
 def _clock_split(query: WorkloadQuery) -> str | None:
