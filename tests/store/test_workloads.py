@@ -637,7 +637,7 @@ def _index_sql(engine: sa.Engine, name: str) -> str:
 
 
 def test_migration_0028_puts_the_scopes_in_the_name_index_and_goes_back_down(empty_url: str) -> None:
-    """The live name index holds the scopes' columns (``tests/store/test_scoped_name_sort``)."""
+    """The live name index holds the scopes' columns (``tests/store/test_scoped_sorts``)."""
     engine = sa.create_engine(empty_url)
     migrate.upgrade(engine)
     held = "cluster_id, department_id, project_id, deleted_at"

@@ -53,7 +53,7 @@ from workplane.store.compile import (
     range_day,
 )
 from workplane.store.dialects.base import SqlDialect
-from workplane.store.schema import SPARSE_INDEXED, workload_counts, workloads
+from workplane.store.schema import SCOPE_HELD_VALUES, SPARSE_INDEXED, workload_counts, workloads
 from workplane.store.scopes import restrict
 
 w = workloads.c
@@ -123,6 +123,12 @@ class Rollup:
             if row[-1]:
                 counts[key] += int(row[-1])
         return counts
+
+    def tenant_counts(self, column: sa.ColumnElement[Any]) -> Counter[Any]:
+        """Live workloads per value of ``column`` tenant-wide, whatever the query asks: the rows its
+        index holds for each value."""
+        statement = sa.select(column, sa.func.sum(workload_counts.c.n)).group_by(column)
+        return Counter({row[0]: int(row[1]) for row in self.connection.execute(statement) if row[1]})
 
     def term_rows(self) -> list[int]:
         """Live workloads matching each of the query's terms alone, tenant-wide (one statement)."""
@@ -256,14 +262,34 @@ def parts_for(
         total = rollup.live_total()
         column = w[spec.column]
         unindexed = compiler.dialect.unindexed(column)
+        broader = _broader_than_scope(rollup, spec.column)
 
         def value_is(value: Any) -> sa.ColumnElement[bool]:
-            subject = unindexed if dense(counts[value], total, need, cost) else column
+            off = dense(counts[value], total, need, cost) or value in broader
+            subject = unindexed if off else column
             condition: sa.ColumnElement[bool] = subject == value
             return condition
 
         return [Part(partial(value_is, value), by_id) for value in sorted(counts, reverse=descending)]
     return None
+
+
+def _broader_than_scope(rollup: Rollup, column: str) -> set[Any]:
+    """The values of ``column`` whose index would yield more live rows than the caller's scope holds,
+    where the scope is read by its own index (``_scope_may_yield``): a part of such a value is looked
+    up by the scope's index, its value kept off its own. Both read each row from the table for the
+    other's equality, so the fewer rows win; SQLite, which keeps no statistics, took either index: a
+    project viewer's page by type at a million workloads read every live row of the type (930,000)
+    and sorted them, 0.8 s. Not a value whose index holds the scopes (``SCOPE_HELD_VALUES``: the
+    live Pending rows), whose entries are checked without the table."""
+    if not _scope_may_yield(rollup):
+        return set()
+    inside = scope_rows(rollup.connection, rollup.query, rollup.asked)
+    return {
+        value
+        for value, rows in rollup.tenant_counts(workload_counts.c[column]).items()
+        if rows > inside and (column, value) not in SCOPE_HELD_VALUES
+    }
 
 
 def few_matches(rollup: Rollup, *, need: int) -> bool:

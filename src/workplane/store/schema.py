@@ -175,6 +175,9 @@ sa.Index("ix_workloads_phase_updated_at", workloads.c.phase_updated_at, workload
 # Live Pending workloads (a few percent of the inventory) with what telemetry groups them by: the pending
 # time distribution reads this index alone.
 PENDING = sa.text("deleted_at IS NULL AND phase = 'Pending'")
+# The (column, value) selections whose index holds the scopes' columns: read for a scope, its entries
+# are checked without the table (``store.ordering._broader_than_scope``).
+SCOPE_HELD_VALUES = frozenset({("phase", "Pending")})
 # Led by phase (constant here) so that the query's phase equality makes it SQLite's choice.
 _partial_index(
     "ix_workloads_pending",

@@ -1,7 +1,13 @@
-"""A scoped caller's page by name walks the live name index, which holds the scopes' columns
-(migration 0028), checking each entry's scope there: the pages and counts are what Python says, for a
-scope whose names are spread along the order and for one whose names all sort last (the bounded walk
-finds none and the scope's own index is read); on SQLite the walk reads the index alone."""
+"""A scoped caller's pages in the order of a text field, on SQLite's plans that weigh the scope.
+
+- By name: the live name index holds the scopes' columns (migration 0028), and a page walks it,
+  checking each entry's scope there: for a scope whose names are spread along the order and for one
+  whose names all sort last (the bounded walk finds none and the scope's own index is read).
+- By type, read a type at a time (``ordering.parts_for``): a type that holds more rows tenant-wide
+  than the scope does is kept off its index, and the scope's own index reads the part.
+
+The pages and counts are what Python says on both databases; SQLite's plans are the ones described.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +42,11 @@ def _project(n: int) -> str:
     return LAST if n % 6 == 1 else OTHER
 
 
+def _type(n: int) -> str:
+    """Every eighth row (half the spread project's) a PyTorchJob, the rest Training."""
+    return "PyTorchJob" if n % 8 == 0 else "Training"
+
+
 def _name(n: int) -> str:
     spread = f"n{(n * 97) % N:03d}"  # 97 and 240 are coprime: every name once, out of creation order
     return f"z{spread}" if _project(n) == LAST else spread
@@ -49,6 +60,7 @@ def placed(database: Database, services: Services) -> None:
             workload(
                 f"w{n:03d}",
                 name=_name(n),
+                type=_type(n),
                 projectId=_project(n),
                 projectName=_project(n),
                 departmentId=f"d-{_project(n)}",
@@ -63,22 +75,24 @@ def _query(scope: str) -> WorkloadQuery:
     return WorkloadQuery(scope=ScopeSet.of([SCOPES[scope]]))
 
 
-def _expected(scope: str, order: SortOrder) -> list[str]:
+def _expected(scope: str, order: SortOrder, field: str = "name") -> list[str]:
     project = SCOPES[scope].id.removeprefix("d-")
-    own = sorted((n for n in range(N) if _project(n) == project), key=_name, reverse=order is SortOrder.DESC)
-    return [str(wid(f"w{n:03d}")) for n in own]
+    own = [n for n in range(N) if _project(n) == project]
+    key = {"name": lambda n: (_name(n), ""), "type": lambda n: (_type(n), str(wid(f"w{n:03d}")))}[field]
+    return [str(wid(f"w{n:03d}")) for n in sorted(own, key=key, reverse=order is SortOrder.DESC)]
 
 
 @pytest.mark.usefixtures("placed")
+@pytest.mark.parametrize("field", ["name", "type"])
 @pytest.mark.parametrize("scope", sorted(SCOPES))
 @pytest.mark.parametrize("order", [SortOrder.ASC, SortOrder.DESC])
-def test_a_scoped_page_by_name_pages_and_counts_as_python_says(
-    database: Database, scope: str, order: SortOrder
+def test_a_scoped_page_pages_and_counts_as_python_says(
+    database: Database, scope: str, order: SortOrder, field: str
 ) -> None:
-    expected = _expected(scope, order)
+    expected = _expected(scope, order, field)
     assert len(expected) in (40, 60)
     with database.read() as conn:
-        got = paged_and_counted(conn, _query(scope), Sort("name", order), len(expected))
+        got = paged_and_counted(conn, _query(scope), Sort(field, order), len(expected))
     assert got == (expected, len(expected))
 
 
@@ -93,3 +107,20 @@ def test_a_scoped_page_by_name_walks_the_name_index_alone(database: Database, sc
     ids, plans = first_page_plans(database, _query(scope), Sort("name"))
     assert ids == _expected(scope, SortOrder.ASC)[:3]
     assert any(f"workloads USING COVERING INDEX {INDEX}" in r for p in plans for r in p), plans
+
+
+@pytest.mark.usefixtures("placed")
+@pytest.mark.parametrize("scope", ["project spread", "department spread"])
+def test_a_part_of_a_type_broader_than_the_scope_is_read_by_the_scope_s_index(
+    database: Database, scope: str
+) -> None:
+    """Newest type first: the scope's Training rows (30 of its 60), a part whose type holds 210 live
+    rows tenant-wide, are read by the scope's own index, not by the type's (which SQLite took: at a
+    million workloads every live Training row read and sorted for a viewer's page, 0.8 s)."""
+    if database.dialect != "sqlite":
+        pytest.skip("SQLite's plans: PostgreSQL chooses by its statistics")
+    ids, plans = first_page_plans(database, _query(scope), Sort("type", SortOrder.DESC))
+    assert ids == _expected(scope, SortOrder.DESC, "type")[:3]
+    (part,) = [p for p in plans if any("ix_workloads_live_" in r for r in p)]
+    column = "project_id" if scope.startswith("project") else "department_id"
+    assert any(f"USING INDEX ix_workloads_live_{column} ({column}=?)" in r for r in part), plans
