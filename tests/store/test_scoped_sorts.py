@@ -5,20 +5,27 @@
   whose names all sort last (the bounded walk finds none and the scope's own index is read).
 - By type, read a type at a time (``ordering.parts_for``): a type that holds more rows tenant-wide
   than the scope does is kept off its index, and the scope's own index reads the part.
+- By phaseUpdatedAt on PostgreSQL: a scope's rows are looked up and sorted, the order kept off its
+  index (``store.workloads._gathered_in_time``), where the planner would walk the time's index.
 
 The pages and counts are what Python says on both databases; SQLite's plans are the ones described.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from tests.factories import first_page_plans, load, paged_and_counted, wid, workload
+from tests.factories import first_page_plans, load, paged_and_counted, statements_sent, wid, workload
 from workplane.api.deps import Services
 from workplane.domain.scopes import Scope, ScopeSet, ScopeType
+from workplane.domain.timefmt import now_ms
 from workplane.query.filters import Sort, SortOrder, WorkloadQuery
+from workplane.store import workloads as store
+from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
 
 INDEX = "ix_workloads_live_name"
@@ -47,6 +54,10 @@ def _type(n: int) -> str:
     return "PyTorchJob" if n % 8 == 0 else "Training"
 
 
+def _phase_updated(n: int) -> datetime:
+    return START + timedelta(hours=(n * 53) % N)
+
+
 def _name(n: int) -> str:
     spread = f"n{(n * 97) % N:03d}"  # 97 and 240 are coprime: every name once, out of creation order
     return f"z{spread}" if _project(n) == LAST else spread
@@ -61,6 +72,7 @@ def placed(database: Database, services: Services) -> None:
                 f"w{n:03d}",
                 name=_name(n),
                 type=_type(n),
+                phaseUpdatedAt=_phase_updated(n),
                 projectId=_project(n),
                 projectName=_project(n),
                 departmentId=f"d-{_project(n)}",
@@ -78,12 +90,17 @@ def _query(scope: str) -> WorkloadQuery:
 def _expected(scope: str, order: SortOrder, field: str = "name") -> list[str]:
     project = SCOPES[scope].id.removeprefix("d-")
     own = [n for n in range(N) if _project(n) == project]
-    key = {"name": lambda n: (_name(n), ""), "type": lambda n: (_type(n), str(wid(f"w{n:03d}")))}[field]
+    keys: dict[str, Callable[[int], tuple[Any, str]]] = {
+        "name": lambda n: (_name(n), ""),
+        "type": lambda n: (_type(n), str(wid(f"w{n:03d}"))),
+        "phaseUpdatedAt": lambda n: (_phase_updated(n), str(wid(f"w{n:03d}"))),
+    }
+    key = keys[field]
     return [str(wid(f"w{n:03d}")) for n in sorted(own, key=key, reverse=order is SortOrder.DESC)]
 
 
 @pytest.mark.usefixtures("placed")
-@pytest.mark.parametrize("field", ["name", "type"])
+@pytest.mark.parametrize("field", ["name", "type", "phaseUpdatedAt"])
 @pytest.mark.parametrize("scope", sorted(SCOPES))
 @pytest.mark.parametrize("order", [SortOrder.ASC, SortOrder.DESC])
 def test_a_scoped_page_pages_and_counts_as_python_says(
@@ -124,3 +141,37 @@ def test_a_part_of_a_type_broader_than_the_scope_is_read_by_the_scope_s_index(
     (part,) = [p for p in plans if any("ix_workloads_live_" in r for r in p)]
     column = "project_id" if scope.startswith("project") else "department_id"
     assert any(f"USING INDEX ix_workloads_live_{column} ({column}=?)" in r for r in part), plans
+
+
+def _page_orders(database: Database, query: WorkloadQuery) -> list[str]:
+    """The ORDER BY of each statement of a first page by phaseUpdatedAt that selects ids in order."""
+    with statements_sent(database) as sent, database.read() as conn:
+        store.list_workloads(
+            conn,
+            query,
+            sort=Sort("phaseUpdatedAt"),
+            offset=0,
+            limit=3,
+            catalog=CatalogCache().get(conn),
+            now_ms=now_ms(),
+        )
+    selects = [statement for statement, _p in sent if statement.startswith("SELECT workloads.id")]
+    return [statement.split("ORDER BY")[1] for statement in selects if "ORDER BY" in statement]
+
+
+@pytest.mark.usefixtures("placed")
+def test_a_scoped_page_by_phase_updated_at_is_sorted_not_walked_on_postgresql(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scope's rows sorted, the order off its index (``phase_updated_at + 0``: PostgreSQL walked
+    the time's index, expecting the scope's rows spread along it); not tenant-wide, and not for a
+    scope of more than ``GATHERED_LOOKUP_MOST`` rows."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite keeps a scope on its index for a time's order (_broad_scope)")
+    (scoped,) = _page_orders(database, _query("project spread"))
+    assert "workloads.phase_updated_at + " in scoped
+    (tenant,) = _page_orders(database, WorkloadQuery(scope=ScopeSet.everything()))
+    assert "workloads.phase_updated_at + " not in tenant
+    monkeypatch.setattr(store, "GATHERED_LOOKUP_MOST", 59)
+    (broad,) = _page_orders(database, _query("project spread"))
+    assert "workloads.phase_updated_at + " not in broad
