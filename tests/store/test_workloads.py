@@ -651,6 +651,26 @@ def test_migration_0028_puts_the_scopes_in_the_name_index_and_goes_back_down(emp
     engine.dispose()
 
 
+def test_migration_0029_puts_the_parts_columns_in_the_scope_indexes_and_goes_back_down(
+    empty_url: str,
+) -> None:
+    """The live project and department indexes hold the columns a sort's parts are read by
+    (``tests/store/test_scoped_sorts``)."""
+    engine = sa.create_engine(empty_url)
+    migrate.upgrade(engine)
+    for scope in ("project_id", "department_id"):
+        assert "type, phase, own_category, own_priority, deleted_at" in _index_sql(
+            engine, f"ix_workloads_live_{scope}"
+        )
+    with engine.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "0028")
+    for scope in ("project_id", "department_id"):
+        assert "type" not in _index_sql(engine, f"ix_workloads_live_{scope}")
+    migrate.upgrade(engine)
+    assert "project_name, type" in _index_sql(engine, "ix_workloads_live_department_id")
+    engine.dispose()
+
+
 CLOCK_STATISTICS = {"st_workloads_pending_open", "st_workloads_running_open"}
 
 

@@ -53,7 +53,13 @@ from workplane.store.compile import (
     range_day,
 )
 from workplane.store.dialects.base import SqlDialect
-from workplane.store.schema import SCOPE_HELD_VALUES, SPARSE_INDEXED, workload_counts, workloads
+from workplane.store.schema import (
+    PART_COLUMNS,
+    SCOPE_HELD_VALUES,
+    SPARSE_INDEXED,
+    workload_counts,
+    workloads,
+)
 from workplane.store.scopes import restrict
 
 w = workloads.c
@@ -275,20 +281,24 @@ def parts_for(
 
 
 def _broader_than_scope(rollup: Rollup, column: str) -> set[Any]:
-    """The values of ``column`` whose index would yield more live rows than the caller's scope holds,
-    where the scope is read by its own index (``_scope_may_yield``): a part of such a value is looked
-    up by the scope's index, its value kept off its own. Both read each row from the table for the
-    other's equality, so the fewer rows win; SQLite, which keeps no statistics, took either index: a
-    project viewer's page by type at a million workloads read every live row of the type (930,000)
-    and sorted them, 0.8 s. Not a value whose index holds the scopes (``SCOPE_HELD_VALUES``: the
-    live Pending rows), whose entries are checked without the table."""
+    """The values of ``column`` whose index would cost more to read than the caller's scope's, where
+    the scope is read by its own index (``_scope_may_yield``): a part of such a value is looked up by
+    the scope's index, its value kept off its own. SQLite, which keeps no statistics, took either
+    index: a project viewer's page by type at a million workloads read every live row of the type
+    (930,000) and sorted them, 0.8 s. A value's index gives rows each read from the table for the
+    scope's test; a project's or department's index holds the parts' columns (``PART_COLUMNS``,
+    migration 0029), so its entries cost ``walk_cost`` times less (a cluster's reads rows as the
+    value's does). Not a value whose index holds the scopes (``SCOPE_HELD_VALUES``: the live Pending
+    rows), whose entries are checked without the table."""
     if not _scope_may_yield(rollup):
         return set()
     inside = scope_rows(rollup.connection, rollup.query, rollup.asked)
+    held = not rollup.query.scope.clusters and column in PART_COLUMNS
+    weight = rollup.compiler.dialect.walk_cost if held else 1.0
     return {
         value
         for value, rows in rollup.tenant_counts(workload_counts.c[column]).items()
-        if rows > inside and (column, value) not in SCOPE_HELD_VALUES
+        if rows * weight > inside and (column, value) not in SCOPE_HELD_VALUES
     }
 
 

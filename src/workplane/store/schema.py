@@ -164,9 +164,36 @@ def _partial_index(name: str, *columns: str, where: sa.TextClause) -> sa.Index:
 # 15,000 by its own index (24 ms); the walk in the index alone takes 0.2 ms.
 SCOPE_COLUMNS = ("cluster_id", "department_id", "project_id")
 LIVE_SCOPE_HELD = ("name",)
+# The columns that a sort by a field of few values reads its parts by (``store.ordering.parts_for``:
+# each value's rows in id order), held by the live project and department indexes as well (migration
+# 0029), with ``deleted_at``: a part inside such a scope is read from the scope's index alone and its
+# ids sorted, where each of the scope's rows was read from the table. At 1,000,000 workloads on
+# SQLite, a project viewer's part by type: 16.5 -> 1.5 ms.
+PART_COLUMNS = (
+    "cluster_id",
+    "department_id",
+    "department_name",
+    "project_id",
+    "project_name",
+    "type",
+    "phase",
+    "own_category",
+    "own_priority",
+)
+SCOPES_HOLDING_PARTS = ("project_id", "department_id")
+
+
+def _held_by(column: str) -> tuple[str, ...]:
+    """What the live index led by ``column`` holds after its creation time and id."""
+    if column in LIVE_SCOPE_HELD:
+        return (*SCOPE_COLUMNS, "deleted_at")
+    if column in SCOPES_HOLDING_PARTS:
+        return (*(c for c in PART_COLUMNS if c != column), "deleted_at")
+    return ()
+
+
 for _col in LIVE_TEXT_INDEXED:
-    _held = (*SCOPE_COLUMNS, "deleted_at") if _col in LIVE_SCOPE_HELD else ()
-    _partial_index(f"ix_workloads_live_{_col}", _col, "created_at", "id", *_held, where=LIVE)
+    _partial_index(f"ix_workloads_live_{_col}", _col, "created_at", "id", *_held_by(_col), where=LIVE)
 _partial_index("ix_workloads_live_created", "created_at", "id", where=LIVE)
 DELETED = sa.text("deleted_at IS NOT NULL")
 _partial_index("ix_workloads_deleted_created", "created_at", "id", where=DELETED)
