@@ -164,12 +164,8 @@ def _partial_index(name: str, *columns: str, where: sa.TextClause) -> sa.Index:
 # 15,000 by its own index (24 ms); the walk in the index alone takes 0.2 ms.
 SCOPE_COLUMNS = ("cluster_id", "department_id", "project_id")
 LIVE_SCOPE_HELD = ("name",)
-# The columns that a sort by a field of few values reads its parts by (``store.ordering.parts_for``:
-# each value's rows in id order), held by the live project and department indexes as well (migration
-# 0029), with ``deleted_at``: a part inside such a scope is read from the scope's index alone and its
-# ids sorted, where each of the scope's rows was read from the table. At 1,000,000 workloads on
-# SQLite, a project viewer's part by type: 16.5 -> 1.5 ms.
-PART_COLUMNS = (
+# The fields the live-count rollup (``workload_counts``, below) counts workloads by.
+COUNTED_COLUMNS = (
     "cluster_id",
     "department_id",
     "department_name",
@@ -180,6 +176,12 @@ PART_COLUMNS = (
     "own_category",
     "own_priority",
 )
+# The columns that a sort by a field of few values reads its parts by (``store.ordering.parts_for``:
+# each value's rows in id order; the values are the rollup's), held by the live project and department
+# indexes as well (migration 0029), with ``deleted_at``: a part inside such a scope is read from the
+# scope's index alone and its ids sorted, where each of the scope's rows was read from the table. At
+# 1,000,000 workloads on SQLite, a project viewer's part by type: 16.5 -> 1.5 ms.
+PART_COLUMNS = COUNTED_COLUMNS
 SCOPES_HOLDING_PARTS = ("project_id", "department_id")
 
 
@@ -409,17 +411,6 @@ metric_chunks = sa.Table(
 # database triggers (migration 0005) on every insert, delete and change of those fields: a count whose
 # terms only name these fields sums a few hundred rows instead of visiting every matching workload.
 # ``key`` is the combination written unambiguously (each part length-prefixed), for the upsert.
-COUNTED_COLUMNS = (
-    "cluster_id",
-    "department_id",
-    "department_name",
-    "project_id",
-    "project_name",
-    "type",
-    "phase",
-    "own_category",
-    "own_priority",
-)
 workload_counts = sa.Table(
     "workload_counts",
     metadata,
