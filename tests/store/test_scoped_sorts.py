@@ -6,8 +6,9 @@
 - By type, read a type at a time (``ordering.parts_for``): a type that holds more rows tenant-wide
   than the scope does is kept off its index, and the scope's own index, which holds the type
   (migration 0029), reads the part alone.
-- By phaseUpdatedAt on PostgreSQL: a scope's rows are looked up and sorted, the order kept off its
-  index (``store.workloads._gathered_in_time``), where the planner would walk the time's index.
+- By phaseUpdatedAt: a scope's rows are looked up and sorted, on PostgreSQL with the order kept off
+  its index (``store.workloads._gathered_in_time``), where the planner would walk the time's index;
+  on SQLite from the scope's index alone, which holds the time (migration 0030).
 
 The pages and counts are what Python says on both databases; SQLite's plans are the ones described.
 """
@@ -177,3 +178,19 @@ def test_a_scoped_page_by_phase_updated_at_is_sorted_not_walked_on_postgresql(
     monkeypatch.setattr(store, "GATHERED_LOOKUP_MOST", 59)
     (broad,) = _page_orders(database, _query("project spread"))
     assert "workloads.phase_updated_at + " not in broad
+
+
+@pytest.mark.usefixtures("placed")
+@pytest.mark.parametrize("scope", ["project spread", "department spread"])
+def test_a_scoped_page_by_phase_updated_at_reads_the_scope_s_index_alone_on_sqlite(
+    database: Database, scope: str
+) -> None:
+    """The scope's index holds phaseUpdatedAt (migration 0030): its entries sorted, no row read."""
+    if database.dialect != "sqlite":
+        pytest.skip("SQLite's plans: PostgreSQL chooses by its statistics")
+    ids, plans = first_page_plans(database, _query(scope), Sort("phaseUpdatedAt"))
+    assert ids == _expected(scope, SortOrder.ASC, "phaseUpdatedAt")[:3]
+    column = "project_id" if scope.startswith("project") else "department_id"
+    assert any(
+        f"USING COVERING INDEX ix_workloads_live_{column} ({column}=?)" in r for p in plans for r in p
+    ), plans

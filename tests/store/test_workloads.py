@@ -657,7 +657,7 @@ def test_migration_0029_puts_the_parts_columns_in_the_scope_indexes_and_goes_bac
     """The live project and department indexes hold the columns a sort's parts are read by
     (``tests/store/test_scoped_sorts``)."""
     engine = sa.create_engine(empty_url)
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, "0029")
     for scope in ("project_id", "department_id"):
         assert "type, phase, own_category, own_priority, deleted_at" in _index_sql(
             engine, f"ix_workloads_live_{scope}"
@@ -666,8 +666,27 @@ def test_migration_0029_puts_the_parts_columns_in_the_scope_indexes_and_goes_bac
         command.downgrade(migrate.alembic_config(conn), "0028")
     for scope in ("project_id", "department_id"):
         assert "type" not in _index_sql(engine, f"ix_workloads_live_{scope}")
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, "0029")
     assert "project_name, type" in _index_sql(engine, "ix_workloads_live_department_id")
+    engine.dispose()
+
+
+def test_migration_0030_puts_the_phase_time_in_the_scope_indexes_and_goes_back_down(empty_url: str) -> None:
+    """The live project and department indexes hold phaseUpdatedAt (``tests/store/test_scoped_sorts``)."""
+    engine = sa.create_engine(empty_url)
+    migrate.upgrade(engine)
+    for scope in ("project_id", "department_id"):
+        assert "own_priority, phase_updated_at, deleted_at" in _index_sql(
+            engine, f"ix_workloads_live_{scope}"
+        )
+    with engine.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "0029")
+    for scope in ("project_id", "department_id"):
+        index = _index_sql(engine, f"ix_workloads_live_{scope}")
+        assert "phase_updated_at" not in index
+        assert "own_priority, deleted_at" in index
+    migrate.upgrade(engine)
+    assert "phase_updated_at" in _index_sql(engine, "ix_workloads_live_project_id")
     engine.dispose()
 
 

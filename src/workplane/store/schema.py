@@ -183,6 +183,10 @@ COUNTED_COLUMNS = (
 # 1,000,000 workloads on SQLite, a project viewer's part by type: 16.5 -> 1.5 ms.
 PART_COLUMNS = COUNTED_COLUMNS
 SCOPES_HOLDING_PARTS = ("project_id", "department_id")
+# And the phase's time (migration 0030), which a change of phase rewrites with the phase: a scoped page
+# by phaseUpdatedAt is the scope's entries sorted, without the table (1,000,000 workloads on SQLite,
+# a project viewer: 26.9 -> 1.6 ms).
+SCOPE_HELD_TIMES = ("phase_updated_at",)
 
 
 def _held_by(column: str) -> tuple[str, ...]:
@@ -190,7 +194,7 @@ def _held_by(column: str) -> tuple[str, ...]:
     if column in LIVE_SCOPE_HELD:
         return (*SCOPE_COLUMNS, "deleted_at")
     if column in SCOPES_HOLDING_PARTS:
-        return (*(c for c in PART_COLUMNS if c != column), "deleted_at")
+        return (*(c for c in PART_COLUMNS if c != column), *SCOPE_HELD_TIMES, "deleted_at")
     return ()
 
 
