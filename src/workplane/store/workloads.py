@@ -722,7 +722,7 @@ GATHERED_LOOKUP_MOST = 50_000
 def _gathered_in_time(
     connection: sa.Connection, query: WorkloadQuery, sort: Sort, dialect: SqlDialect, asked: Asked
 ) -> bool:
-    """Whether a scoped page in the order of a time that the scope's index does not hold (not the
+    """Whether a scoped page in the order of a time that the scope's index is not ordered by (not the
     creation time; the others that reach this plan are read by parts) is read by looking the scope's
     rows up and sorting them, the order kept off its index (``SqlDialect.unordered``). A scope's rows
     gather in time (a project's workloads are those of its life) where PostgreSQL's statistics take
