@@ -53,13 +53,7 @@ from workplane.store.compile import (
     range_day,
 )
 from workplane.store.dialects.base import SqlDialect
-from workplane.store.schema import (
-    PART_COLUMNS,
-    SCOPE_HELD_VALUES,
-    SPARSE_INDEXED,
-    workload_counts,
-    workloads,
-)
+from workplane.store.schema import SCOPE_HELD_VALUES, SPARSE_INDEXED, workload_counts, workloads
 from workplane.store.scopes import restrict
 
 w = workloads.c
@@ -115,26 +109,18 @@ class Rollup:
             self.asked.live_total = int(self.connection.execute(total).scalar_one())
         return self.asked.live_total
 
-    def counts(self, *columns: sa.ColumnElement[Any]) -> Counter[Any]:
+    def counts(self, *columns: sa.ColumnElement[Any], tenant_wide: bool = False) -> Counter[Any]:
         """Live workloads matching the query's terms inside its scope, per value of ``columns`` (one
-        column: keyed by its value; several: by the tuple)."""
-        statement = (
-            sa.select(*columns, sa.func.sum(workload_counts.c.n))
-            .where(restrict(workload_counts, self.query.scope), *self._terms())
-            .group_by(*columns)
-        )
+        column: keyed by its value; several: by the tuple). ``tenant_wide``: every live workload,
+        whatever the query asks (the rows a value's index holds)."""
+        asked = [] if tenant_wide else [restrict(workload_counts, self.query.scope), *self._terms()]
+        statement = sa.select(*columns, sa.func.sum(workload_counts.c.n)).where(*asked).group_by(*columns)
         counts: Counter[Any] = Counter()
         for row in self.connection.execute(statement):
             key = row[0] if len(columns) == 1 else tuple(row[: len(columns)])
             if row[-1]:
                 counts[key] += int(row[-1])
         return counts
-
-    def tenant_counts(self, column: sa.ColumnElement[Any]) -> Counter[Any]:
-        """Live workloads per value of ``column`` tenant-wide, whatever the query asks: the rows its
-        index holds for each value."""
-        statement = sa.select(column, sa.func.sum(workload_counts.c.n)).group_by(column)
-        return Counter({row[0]: int(row[1]) for row in self.connection.execute(statement) if row[1]})
 
     def term_rows(self) -> list[int]:
         """Live workloads matching each of the query's terms alone, tenant-wide (one statement)."""
@@ -287,17 +273,17 @@ def _broader_than_scope(rollup: Rollup, column: str) -> set[Any]:
     index: a project viewer's page by type at a million workloads read every live row of the type
     (930,000) and sorted them, 0.8 s. A value's index gives rows each read from the table for the
     scope's test; a project's or department's index holds the parts' columns (``PART_COLUMNS``,
-    migration 0029), so its entries cost ``walk_cost`` times less (a cluster's reads rows as the
-    value's does). Not a value whose index holds the scopes (``SCOPE_HELD_VALUES``: the live Pending
-    rows), whose entries are checked without the table."""
+    migration 0029: the rollup's columns, every column parts are read by), so its entries cost
+    ``walk_cost`` times less (a cluster's reads rows as the value's does). Not a value whose index
+    holds the scopes (``SCOPE_HELD_VALUES``: the live Pending rows), whose entries are checked without
+    the table."""
     if not _scope_may_yield(rollup):
         return set()
     inside = scope_rows(rollup.connection, rollup.query, rollup.asked)
-    held = not rollup.query.scope.clusters and column in PART_COLUMNS
-    weight = rollup.compiler.dialect.walk_cost if held else 1.0
+    weight = 1.0 if rollup.query.scope.clusters else rollup.compiler.dialect.walk_cost
     return {
         value
-        for value, rows in rollup.tenant_counts(workload_counts.c[column]).items()
+        for value, rows in rollup.counts(workload_counts.c[column], tenant_wide=True).items()
         if rows * weight > inside and (column, value) not in SCOPE_HELD_VALUES
     }
 
