@@ -162,23 +162,31 @@ def paged_and_counted(
     return got, store.count_workloads(connection, query, catalog=catalog, now_ms=now_ms())
 
 
-def first_page_plans(
+def first_page_statements(
     database: Database, query: WorkloadQuery, sort: Sort
-) -> tuple[list[str], list[list[str]]]:
-    """The ids of ``query``'s first page of three in ``sort``'s order, and SQLite's plan of each
-    statement of it that selects workload ids in an order."""
+) -> tuple[list[str], list[tuple[str, Any]]]:
+    """The ids of ``query``'s first page of three in ``sort``'s order, and each statement of it that
+    selects workload ids in an order, with its parameters."""
     with statements_sent(database) as sent, database.read() as conn:
         catalog = CatalogCache().get(conn)
         page = store.list_workloads(
             conn, query, sort=sort, offset=0, limit=3, catalog=catalog, now_ms=now_ms()
         )
     selects = [(s, p) for s, p in sent if s.startswith("SELECT workloads.id") and "ORDER BY" in s]
+    return [row.id for row in page.rows], selects
+
+
+def first_page_plans(
+    database: Database, query: WorkloadQuery, sort: Sort
+) -> tuple[list[str], list[list[str]]]:
+    """``first_page_statements``' ids, and SQLite's plan of each of its statements."""
+    ids, selects = first_page_statements(database, query, sort)
     with database.read() as conn:
         plans = [
             [str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
             for statement, parameters in selects
         ]
-    return [row.id for row in page.rows], plans
+    return ids, plans
 
 
 @contextmanager

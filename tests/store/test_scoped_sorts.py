@@ -21,13 +21,11 @@ from typing import Any
 
 import pytest
 
-from tests.factories import first_page_plans, load, paged_and_counted, statements_sent, wid, workload
+from tests.factories import first_page_plans, first_page_statements, load, paged_and_counted, wid, workload
 from workplane.api.deps import Services
 from workplane.domain.scopes import Scope, ScopeSet, ScopeType
-from workplane.domain.timefmt import now_ms
 from workplane.query.filters import Sort, SortOrder, WorkloadQuery
 from workplane.store import workloads as store
-from workplane.store.catalog import CatalogCache
 from workplane.store.database import Database
 
 INDEX = "ix_workloads_live_name"
@@ -148,18 +146,8 @@ def test_a_part_of_a_type_broader_than_the_scope_is_read_by_the_scope_s_index(
 
 def _page_orders(database: Database, query: WorkloadQuery) -> list[str]:
     """The ORDER BY of each statement of a first page by phaseUpdatedAt that selects ids in order."""
-    with statements_sent(database) as sent, database.read() as conn:
-        store.list_workloads(
-            conn,
-            query,
-            sort=Sort("phaseUpdatedAt"),
-            offset=0,
-            limit=3,
-            catalog=CatalogCache().get(conn),
-            now_ms=now_ms(),
-        )
-    selects = [statement for statement, _p in sent if statement.startswith("SELECT workloads.id")]
-    return [statement.split("ORDER BY")[1] for statement in selects if "ORDER BY" in statement]
+    _ids, selects = first_page_statements(database, query, Sort("phaseUpdatedAt"))
+    return [statement.split("ORDER BY")[1] for statement, _p in selects]
 
 
 @pytest.mark.usefixtures("placed")
